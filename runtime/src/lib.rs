@@ -1,0 +1,22 @@
+//! sluice-runtime: what compiled pipelines link against.
+//!
+//! The build-time compiler (`sluice-codegen`) turns `pipelines.yaml` into Rust that
+//! declares a [`Registry`]: static [`spec`] tables for the deployment, connections, pools
+//! and pipelines, plus one typed dispatch function that runs Rust task bodies through
+//! their [`task::TaskContext`]. This crate knows nothing of YAML; the generated code is
+//! the only bridge between the two.
+
+pub mod cli;
+pub mod registry;
+pub mod spec;
+pub mod task;
+
+pub use registry::Registry;
+pub use task::{Connection, Logger, RunInfo, TaskContext, TaskError, TaskFuture, TaskInput};
+
+/// Re-exports the generated code needs, so the user's crate does not depend on them.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use serde_json;
+}

@@ -1,6 +1,8 @@
 //! Emit: the validated model -> files. Rust for `build.rs`, deploy files for `generated/`.
 
 pub mod deploy;
+pub mod lock;
+pub mod rust;
 
 /// One generated file, by path relative to the output directory.
 #[derive(Clone, Debug, PartialEq, Eq)]

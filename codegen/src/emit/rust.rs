@@ -1,0 +1,497 @@
+//! Rust: static spec tables, a typed context per task, one dispatch `match`.
+//!
+//! Everything the runtime needs is data here; the only code is the glue that turns the
+//! runtime's untyped [`TaskInput`] into each Rust task's typed context and calls the
+//! user's function, so rustc checks every task body against what the YAML declares.
+
+use crate::model::*;
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote};
+
+/// The generated Rust file for a validated config, formatted for reading.
+pub fn render(config: &Config, source: &str) -> String {
+    let tokens = file(config, source);
+    let body = match syn::parse2::<syn::File>(tokens.clone()) {
+        Ok(file) => prettyplease::unparse(&file),
+        // Cannot happen for tokens quote! built from a validated model; keep them readable
+        // enough for rustc to point at if it ever does.
+        Err(_) => tokens.to_string(),
+    };
+    format!("{}{body}", super::header("//", source))
+}
+
+fn ident(name: &str) -> Ident {
+    Ident::new(name, Span::call_site())
+}
+
+fn opt_str(value: Option<&str>) -> TokenStream {
+    match value {
+        Some(v) => quote!(Some(#v)),
+        None => quote!(None),
+    }
+}
+
+fn opt_u64(value: Option<u64>) -> TokenStream {
+    match value {
+        Some(v) => quote!(Some(#v)),
+        None => quote!(None),
+    }
+}
+
+fn file(config: &Config, source: &str) -> TokenStream {
+    let deployment = deployment(config);
+    let connections: Vec<TokenStream> = config.connections.iter().map(connection).collect();
+    let pools: Vec<TokenStream> = config
+        .pools
+        .iter()
+        .map(|p| {
+            let (name, slots, description) = (&p.name.value, p.slots.value, &p.description);
+            quote!(PoolSpec { name: #name, slots: #slots, description: #description })
+        })
+        .collect();
+    let pipelines: Vec<TokenStream> = config.pipelines.iter().map(pipeline_spec).collect();
+    let modules: Vec<TokenStream> = config.pipelines.iter().map(pipeline_module).collect();
+    let arms: Vec<TokenStream> = config
+        .pipelines
+        .iter()
+        .flat_map(|p| p.tasks.iter().map(move |t| (p, t)))
+        .filter(|(_, t)| matches!(t.kind, TaskKind::Rust { .. }))
+        .map(|(p, t)| {
+            let (pid, tid) = (&p.id.value, &t.id.value);
+            let (pm, tm) = (ident(pid), ident(tid));
+            quote!((#pid, #tid) => Some(#pm::#tm::run(input)),)
+        })
+        .collect();
+    quote! {
+        use sluice_runtime::spec::*;
+        use sluice_runtime::{Registry, TaskFuture, TaskInput};
+
+        /// Everything compiled from the pipelines file, for the runtime.
+        pub static REGISTRY: Registry = Registry {
+            source: #source,
+            deployment: &DEPLOYMENT,
+            connections: &[#(#connections),*],
+            pools: &[#(#pools),*],
+            pipelines: &[#(#pipelines),*],
+            dispatch,
+        };
+
+        static DEPLOYMENT: DeploymentSpec = #deployment;
+
+        /// Runs a Rust task by pipeline and task id.
+        pub fn dispatch<'a>(pipeline: &str, task: &str, input: &'a TaskInput) -> Option<TaskFuture<'a>> {
+            match (pipeline, task) {
+                #(#arms)*
+                _ => None,
+            }
+        }
+
+        #(#modules)*
+    }
+}
+
+fn deployment(config: &Config) -> TokenStream {
+    let d = &config.deployment;
+    let e = &d.executor;
+    let project = &d.project.value;
+    let port = d.webserver_port.value;
+    let (parallelism, concurrency, replicas) = (e.parallelism.value, e.worker_concurrency.value, e.worker_replicas.value);
+    let queues: Vec<&str> = e.queues.iter().map(|q| q.value.as_str()).collect();
+    let (paused, examples) = (e.paused_at_creation, e.load_examples);
+    let (user, password, email) = (&d.admin.username_env.value, &d.admin.password_env.value, &d.admin.email_env.value);
+    let (fernet, secret) = (&d.fernet_key_env.value, &d.secret_key_env.value);
+    let (broker, rate) = (config.redis.broker_db.value, config.redis.rate_limit_db.value);
+    quote! {
+        DeploymentSpec {
+            project: #project,
+            webserver_port: #port,
+            parallelism: #parallelism,
+            worker_concurrency: #concurrency,
+            worker_replicas: #replicas,
+            queues: &[#(#queues),*],
+            paused_at_creation: #paused,
+            load_examples: #examples,
+            admin_username_env: #user,
+            admin_password_env: #password,
+            admin_email_env: #email,
+            fernet_key_env: #fernet,
+            secret_key_env: #secret,
+            broker_db: #broker,
+            rate_limit_db: #rate,
+        }
+    }
+}
+
+fn connection(c: &Connection) -> TokenStream {
+    let id = &c.id.value;
+    let ty = format_ident!("{}", variant(c.conn_type.value.name()));
+    let description = &c.description;
+    let host = opt_str(c.host.as_deref());
+    let port = match c.port {
+        Some(p) => quote!(Some(#p)),
+        None => quote!(None),
+    };
+    let schema = opt_str(c.schema.as_deref());
+    let database = opt_str(c.database.as_deref());
+    let login = opt_str(c.login.as_deref());
+    let password = opt_str(c.password.as_ref().map(|p| p.value.env.as_str()));
+    let extra = serde_json::Value::Object(c.extra.clone().into_iter().collect()).to_string();
+    quote! {
+        ConnectionSpec {
+            id: #id,
+            conn_type: ConnType::#ty,
+            description: #description,
+            host: #host,
+            port: #port,
+            schema: #schema,
+            database: #database,
+            login: #login,
+            password_env: #password,
+            extra_json: #extra,
+        }
+    }
+}
+
+/// `all_success` -> `AllSuccess`.
+fn variant(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map_or(String::new(), |f| f.to_ascii_uppercase().to_string() + c.as_str())
+        })
+        .collect()
+}
+
+fn value_type(ty: &ValueType) -> TokenStream {
+    match ty {
+        ValueType::String => quote!(ValueType::String),
+        ValueType::Int => quote!(ValueType::Int),
+        ValueType::Float => quote!(ValueType::Float),
+        ValueType::Bool => quote!(ValueType::Bool),
+        ValueType::Json => quote!(ValueType::Json),
+        ValueType::List(inner) => {
+            let inner = value_type(inner);
+            quote!(ValueType::List(&#inner))
+        }
+    }
+}
+
+/// The Rust type a value of `ty` has in a task body.
+fn rust_type(ty: &ValueType) -> TokenStream {
+    match ty {
+        ValueType::String => quote!(String),
+        ValueType::Int => quote!(i64),
+        ValueType::Float => quote!(f64),
+        ValueType::Bool => quote!(bool),
+        ValueType::Json => quote!(sluice_runtime::__private::serde_json::Value),
+        ValueType::List(inner) => {
+            let inner = rust_type(inner);
+            quote!(Vec<#inner>)
+        }
+    }
+}
+
+fn pipeline_spec(p: &Pipeline) -> TokenStream {
+    let id = &p.id.value;
+    let (description, owner) = (&p.description, &p.owner);
+    let tags = &p.tags;
+    let schedule = match &p.schedule.value {
+        Schedule::Manual => quote!(Schedule::Manual),
+        Schedule::Once => quote!(Schedule::Once),
+        Schedule::Cron(_) => {
+            let cron = p.schedule.value.cron().unwrap_or_default();
+            quote!(Schedule::Cron(#cron))
+        }
+    };
+    let schedule_text = match &p.schedule.value {
+        Schedule::Manual => String::new(),
+        other => other.to_string(),
+    };
+    let timezone = &p.timezone.value;
+    let start = opt_str(p.start_date.as_ref().map(|d| d.value.as_str()));
+    let end = opt_str(p.end_date.as_ref().map(|d| d.value.as_str()));
+    let (catchup, runs, tasks_max, paused) =
+        (p.catchup.value, p.max_active_runs.value, p.max_active_tasks.value, p.paused_at_creation);
+    let params: Vec<TokenStream> = p
+        .params
+        .iter()
+        .map(|param| {
+            let name = &param.name.value;
+            let ty = value_type(&param.ty.value);
+            let default = opt_str(param.default.as_ref().map(|d| d.to_string()).as_deref());
+            let description = &param.description;
+            quote!(ParamSpec { name: #name, ty: #ty, default_json: #default, description: #description })
+        })
+        .collect();
+    let tasks: Vec<TokenStream> = p.tasks.iter().map(task_spec).collect();
+    let hash = version_hash(p);
+    quote! {
+        PipelineSpec {
+            id: #id,
+            description: #description,
+            owner: #owner,
+            tags: &[#(#tags),*],
+            schedule: #schedule,
+            schedule_text: #schedule_text,
+            timezone: #timezone,
+            start_date: #start,
+            end_date: #end,
+            catchup: #catchup,
+            max_active_runs: #runs,
+            max_active_tasks: #tasks_max,
+            paused_at_creation: #paused,
+            params: &[#(#params),*],
+            tasks: &[#(#tasks),*],
+            version_hash: #hash,
+        }
+    }
+}
+
+fn task_spec(t: &Task) -> TokenStream {
+    let id = &t.id.value;
+    let description = &t.description;
+    let kind = match &t.kind {
+        TaskKind::Rust { path } => {
+            let path = &path.value;
+            quote!(TaskKind::Rust { path: #path })
+        }
+        TaskKind::Shell { command } => {
+            let command = &command.value;
+            quote!(TaskKind::Shell { command: #command })
+        }
+        TaskKind::Http(h) => {
+            let (conn, method, endpoint) = (&h.conn.value, &h.method.value, &h.endpoint.value);
+            let body = opt_str(h.body.as_ref().map(|b| b.value.as_str()));
+            let headers: Vec<TokenStream> = h.headers.iter().map(|(k, v)| quote!((#k, #v))).collect();
+            let expect = &h.expect_status;
+            quote!(TaskKind::Http {
+                conn: #conn,
+                method: #method,
+                endpoint: #endpoint,
+                body: #body,
+                headers: &[#(#headers),*],
+                expect_status: &[#(#expect),*],
+            })
+        }
+        TaskKind::Sql { conn, statement } => {
+            let (conn, statement) = (&conn.value, &statement.value);
+            quote!(TaskKind::Sql { conn: #conn, statement: #statement })
+        }
+    };
+    let depends_on: Vec<&str> = t.depends_on.iter().map(|d| d.value.as_str()).collect();
+    let rule = format_ident!("{}", variant(t.trigger_rule.value.name()));
+    let s = &t.settings;
+    let (retries, delay, backoff) = (s.retries, s.retry_delay_secs, s.retry_exponential_backoff);
+    let max_delay = opt_u64(s.max_retry_delay_secs);
+    let timeout = opt_u64(s.execution_timeout_secs);
+    let (on_failure, on_retry) = (s.email_on_failure, s.email_on_retry);
+    let email = &s.email;
+    let (pool, slots, weight, queue) = (&t.pool.value, t.pool_slots.value, t.priority_weight, &t.queue.value);
+    let connections: Vec<&str> = t.connections.iter().map(|c| c.value.as_str()).collect();
+    let outputs: Vec<TokenStream> = t
+        .outputs
+        .iter()
+        .map(|o| (o.name.value.clone(), o.ty.value.clone()))
+        .chain(implicit_outputs(&t.kind).into_iter().map(|(n, ty)| (n.to_string(), ty)))
+        .map(|(name, ty)| {
+            let ty = value_type(&ty);
+            quote!(OutputSpec { name: #name, ty: #ty })
+        })
+        .collect();
+    let renamed: Vec<&str> = t.renamed_from.iter().map(|r| r.value.as_str()).collect();
+    quote! {
+        TaskSpec {
+            id: #id,
+            description: #description,
+            kind: #kind,
+            depends_on: &[#(#depends_on),*],
+            trigger_rule: TriggerRule::#rule,
+            retry: RetryPolicy {
+                retries: #retries,
+                retry_delay_secs: #delay,
+                exponential_backoff: #backoff,
+                max_retry_delay_secs: #max_delay,
+            },
+            execution_timeout_secs: #timeout,
+            email_on_failure: #on_failure,
+            email_on_retry: #on_retry,
+            email: &[#(#email),*],
+            pool: #pool,
+            pool_slots: #slots,
+            priority_weight: #weight,
+            queue: #queue,
+            connections: &[#(#connections),*],
+            outputs: &[#(#outputs),*],
+            renamed_from: &[#(#renamed),*],
+        }
+    }
+}
+
+/// The typed API of one pipeline: its params struct and a module per task.
+fn pipeline_module(p: &Pipeline) -> TokenStream {
+    let module = ident(&p.id.value);
+    let doc = format!(" Pipeline `{}`: typed params and one module per task.", p.id.value);
+    let fields: Vec<TokenStream> = p
+        .params
+        .iter()
+        .map(|param| {
+            let name = ident(&param.name.value);
+            let ty = rust_type(&param.ty.value);
+            quote!(pub #name: #ty)
+        })
+        .collect();
+    let tasks: Vec<TokenStream> = p.tasks.iter().map(|t| task_module(p, t)).collect();
+    quote! {
+        #[doc = #doc]
+        pub mod #module {
+            /// The pipeline's params, typed as declared.
+            #[derive(Debug, Clone, sluice_runtime::__private::serde::Deserialize)]
+            #[serde(crate = "sluice_runtime::__private::serde")]
+            pub struct Params {
+                #(#fields),*
+            }
+
+            #(#tasks)*
+        }
+    }
+}
+
+/// Whether a task's outputs carry data (a Rust task with no outputs has `()`).
+fn has_outputs(t: &Task) -> bool {
+    !matches!(t.kind, TaskKind::Rust { .. }) || !t.outputs.is_empty()
+}
+
+fn task_module(p: &Pipeline, t: &Task) -> TokenStream {
+    let module = ident(&t.id.value);
+    let doc = format!(" Task `{}` ({}).", t.id.value, t.kind.name());
+    let outputs = match &t.kind {
+        TaskKind::Rust { .. } if t.outputs.is_empty() => quote! {
+            /// This task declares no outputs.
+            pub type Outputs = ();
+        },
+        TaskKind::Rust { .. } => {
+            let fields: Vec<TokenStream> = t
+                .outputs
+                .iter()
+                .map(|o| {
+                    let name = ident(&o.name.value);
+                    let ty = rust_type(&o.ty.value);
+                    quote!(pub #name: #ty)
+                })
+                .collect();
+            quote! {
+                /// What this task returns, typed as declared under `outputs:`.
+                #[derive(Debug, Clone, PartialEq, sluice_runtime::__private::serde::Serialize, sluice_runtime::__private::serde::Deserialize)]
+                #[serde(crate = "sluice_runtime::__private::serde")]
+                pub struct Outputs {
+                    #(#fields),*
+                }
+            }
+        }
+        TaskKind::Shell { .. } => quote!(pub type Outputs = sluice_runtime::task::ShellOutputs;),
+        TaskKind::Http(_) => quote!(pub type Outputs = sluice_runtime::task::HttpOutputs;),
+        TaskKind::Sql { .. } => quote!(pub type Outputs = sluice_runtime::task::SqlOutputs;),
+    };
+    let TaskKind::Rust { path } = &t.kind else {
+        return quote! {
+            #[doc = #doc]
+            pub mod #module {
+                #outputs
+            }
+        };
+    };
+    // Validation guarantees the path parses; fall back to an ident rustc will report.
+    let path: syn::Path = syn::parse_str(&path.value).unwrap_or_else(|_| syn::Path::from(ident("invalid_task_path")));
+
+    let conn_ids: Vec<&str> = t.connections.iter().map(|c| c.value.as_str()).collect();
+    let conn_fields: Vec<Ident> = conn_ids.iter().map(|c| ident(c)).collect();
+    let (connections, conn_type) = if conn_ids.is_empty() {
+        (quote!(#[derive(Debug)] pub struct Connections;), quote!(Connections))
+    } else {
+        (
+            quote!(#[derive(Debug)] pub struct Connections<'a> { #(pub #conn_fields: &'a sluice_runtime::Connection),* }),
+            quote!(Connections<'a>),
+        )
+    };
+    let conn_value = if conn_ids.is_empty() {
+        quote!(Connections)
+    } else {
+        quote!(Connections { #(#conn_fields: input.connection(#conn_ids)?),* })
+    };
+
+    let optional = !t.trigger_rule.value.needs_all_upstream_success();
+    let ups: Vec<&Task> =
+        t.depends_on.iter().filter_map(|d| p.task(&d.value)).filter(|u| has_outputs(u)).collect();
+    let up_fields: Vec<TokenStream> = ups
+        .iter()
+        .map(|u| {
+            let name = ident(&u.id.value);
+            if optional {
+                quote!(pub #name: Option<super::#name::Outputs>)
+            } else {
+                quote!(pub #name: super::#name::Outputs)
+            }
+        })
+        .collect();
+    let up_values: Vec<TokenStream> = ups
+        .iter()
+        .map(|u| {
+            let id = &u.id.value;
+            let name = ident(id);
+            if optional {
+                quote!(#name: input.upstream_optional(#id)?)
+            } else {
+                quote!(#name: input.upstream(#id)?)
+            }
+        })
+        .collect();
+    let up_doc = if optional {
+        " Outputs of upstream tasks; `None` where an upstream did not succeed (the trigger rule lets this task run anyway)."
+    } else {
+        " Outputs of upstream tasks, typed as they declare them."
+    };
+    quote! {
+        #[doc = #doc]
+        pub mod #module {
+            /// The connections this task declares, and only those.
+            #connections
+
+            #[doc = #up_doc]
+            #[derive(Debug)]
+            pub struct Upstream {
+                #(#up_fields),*
+            }
+
+            #outputs
+
+            /// What the task body receives.
+            pub type Context<'a> = sluice_runtime::TaskContext<'a, super::Params, #conn_type, Upstream>;
+
+            pub(crate) fn run(input: &sluice_runtime::TaskInput) -> sluice_runtime::TaskFuture<'_> {
+                Box::pin(async move {
+                    let ctx: Context<'_> = sluice_runtime::TaskContext {
+                        run: &input.run,
+                        params: input.params()?,
+                        conn: #conn_value,
+                        upstream: Upstream { #(#up_values),* },
+                        log: &input.log,
+                    };
+                    let outputs: Outputs = #path(ctx).await?;
+                    sluice_runtime::task::to_output(&outputs)
+                })
+            }
+        }
+    }
+}
+
+/// FNV-1a over the pipeline's canonical JSON: stable across builds and machines.
+pub fn version_hash(p: &Pipeline) -> String {
+    let json = serde_json::to_string(p).unwrap_or_default();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in json.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

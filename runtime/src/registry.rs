@@ -1,0 +1,30 @@
+//! The compiled set of pipelines a `sluice` binary carries.
+
+use crate::spec::{ConnectionSpec, DeploymentSpec, PipelineSpec, PoolSpec};
+use crate::task::{TaskFuture, TaskInput};
+
+/// Runs the Rust task `task` of pipeline `pipeline`; `None` when no such Rust task exists.
+pub type RustDispatch = for<'a> fn(pipeline: &str, task: &str, input: &'a TaskInput) -> Option<TaskFuture<'a>>;
+
+/// Everything the generated code hands to the runtime.
+#[derive(Debug)]
+pub struct Registry {
+    /// The YAML file the registry was compiled from, for messages.
+    pub source: &'static str,
+    pub deployment: &'static DeploymentSpec,
+    pub connections: &'static [ConnectionSpec],
+    pub pools: &'static [PoolSpec],
+    pub pipelines: &'static [PipelineSpec],
+    pub dispatch: RustDispatch,
+}
+
+impl Registry {
+    pub fn pipeline(&self, id: &str) -> Option<&'static PipelineSpec> {
+        self.pipelines.iter().find(|p| p.id == id)
+    }
+
+    /// Runs a Rust task body with its typed context built from `input`.
+    pub fn run_rust<'a>(&self, pipeline: &str, task: &str, input: &'a TaskInput) -> Option<TaskFuture<'a>> {
+        (self.dispatch)(pipeline, task, input)
+    }
+}

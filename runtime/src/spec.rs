@@ -1,0 +1,179 @@
+//! Static specs: the compiled `pipelines.yaml`, as `static` tables in the generated code.
+
+/// Deployment settings the services read at start.
+#[derive(Debug)]
+pub struct DeploymentSpec {
+    pub project: &'static str,
+    pub webserver_port: u16,
+    pub parallelism: u32,
+    pub worker_concurrency: u32,
+    pub worker_replicas: u32,
+    pub queues: &'static [&'static str],
+    pub paused_at_creation: bool,
+    pub load_examples: bool,
+    pub admin_username_env: &'static str,
+    pub admin_password_env: &'static str,
+    pub admin_email_env: &'static str,
+    pub fernet_key_env: &'static str,
+    pub secret_key_env: &'static str,
+    pub broker_db: u8,
+    pub rate_limit_db: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnType {
+    Postgres,
+    Redis,
+    Http,
+    Sqlite,
+    Smtp,
+}
+
+/// A connection as declared; secrets are only the names of env variables.
+#[derive(Debug)]
+pub struct ConnectionSpec {
+    pub id: &'static str,
+    pub conn_type: ConnType,
+    pub description: &'static str,
+    pub host: Option<&'static str>,
+    pub port: Option<u16>,
+    pub schema: Option<&'static str>,
+    pub database: Option<&'static str>,
+    pub login: Option<&'static str>,
+    pub password_env: Option<&'static str>,
+    /// The `extra` mapping as JSON; string values `${NAME}` are read from the environment.
+    pub extra_json: &'static str,
+}
+
+#[derive(Debug)]
+pub struct PoolSpec {
+    pub name: &'static str,
+    pub slots: u32,
+    pub description: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// Runs only when triggered.
+    Manual,
+    /// One run at the start date.
+    Once,
+    /// A 5-field cron expression (presets already expanded).
+    Cron(&'static str),
+}
+
+/// The type of a param or task output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    String,
+    Int,
+    Float,
+    Bool,
+    Json,
+    List(&'static ValueType),
+}
+
+#[derive(Debug)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub ty: ValueType,
+    /// The default as JSON, if the param has one (a trigger must then give a value).
+    pub default_json: Option<&'static str>,
+    pub description: &'static str,
+}
+
+#[derive(Debug)]
+pub struct PipelineSpec {
+    pub id: &'static str,
+    pub description: &'static str,
+    pub owner: &'static str,
+    pub tags: &'static [&'static str],
+    pub schedule: Schedule,
+    /// The schedule as written (`@daily`, `0 6 * * *`), for display.
+    pub schedule_text: &'static str,
+    pub timezone: &'static str,
+    /// Local ISO date-time in `timezone`.
+    pub start_date: Option<&'static str>,
+    pub end_date: Option<&'static str>,
+    pub catchup: bool,
+    pub max_active_runs: u32,
+    pub max_active_tasks: u32,
+    pub paused_at_creation: bool,
+    pub params: &'static [ParamSpec],
+    pub tasks: &'static [TaskSpec],
+    /// Hash of the pipeline's compiled definition; a change means a new version.
+    pub version_hash: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerRule {
+    AllSuccess,
+    AllFailed,
+    AllDone,
+    AllSkipped,
+    OneSuccess,
+    OneFailed,
+    OneDone,
+    NoneFailed,
+    NoneFailedMinOneSuccess,
+    NoneSkipped,
+    Always,
+}
+
+#[derive(Debug)]
+pub enum TaskKind {
+    /// A Rust async fn, run through the generated dispatch.
+    Rust { path: &'static str },
+    /// A `bash -c` command template.
+    Shell { command: &'static str },
+    Http {
+        conn: &'static str,
+        method: &'static str,
+        endpoint: &'static str,
+        body: Option<&'static str>,
+        headers: &'static [(&'static str, &'static str)],
+        expect_status: &'static [u16],
+    },
+    Sql { conn: &'static str, statement: &'static str },
+}
+
+#[derive(Debug)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub retry_delay_secs: u64,
+    pub exponential_backoff: bool,
+    pub max_retry_delay_secs: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct OutputSpec {
+    pub name: &'static str,
+    pub ty: ValueType,
+}
+
+#[derive(Debug)]
+pub struct TaskSpec {
+    pub id: &'static str,
+    pub description: &'static str,
+    pub kind: TaskKind,
+    pub depends_on: &'static [&'static str],
+    pub trigger_rule: TriggerRule,
+    pub retry: RetryPolicy,
+    pub execution_timeout_secs: Option<u64>,
+    pub email_on_failure: bool,
+    pub email_on_retry: bool,
+    pub email: &'static [&'static str],
+    pub pool: &'static str,
+    pub pool_slots: u32,
+    pub priority_weight: i32,
+    pub queue: &'static str,
+    pub connections: &'static [&'static str],
+    pub outputs: &'static [OutputSpec],
+    pub renamed_from: &'static [&'static str],
+}
+
+impl PipelineSpec {
+    pub fn task(&self, id: &str) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+}
