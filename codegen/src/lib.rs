@@ -11,6 +11,7 @@ pub mod emit;
 pub mod lower;
 pub mod model;
 pub mod parse;
+pub mod plan;
 pub mod schedule;
 pub mod source;
 pub mod validate;
