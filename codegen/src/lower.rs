@@ -397,7 +397,8 @@ impl Lowerer<'_> {
     }
 
     fn connection(&mut self, node: &Node, index: usize) -> Option<Connection> {
-        let f = self.fields(node, &format!("connection #{}", index + 1), CONNECTION_KEYS)?;
+        let what = peek_id(node, "id").map_or(format!("connection #{}", index + 1), |id| format!("connection `{id}`"));
+        let f = self.fields(node, &what, CONNECTION_KEYS)?;
         let Some(id) = self.opt_string(&f, "id", "a connection") else {
             self.missing(&f, "id", &format!("connection #{}", index + 1), "add `id: my_connection`");
             return None;
@@ -522,7 +523,7 @@ impl Lowerer<'_> {
     }
 
     fn pipeline(&mut self, node: &Node, paused_default: bool) -> Option<Pipeline> {
-        let f = self.fields(node, "a pipeline", PIPELINE_KEYS)?;
+        let f = self.fields(node, &peek_id(node, "id").map_or("a pipeline".into(), |id| format!("pipeline `{id}`")), PIPELINE_KEYS)?;
         let Some(id) = self.opt_string(&f, "id", "a pipeline") else {
             self.missing(&f, "id", "a pipeline", "add `id: my_pipeline`");
             return None;
@@ -540,8 +541,12 @@ impl Lowerer<'_> {
         };
         let defaults = self.default_args(f.value("default_args"), &w);
         let tasks = self.list(f.value("tasks"), &format!("`tasks` of {w}"), |l, n, i| l.task(n, i, &w, &defaults));
-        if f.value("tasks").is_none() {
-            self.missing(&f, "tasks", &w, "add `tasks:` with at least one task");
+        match f.value("tasks").map(|n| &n.value) {
+            None => self.missing(&f, "tasks", &w, "add `tasks:` with at least one task"),
+            Some(Value::Seq(items)) if items.is_empty() => {
+                self.diags.push(Diagnostic::warning("empty-pipeline", id.span, format!("{w} has no tasks")));
+            }
+            Some(_) => {}
         }
         Some(Pipeline {
             description: self.opt_string(&f, "description", &w).map(|s| s.value).unwrap_or_default(),
@@ -594,8 +599,8 @@ impl Lowerer<'_> {
                         self.error(
                             "param-type",
                             node.span,
-                            format!("the default of {pw} is not a {}", ty.value),
-                            Some(format!("give a {} value, or change `type`", ty.value)),
+                            format!("the default of {pw} does not have type `{}`", ty.value),
+                            Some(format!("give a value of type `{}`, or change `type`", ty.value)),
                         );
                     }
                 }
@@ -696,7 +701,8 @@ impl Lowerer<'_> {
     }
 
     fn task(&mut self, node: &Node, index: usize, pipeline: &str, defaults: &TaskDefaults) -> Option<Task> {
-        let f = self.fields(node, &format!("task #{} of {pipeline}", index + 1), TASK_KEYS)?;
+        let what = peek_id(node, "id").map_or(format!("task #{} of {pipeline}", index + 1), |id| format!("task `{id}` of {pipeline}"));
+        let f = self.fields(node, &what, TASK_KEYS)?;
         let Some(id) = self.opt_string(&f, "id", "a task") else {
             self.missing(&f, "id", &format!("task #{} of {pipeline}", index + 1), "add `id: my_task`");
             return None;
@@ -857,6 +863,16 @@ struct TaskDefaults {
     pool: Option<Sp<String>>,
     queue: Option<Sp<String>>,
     priority_weight: Option<Sp<i32>>,
+}
+
+/// The string under `key` of a mapping node, read before the mapping is checked so
+/// messages about it can already name it.
+fn peek_id(node: &Node, key: &str) -> Option<String> {
+    let Value::Map(entries) = &node.value else { return None };
+    entries.iter().find_map(|(k, v)| match (&k.value, &v.value) {
+        (Value::Str(k), Value::Str(v)) if k == key => Some(v.clone()),
+        _ => None,
+    })
 }
 
 /// `${NAME}` -> `NAME`.

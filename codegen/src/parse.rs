@@ -65,7 +65,14 @@ fn syntax_error(file: &SourceFile, error: &serde_saphyr::Error) -> Diagnostic {
     });
     // serde-saphyr's Display renders its own snippet; keep only the first line (the message).
     let text = error.to_string();
-    let message = text.lines().next().unwrap_or("invalid YAML").trim().to_string();
+    let first = text.lines().next().unwrap_or("invalid YAML").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Drop serde-saphyr's own "line L column C: " prefix: the location is printed already.
+    let message = match first.split_once(": ") {
+        Some((prefix, rest)) if prefix.starts_with("line ") && prefix.contains(" column ") => rest,
+        _ => first,
+    }
+    .to_string();
     Diagnostic::error("yaml-syntax", span, format!("invalid YAML: {message}"))
         .with_hint("check indentation and quoting on this line; strings containing `: ` or `#` need quotes")
 }

@@ -74,13 +74,13 @@ impl Validator<'_> {
         }
     }
 
-    fn duplicates<'s>(&mut self, ids: impl IntoIterator<Item = &'s Sp<String>>, what: &str) {
+    fn duplicates<'s>(&mut self, ids: impl IntoIterator<Item = &'s Sp<String>>, what: &str, scope: &str) {
         let mut seen: HashMap<&str, Span> = HashMap::new();
         for id in ids {
             if let Some(first) = seen.get(id.value.as_str()) {
                 let line = first.line;
                 self.push(
-                    Diagnostic::error("duplicate-id", id.span, format!("duplicate {what} id `{}`", id.value))
+                    Diagnostic::error("duplicate-id", id.span, format!("duplicate {what} id `{}`{scope}", id.value))
                         .with_hint(format!("the first `{}` is on line {line}; ids must be unique", id.value)),
                 );
             } else {
@@ -91,20 +91,21 @@ impl Validator<'_> {
 
     fn ids(&mut self) {
         let config = self.config;
-        self.duplicates(config.pipelines.iter().map(|p| &p.id), "pipeline");
-        self.duplicates(config.connections.iter().map(|c| &c.id), "connection");
-        self.duplicates(config.pools.iter().map(|p| &p.name), "pool");
-        self.duplicates(config.deployment.executor.queues.iter(), "queue");
+        self.duplicates(config.pipelines.iter().map(|p| &p.id), "pipeline", "");
+        self.duplicates(config.connections.iter().map(|c| &c.id), "connection", "");
+        self.duplicates(config.pools.iter().map(|p| &p.name), "pool", "");
+        self.duplicates(config.deployment.executor.queues.iter(), "queue", "");
         for p in &config.pipelines {
             self.identifier(&p.id, "pipeline");
-            self.duplicates(p.tasks.iter().map(|t| &t.id), &format!("task (in pipeline `{}`)", p.id.value));
-            self.duplicates(p.params.iter().map(|p| &p.name), "param");
+            let scope = format!(" in pipeline `{}`", p.id.value);
+            self.duplicates(p.tasks.iter().map(|t| &t.id), "task", &scope);
+            self.duplicates(p.params.iter().map(|p| &p.name), "param", &scope);
             for param in &p.params {
                 self.identifier(&param.name, "param");
             }
             for t in &p.tasks {
                 self.identifier(&t.id, "task");
-                self.duplicates(t.outputs.iter().map(|o| &o.name), "output");
+                self.duplicates(t.outputs.iter().map(|o| &o.name), "output", &format!(" in task `{}`", t.id.value));
                 for o in &t.outputs {
                     self.identifier(&o.name, "output");
                 }
@@ -161,9 +162,6 @@ impl Validator<'_> {
             if end.value < start.value {
                 self.push(Diagnostic::error("invalid-date", end.span, format!("`end_date` of {w} is before its `start_date`")));
             }
-        }
-        if p.tasks.is_empty() {
-            self.push(Diagnostic::warning("empty-pipeline", p.id.span, format!("{w} has no tasks")));
         }
         let parallelism = self.config.deployment.executor.parallelism.value;
         if p.max_active_tasks.value > parallelism {
@@ -543,7 +541,8 @@ impl Validator<'_> {
             );
         }
         let capacity = e.worker_concurrency.value.saturating_mul(e.worker_replicas.value);
-        if capacity < e.parallelism.value && e.worker_replicas.value > 0 {
+        // Only when written: the defaults (32 = Airflow's) assume workers are scaled at deploy.
+        if capacity < e.parallelism.value && e.worker_replicas.value > 0 && e.parallelism.span.line > 0 {
             self.push(
                 Diagnostic::warning(
                     "unreachable-limit",
