@@ -108,7 +108,11 @@ pub struct TaskInput {
 impl TaskInput {
     /// The run's params as the pipeline's typed params struct.
     pub fn params<P: DeserializeOwned>(&self) -> Result<P, TaskError> {
-        serde_json::from_value(self.params.clone())
+        let params = match &self.params {
+            serde_json::Value::Null => serde_json::Value::Object(serde_json::Map::new()),
+            other => other.clone(),
+        };
+        serde_json::from_value(params)
             .map_err(|e| TaskError::new(format!("the run's params do not match their declared types: {e}")))
     }
 

@@ -1,0 +1,110 @@
+//! The code build.rs generated from pipelines.yaml, exercised through the registry the
+//! runtime receives: static specs match the YAML, and the typed dispatch runs task
+//! bodies with their typed contexts.
+
+use sluice::REGISTRY;
+use sluice_runtime::spec::{Schedule, TaskKind, TriggerRule};
+use sluice_runtime::{Connection, TaskInput};
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+/// Runs a future that never waits on I/O (our task bodies here) to completion.
+fn run_now<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+#[test]
+fn registry_carries_the_three_mlsp_pipelines() {
+    let ids: Vec<&str> = REGISTRY.pipelines.iter().map(|p| p.id).collect();
+    assert_eq!(ids, ["example_dag", "ml_model_training", "sports_data_scraper"]);
+
+    let example = REGISTRY.pipeline("example_dag").expect("example_dag");
+    assert_eq!(example.schedule, Schedule::Manual);
+    assert!(example.paused_at_creation);
+    assert!(matches!(example.task("print_date").map(|t| &t.kind), Some(TaskKind::Shell { .. })));
+
+    let scraper = REGISTRY.pipeline("sports_data_scraper").expect("scraper");
+    assert_eq!(scraper.schedule, Schedule::Cron("0 6 * * *"));
+    assert_eq!(scraper.timezone, "UTC");
+    let validate = scraper.task("validate").expect("validate");
+    assert_eq!(validate.depends_on, ["scrape_nfl", "scrape_nba", "scrape_mlb"]);
+    assert_eq!(validate.trigger_rule, TriggerRule::AllSuccess);
+    assert_eq!(validate.retry.retries, 2, "default_args apply");
+    assert_eq!(validate.retry.max_retry_delay_secs, Some(1800));
+    assert_eq!(scraper.task("scrape_nfl").map(|t| t.pool), Some("scrapers"));
+
+    let training = REGISTRY.pipeline("ml_model_training").expect("training");
+    assert_eq!(training.schedule, Schedule::Cron("0 2 * * 0"));
+    let order: Vec<&str> = training.tasks.iter().map(|t| t.id).collect();
+    assert_eq!(order, ["prepare_data", "train_nfl", "train_nba", "train_mlb", "evaluate", "register_mlflow", "deploy"]);
+    assert_eq!(training.task("train_nba").map(|t| t.queue), Some("ml"));
+
+    let ids: Vec<&str> = REGISTRY.connections.iter().map(|c| c.id).collect();
+    assert_eq!(ids, ["backend_api", "mlflow_tracking", "postgres_mlflow", "postgres_mlsp", "redis_default"]);
+    assert_eq!(REGISTRY.deployment.project, "mlsp");
+    assert_eq!(REGISTRY.deployment.broker_db, 1);
+    assert_eq!(REGISTRY.deployment.rate_limit_db, 2);
+}
+
+#[test]
+fn dispatch_runs_a_rust_task_with_typed_params() {
+    let input = TaskInput {
+        params: serde_json::json!({"greeting": "Hi"}),
+        run: sluice_runtime::RunInfo { run_id: "manual__1".into(), ..Default::default() },
+        ..Default::default()
+    };
+    let future = REGISTRY.run_rust("example_dag", "print_hello", &input).expect("a rust task");
+    let outputs = run_now(future).expect("print_hello succeeds");
+    assert_eq!(outputs, serde_json::json!({"message": "Hi (run manual__1)"}));
+    assert_eq!(input.log.lines(), ["Hi (run manual__1)"]);
+}
+
+#[test]
+fn dispatch_reads_typed_upstream_outputs() {
+    let mut input = TaskInput { params: serde_json::json!({"min_accuracy": 0.5}), ..Default::default() };
+    for (task, accuracy) in [("train_nfl", 0.4), ("train_nba", 0.7), ("train_mlb", 0.6)] {
+        input
+            .upstream_outputs
+            .insert(task.into(), serde_json::json!({"model_uri": format!("runs:/{task}"), "accuracy": accuracy}));
+    }
+    let outputs = run_now(REGISTRY.run_rust("ml_model_training", "evaluate", &input).expect("rust task"))
+        .expect("evaluate succeeds");
+    assert_eq!(outputs, serde_json::json!({"best_model": "runs:/train_nba", "passed": true}));
+
+    // An upstream output of the wrong type is a task failure with a message, not a panic.
+    input.upstream_outputs.insert("train_nba".into(), serde_json::json!({"model_uri": 7, "accuracy": 0.1}));
+    let error = run_now(REGISTRY.run_rust("ml_model_training", "evaluate", &input).expect("rust task"))
+        .expect_err("mistyped upstream output");
+    assert!(error.message.contains("outputs of upstream task `train_nba` do not match"), "{error}");
+}
+
+#[test]
+fn dispatch_provides_only_declared_connections() {
+    let mut input = TaskInput::default();
+    let error = run_now(REGISTRY.run_rust("sports_data_scraper", "scrape_nfl", &input).expect("rust task"))
+        .expect_err("connection missing");
+    assert!(error.message.contains("connection `backend_api`"), "{error}");
+
+    input.connections.insert(
+        "backend_api".into(),
+        Connection { id: "backend_api".into(), host: Some("backend".into()), ..Default::default() },
+    );
+    input.run.logical_date = "2024-06-01T06:00:00+00:00".into();
+    let outputs = run_now(REGISTRY.run_rust("sports_data_scraper", "scrape_nfl", &input).expect("rust task"))
+        .expect("scrape succeeds");
+    assert_eq!(outputs["path"], "/data/raw/nfl/2024-06-01.json");
+}
+
+#[test]
+fn dispatch_knows_only_rust_tasks() {
+    let input = TaskInput::default();
+    assert!(REGISTRY.run_rust("example_dag", "print_date", &input).is_none(), "a shell task");
+    assert!(REGISTRY.run_rust("example_dag", "nope", &input).is_none());
+    assert!(REGISTRY.run_rust("nope", "print_hello", &input).is_none());
+}
