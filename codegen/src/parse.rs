@@ -46,8 +46,16 @@ impl Value {
 
 /// Parses the whole file. A YAML syntax error ends parsing: there is no tree to check after it.
 pub fn parse(file: &SourceFile) -> Result<Node, Diagnostic> {
+    // The default budget (250k nodes) is sized for small configs; a large deployment's
+    // file (1,000 pipelines x 20 tasks is ~400k nodes) must fit. Depth stays capped.
+    let budget = serde_saphyr::budget! {
+        max_nodes: 20_000_000,
+        max_events: 40_000_000,
+        max_total_scalar_bytes: 512 * 1024 * 1024,
+    };
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+        budget: budget,
     };
     match serde_saphyr::from_str_with_options::<Option<Node>>(&file.text, options) {
         Ok(Some(node)) => Ok(node),
