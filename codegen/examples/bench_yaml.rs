@@ -24,7 +24,9 @@ fn main() {
         for t in 0..tasks {
             let deps = match t {
                 0 => String::new(),
-                t if t == tasks - 1 => format!(", depends_on: [{}]", (1..t).map(|d| format!("t{d}")).collect::<Vec<_>>().join(", ")),
+                t if t == tasks - 1 => {
+                    format!(", depends_on: [{}]", (1..t).map(|d| format!("t{d}")).collect::<Vec<_>>().join(", "))
+                }
                 _ => ", depends_on: [t0]".to_string(),
             };
             let body = match t % 4 {

@@ -32,7 +32,8 @@ pub fn compile_pipelines(yaml: &str) {
     let Some(out_dir) = std::env::var_os("OUT_DIR") else {
         fail("OUT_DIR is not set: compile_pipelines must run from a cargo build script");
     };
-    let rust = GeneratedFile { path: "pipelines.rs".into(), contents: emit::rust::render(&compiled.config, &file.name) };
+    let rust =
+        GeneratedFile { path: "pipelines.rs".into(), contents: emit::rust::render(&compiled.config, &file.name) };
     if let Err(e) = write_if_changed(Path::new(&out_dir), &rust) {
         fail(&format!("cannot write {}: {e}", rust.path));
     }
@@ -57,7 +58,10 @@ pub fn read_source(path: &Path) -> Result<SourceFile, String> {
 /// Every file of `generated/` for a compiled config (deploy files and the lock).
 pub fn generated_files(compiled: &Compiled, source: &str) -> Result<Vec<GeneratedFile>, String> {
     let mut files = emit::deploy::render(&compiled.config, source).map_err(|e| format!("deploy templates: {e}"))?;
-    files.push(GeneratedFile { path: "pipelines.lock.json".into(), contents: emit::lock::render(&compiled.config, source) });
+    files.push(GeneratedFile {
+        path: "pipelines.lock.json".into(),
+        contents: emit::lock::render(&compiled.config, source),
+    });
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }

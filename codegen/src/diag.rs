@@ -82,10 +82,8 @@ pub fn render_human(file: &SourceFile, diagnostics: &[Diagnostic], color: bool) 
             Severity::Error => Report::error(),
             Severity::Warning => Report::warning(),
         };
-        let mut report = report
-            .with_code(d.code)
-            .with_message(&d.message)
-            .with_labels(vec![Label::primary((), start..end)]);
+        let mut report =
+            report.with_code(d.code).with_message(&d.message).with_labels(vec![Label::primary((), start..end)]);
         if let Some(hint) = &d.hint {
             report = report.with_notes(vec![format!("help: {hint}")]);
         }
@@ -149,12 +147,7 @@ pub fn render_json(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| c)
+    candidates.into_iter().map(|c| (edit_distance(word, c), c)).filter(|(d, _)| *d <= limit).min().map(|(_, c)| c)
 }
 
 /// Levenshtein distance over characters.

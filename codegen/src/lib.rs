@@ -16,7 +16,6 @@ pub mod schedule;
 pub mod source;
 pub mod validate;
 
-
 use diag::{Diagnostic, Diagnostics};
 use model::Config;
 use source::SourceFile;

@@ -131,12 +131,7 @@ impl Lowerer<'_> {
     }
 
     fn wrong_type(&mut self, node: &Node, what: &str, expected: &str) {
-        self.error(
-            "wrong-type",
-            node.span,
-            format!("{what} must be {expected}, found {}", node.value.kind()),
-            None,
-        );
+        self.error("wrong-type", node.span, format!("{what} must be {expected}, found {}", node.value.kind()), None);
     }
 
     /// Checks that `node` is a mapping with only `allowed` keys, each once.
@@ -308,7 +303,8 @@ impl Lowerer<'_> {
     }
 
     fn config(&mut self, root: &Node) -> Config {
-        let top = self.fields(root, "the top level", TOP_KEYS).unwrap_or(Fields { span: root.span, entries: Vec::new() });
+        let top =
+            self.fields(root, "the top level", TOP_KEYS).unwrap_or(Fields { span: root.span, entries: Vec::new() });
         let deployment = self.deployment(top.value("deployment"));
         let connections = self.list(top.value("connections"), "`connections`", |l, n, i| l.connection(n, i));
         let pools = self.list(top.value("pools"), "`pools`", |l, n, _| l.pool(n));
@@ -353,7 +349,8 @@ impl Lowerer<'_> {
                 Some("it prefixes container and network names, e.g. `mlsp`".into()),
             );
         }
-        let image = self.opt_string(&f, "image", w).map_or_else(|| format!("{}/sluice:latest", project.value), |s| s.value);
+        let image =
+            self.opt_string(&f, "image", w).map_or_else(|| format!("{}/sluice:latest", project.value), |s| s.value);
         let webserver_port = self.int_or(&f, "webserver_port", w, (1, 65535), 8080u16);
 
         let e = self.sub_fields(f.value("executor"), "`deployment.executor`", EXECUTOR_KEYS, f.span);
@@ -421,7 +418,9 @@ impl Lowerer<'_> {
             }
         };
         let password = match f.value("password") {
-            Some(n) => self.secret(n, &format!("the password of {w}"), &format!("{}_PASSWORD", id.value.to_uppercase())),
+            Some(n) => {
+                self.secret(n, &format!("the password of {w}"), &format!("{}_PASSWORD", id.value.to_uppercase()))
+            }
             None => None,
         };
         let mut extra = BTreeMap::new();
@@ -429,15 +428,13 @@ impl Lowerer<'_> {
             if let Value::Map(entries) = &node.value {
                 for (key, value) in entries {
                     let Value::Str(key) = &key.value else { continue };
-                    if looks_secret(key) {
-                        if let Value::Str(text) = &value.value {
-                            if env_ref(text).is_none() {
+                    if looks_secret(key)
+                        && let Value::Str(text) = &value.value
+                            && env_ref(text).is_none() {
                                 let env = format!("{}_{}", id.value, key).to_uppercase();
                                 self.secret(value, &format!("`extra.{key}` of {w}"), &env);
                                 continue;
                             }
-                        }
-                    }
                     extra.insert(key.clone(), to_json(value));
                 }
             } else {
@@ -466,7 +463,8 @@ impl Lowerer<'_> {
             return None;
         };
         let w = format!("pool `{}`", name.value);
-        let Some(slots) = f.value("slots").and_then(|n| self.integer::<u32>(n, &format!("`slots` of {w}"), 0, 1_000_000))
+        let Some(slots) =
+            f.value("slots").and_then(|n| self.integer::<u32>(n, &format!("`slots` of {w}"), 0, 1_000_000))
         else {
             if f.value("slots").is_none() {
                 self.missing(&f, "slots", &w, "add `slots: 4`, the number of task slots");
@@ -523,7 +521,11 @@ impl Lowerer<'_> {
     }
 
     fn pipeline(&mut self, node: &Node, paused_default: bool) -> Option<Pipeline> {
-        let f = self.fields(node, &peek_id(node, "id").map_or("a pipeline".into(), |id| format!("pipeline `{id}`")), PIPELINE_KEYS)?;
+        let f = self.fields(
+            node,
+            &peek_id(node, "id").map_or("a pipeline".into(), |id| format!("pipeline `{id}`")),
+            PIPELINE_KEYS,
+        )?;
         let Some(id) = self.opt_string(&f, "id", "a pipeline") else {
             self.missing(&f, "id", "a pipeline", "add `id: my_pipeline`");
             return None;
@@ -588,14 +590,15 @@ impl Lowerer<'_> {
         let mut params = Vec::new();
         for (name, key, value) in f {
             let pw = format!("param `{name}` of {what}");
-            let is_spec = matches!(&value.value, Value::Map(e) if e.iter().any(|(k, _)| k.value == Value::Str("type".into())));
+            let is_spec =
+                matches!(&value.value, Value::Map(e) if e.iter().any(|(k, _)| k.value == Value::Str("type".into())));
             let param = if is_spec {
                 let Some(p) = self.fields(value, &pw, PARAM_KEYS) else { continue };
                 let Some(ty_text) = self.opt_string(&p, "type", &pw) else { continue };
                 let Some(ty) = self.value_type(&ty_text, &pw) else { continue };
                 let default = p.get("default").map(to_json);
-                if let (Some(d), Some(node)) = (&default, p.get("default")) {
-                    if !ty.value.accepts(d) {
+                if let (Some(d), Some(node)) = (&default, p.get("default"))
+                    && !ty.value.accepts(d) {
                         self.error(
                             "param-type",
                             node.span,
@@ -603,7 +606,6 @@ impl Lowerer<'_> {
                             Some(format!("give a value of type `{}`, or change `type`", ty.value)),
                         );
                     }
-                }
                 let description = self.opt_string(&p, "description", &pw).map(|s| s.value).unwrap_or_default();
                 Param { name: Sp::new(name.to_string(), key.span), ty, default, description }
             } else {
@@ -668,25 +670,27 @@ impl Lowerer<'_> {
         TaskDefaults {
             pool: self.opt_string(&f, "pool", &w),
             queue: self.opt_string(&f, "queue", &w),
-            priority_weight: f.value("priority_weight").and_then(|n| self.integer::<i32>(n, "`priority_weight`", -1_000_000, 1_000_000)),
+            priority_weight: f
+                .value("priority_weight")
+                .and_then(|n| self.integer::<i32>(n, "`priority_weight`", -1_000_000, 1_000_000)),
             settings,
         }
     }
 
     fn settings(&mut self, f: &Fields<'_>, what: &str, base: &TaskSettings) -> TaskSettings {
         let mut s = base.clone();
-        if let Some(n) = f.value("retries") {
-            if let Some(v) = self.integer::<u32>(n, &format!("`retries` of {what}"), 0, 1000) {
+        if let Some(n) = f.value("retries")
+            && let Some(v) = self.integer::<u32>(n, &format!("`retries` of {what}"), 0, 1000) {
                 s.retries = v.value;
             }
-        }
         if let Some(n) = f.value("retry_delay") {
             s.retry_delay_secs = self.duration(n, &format!("`retry_delay` of {what}")).unwrap_or(s.retry_delay_secs);
         }
         s.retry_exponential_backoff =
             self.bool_or(f, "retry_exponential_backoff", what, s.retry_exponential_backoff).value;
         if let Some(n) = f.value("max_retry_delay") {
-            s.max_retry_delay_secs = self.duration(n, &format!("`max_retry_delay` of {what}")).or(s.max_retry_delay_secs);
+            s.max_retry_delay_secs =
+                self.duration(n, &format!("`max_retry_delay` of {what}")).or(s.max_retry_delay_secs);
         }
         if let Some(n) = f.value("execution_timeout") {
             s.execution_timeout_secs =
@@ -701,7 +705,8 @@ impl Lowerer<'_> {
     }
 
     fn task(&mut self, node: &Node, index: usize, pipeline: &str, defaults: &TaskDefaults) -> Option<Task> {
-        let what = peek_id(node, "id").map_or(format!("task #{} of {pipeline}", index + 1), |id| format!("task `{id}` of {pipeline}"));
+        let what = peek_id(node, "id")
+            .map_or(format!("task #{} of {pipeline}", index + 1), |id| format!("task `{id}` of {pipeline}"));
         let f = self.fields(node, &what, TASK_KEYS)?;
         let Some(id) = self.opt_string(&f, "id", "a task") else {
             self.missing(&f, "id", &format!("task #{} of {pipeline}", index + 1), "add `id: my_task`");
@@ -737,7 +742,12 @@ impl Lowerer<'_> {
                     let names = TriggerRule::ALL.iter().map(|(n, _)| *n);
                     let hint = suggestion(&t.value, names.clone())
                         .unwrap_or_else(|| format!("trigger rules: {}", names.collect::<Vec<_>>().join(", ")));
-                    self.error("unknown-trigger-rule", t.span, format!("unknown trigger rule `{}`", t.value), Some(hint));
+                    self.error(
+                        "unknown-trigger-rule",
+                        t.span,
+                        format!("unknown trigger rule `{}`", t.value),
+                        Some(hint),
+                    );
                     Sp::new(TriggerRule::AllSuccess, t.span)
                 }
             },
@@ -746,7 +756,9 @@ impl Lowerer<'_> {
         let pool = self.opt_string(&f, "pool", &w).or_else(|| defaults.pool.clone());
         let queue = self.opt_string(&f, "queue", &w).or_else(|| defaults.queue.clone());
         let priority_weight = match f.value("priority_weight") {
-            Some(n) => self.integer::<i32>(n, &format!("`priority_weight` of {w}"), -1_000_000, 1_000_000).map(|v| v.value),
+            Some(n) => {
+                self.integer::<i32>(n, &format!("`priority_weight` of {w}"), -1_000_000, 1_000_000).map(|v| v.value)
+            }
             None => defaults.priority_weight.as_ref().map(|v| v.value),
         };
         Some(Task {
@@ -770,7 +782,12 @@ impl Lowerer<'_> {
         let given: Vec<&str> = TASK_KINDS.iter().copied().filter(|k| f.get(k).is_some()).collect();
         match given.as_slice() {
             [] => {
-                self.missing(f, "rust`, `shell`, `http` or `sql", what, "give the task one kind, e.g. `shell: echo hello`");
+                self.missing(
+                    f,
+                    "rust`, `shell`, `http` or `sql",
+                    what,
+                    "give the task one kind, e.g. `shell: echo hello`",
+                );
                 return None;
             }
             [_] => {}

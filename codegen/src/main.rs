@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice-codegen", version, about = "The Sluice pipeline compiler: check, generate and plan from pipelines.yaml")]
+#[command(
+    name = "sluice-codegen",
+    version,
+    about = "The Sluice pipeline compiler: check, generate and plan from pipelines.yaml"
+)]
 struct Cli {
     /// The pipelines file.
     #[arg(long, short, global = true, default_value = "pipelines.yaml")]
@@ -161,4 +165,3 @@ fn plan_command(compiled: &Compiled, file: &SourceFile, lock_path: &PathBuf) -> 
     print!("{}", plan.render(&file.name, &lock_path.display().to_string()));
     if plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS }
 }
-

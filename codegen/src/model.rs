@@ -216,9 +216,9 @@ impl Schedule {
     /// The 5-field cron a preset stands for, or the expression itself.
     pub fn cron(&self) -> Option<&str> {
         match self {
-            Schedule::Cron(expr) => Some(
-                Schedule::PRESETS.iter().find(|(name, _)| *name == expr).map_or(expr.as_str(), |(_, cron)| cron),
-            ),
+            Schedule::Cron(expr) => {
+                Some(Schedule::PRESETS.iter().find(|(name, _)| *name == expr).map_or(expr.as_str(), |(_, cron)| cron))
+            }
             _ => None,
         }
     }

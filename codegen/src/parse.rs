@@ -59,8 +59,10 @@ pub fn parse(file: &SourceFile) -> Result<Node, Diagnostic> {
     };
     match serde_saphyr::from_str_with_options::<Option<Node>>(&file.text, options) {
         Ok(Some(node)) => Ok(node),
-        Ok(None) => Err(Diagnostic::error("empty-file", Span { line: 1, col: 1, offset: 0, len: 0 }, "the file is empty")
-            .with_hint("start from the example in the README: `deployment:`, `connections:`, `pipelines:` ...")),
+        Ok(None) => {
+            Err(Diagnostic::error("empty-file", Span { line: 1, col: 1, offset: 0, len: 0 }, "the file is empty")
+                .with_hint("start from the example in the README: `deployment:`, `connections:`, `pipelines:` ..."))
+        }
         Err(error) => Err(syntax_error(file, &error)),
     }
 }

@@ -98,10 +98,8 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
     for o in &old.pipelines {
         if !new.pipelines.iter().any(|p| p.id.value == o.id.value) {
             plan.counts.pipelines_removed += 1;
-            plan.lines.push(format!(
-                "- pipeline {} (becomes inactive; its runs and logs stay in the store)",
-                o.id.value
-            ));
+            plan.lines
+                .push(format!("- pipeline {} (becomes inactive; its runs and logs stay in the store)", o.id.value));
         }
     }
     plan
@@ -210,14 +208,12 @@ fn tasks(lines: &mut Vec<String>, old: &Pipeline, new: &Pipeline) {
     let mut matched_old: BTreeSet<&str> = BTreeSet::new();
     for t in &new.tasks {
         let same = old.task(&t.id.value);
-        let renamed = same.is_none().then(|| {
-            t.renamed_from.iter().find_map(|r| old.task(&r.value).filter(|_| new.task(&r.value).is_none()))
-        });
+        let renamed = same
+            .is_none()
+            .then(|| t.renamed_from.iter().find_map(|r| old.task(&r.value).filter(|_| new.task(&r.value).is_none())));
         let (before, label) = match (same, renamed.flatten()) {
             (Some(o), _) => (o, format!("task {}", t.id.value)),
-            (None, Some(o)) => {
-                (o, format!("task {} renamed from {} (history kept)", t.id.value, o.id.value))
-            }
+            (None, Some(o)) => (o, format!("task {} renamed from {} (history kept)", t.id.value, o.id.value)),
             (None, None) => {
                 lines.push(format!("    + task {} ({})", t.id.value, t.kind.name()));
                 continue;
@@ -233,7 +229,10 @@ fn tasks(lines: &mut Vec<String>, old: &Pipeline, new: &Pipeline) {
     }
     for o in &old.tasks {
         if !matched_old.contains(o.id.value.as_str()) {
-            lines.push(format!("    - task {} (its history stays; add `renamed_from: [{}]` to a task to keep it under a new id)", o.id.value, o.id.value));
+            lines.push(format!(
+                "    - task {} (its history stays; add `renamed_from: [{}]` to a task to keep it under a new id)",
+                o.id.value, o.id.value
+            ));
         }
     }
 }

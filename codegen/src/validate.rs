@@ -64,12 +64,18 @@ impl Validator<'_> {
                 .collect();
             self.push(
                 Diagnostic::error("invalid-id", id.span, format!("{what} id `{}` is not a valid id", id.value))
-                    .with_hint(format!("ids are lowercase letters, digits and `_`, starting with a letter, e.g. `{fixed}`")),
+                    .with_hint(format!(
+                        "ids are lowercase letters, digits and `_`, starting with a letter, e.g. `{fixed}`"
+                    )),
             );
         } else if syn::parse_str::<syn::Ident>(&id.value).is_err() {
             self.push(
-                Diagnostic::error("invalid-id", id.span, format!("{what} id `{}` is a reserved word in Rust", id.value))
-                    .with_hint(format!("rename it, e.g. `{}_task`", id.value)),
+                Diagnostic::error(
+                    "invalid-id",
+                    id.span,
+                    format!("{what} id `{}` is a reserved word in Rust", id.value),
+                )
+                .with_hint(format!("rename it, e.g. `{}_task`", id.value)),
             );
         }
     }
@@ -127,8 +133,12 @@ impl Validator<'_> {
             }
             if c.conn_type.value == ConnType::Sqlite && c.database.is_none() {
                 self.push(
-                    Diagnostic::error("missing-key", c.id.span, format!("connection `{}` has no `database`", c.id.value))
-                        .with_hint("a sqlite connection names its file: `database: /data/app.sqlite`"),
+                    Diagnostic::error(
+                        "missing-key",
+                        c.id.span,
+                        format!("connection `{}` has no `database`", c.id.value),
+                    )
+                    .with_hint("a sqlite connection names its file: `database: /data/app.sqlite`"),
                 );
             }
         }
@@ -138,8 +148,12 @@ impl Validator<'_> {
         for pool in &self.config.pools {
             if pool.slots.value == 0 {
                 self.push(
-                    Diagnostic::warning("pool-empty", pool.slots.span, format!("pool `{}` has no slots", pool.name.value))
-                        .with_hint("no task in it can run until slots are added at run time"),
+                    Diagnostic::warning(
+                        "pool-empty",
+                        pool.slots.span,
+                        format!("pool `{}` has no slots", pool.name.value),
+                    )
+                    .with_hint("no task in it can run until slots are added at run time"),
                 );
             }
         }
@@ -154,31 +168,49 @@ impl Validator<'_> {
         self.schedule(p, tz);
         if p.catchup.value && p.start_date.is_none() && matches!(p.schedule.value, Schedule::Cron(_)) {
             self.push(
-                Diagnostic::error("catchup-without-start-date", p.catchup.span, format!("{w} has `catchup: true` but no `start_date`"))
-                    .with_hint("catch-up needs to know where to start: add `start_date: 2024-01-01`, or set `catchup: false`"),
+                Diagnostic::error(
+                    "catchup-without-start-date",
+                    p.catchup.span,
+                    format!("{w} has `catchup: true` but no `start_date`"),
+                )
+                .with_hint(
+                    "catch-up needs to know where to start: add `start_date: 2024-01-01`, or set `catchup: false`",
+                ),
             );
         }
-        if let (Some(start), Some(end)) = (&p.start_date, &p.end_date) {
-            if end.value < start.value {
-                self.push(Diagnostic::error("invalid-date", end.span, format!("`end_date` of {w} is before its `start_date`")));
+        if let (Some(start), Some(end)) = (&p.start_date, &p.end_date)
+            && end.value < start.value {
+                self.push(Diagnostic::error(
+                    "invalid-date",
+                    end.span,
+                    format!("`end_date` of {w} is before its `start_date`"),
+                ));
             }
-        }
         let parallelism = self.config.deployment.executor.parallelism.value;
         if p.max_active_tasks.value > parallelism {
             self.push(
                 Diagnostic::warning(
                     "unreachable-limit",
                     p.max_active_tasks.span,
-                    format!("`max_active_tasks: {}` of {w} can never be reached: `parallelism` is {parallelism}", p.max_active_tasks.value),
+                    format!(
+                        "`max_active_tasks: {}` of {w} can never be reached: `parallelism` is {parallelism}",
+                        p.max_active_tasks.value
+                    ),
                 )
                 .with_hint("lower it, or raise `deployment.executor.parallelism`"),
             );
         }
-        if p.schedule.value == Schedule::Once && p.max_active_runs.value > 1 && p.max_active_runs.span != Span::default() {
+        if p.schedule.value == Schedule::Once
+            && p.max_active_runs.value > 1
+            && p.max_active_runs.span != Span::default()
+        {
             self.push(Diagnostic::warning(
                 "unreachable-limit",
                 p.max_active_runs.span,
-                format!("`max_active_runs: {}` of {w} can never be reached: an `@once` pipeline has one scheduled run", p.max_active_runs.value),
+                format!(
+                    "`max_active_runs: {}` of {w} can never be reached: an `@once` pipeline has one scheduled run",
+                    p.max_active_runs.value
+                ),
             ));
         }
         self.graph(p);
@@ -196,8 +228,12 @@ impl Validator<'_> {
                 let hint = suggestion(&p.timezone.value, names)
                     .unwrap_or_else(|| "use an IANA name such as `UTC`, `Europe/Berlin` or `America/New_York`".into());
                 self.push(
-                    Diagnostic::error("unknown-timezone", p.timezone.span, format!("unknown timezone `{}`", p.timezone.value))
-                        .with_hint(hint),
+                    Diagnostic::error(
+                        "unknown-timezone",
+                        p.timezone.span,
+                        format!("unknown timezone `{}`", p.timezone.value),
+                    )
+                    .with_hint(hint),
                 );
                 None
             }
@@ -212,7 +248,10 @@ impl Validator<'_> {
                 let names = Schedule::PRESETS.iter().map(|(n, _)| *n).chain(["@once"]);
                 let hint = suggestion(expr, names.clone())
                     .unwrap_or_else(|| format!("presets: {}", names.collect::<Vec<_>>().join(", ")));
-                self.push(Diagnostic::error("invalid-cron", span, format!("unknown schedule preset `{expr}`")).with_hint(hint));
+                self.push(
+                    Diagnostic::error("invalid-cron", span, format!("unknown schedule preset `{expr}`"))
+                        .with_hint(hint),
+                );
                 return;
             }
         } else if let Err(problem) = crate::schedule::check_fields(expr) {
@@ -275,12 +314,21 @@ impl Validator<'_> {
                     let mut d = Diagnostic::error(
                         "unknown-task",
                         dep.span,
-                        format!("task `{}` depends on `{}`, which is not a task of pipeline `{}`", t.id.value, dep.value, p.id.value),
+                        format!(
+                            "task `{}` depends on `{}`, which is not a task of pipeline `{}`",
+                            t.id.value, dep.value, p.id.value
+                        ),
                     );
-                    d.hint = hint.or_else(|| Some(format!("tasks of this pipeline: {}", ids.iter().copied().collect::<Vec<_>>().join(", "))));
+                    d.hint = hint.or_else(|| {
+                        Some(format!("tasks of this pipeline: {}", ids.iter().copied().collect::<Vec<_>>().join(", ")))
+                    });
                     self.push(d);
                 } else if !seen.insert(dep.value.as_str()) {
-                    self.push(Diagnostic::warning("duplicate-dependency", dep.span, format!("`{}` is listed twice", dep.value)));
+                    self.push(Diagnostic::warning(
+                        "duplicate-dependency",
+                        dep.span,
+                        format!("`{}` is listed twice", dep.value),
+                    ));
                 }
             }
         }
@@ -301,7 +349,14 @@ impl Validator<'_> {
         if found.is_none() {
             let hint = suggestion(&id.value, self.config.connections.iter().map(|c| c.id.value.as_str()))
                 .unwrap_or_else(|| "declare it under `connections:`".into());
-            self.push(Diagnostic::error("unknown-connection", id.span, format!("{what} names unknown connection `{}`", id.value)).with_hint(hint));
+            self.push(
+                Diagnostic::error(
+                    "unknown-connection",
+                    id.span,
+                    format!("{what} names unknown connection `{}`", id.value),
+                )
+                .with_hint(hint),
+            );
         }
         found
     }
@@ -314,31 +369,38 @@ impl Validator<'_> {
         match &t.kind {
             TaskKind::Rust { path } => self.rust_path(path),
             TaskKind::Http(http) => {
-                if let Some(c) = self.connection_ref(&http.conn, &w) {
-                    if c.conn_type.value != ConnType::Http {
+                if let Some(c) = self.connection_ref(&http.conn, &w)
+                    && c.conn_type.value != ConnType::Http {
                         let ty = c.conn_type.value.name();
-                        self.push(Diagnostic::error(
-                            "wrong-connection-type",
-                            http.conn.span,
-                            format!("{w} is an http step but connection `{}` is of type {ty}", http.conn.value),
-                        ).with_hint("use a connection of `type: http`"));
+                        self.push(
+                            Diagnostic::error(
+                                "wrong-connection-type",
+                                http.conn.span,
+                                format!("{w} is an http step but connection `{}` is of type {ty}", http.conn.value),
+                            )
+                            .with_hint("use a connection of `type: http`"),
+                        );
                     }
-                }
                 if http.expect_status.is_empty() {
-                    self.push(Diagnostic::error("missing-key", http.endpoint.span, format!("{w} expects no status")).with_hint("give `expect_status: 200`"));
+                    self.push(
+                        Diagnostic::error("missing-key", http.endpoint.span, format!("{w} expects no status"))
+                            .with_hint("give `expect_status: 200`"),
+                    );
                 }
             }
             TaskKind::Sql { conn, .. } => {
-                if let Some(c) = self.connection_ref(conn, &w) {
-                    if !c.conn_type.value.is_sql() {
+                if let Some(c) = self.connection_ref(conn, &w)
+                    && !c.conn_type.value.is_sql() {
                         let ty = c.conn_type.value.name();
-                        self.push(Diagnostic::error(
-                            "wrong-connection-type",
-                            conn.span,
-                            format!("{w} is a sql step but connection `{}` is of type {ty}", conn.value),
-                        ).with_hint("use a connection of `type: postgres` or `type: sqlite`"));
+                        self.push(
+                            Diagnostic::error(
+                                "wrong-connection-type",
+                                conn.span,
+                                format!("{w} is a sql step but connection `{}` is of type {ty}", conn.value),
+                            )
+                            .with_hint("use a connection of `type: postgres` or `type: sqlite`"),
+                        );
                     }
-                }
             }
             TaskKind::Shell { .. } => {}
         }
@@ -351,14 +413,20 @@ impl Validator<'_> {
                 names.push(DEFAULT_POOL);
                 let hint = suggestion(&t.pool.value, names.iter().copied())
                     .unwrap_or_else(|| format!("pools: {}; declare more under `pools:`", names.join(", ")));
-                self.push(Diagnostic::error("unknown-pool", t.pool.span, format!("{w} uses unknown pool `{}`", t.pool.value)).with_hint(hint));
+                self.push(
+                    Diagnostic::error("unknown-pool", t.pool.span, format!("{w} uses unknown pool `{}`", t.pool.value))
+                        .with_hint(hint),
+                );
             }
             Some(size) if t.pool_slots.value > size => {
                 self.push(
                     Diagnostic::error(
                         "infeasible-pool-slots",
                         t.pool_slots.span,
-                        format!("{w} needs {} slots of pool `{}`, which has only {size}: it can never run", t.pool_slots.value, t.pool.value),
+                        format!(
+                            "{w} needs {} slots of pool `{}`, which has only {size}: it can never run",
+                            t.pool_slots.value, t.pool.value
+                        ),
                     )
                     .with_hint(format!("lower `pool_slots` to at most {size}, or enlarge the pool")),
                 );
@@ -369,17 +437,26 @@ impl Validator<'_> {
         if !queues.iter().any(|q| q.value == t.queue.value) {
             let hint = suggestion(&t.queue.value, queues.iter().map(|q| q.value.as_str()))
                 .unwrap_or_else(|| "add it to `deployment.executor.queues` so a worker listens on it".into());
-            self.push(Diagnostic::error("unknown-queue", t.queue.span, format!("{w} is routed to unknown queue `{}`", t.queue.value)).with_hint(hint));
+            self.push(
+                Diagnostic::error(
+                    "unknown-queue",
+                    t.queue.span,
+                    format!("{w} is routed to unknown queue `{}`", t.queue.value),
+                )
+                .with_hint(hint),
+            );
         }
-        if let (Some(max), Some(_)) = (t.settings.max_retry_delay_secs, t.settings.max_retry_delay_secs) {
-            if max < t.settings.retry_delay_secs {
+        if let (Some(max), Some(_)) = (t.settings.max_retry_delay_secs, t.settings.max_retry_delay_secs)
+            && max < t.settings.retry_delay_secs {
                 self.push(Diagnostic::warning(
                     "retry-delay-cap",
                     t.id.span,
-                    format!("{w}: `max_retry_delay` ({max}s) is shorter than `retry_delay` ({}s)", t.settings.retry_delay_secs),
+                    format!(
+                        "{w}: `max_retry_delay` ({max}s) is shorter than `retry_delay` ({}s)",
+                        t.settings.retry_delay_secs
+                    ),
                 ));
             }
-        }
     }
 
     fn rust_path(&mut self, path: &Sp<String>) {
@@ -395,8 +472,12 @@ impl Validator<'_> {
         };
         if let Some(problem) = problem {
             self.push(
-                Diagnostic::error("invalid-rust-path", path.span, format!("malformed Rust path `{}`: {problem}", path.value))
-                    .with_hint("write the path of an async fn, e.g. `crate::tasks::scraper::scrape_nfl`"),
+                Diagnostic::error(
+                    "invalid-rust-path",
+                    path.span,
+                    format!("malformed Rust path `{}`: {problem}", path.value),
+                )
+                .with_hint("write the path of an async fn, e.g. `crate::tasks::scraper::scrape_nfl`"),
             );
         }
     }
@@ -409,8 +490,12 @@ impl Validator<'_> {
                 let span = e.range().map_or(template.span, |r| self.inner_span(template.span, r.start, r.len()));
                 let detail = e.detail().unwrap_or("syntax error").to_string();
                 self.push(
-                    Diagnostic::error("template-syntax", span, format!("template of task `{}` does not parse: {detail}", t.id.value))
-                        .with_hint("templates use Jinja syntax: `{{ ds }}`, `{{ params.name }}`, `{% if ... %}`"),
+                    Diagnostic::error(
+                        "template-syntax",
+                        span,
+                        format!("template of task `{}` does not parse: {detail}", t.id.value),
+                    )
+                    .with_hint("templates use Jinja syntax: `{{ ds }}`, `{{ params.name }}`, `{% if ... %}`"),
                 );
                 return;
             }
@@ -420,14 +505,22 @@ impl Validator<'_> {
         for name in names {
             let mut parts = name.split('.');
             let root = parts.next().unwrap_or("");
-            let span = template.value.find(&name).map_or(template.span, |at| self.inner_span(template.span, at, name.len()));
+            let span =
+                template.value.find(&name).map_or(template.span, |at| self.inner_span(template.span, at, name.len()));
             if TEMPLATE_GLOBALS.contains(&root) {
                 continue;
             }
             if !TEMPLATE_VARIABLES.contains(&root) {
                 let hint = suggestion(root, TEMPLATE_VARIABLES.iter().copied())
                     .unwrap_or_else(|| format!("available: {}", TEMPLATE_VARIABLES.join(", ")));
-                self.push(Diagnostic::error("unknown-template-variable", span, format!("template of task `{}` uses unknown variable `{root}`", t.id.value)).with_hint(hint));
+                self.push(
+                    Diagnostic::error(
+                        "unknown-template-variable",
+                        span,
+                        format!("template of task `{}` uses unknown variable `{root}`", t.id.value),
+                    )
+                    .with_hint(hint),
+                );
                 continue;
             }
             let Some(member) = parts.next() else { continue };
@@ -435,7 +528,14 @@ impl Validator<'_> {
                 "params" if !p.params.iter().any(|q| q.name.value == member) => {
                     let hint = suggestion(member, p.params.iter().map(|q| q.name.value.as_str()))
                         .unwrap_or_else(|| format!("declare it under `params:` of pipeline `{}`", p.id.value));
-                    self.push(Diagnostic::error("unknown-param", span, format!("template of task `{}` uses unknown param `{member}`", t.id.value)).with_hint(hint));
+                    self.push(
+                        Diagnostic::error(
+                            "unknown-param",
+                            span,
+                            format!("template of task `{}` uses unknown param `{member}`", t.id.value),
+                        )
+                        .with_hint(hint),
+                    );
                 }
                 "conn" => {
                     let id = Sp::new(member.to_string(), span);
@@ -444,8 +544,15 @@ impl Validator<'_> {
                         && t.kind.step_connection().is_none_or(|c| c.value != member)
                     {
                         self.push(
-                            Diagnostic::error("undeclared-connection", span, format!("template of task `{}` uses connection `{member}`, which the task does not declare", t.id.value))
-                                .with_hint(format!("add `{member}` to the task's `connections:`")),
+                            Diagnostic::error(
+                                "undeclared-connection",
+                                span,
+                                format!(
+                                    "template of task `{}` uses connection `{member}`, which the task does not declare",
+                                    t.id.value
+                                ),
+                            )
+                            .with_hint(format!("add `{member}` to the task's `connections:`")),
                         );
                     }
                 }
@@ -473,7 +580,8 @@ impl Validator<'_> {
                 if dead.contains_key(t.id.value.as_str()) || t.depends_on.is_empty() {
                     continue;
                 }
-                let dead_ups: Vec<&Sp<String>> = t.depends_on.iter().filter(|d| dead.contains_key(d.value.as_str())).collect();
+                let dead_ups: Vec<&Sp<String>> =
+                    t.depends_on.iter().filter(|d| dead.contains_key(d.value.as_str())).collect();
                 let needs_success = match t.trigger_rule.value {
                     TriggerRule::AllSuccess | TriggerRule::NoneSkipped => !dead_ups.is_empty(),
                     TriggerRule::OneSuccess | TriggerRule::NoneFailedMinOneSuccess | TriggerRule::AllSkipped => {
@@ -486,7 +594,12 @@ impl Validator<'_> {
                         Diagnostic::warning(
                             "never-runs",
                             up.span,
-                            format!("task `{}` can never run: its upstream `{}` can never run ({})", t.id.value, up.value, dead[up.value.as_str()]),
+                            format!(
+                                "task `{}` can never run: its upstream `{}` can never run ({})",
+                                t.id.value,
+                                up.value,
+                                dead[up.value.as_str()]
+                            ),
                         )
                         .with_hint("fix the upstream task, or give this task a trigger rule such as `all_done`"),
                     );
@@ -514,7 +627,14 @@ impl Validator<'_> {
             );
         }
         if r.broker_db.value == r.rate_limit_db.value {
-            self.push(Diagnostic::error("invalid-value", r.rate_limit_db.span, format!("`rate_limit_db` and `broker_db` are both db {}", r.broker_db.value)).with_hint("give the rate limiter its own database, e.g. `rate_limit_db: 2`"));
+            self.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    r.rate_limit_db.span,
+                    format!("`rate_limit_db` and `broker_db` are both db {}", r.broker_db.value),
+                )
+                .with_hint("give the rate limiter its own database, e.g. `rate_limit_db: 2`"),
+            );
         }
         let b = &self.config.pgbouncer;
         match b.pool_mode.value.as_str() {
@@ -529,7 +649,14 @@ impl Validator<'_> {
             _ => {}
         }
         if b.min_pool_size.value > b.default_pool_size.value {
-            self.push(Diagnostic::warning("pgbouncer-pool", b.min_pool_size.span, format!("`min_pool_size` ({}) is larger than `default_pool_size` ({}): it can never be reached", b.min_pool_size.value, b.default_pool_size.value)));
+            self.push(Diagnostic::warning(
+                "pgbouncer-pool",
+                b.min_pool_size.span,
+                format!(
+                    "`min_pool_size` ({}) is larger than `default_pool_size` ({}): it can never be reached",
+                    b.min_pool_size.value, b.default_pool_size.value
+                ),
+            ));
         }
         let e = &d.executor;
         let processes = e.worker_replicas.value + 3; // workers + scheduler + webserver + init
@@ -555,10 +682,15 @@ impl Validator<'_> {
                 .with_hint("raise `worker_replicas` or `worker_concurrency`, or lower `parallelism` (scaling workers at deploy time also raises capacity)"),
             );
         }
-        let used: BTreeSet<&str> = self.config.pipelines.iter().flat_map(|p| &p.tasks).map(|t| t.queue.value.as_str()).collect();
+        let used: BTreeSet<&str> =
+            self.config.pipelines.iter().flat_map(|p| &p.tasks).map(|t| t.queue.value.as_str()).collect();
         for q in &e.queues {
             if q.value != DEFAULT_QUEUE && !used.contains(q.value.as_str()) {
-                self.push(Diagnostic::warning("unused-queue", q.span, format!("no task is routed to queue `{}`", q.value)));
+                self.push(Diagnostic::warning(
+                    "unused-queue",
+                    q.span,
+                    format!("no task is routed to queue `{}`", q.value),
+                ));
             }
         }
     }
@@ -576,7 +708,13 @@ fn find_cycle(p: &Pipeline) -> Option<Vec<&str>> {
     let edges: Vec<Vec<usize>> = p
         .tasks
         .iter()
-        .map(|t| t.depends_on.iter().filter_map(|d| index.get(d.value.as_str()).copied()).filter(|&u| p.tasks[u].id.value != t.id.value).collect())
+        .map(|t| {
+            t.depends_on
+                .iter()
+                .filter_map(|d| index.get(d.value.as_str()).copied())
+                .filter(|&u| p.tasks[u].id.value != t.id.value)
+                .collect()
+        })
         .collect();
     let mut marks = vec![Mark::New; p.tasks.len()];
     for start in 0..p.tasks.len() {
@@ -599,7 +737,8 @@ fn find_cycle(p: &Pipeline) -> Option<Vec<&str>> {
                     Mark::Active => {
                         let from = stack.iter().position(|(n, _)| *n == up).unwrap_or(0);
                         // The stack runs downstream -> upstream; print in dependency order.
-                        let mut cycle: Vec<&str> = stack[from..].iter().map(|(n, _)| p.tasks[*n].id.value.as_str()).collect();
+                        let mut cycle: Vec<&str> =
+                            stack[from..].iter().map(|(n, _)| p.tasks[*n].id.value.as_str()).collect();
                         cycle.reverse();
                         return Some(cycle);
                     }

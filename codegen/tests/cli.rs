@@ -95,7 +95,14 @@ fn generate_writes_once_and_check_detects_staleness() {
     let project = Project::new(SAMPLE);
     let out = project.run(&["generate"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    for file in ["docker-compose.yml", "pgbouncer/pgbouncer.ini", "redis/redis.conf", ".env.example", "Dockerfile", "pipelines.lock.json"] {
+    for file in [
+        "docker-compose.yml",
+        "pgbouncer/pgbouncer.ini",
+        "redis/redis.conf",
+        ".env.example",
+        "Dockerfile",
+        "pipelines.lock.json",
+    ] {
         assert!(project.path("generated").join(file).is_file(), "{file} generated");
     }
     let again = project.run(&["generate"]);
@@ -156,4 +163,3 @@ fn plan_reports_added_and_removed_pipelines_and_tasks() {
     assert!(plan.contains("    + task notify (shell)"), "{plan}");
     assert!(plan.contains("Plan: 0 pipeline(s) to add, 1 to change, 1 to remove"), "{plan}");
 }
-

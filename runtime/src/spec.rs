@@ -123,9 +123,13 @@ pub enum TriggerRule {
 #[derive(Debug)]
 pub enum TaskKind {
     /// A Rust async fn, run through the generated dispatch.
-    Rust { path: &'static str },
+    Rust {
+        path: &'static str,
+    },
     /// A `bash -c` command template.
-    Shell { command: &'static str },
+    Shell {
+        command: &'static str,
+    },
     Http {
         conn: &'static str,
         method: &'static str,
@@ -134,7 +138,10 @@ pub enum TaskKind {
         headers: &'static [(&'static str, &'static str)],
         expect_status: &'static [u16],
     },
-    Sql { conn: &'static str, statement: &'static str },
+    Sql {
+        conn: &'static str,
+        statement: &'static str,
+    },
 }
 
 #[derive(Debug)]

@@ -133,9 +133,9 @@ impl TaskInput {
     pub fn upstream_optional<O: DeserializeOwned>(&self, task: &str) -> Result<Option<O>, TaskError> {
         match self.upstream_outputs.get(task) {
             None => Ok(None),
-            Some(value) => serde_json::from_value(value.clone())
-                .map(Some)
-                .map_err(|e| TaskError::new(format!("outputs of upstream task `{task}` do not match their declared types: {e}"))),
+            Some(value) => serde_json::from_value(value.clone()).map(Some).map_err(|e| {
+                TaskError::new(format!("outputs of upstream task `{task}` do not match their declared types: {e}"))
+            }),
         }
     }
 }

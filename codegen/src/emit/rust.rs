@@ -95,7 +95,8 @@ fn deployment(config: &Config) -> TokenStream {
     let e = &d.executor;
     let project = &d.project.value;
     let port = d.webserver_port.value;
-    let (parallelism, concurrency, replicas) = (e.parallelism.value, e.worker_concurrency.value, e.worker_replicas.value);
+    let (parallelism, concurrency, replicas) =
+        (e.parallelism.value, e.worker_concurrency.value, e.worker_replicas.value);
     let queues: Vec<&str> = e.queues.iter().map(|q| q.value.as_str()).collect();
     let (paused, examples) = (e.paused_at_creation, e.load_examples);
     let (user, password, email) = (&d.admin.username_env.value, &d.admin.password_env.value, &d.admin.email_env.value);
@@ -389,9 +390,15 @@ fn task_module(p: &Pipeline, t: &Task) -> TokenStream {
                 }
             }
         }
-        TaskKind::Shell { .. } => quote!(pub type Outputs = sluice_runtime::task::ShellOutputs;),
-        TaskKind::Http(_) => quote!(pub type Outputs = sluice_runtime::task::HttpOutputs;),
-        TaskKind::Sql { .. } => quote!(pub type Outputs = sluice_runtime::task::SqlOutputs;),
+        TaskKind::Shell { .. } => quote!(
+            pub type Outputs = sluice_runtime::task::ShellOutputs;
+        ),
+        TaskKind::Http(_) => quote!(
+            pub type Outputs = sluice_runtime::task::HttpOutputs;
+        ),
+        TaskKind::Sql { .. } => quote!(
+            pub type Outputs = sluice_runtime::task::SqlOutputs;
+        ),
     };
     let TaskKind::Rust { path } = &t.kind else {
         return quote! {
@@ -407,7 +414,13 @@ fn task_module(p: &Pipeline, t: &Task) -> TokenStream {
     let conn_ids: Vec<&str> = t.connections.iter().map(|c| c.value.as_str()).collect();
     let conn_fields: Vec<Ident> = conn_ids.iter().map(|c| ident(c)).collect();
     let (connections, conn_type) = if conn_ids.is_empty() {
-        (quote!(#[derive(Debug)] pub struct Connections;), quote!(Connections))
+        (
+            quote!(
+                #[derive(Debug)]
+                pub struct Connections;
+            ),
+            quote!(Connections),
+        )
     } else {
         (
             quote!(#[derive(Debug)] pub struct Connections<'a> { #(pub #conn_fields: &'a sluice_runtime::Connection),* }),
@@ -421,8 +434,7 @@ fn task_module(p: &Pipeline, t: &Task) -> TokenStream {
     };
 
     let optional = !t.trigger_rule.value.needs_all_upstream_success();
-    let ups: Vec<&Task> =
-        t.depends_on.iter().filter_map(|d| p.task(&d.value)).filter(|u| has_outputs(u)).collect();
+    let ups: Vec<&Task> = t.depends_on.iter().filter_map(|d| p.task(&d.value)).filter(|u| has_outputs(u)).collect();
     let up_fields: Vec<TokenStream> = ups
         .iter()
         .map(|u| {
@@ -439,11 +451,7 @@ fn task_module(p: &Pipeline, t: &Task) -> TokenStream {
         .map(|u| {
             let id = &u.id.value;
             let name = ident(id);
-            if optional {
-                quote!(#name: input.upstream_optional(#id)?)
-            } else {
-                quote!(#name: input.upstream(#id)?)
-            }
+            if optional { quote!(#name: input.upstream_optional(#id)?) } else { quote!(#name: input.upstream(#id)?) }
         })
         .collect();
     let up_doc = if optional {
