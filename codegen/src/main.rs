@@ -10,7 +10,7 @@ use sluice_codegen::diag::Diagnostic;
 use sluice_codegen::source::SourceFile;
 use sluice_codegen::{Compiled, compile, emit, plan};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -108,7 +108,7 @@ fn checked(cli: &Cli, file: &SourceFile) -> Option<Compiled> {
     }
 }
 
-fn generate(compiled: &Compiled, file: &SourceFile, out: &PathBuf, check: bool) -> ExitCode {
+fn generate(compiled: &Compiled, file: &SourceFile, out: &Path, check: bool) -> ExitCode {
     let files = match generated_files(compiled, &file.name) {
         Ok(files) => files,
         Err(message) => {
@@ -139,7 +139,7 @@ fn generate(compiled: &Compiled, file: &SourceFile, out: &PathBuf, check: bool) 
     ExitCode::SUCCESS
 }
 
-fn plan_command(compiled: &Compiled, file: &SourceFile, lock_path: &PathBuf) -> ExitCode {
+fn plan_command(compiled: &Compiled, file: &SourceFile, lock_path: &Path) -> ExitCode {
     let old = match std::fs::read_to_string(lock_path) {
         Ok(text) => match emit::lock::parse(&text) {
             Ok(lock) => lock.config,
