@@ -430,11 +430,12 @@ impl Lowerer<'_> {
                     let Value::Str(key) = &key.value else { continue };
                     if looks_secret(key)
                         && let Value::Str(text) = &value.value
-                            && env_ref(text).is_none() {
-                                let env = format!("{}_{}", id.value, key).to_uppercase();
-                                self.secret(value, &format!("`extra.{key}` of {w}"), &env);
-                                continue;
-                            }
+                        && env_ref(text).is_none()
+                    {
+                        let env = format!("{}_{}", id.value, key).to_uppercase();
+                        self.secret(value, &format!("`extra.{key}` of {w}"), &env);
+                        continue;
+                    }
                     extra.insert(key.clone(), to_json(value));
                 }
             } else {
@@ -598,14 +599,15 @@ impl Lowerer<'_> {
                 let Some(ty) = self.value_type(&ty_text, &pw) else { continue };
                 let default = p.get("default").map(to_json);
                 if let (Some(d), Some(node)) = (&default, p.get("default"))
-                    && !ty.value.accepts(d) {
-                        self.error(
-                            "param-type",
-                            node.span,
-                            format!("the default of {pw} does not have type `{}`", ty.value),
-                            Some(format!("give a value of type `{}`, or change `type`", ty.value)),
-                        );
-                    }
+                    && !ty.value.accepts(d)
+                {
+                    self.error(
+                        "param-type",
+                        node.span,
+                        format!("the default of {pw} does not have type `{}`", ty.value),
+                        Some(format!("give a value of type `{}`, or change `type`", ty.value)),
+                    );
+                }
                 let description = self.opt_string(&p, "description", &pw).map(|s| s.value).unwrap_or_default();
                 Param { name: Sp::new(name.to_string(), key.span), ty, default, description }
             } else {
@@ -680,9 +682,10 @@ impl Lowerer<'_> {
     fn settings(&mut self, f: &Fields<'_>, what: &str, base: &TaskSettings) -> TaskSettings {
         let mut s = base.clone();
         if let Some(n) = f.value("retries")
-            && let Some(v) = self.integer::<u32>(n, &format!("`retries` of {what}"), 0, 1000) {
-                s.retries = v.value;
-            }
+            && let Some(v) = self.integer::<u32>(n, &format!("`retries` of {what}"), 0, 1000)
+        {
+            s.retries = v.value;
+        }
         if let Some(n) = f.value("retry_delay") {
             s.retry_delay_secs = self.duration(n, &format!("`retry_delay` of {what}")).unwrap_or(s.retry_delay_secs);
         }
@@ -826,9 +829,19 @@ impl Lowerer<'_> {
                 let mut headers = BTreeMap::new();
                 if let Some(node) = h.value("headers") {
                     for (name, _, value) in self.fields_any(node, &format!("`headers` of {hw}")).unwrap_or_default() {
-                        if let Some(v) = self.string(value, &format!("header `{name}`")) {
-                            headers.insert(name.to_string(), v.value);
+                        let Some(v) = self.string(value, &format!("header `{name}`")) else { continue };
+                        let lower = name.to_ascii_lowercase();
+                        let sensitive = lower == "authorization" || looks_secret(&lower) || lower.ends_with("-key");
+                        if sensitive && !v.value.contains("{{") {
+                            self.error(
+                                "literal-secret",
+                                v.span,
+                                format!("header `{name}` of {hw} is a literal secret"),
+                                Some("take it from the connection instead, e.g. `Bearer {{ conn.backend_api.password }}`".into()),
+                            );
+                            continue;
                         }
+                        headers.insert(name.to_string(), v.value);
                     }
                 }
                 let expect_status = match h.value("expect_status") {

@@ -19,6 +19,12 @@ impl<T> Sp<T> {
     pub fn new(value: T, span: Span) -> Self {
         Sp { value, span }
     }
+
+    /// Whether the value was written in the file. A default carries the zero-length span
+    /// of the mapping it is missing from (so messages about it still point somewhere).
+    pub fn is_explicit(&self) -> bool {
+        self.span.len > 0
+    }
 }
 
 impl<T: PartialEq> PartialEq for Sp<T> {

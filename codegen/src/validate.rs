@@ -179,13 +179,14 @@ impl Validator<'_> {
             );
         }
         if let (Some(start), Some(end)) = (&p.start_date, &p.end_date)
-            && end.value < start.value {
-                self.push(Diagnostic::error(
-                    "invalid-date",
-                    end.span,
-                    format!("`end_date` of {w} is before its `start_date`"),
-                ));
-            }
+            && end.value < start.value
+        {
+            self.push(Diagnostic::error(
+                "invalid-date",
+                end.span,
+                format!("`end_date` of {w} is before its `start_date`"),
+            ));
+        }
         let parallelism = self.config.deployment.executor.parallelism.value;
         if p.max_active_tasks.value > parallelism {
             self.push(
@@ -202,7 +203,7 @@ impl Validator<'_> {
         }
         if p.schedule.value == Schedule::Once
             && p.max_active_runs.value > 1
-            && p.max_active_runs.span != Span::default()
+            && p.max_active_runs.is_explicit()
         {
             self.push(Diagnostic::warning(
                 "unreachable-limit",
@@ -370,17 +371,18 @@ impl Validator<'_> {
             TaskKind::Rust { path } => self.rust_path(path),
             TaskKind::Http(http) => {
                 if let Some(c) = self.connection_ref(&http.conn, &w)
-                    && c.conn_type.value != ConnType::Http {
-                        let ty = c.conn_type.value.name();
-                        self.push(
-                            Diagnostic::error(
-                                "wrong-connection-type",
-                                http.conn.span,
-                                format!("{w} is an http step but connection `{}` is of type {ty}", http.conn.value),
-                            )
-                            .with_hint("use a connection of `type: http`"),
-                        );
-                    }
+                    && c.conn_type.value != ConnType::Http
+                {
+                    let ty = c.conn_type.value.name();
+                    self.push(
+                        Diagnostic::error(
+                            "wrong-connection-type",
+                            http.conn.span,
+                            format!("{w} is an http step but connection `{}` is of type {ty}", http.conn.value),
+                        )
+                        .with_hint("use a connection of `type: http`"),
+                    );
+                }
                 if http.expect_status.is_empty() {
                     self.push(
                         Diagnostic::error("missing-key", http.endpoint.span, format!("{w} expects no status"))
@@ -390,17 +392,18 @@ impl Validator<'_> {
             }
             TaskKind::Sql { conn, .. } => {
                 if let Some(c) = self.connection_ref(conn, &w)
-                    && !c.conn_type.value.is_sql() {
-                        let ty = c.conn_type.value.name();
-                        self.push(
-                            Diagnostic::error(
-                                "wrong-connection-type",
-                                conn.span,
-                                format!("{w} is a sql step but connection `{}` is of type {ty}", conn.value),
-                            )
-                            .with_hint("use a connection of `type: postgres` or `type: sqlite`"),
-                        );
-                    }
+                    && !c.conn_type.value.is_sql()
+                {
+                    let ty = c.conn_type.value.name();
+                    self.push(
+                        Diagnostic::error(
+                            "wrong-connection-type",
+                            conn.span,
+                            format!("{w} is a sql step but connection `{}` is of type {ty}", conn.value),
+                        )
+                        .with_hint("use a connection of `type: postgres` or `type: sqlite`"),
+                    );
+                }
             }
             TaskKind::Shell { .. } => {}
         }
@@ -447,16 +450,17 @@ impl Validator<'_> {
             );
         }
         if let (Some(max), Some(_)) = (t.settings.max_retry_delay_secs, t.settings.max_retry_delay_secs)
-            && max < t.settings.retry_delay_secs {
-                self.push(Diagnostic::warning(
-                    "retry-delay-cap",
-                    t.id.span,
-                    format!(
-                        "{w}: `max_retry_delay` ({max}s) is shorter than `retry_delay` ({}s)",
-                        t.settings.retry_delay_secs
-                    ),
-                ));
-            }
+            && max < t.settings.retry_delay_secs
+        {
+            self.push(Diagnostic::warning(
+                "retry-delay-cap",
+                t.id.span,
+                format!(
+                    "{w}: `max_retry_delay` ({max}s) is shorter than `retry_delay` ({}s)",
+                    t.settings.retry_delay_secs
+                ),
+            ));
+        }
     }
 
     fn rust_path(&mut self, path: &Sp<String>) {
@@ -669,7 +673,7 @@ impl Validator<'_> {
         }
         let capacity = e.worker_concurrency.value.saturating_mul(e.worker_replicas.value);
         // Only when written: the defaults (32 = Airflow's) assume workers are scaled at deploy.
-        if capacity < e.parallelism.value && e.worker_replicas.value > 0 && e.parallelism.span.line > 0 {
+        if capacity < e.parallelism.value && e.worker_replicas.value > 0 && e.parallelism.is_explicit() {
             self.push(
                 Diagnostic::warning(
                     "unreachable-limit",
