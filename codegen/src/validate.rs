@@ -201,10 +201,7 @@ impl Validator<'_> {
                 .with_hint("lower it, or raise `deployment.executor.parallelism`"),
             );
         }
-        if p.schedule.value == Schedule::Once
-            && p.max_active_runs.value > 1
-            && p.max_active_runs.is_explicit()
-        {
+        if p.schedule.value == Schedule::Once && p.max_active_runs.value > 1 && p.max_active_runs.is_explicit() {
             self.push(Diagnostic::warning(
                 "unreachable-limit",
                 p.max_active_runs.span,

