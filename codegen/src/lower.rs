@@ -136,39 +136,31 @@ impl Lowerer<'_> {
 
     /// Checks that `node` is a mapping with only `allowed` keys, each once.
     fn fields<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
-        let Value::Map(entries) = &node.value else {
-            self.wrong_type(node, what, "a mapping");
-            return None;
-        };
+        let entries = self.fields_any(node, what)?;
         let mut fields = Fields { span: node.span, entries: Vec::new() };
-        for (key, value) in entries {
-            let Value::Str(name) = &key.value else {
-                self.error("wrong-type", key.span, format!("keys of {what} must be strings"), None);
-                continue;
-            };
-            if let Some((_, first, _)) = fields.entries.iter().find(|(k, _, _)| k == name) {
-                let line = first.span.line;
-                self.error(
-                    "duplicate-key",
-                    key.span,
-                    format!("duplicate key `{name}` in {what} (first written on line {line})"),
-                    Some("remove one of the two".into()),
-                );
-                continue;
-            }
-            if !allowed.contains(&name.as_str()) {
+        for (name, key, value) in entries {
+            if allowed.contains(&name) {
+                fields.entries.push((name, key, value));
+            } else {
                 let hint = suggestion(name, allowed.iter().copied())
                     .unwrap_or_else(|| format!("known keys: {}", allowed.join(", ")));
                 self.error("unknown-key", key.span, format!("unknown key `{name}` in {what}"), Some(hint));
-                continue;
             }
-            fields.entries.push((name.as_str(), key, value));
         }
         Some(fields)
     }
 
     fn missing(&mut self, fields: &Fields<'_>, key: &str, what: &str, hint: &str) {
         self.error("missing-key", fields.span, format!("{what} has no `{key}`"), Some(hint.into()));
+    }
+
+    /// A string that must be there; its absence is reported with `hint`.
+    fn required(&mut self, fields: &Fields<'_>, key: &str, what: &str, hint: &str) -> Option<Sp<String>> {
+        let value = self.opt_string(fields, key, what);
+        if value.is_none() && fields.value(key).is_none() {
+            self.missing(fields, key, what, hint);
+        }
+        value
     }
 
     fn string(&mut self, node: &Node, what: &str) -> Option<Sp<String>> {
@@ -396,10 +388,7 @@ impl Lowerer<'_> {
     fn connection(&mut self, node: &Node, index: usize) -> Option<Connection> {
         let what = peek_id(node, "id").map_or(format!("connection #{}", index + 1), |id| format!("connection `{id}`"));
         let f = self.fields(node, &what, CONNECTION_KEYS)?;
-        let Some(id) = self.opt_string(&f, "id", "a connection") else {
-            self.missing(&f, "id", &format!("connection #{}", index + 1), "add `id: my_connection`");
-            return None;
-        };
+        let id = self.required(&f, "id", &what, "add `id: my_connection`")?;
         let w = format!("connection `{}`", id.value);
         let conn_type = match self.opt_string(&f, "type", &w) {
             Some(t) => match ConnType::ALL.iter().find(|(n, _)| *n == t.value) {
@@ -459,10 +448,7 @@ impl Lowerer<'_> {
 
     fn pool(&mut self, node: &Node) -> Option<Pool> {
         let f = self.fields(node, "a pool", POOL_KEYS)?;
-        let Some(name) = self.opt_string(&f, "name", "a pool") else {
-            self.missing(&f, "name", "a pool", "add `name: my_pool`");
-            return None;
-        };
+        let name = self.required(&f, "name", "a pool", "add `name: my_pool`")?;
         let w = format!("pool `{}`", name.value);
         let Some(slots) =
             f.value("slots").and_then(|n| self.integer::<u32>(n, &format!("`slots` of {w}"), 0, 1_000_000))
@@ -522,15 +508,9 @@ impl Lowerer<'_> {
     }
 
     fn pipeline(&mut self, node: &Node, paused_default: bool) -> Option<Pipeline> {
-        let f = self.fields(
-            node,
-            &peek_id(node, "id").map_or("a pipeline".into(), |id| format!("pipeline `{id}`")),
-            PIPELINE_KEYS,
-        )?;
-        let Some(id) = self.opt_string(&f, "id", "a pipeline") else {
-            self.missing(&f, "id", "a pipeline", "add `id: my_pipeline`");
-            return None;
-        };
+        let what = peek_id(node, "id").map_or("a pipeline".into(), |id| format!("pipeline `{id}`"));
+        let f = self.fields(node, &what, PIPELINE_KEYS)?;
+        let id = self.required(&f, "id", &what, "add `id: my_pipeline`")?;
         let w = format!("pipeline `{}`", id.value);
         let schedule = match f.get("schedule") {
             None => Sp::new(Schedule::Manual, f.key_span("schedule")),
@@ -711,10 +691,7 @@ impl Lowerer<'_> {
         let what = peek_id(node, "id")
             .map_or(format!("task #{} of {pipeline}", index + 1), |id| format!("task `{id}` of {pipeline}"));
         let f = self.fields(node, &what, TASK_KEYS)?;
-        let Some(id) = self.opt_string(&f, "id", "a task") else {
-            self.missing(&f, "id", &format!("task #{} of {pipeline}", index + 1), "add `id: my_task`");
-            return None;
-        };
+        let id = self.required(&f, "id", &what, "add `id: my_task`")?;
         let w = format!("task `{}` of {pipeline}", id.value);
         let kind = self.task_kind(&f, &w);
         let outputs = match f.value("outputs") {
@@ -808,68 +785,65 @@ impl Lowerer<'_> {
         match given[0] {
             "rust" => self.string(node, &format!("`rust` of {what}")).map(|path| TaskKind::Rust { path }),
             "shell" => self.string(node, &format!("`shell` of {what}")).map(|command| TaskKind::Shell { command }),
-            "http" => {
-                let h = self.fields(node, &format!("`http` of {what}"), HTTP_KEYS)?;
-                let hw = format!("`http` of {what}");
-                let Some(conn) = self.opt_string(&h, "conn", &hw) else {
-                    self.missing(&h, "conn", &hw, "add `conn:` naming an http connection");
-                    return None;
-                };
-                let Some(endpoint) = self.opt_string(&h, "endpoint", &hw) else {
-                    self.missing(&h, "endpoint", &hw, "add `endpoint: /path`");
-                    return None;
-                };
-                let method = self.string_or(&h, "method", &hw, "GET");
-                let method = Sp::new(method.value.to_uppercase(), method.span);
-                self.one_of(&method, HTTP_METHODS, "method");
-                let body = h.value("body").and_then(|n| match &n.value {
-                    Value::Map(_) | Value::Seq(_) => Some(Sp::new(to_json(n).to_string(), n.span)),
-                    _ => self.string(n, &format!("`body` of {hw}")),
-                });
-                let mut headers = BTreeMap::new();
-                if let Some(node) = h.value("headers") {
-                    for (name, _, value) in self.fields_any(node, &format!("`headers` of {hw}")).unwrap_or_default() {
-                        let Some(v) = self.string(value, &format!("header `{name}`")) else { continue };
-                        let lower = name.to_ascii_lowercase();
-                        let sensitive = lower == "authorization" || looks_secret(&lower) || lower.ends_with("-key");
-                        if sensitive && !v.value.contains("{{") {
-                            self.error(
-                                "literal-secret",
-                                v.span,
-                                format!("header `{name}` of {hw} is a literal secret"),
-                                Some("take it from the connection instead, e.g. `Bearer {{ conn.backend_api.password }}`".into()),
-                            );
-                            continue;
-                        }
-                        headers.insert(name.to_string(), v.value);
-                    }
-                }
-                let expect_status = match h.value("expect_status") {
-                    None => vec![200],
-                    Some(n) => match &n.value {
-                        Value::Seq(items) => items
-                            .iter()
-                            .filter_map(|i| self.integer::<u16>(i, "an expected status", 100, 599).map(|s| s.value))
-                            .collect(),
-                        _ => self.integer::<u16>(n, "`expect_status`", 100, 599).map(|s| s.value).into_iter().collect(),
-                    },
-                };
-                Some(TaskKind::Http(HttpStep { conn, method, endpoint, body, headers, expect_status }))
-            }
+            "http" => self.http_step(node, what).map(TaskKind::Http),
             _ => {
-                let s = self.fields(node, &format!("`sql` of {what}"), SQL_KEYS)?;
                 let sw = format!("`sql` of {what}");
-                let Some(conn) = self.opt_string(&s, "conn", &sw) else {
-                    self.missing(&s, "conn", &sw, "add `conn:` naming a postgres or sqlite connection");
-                    return None;
-                };
-                let Some(statement) = self.opt_string(&s, "statement", &sw) else {
-                    self.missing(&s, "statement", &sw, "add `statement: SELECT 1`");
-                    return None;
-                };
-                Some(TaskKind::Sql { conn, statement })
+                let s = self.fields(node, &sw, SQL_KEYS)?;
+                let conn = self.required(&s, "conn", &sw, "add `conn:` naming a postgres or sqlite connection");
+                let statement = self.required(&s, "statement", &sw, "add `statement: SELECT 1`");
+                Some(TaskKind::Sql { conn: conn?, statement: statement? })
             }
         }
+    }
+
+    fn http_step(&mut self, node: &Node, what: &str) -> Option<HttpStep> {
+        let hw = format!("`http` of {what}");
+        let h = self.fields(node, &hw, HTTP_KEYS)?;
+        let conn = self.required(&h, "conn", &hw, "add `conn:` naming an http connection");
+        let endpoint = self.required(&h, "endpoint", &hw, "add `endpoint: /path`");
+        let method = self.string_or(&h, "method", &hw, "GET");
+        let method = Sp::new(method.value.to_uppercase(), method.span);
+        self.one_of(&method, HTTP_METHODS, "method");
+        let body = h.value("body").and_then(|n| match &n.value {
+            Value::Map(_) | Value::Seq(_) => Some(Sp::new(to_json(n).to_string(), n.span)),
+            _ => self.string(n, &format!("`body` of {hw}")),
+        });
+        let headers = match h.value("headers") {
+            Some(node) => self.headers(node, &hw),
+            None => BTreeMap::new(),
+        };
+        let expect_status = match h.value("expect_status") {
+            None => vec![200],
+            Some(n) => match &n.value {
+                Value::Seq(items) => items
+                    .iter()
+                    .filter_map(|i| self.integer::<u16>(i, "an expected status", 100, 599).map(|s| s.value))
+                    .collect(),
+                _ => self.integer::<u16>(n, "`expect_status`", 100, 599).map(|s| s.value).into_iter().collect(),
+            },
+        };
+        Some(HttpStep { conn: conn?, method, endpoint: endpoint?, body, headers, expect_status })
+    }
+
+    /// Header values are templates; credentials must come from a connection, not the YAML.
+    fn headers(&mut self, node: &Node, what: &str) -> BTreeMap<String, String> {
+        let mut headers = BTreeMap::new();
+        for (name, _, value) in self.fields_any(node, &format!("`headers` of {what}")).unwrap_or_default() {
+            let Some(v) = self.string(value, &format!("header `{name}`")) else { continue };
+            let lower = name.to_ascii_lowercase();
+            let sensitive = lower == "authorization" || looks_secret(&lower) || lower.ends_with("-key");
+            if sensitive && !v.value.contains("{{") {
+                self.error(
+                    "literal-secret",
+                    v.span,
+                    format!("header `{name}` of {what} is a literal secret"),
+                    Some("take it from the connection instead, e.g. `Bearer {{ conn.backend_api.password }}`".into()),
+                );
+                continue;
+            }
+            headers.insert(name.to_string(), v.value);
+        }
+        headers
     }
 
     fn outputs(&mut self, node: &Node, what: &str) -> Vec<Output> {
