@@ -44,3 +44,10 @@ pub async fn wrong_return(_ctx: wrong_return::Context<'_>) -> Result<wrong_retur
 pub fn not_async(_ctx: not_async::Context<'_>) -> Result<(), TaskError> { // ERROR: is not a future
     Ok(())
 }
+
+// `all_done` runs even when `extract` failed: its outputs are an Option.
+pub async fn cleanup(ctx: cleanup::Context<'_>) -> Result<(), TaskError> {
+    let _rows: Option<i64> = ctx.upstream.extract.as_ref().map(|o| o.rows);
+    let _rows: i64 = ctx.upstream.extract.rows; // ERROR: no field `rows` on type `Option<
+    Ok(())
+}
