@@ -8,6 +8,7 @@
 pub mod build;
 pub mod diag;
 pub mod emit;
+pub mod feasibility;
 pub mod lower;
 pub mod model;
 pub mod parse;

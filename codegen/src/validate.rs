@@ -5,7 +5,7 @@ use crate::diag::{Diagnostic, Diagnostics, suggestion};
 use crate::lower::is_identifier;
 use crate::model::*;
 use crate::source::{SourceFile, Span};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 /// Variables a template may use, as Airflow's template context names them.
 pub const TEMPLATE_VARIABLES: &[&str] = &[
@@ -562,55 +562,31 @@ impl Validator<'_> {
         }
     }
 
-    /// Tasks that can never run: their pool is too small, or an upstream they need to
-    /// succeed can never run.
+    /// Tasks that can never run (see [`crate::feasibility`]); the pool errors are the causes.
     fn feasibility(&mut self, p: &Pipeline) {
         if self.has_cycle {
             return; // the cycle is the error to fix first; propagation around it is noise
         }
-        let mut dead: BTreeMap<&str, String> = BTreeMap::new();
-        for t in &p.tasks {
-            if self.config.pool_slots(&t.pool.value).is_some_and(|size| t.pool_slots.value > size || size == 0) {
-                dead.insert(&t.id.value, format!("pool `{}` is too small", t.pool.value));
-            }
-        }
-        // Propagate in rounds: the graph is small and may be cyclic (already reported).
-        loop {
-            let mut changed = false;
-            for t in &p.tasks {
-                if dead.contains_key(t.id.value.as_str()) || t.depends_on.is_empty() {
-                    continue;
-                }
-                let dead_ups: Vec<&Sp<String>> =
-                    t.depends_on.iter().filter(|d| dead.contains_key(d.value.as_str())).collect();
-                let needs_success = match t.trigger_rule.value {
-                    TriggerRule::AllSuccess | TriggerRule::NoneSkipped => !dead_ups.is_empty(),
-                    TriggerRule::OneSuccess | TriggerRule::NoneFailedMinOneSuccess | TriggerRule::AllSkipped => {
-                        dead_ups.len() == t.depends_on.len()
-                    }
-                    _ => false,
-                };
-                if let (true, Some(up)) = (needs_success, dead_ups.first()) {
-                    self.push(
-                        Diagnostic::warning(
-                            "never-runs",
-                            up.span,
-                            format!(
-                                "task `{}` can never run: its upstream `{}` can never run ({})",
-                                t.id.value,
-                                up.value,
-                                dead[up.value.as_str()]
-                            ),
-                        )
-                        .with_hint("fix the upstream task, or give this task a trigger rule such as `all_done`"),
-                    );
-                    dead.insert(&t.id.value, format!("upstream `{}` can never run", up.value));
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
+        let config = self.config;
+        let pool_too_small = |id: &str| {
+            p.task(id).is_some_and(|t| {
+                config.pool_slots(&t.pool.value).is_some_and(|size| t.pool_slots.value > size || size == 0)
+            })
+        };
+        for never in crate::feasibility::never_running(p, pool_too_small) {
+            let Some(task) = p.task(never.task) else { continue };
+            let span = never
+                .upstream
+                .and_then(|up| task.depends_on.iter().find(|d| d.value == up))
+                .map_or(task.id.span, |d| d.span);
+            self.push(
+                Diagnostic::warning(
+                    "never-runs",
+                    span,
+                    format!("task `{}` can never run: {}", never.task, never.reason),
+                )
+                .with_hint("fix the upstream task, or change this task's `trigger_rule`"),
+            );
         }
     }
 
