@@ -80,11 +80,11 @@ fn settle<'p>(
     if ups.is_empty() {
         return (States(SUCCESS | FAILED), None);
     }
-    if rule != TriggerRule::Always {
-        if let Some((up, _)) = ups.iter().find(|(_, s)| s.0 == 0) {
-            let reason = format!("its upstream `{up}` never finishes");
-            return (States(0), never(Some(up), reason));
-        }
+    if rule != TriggerRule::Always
+        && let Some((up, _)) = ups.iter().find(|(_, s)| s.0 == 0)
+    {
+        let reason = format!("its upstream `{up}` never finishes");
+        return (States(0), never(Some(up), reason));
     }
     let all = |bits: u8| ups.iter().all(|(_, s)| s.has(bits));
     let any = |bits: u8| ups.iter().any(|(_, s)| s.has(bits));
