@@ -7,6 +7,7 @@
 //! the only bridge between the two.
 
 pub mod cli;
+pub mod connection;
 pub mod registry;
 pub mod spec;
 pub mod task;

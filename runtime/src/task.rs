@@ -4,6 +4,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt;
+
+pub use crate::connection::Connection;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -42,35 +44,6 @@ pub struct RunInfo {
     pub logical_date: String,
     pub data_interval_start: String,
     pub data_interval_end: String,
-}
-
-/// A resolved connection: secrets are filled from the environment by the runtime.
-#[derive(Clone, Default)]
-pub struct Connection {
-    pub id: String,
-    pub conn_type: String,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub schema: Option<String>,
-    pub database: Option<String>,
-    pub login: Option<String>,
-    pub password: Option<String>,
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl fmt::Debug for Connection {
-    /// Never prints the password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
-            .field("id", &self.id)
-            .field("conn_type", &self.conn_type)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("login", &self.login)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .finish_non_exhaustive()
-    }
 }
 
 /// The task log. Lines are kept in order; the runtime streams them to the store.
