@@ -1,0 +1,165 @@
+//! The scheduler: creates runs when their schedule is due, starts queued runs within
+//! `max_active_runs`, and queues ready tasks. It is woken by events (a trigger, an
+//! unpause) and by the timer of the next due schedule or retry; the periodic sweep is a
+//! safety net only, so an idle scheduler does no work.
+
+use crate::clock::{Micros, to_rfc3339};
+use crate::registry::Registry;
+use crate::spec::PipelineSpec;
+use crate::store::{NewRun, Queued, RunRow, Store, StoreError};
+use crate::timetable::Timetable;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Where queued task instances go: an in-process queue in standalone, Redis in
+/// distributed mode.
+pub trait Dispatch: Send + Sync + std::fmt::Debug {
+    fn dispatch(&self, queued: Vec<Queued>);
+}
+
+/// How long the scheduler sleeps at most between passes when nothing is due.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    registry: &'static Registry,
+    store: Store,
+    dispatch: Arc<dyn Dispatch>,
+    wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub fn new(registry: &'static Registry, store: Store, dispatch: Arc<dyn Dispatch>) -> Scheduler {
+        Scheduler { registry, store, dispatch, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Wakes the scheduler for an immediate pass (after a trigger, unpause, clear...).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// One pass: due scheduled runs are created, active pipelines advanced. Returns when
+    /// the next pass is due on its own (the earliest next schedule or retry).
+    pub async fn tick(&self) -> Result<Option<Micros>, StoreError> {
+        let now = self.store.now();
+        let mut next: Option<Micros> = self.store.next_retry_at().await?;
+        let rows = self.store.pipelines().await?;
+        for p in self.registry.pipelines {
+            let Some(row) = rows.iter().find(|r| r.pipeline_id == p.id) else { continue };
+            if row.is_paused || !row.is_active {
+                continue;
+            }
+            let Ok(timetable) = Timetable::for_pipeline(p) else { continue };
+            if timetable.is_scheduled() {
+                let mut last = self.store.last_scheduled(p.id).await?;
+                while let Some(interval) = timetable.next_due(last, now) {
+                    let run = NewRun {
+                        run_id: format!("scheduled__{}", to_rfc3339(interval.start)),
+                        run_type: "scheduled",
+                        logical_date: interval.start,
+                        data_interval_start: interval.start,
+                        data_interval_end: interval.end,
+                        conf: serde_json::Value::Object(Default::default()),
+                    };
+                    match self.store.create_run(p, &run).await {
+                        Ok(_) | Err(StoreError::Conflict(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                    last = Some(interval.start);
+                }
+                let wake_at = timetable.next_wakeup(last, now);
+                self.store.set_next_run_at(p.id, wake_at).await?;
+                next = earliest(next, wake_at);
+            }
+        }
+        for p in self.pipelines_with_active_runs().await? {
+            let queued = self.store.advance_pipeline(p, self.registry.deployment.parallelism).await?;
+            self.dispatch.dispatch(queued);
+        }
+        Ok(next)
+    }
+
+    async fn pipelines_with_active_runs(&self) -> Result<Vec<&'static PipelineSpec>, StoreError> {
+        let mut ids: Vec<String> = self.store.active_runs().await?.into_iter().map(|r| r.pipeline_id).collect();
+        ids.dedup();
+        Ok(ids.iter().filter_map(|id| self.registry.pipeline(id)).collect())
+    }
+
+    /// Runs passes until `shutdown` is notified.
+    pub async fn run(self, shutdown: Arc<Notify>) {
+        loop {
+            let next = match self.tick().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!("scheduler pass failed: {e}");
+                    Some(self.store.now() + 1_000_000)
+                }
+            };
+            let now = self.store.now();
+            let sleep = next
+                .map(|at| Duration::from_micros(u64::try_from((at - now).max(0)).unwrap_or(0)))
+                .unwrap_or(SWEEP_INTERVAL)
+                .min(SWEEP_INTERVAL);
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = self.wake.notified() => {}
+                () = shutdown.notified() => return,
+            }
+        }
+    }
+}
+
+fn earliest(a: Option<Micros>, b: Option<Micros>) -> Option<Micros> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Creates a manual run, like `airflow dags trigger`: the conf is checked against the
+/// declared params; the logical date defaults to now.
+pub async fn trigger(
+    store: &Store,
+    pipeline: &PipelineSpec,
+    conf: serde_json::Value,
+    logical_date: Option<Micros>,
+) -> Result<RunRow, TriggerError> {
+    crate::params::resolve(pipeline, &conf).map_err(TriggerError::Params)?;
+    let at = logical_date.unwrap_or_else(|| store.now());
+    let interval = Timetable::for_pipeline(pipeline)
+        .map(|t| t.manual_interval(at))
+        .map_err(|e| TriggerError::Params(e.to_string()))?;
+    let run = NewRun {
+        run_id: format!("manual__{}", to_rfc3339_micros(at)),
+        run_type: "manual",
+        logical_date: at,
+        data_interval_start: interval.start.min(at),
+        data_interval_end: interval.end.max(interval.start.min(at)),
+        conf,
+    };
+    store.create_run(pipeline, &run).await.map_err(TriggerError::Store)
+}
+
+fn to_rfc3339_micros(micros: Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, false))
+        .unwrap_or_default()
+}
+
+#[derive(Debug)]
+pub enum TriggerError {
+    Params(String),
+    Store(StoreError),
+}
+
+impl std::fmt::Display for TriggerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TriggerError::Params(m) => f.write_str(m),
+            TriggerError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TriggerError {}

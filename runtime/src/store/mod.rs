@@ -1,0 +1,243 @@
+//! The metadata store: one API over PostgreSQL (production, also through PgBouncer in
+//! transaction mode) and SQLite (the embedded default, or in memory for `dags test`).
+//!
+//! Every statement runs inside an explicit transaction and unprepared
+//! (`persistent(false)`): through a transaction-mode PgBouncer a named statement may land
+//! on another server connection, and an unnamed one is only safe while the transaction
+//! pins the connection. Times are microseconds since the epoch; JSON is text.
+
+mod pipelines;
+mod runs;
+
+pub use pipelines::{PipelineRow, SyncReport};
+pub use runs::{Claimed, NewRun, Outcome, Queued, RunRow, TiRow};
+
+use crate::clock::{Clock, Micros, SystemClock};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, SqlSafeStr};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A store failure, with what was being done.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The database could not be reached or refused the connection.
+    Connect { url: String, source: sqlx::Error },
+    /// A statement failed.
+    Query { doing: &'static str, source: sqlx::Error },
+    Migrate(sqlx::migrate::MigrateError),
+    /// Something named does not exist.
+    NotFound(String),
+    /// The request conflicts with the current state (a duplicate run, a paused pipeline...).
+    Conflict(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Connect { url, source } => {
+                write!(f, "cannot connect to the metadata database at {url}: {}", first_line(source))
+            }
+            StoreError::Query { doing, source } => write!(f, "metadata database error while {doing}: {}", first_line(source)),
+            StoreError::Migrate(e) => write!(f, "database migration failed: {e}"),
+            StoreError::NotFound(what) => write!(f, "{what} not found"),
+            StoreError::Conflict(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn first_line(e: &sqlx::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Tags a sqlx error with what the store was doing.
+pub(crate) trait Doing<T> {
+    fn doing(self, what: &'static str) -> Result<T>;
+}
+
+impl<T> Doing<T> for std::result::Result<T, sqlx::Error> {
+    fn doing(self, what: &'static str) -> Result<T> {
+        self.map_err(|source| StoreError::Query { doing: what, source })
+    }
+}
+
+/// An unprepared statement (see the module docs for why).
+pub(crate) fn q(sql: impl SqlSafeStr) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
+    sqlx::query(sql).persistent(false)
+}
+
+pub(crate) type Tx = sqlx::Transaction<'static, Any>;
+
+/// The metadata store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    clock: Arc<dyn Clock>,
+}
+
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "metadata", include_str!("../../../migrations/postgres/0001_metadata.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "metadata", include_str!("../../../migrations/sqlite/0001_metadata.sql"))];
+
+impl Store {
+    /// Connects to `postgres://...` or `sqlite://path` (created when missing).
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Conflict(format!(
+                "unsupported database URL `{}`: use postgres://... or sqlite://path",
+                redact(url)
+            )));
+        };
+        let options = match backend {
+            // SQLite has one writer: one connection serializes transactions in-process
+            // instead of failing them with SQLITE_BUSY.
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(1),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(10).test_before_acquire(false),
+        };
+        let url_with_options = match backend {
+            Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let pool = options
+            .connect(&url_with_options)
+            .await
+            .map_err(|source| StoreError::Connect { url: redact(url), source })?;
+        let store = Store { pool, backend, clock: Arc::new(SystemClock) };
+        if backend == Backend::Sqlite {
+            for pragma in ["PRAGMA foreign_keys = ON", "PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"] {
+                q(pragma).execute(&store.pool).await.doing("configuring SQLite")?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// An empty store in memory: `dags test` and tests.
+    pub async fn in_memory() -> Result<Store> {
+        let store = Store::connect("sqlite::memory:").await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn now(&self) -> Micros {
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// Applies pending migrations; forward-only and idempotent. Returns how many ran.
+    pub async fn migrate(&self) -> Result<usize> {
+        let list = match self.backend {
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+        };
+        let migrations: Vec<Migration> = list
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect();
+        let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
+        let before = self.applied_migrations().await;
+        migrator.run(&self.pool).await.map_err(StoreError::Migrate)?;
+        let after = self.applied_migrations().await;
+        Ok(after.saturating_sub(before))
+    }
+
+    async fn applied_migrations(&self) -> usize {
+        let row: std::result::Result<(i64,), _> =
+            sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations").persistent(false).fetch_one(&self.pool).await;
+        row.map_or(0, |(n,)| usize::try_from(n).unwrap_or(0))
+    }
+
+    /// A round trip to the database, for health checks.
+    pub async fn check(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        q("SELECT 1").execute(&mut *tx).await.doing("checking the connection")?;
+        tx.commit().await.doing("checking the connection")
+    }
+
+    pub(crate) async fn begin(&self) -> Result<Tx> {
+        self.pool.begin().await.doing("starting a transaction")
+    }
+
+    /// `FOR UPDATE` where the backend has row locks (SQLite serializes writers instead).
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+}
+
+/// A database URL with its password hidden.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Reads a column that may be NULL.
+pub(crate) fn opt<T>(row: &AnyRow, column: &str) -> Option<T>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    use sqlx::Row;
+    row.try_get::<Option<T>, _>(column).ok().flatten()
+}
+
+/// Reads a column that must be there; a missing or mistyped one is a store error.
+pub(crate) fn get<T>(row: &AnyRow, column: &'static str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    use sqlx::Row;
+    row.try_get::<T, _>(column).doing(column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,635 @@
+//! Runs and task instances: creation, the state machine, and what workers claim and
+//! report. Each transition is one transaction; finishing a task also decides what becomes
+//! ready downstream in that same transaction, so dispatch needs no polling.
+
+use super::{Doing, Result, Store, StoreError, Tx, get, opt, q};
+use crate::clock::Micros;
+use crate::rules::{Decision, TiState, decide};
+use crate::spec::{PipelineSpec, TaskSpec};
+use sqlx::AssertSqlSafe;
+use std::collections::{BTreeMap, HashMap};
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub run_id: String,
+    /// `scheduled`, `manual` or `backfill`.
+    pub run_type: &'static str,
+    pub logical_date: Micros,
+    pub data_interval_start: Micros,
+    pub data_interval_end: Micros,
+    pub conf: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: i64,
+    pub pipeline_id: String,
+    pub run_id: String,
+    pub run_type: String,
+    pub state: String,
+    pub logical_date: Micros,
+    pub data_interval_start: Micros,
+    pub data_interval_end: Micros,
+    pub conf: String,
+    pub start_date: Option<Micros>,
+    pub end_date: Option<Micros>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TiRow {
+    pub id: i64,
+    pub run_pk: i64,
+    pub task_id: String,
+    pub state: TiState,
+    pub try_number: i64,
+    pub max_tries: i64,
+    pub priority_weight: i64,
+    pub error: Option<String>,
+    pub start_date: Option<Micros>,
+    pub end_date: Option<Micros>,
+}
+
+/// A task instance made ready: hand it to the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub ti_id: i64,
+    pub queue: String,
+    pub priority_weight: i64,
+}
+
+/// What a worker needs to run a claimed task instance.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub ti_id: i64,
+    pub run_pk: i64,
+    pub pipeline_id: String,
+    pub task_id: String,
+    pub try_number: i64,
+    pub run: RunRow,
+    /// Outputs of the run's finished tasks, by task id.
+    pub outputs: BTreeMap<String, serde_json::Value>,
+}
+
+/// How a try ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Success(serde_json::Value),
+    Failed(String),
+}
+
+const RUN_COLUMNS: &str = "id, pipeline_id, run_id, run_type, state, logical_date, data_interval_start, \
+                           data_interval_end, conf, start_date, end_date";
+const TI_COLUMNS: &str =
+    "id, run_pk, task_id, state, try_number, max_tries, priority_weight, error, start_date, end_date";
+
+fn run_row(row: &sqlx::any::AnyRow) -> Result<RunRow> {
+    Ok(RunRow {
+        id: get(row, "id")?,
+        pipeline_id: get(row, "pipeline_id")?,
+        run_id: get(row, "run_id")?,
+        run_type: get(row, "run_type")?,
+        state: get(row, "state")?,
+        logical_date: get(row, "logical_date")?,
+        data_interval_start: get(row, "data_interval_start")?,
+        data_interval_end: get(row, "data_interval_end")?,
+        conf: get(row, "conf")?,
+        start_date: opt(row, "start_date"),
+        end_date: opt(row, "end_date"),
+    })
+}
+
+fn ti_row(row: &sqlx::any::AnyRow) -> Result<TiRow> {
+    let state: String = get(row, "state")?;
+    Ok(TiRow {
+        id: get(row, "id")?,
+        run_pk: get(row, "run_pk")?,
+        task_id: get(row, "task_id")?,
+        state: TiState::parse(&state).ok_or_else(|| StoreError::Conflict(format!("unknown task state `{state}`")))?,
+        try_number: get(row, "try_number")?,
+        max_tries: get(row, "max_tries")?,
+        priority_weight: get(row, "priority_weight")?,
+        error: opt(row, "error"),
+        start_date: opt(row, "start_date"),
+        end_date: opt(row, "end_date"),
+    })
+}
+
+/// Airflow's default `downstream` weight rule: a task's own weight plus all its descendants'.
+pub fn effective_priority(pipeline: &PipelineSpec, task: &TaskSpec) -> i64 {
+    let mut seen = vec![task.id];
+    let mut stack = vec![task.id];
+    let mut total = i64::from(task.priority_weight);
+    while let Some(id) = stack.pop() {
+        for t in pipeline.tasks.iter().filter(|t| t.depends_on.contains(&id)) {
+            if !seen.contains(&t.id) {
+                seen.push(t.id);
+                stack.push(t.id);
+                total += i64::from(t.priority_weight);
+            }
+        }
+    }
+    total
+}
+
+/// Seconds to wait before try `next_try` (2 = the first retry), with Airflow's doubling
+/// under exponential backoff and the cap.
+pub fn retry_delay_secs(task: &TaskSpec, next_try: i64) -> u64 {
+    let base = task.retry.retry_delay_secs;
+    let delay = if task.retry.exponential_backoff {
+        let exponent = u32::try_from((next_try - 2).max(0)).unwrap_or(u32::MAX).min(30);
+        base.saturating_mul(1u64 << exponent)
+    } else {
+        base
+    };
+    task.retry.max_retry_delay_secs.map_or(delay, |cap| delay.min(cap))
+}
+
+impl Store {
+    /// Creates a run and its task instances, `queued` until the scheduler starts it.
+    pub async fn create_run(&self, pipeline: &PipelineSpec, new: &NewRun) -> Result<RunRow> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let clash = q("SELECT run_id FROM runs WHERE pipeline_id = $1 AND (run_id = $2 OR logical_date = $3)")
+            .bind(pipeline.id)
+            .bind(&new.run_id)
+            .bind(new.logical_date)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("checking for a duplicate run")?;
+        if let Some(row) = clash {
+            let existing: String = get(&row, "run_id")?;
+            return Err(StoreError::Conflict(format!(
+                "pipeline `{}` already has run `{existing}` for this logical date",
+                pipeline.id
+            )));
+        }
+        let sql = format!(
+            "INSERT INTO runs (pipeline_id, run_id, run_type, state, logical_date, data_interval_start, \
+             data_interval_end, conf, version_hash, created_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9) \
+             RETURNING {RUN_COLUMNS}"
+        );
+        let row = q(AssertSqlSafe(sql))
+            .bind(pipeline.id)
+            .bind(&new.run_id)
+            .bind(new.run_type)
+            .bind(new.logical_date)
+            .bind(new.data_interval_start)
+            .bind(new.data_interval_end)
+            .bind(new.conf.to_string())
+            .bind(pipeline.version_hash)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .doing("creating a run")?;
+        let run = run_row(&row)?;
+        for task in pipeline.tasks {
+            q("INSERT INTO task_instances (run_pk, pipeline_id, task_id, state, try_number, max_tries, \
+               priority_weight, pool, pool_slots, queue) VALUES ($1, $2, $3, 'none', 0, $4, $5, $6, $7, $8)")
+            .bind(run.id)
+            .bind(pipeline.id)
+            .bind(task.id)
+            .bind(i64::from(task.retry.retries) + 1)
+            .bind(effective_priority(pipeline, task))
+            .bind(task.pool)
+            .bind(i64::from(task.pool_slots))
+            .bind(task.queue)
+            .execute(&mut *tx)
+            .await
+            .doing("creating task instances")?;
+        }
+        tx.commit().await.doing("creating a run")?;
+        Ok(run)
+    }
+
+    pub async fn run(&self, run_pk: i64) -> Result<RunRow> {
+        let mut tx = self.begin().await?;
+        let row = q(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
+            .bind(run_pk)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("reading a run")?;
+        tx.commit().await.doing("reading a run")?;
+        row.as_ref().map(run_row).transpose()?.ok_or_else(|| StoreError::NotFound(format!("run #{run_pk}")))
+    }
+
+    pub async fn run_by_id(&self, pipeline_id: &str, run_id: &str) -> Result<RunRow> {
+        let mut tx = self.begin().await?;
+        let row = q(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE pipeline_id = $1 AND run_id = $2")))
+            .bind(pipeline_id)
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("reading a run")?;
+        tx.commit().await.doing("reading a run")?;
+        row.as_ref()
+            .map(run_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` of pipeline `{pipeline_id}`")))
+    }
+
+    /// Runs of a pipeline, newest logical date first.
+    pub async fn runs(&self, pipeline_id: &str, limit: i64) -> Result<Vec<RunRow>> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE pipeline_id = $1 ORDER BY logical_date DESC LIMIT $2"
+        )))
+        .bind(pipeline_id)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing runs")?;
+        tx.commit().await.doing("listing runs")?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// Runs that are queued or running, oldest first: what the scheduler looks after.
+    pub async fn active_runs(&self) -> Result<Vec<RunRow>> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE state IN ('queued', 'running') ORDER BY logical_date, id"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing active runs")?;
+        tx.commit().await.doing("listing active runs")?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// The latest logical date of a scheduled run: where the timetable continues from.
+    pub async fn last_scheduled(&self, pipeline_id: &str) -> Result<Option<Micros>> {
+        let mut tx = self.begin().await?;
+        let row = q("SELECT MAX(logical_date) AS last FROM runs WHERE pipeline_id = $1 AND run_type = 'scheduled'")
+            .bind(pipeline_id)
+            .fetch_one(&mut *tx)
+            .await
+            .doing("reading the last scheduled run")?;
+        tx.commit().await.doing("reading the last scheduled run")?;
+        Ok(opt(&row, "last"))
+    }
+
+    pub async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!("SELECT {TI_COLUMNS} FROM task_instances WHERE run_pk = $1 ORDER BY id")))
+            .bind(run_pk)
+            .fetch_all(&mut *tx)
+            .await
+            .doing("listing task instances")?;
+        tx.commit().await.doing("listing task instances")?;
+        rows.iter().map(ti_row).collect()
+    }
+
+    /// Starts queued runs while the pipeline is below `max_active_runs`, then decides what
+    /// is ready in each of its running runs. Returns the task instances it queued.
+    pub async fn advance_pipeline(&self, pipeline: &PipelineSpec, parallelism: u32) -> Result<Vec<Queued>> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let lock = format!("SELECT is_paused FROM pipelines WHERE pipeline_id = $1{}", self.for_update());
+        q(AssertSqlSafe(lock)).bind(pipeline.id).fetch_optional(&mut *tx).await.doing("locking a pipeline")?;
+        let running: i64 = get(
+            &q("SELECT COUNT(*) AS n FROM runs WHERE pipeline_id = $1 AND state = 'running'")
+                .bind(pipeline.id)
+                .fetch_one(&mut *tx)
+                .await
+                .doing("counting running runs")?,
+            "n",
+        )?;
+        let room = i64::from(pipeline.max_active_runs) - running;
+        if room > 0 {
+            let queued = q("SELECT id FROM runs WHERE pipeline_id = $1 AND state = 'queued' ORDER BY logical_date, id LIMIT $2")
+                .bind(pipeline.id)
+                .bind(room)
+                .fetch_all(&mut *tx)
+                .await
+                .doing("listing queued runs")?;
+            for row in queued {
+                let id: i64 = get(&row, "id")?;
+                q("UPDATE runs SET state = 'running', start_date = $2 WHERE id = $1 AND state = 'queued'")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .doing("starting a run")?;
+            }
+        }
+        let runs = q("SELECT id FROM runs WHERE pipeline_id = $1 AND state = 'running' ORDER BY logical_date, id")
+            .bind(pipeline.id)
+            .fetch_all(&mut *tx)
+            .await
+            .doing("listing running runs")?;
+        let mut queued = Vec::new();
+        for row in runs {
+            let run_pk: i64 = get(&row, "id")?;
+            queued.extend(advance_in_tx(&mut tx, pipeline, run_pk, now, parallelism).await?);
+        }
+        tx.commit().await.doing("advancing a pipeline")?;
+        Ok(queued)
+    }
+
+    /// Claims a queued task instance for `worker`: it becomes `running` with its next try.
+    /// `None` if another worker got it first or it is no longer queued.
+    pub async fn claim(&self, ti_id: i64, worker: &str) -> Result<Option<Claimed>> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let row = q("UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $2, \
+                     end_date = NULL, worker = $3, heartbeat_at = $2, error = NULL \
+                     WHERE id = $1 AND state = 'queued' RETURNING run_pk, pipeline_id, task_id, try_number")
+        .bind(ti_id)
+        .bind(now)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await
+        .doing("claiming a task")?;
+        let Some(row) = row else {
+            tx.commit().await.doing("claiming a task")?;
+            return Ok(None);
+        };
+        let run_pk: i64 = get(&row, "run_pk")?;
+        let try_number: i64 = get(&row, "try_number")?;
+        q("INSERT INTO task_tries (ti_id, try_number, state, start_date, worker) VALUES ($1, $2, 'running', $3, $4)")
+            .bind(ti_id)
+            .bind(try_number)
+            .bind(now)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await
+            .doing("recording a try")?;
+        let run = run_row(
+            &q(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
+                .bind(run_pk)
+                .fetch_one(&mut *tx)
+                .await
+                .doing("reading a run")?,
+        )?;
+        let outputs = q("SELECT ti.task_id, o.outputs FROM task_outputs o JOIN task_instances ti ON ti.id = o.ti_id \
+                         WHERE ti.run_pk = $1 AND ti.state = 'success'")
+        .bind(run_pk)
+        .fetch_all(&mut *tx)
+        .await
+        .doing("reading upstream outputs")?;
+        let mut by_task = BTreeMap::new();
+        for row in outputs {
+            let task: String = get(&row, "task_id")?;
+            let text: String = get(&row, "outputs")?;
+            by_task.insert(task, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
+        }
+        tx.commit().await.doing("claiming a task")?;
+        Ok(Some(Claimed {
+            ti_id,
+            run_pk,
+            pipeline_id: get(&row, "pipeline_id")?,
+            task_id: get(&row, "task_id")?,
+            try_number,
+            run,
+            outputs: by_task,
+        }))
+    }
+
+    /// Records how try `try_number` ended and, in the same transaction, queues whatever
+    /// became ready. Only the current running try can finish (a late or duplicate report
+    /// changes nothing), so recording an outcome is exactly-once.
+    pub async fn finish(
+        &self,
+        pipeline: &PipelineSpec,
+        ti_id: i64,
+        try_number: i64,
+        outcome: &Outcome,
+        parallelism: u32,
+    ) -> Result<Vec<Queued>> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let row = q("SELECT run_pk, task_id, max_tries FROM task_instances WHERE id = $1 AND state = 'running' AND try_number = $2")
+            .bind(ti_id)
+            .bind(try_number)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("reading a running task")?;
+        let Some(row) = row else {
+            tx.commit().await.doing("finishing a task")?;
+            return Ok(Vec::new());
+        };
+        let run_pk: i64 = get(&row, "run_pk")?;
+        let task_id: String = get(&row, "task_id")?;
+        let max_tries: i64 = get(&row, "max_tries")?;
+        let (state, error, next_try) = match outcome {
+            Outcome::Success(_) => (TiState::Success, None, None),
+            Outcome::Failed(message) if try_number < max_tries => {
+                let delay = pipeline.task(&task_id).map_or(0, |t| retry_delay_secs(t, try_number + 1));
+                let at = now + i64::try_from(delay).unwrap_or(i64::MAX / 2_000_000) * 1_000_000;
+                (TiState::UpForRetry, Some(message.clone()), Some(at))
+            }
+            Outcome::Failed(message) => (TiState::Failed, Some(message.clone()), None),
+        };
+        q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5, worker = NULL WHERE id = $1")
+            .bind(ti_id)
+            .bind(state.as_str())
+            .bind(now)
+            .bind(error.as_deref())
+            .bind(next_try)
+            .execute(&mut *tx)
+            .await
+            .doing("recording a task outcome")?;
+        q("UPDATE task_tries SET state = $3, end_date = $4, error = $5 WHERE ti_id = $1 AND try_number = $2")
+            .bind(ti_id)
+            .bind(try_number)
+            .bind(if state == TiState::UpForRetry { "failed" } else { state.as_str() })
+            .bind(now)
+            .bind(error.as_deref())
+            .execute(&mut *tx)
+            .await
+            .doing("recording a try")?;
+        if let Outcome::Success(outputs) = outcome {
+            q("INSERT INTO task_outputs (ti_id, outputs, created_at) VALUES ($1, $2, $3) \
+               ON CONFLICT (ti_id) DO UPDATE SET outputs = excluded.outputs, created_at = excluded.created_at")
+            .bind(ti_id)
+            .bind(outputs.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .doing("recording task outputs")?;
+        }
+        let queued = advance_in_tx(&mut tx, pipeline, run_pk, now, parallelism).await?;
+        tx.commit().await.doing("finishing a task")?;
+        Ok(queued)
+    }
+
+    /// Appends lines to a try's log.
+    pub async fn append_logs(&self, ti_id: i64, try_number: i64, lines: &[(String, String)]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        for (stream, line) in lines {
+            q("INSERT INTO task_logs (ti_id, try_number, at, stream, line) VALUES ($1, $2, $3, $4, $5)")
+                .bind(ti_id)
+                .bind(try_number)
+                .bind(now)
+                .bind(stream)
+                .bind(line)
+                .execute(&mut *tx)
+                .await
+                .doing("writing a task log")?;
+        }
+        tx.commit().await.doing("writing a task log")
+    }
+
+    /// A try's log lines, in order.
+    pub async fn logs(&self, ti_id: i64, try_number: i64) -> Result<Vec<String>> {
+        let mut tx = self.begin().await?;
+        let rows = q("SELECT line FROM task_logs WHERE ti_id = $1 AND try_number = $2 ORDER BY id")
+            .bind(ti_id)
+            .bind(try_number)
+            .fetch_all(&mut *tx)
+            .await
+            .doing("reading a task log")?;
+        tx.commit().await.doing("reading a task log")?;
+        rows.iter().map(|r| get(r, "line")).collect()
+    }
+
+    /// The earliest time a task waiting for a retry becomes due, for the scheduler's timer.
+    pub async fn next_retry_at(&self) -> Result<Option<Micros>> {
+        let mut tx = self.begin().await?;
+        let row = q("SELECT MIN(next_try_at) AS at FROM task_instances WHERE state = 'up_for_retry'")
+            .fetch_one(&mut *tx)
+            .await
+            .doing("reading retries")?;
+        tx.commit().await.doing("reading retries")?;
+        Ok(opt(&row, "at"))
+    }
+}
+
+/// Decides every waiting task of a running run, queues what may run within the pool,
+/// pipeline and global limits (highest priority first), and closes the run when all its
+/// tasks are done. Runs inside the caller's transaction.
+async fn advance_in_tx(tx: &mut Tx, pipeline: &PipelineSpec, run_pk: i64, now: Micros, parallelism: u32) -> Result<Vec<Queued>> {
+    let rows = q(AssertSqlSafe(format!(
+        "SELECT {TI_COLUMNS}, next_try_at, pool, pool_slots, queue FROM task_instances WHERE run_pk = $1"
+    )))
+    .bind(run_pk)
+    .fetch_all(&mut **tx)
+    .await
+    .doing("reading task instances")?;
+    let mut states: HashMap<String, TiState> = HashMap::new();
+    let mut info: HashMap<String, (i64, i64, Option<i64>, String, i64, String)> = HashMap::new();
+    for row in &rows {
+        let ti = ti_row(row)?;
+        let next_try: Option<i64> = opt(row, "next_try_at");
+        let pool: String = get(row, "pool")?;
+        let slots: i64 = get(row, "pool_slots")?;
+        let queue: String = get(row, "queue")?;
+        states.insert(ti.task_id.clone(), ti.state);
+        info.insert(ti.task_id, (ti.id, ti.priority_weight, next_try, pool, slots, queue));
+    }
+    // Settle skips and upstream failures until nothing changes (they cascade downstream).
+    let mut ready: Vec<&TaskSpec> = Vec::new();
+    loop {
+        let mut changed = false;
+        ready.clear();
+        for task in pipeline.tasks {
+            let state = states.get(task.id).copied().unwrap_or(TiState::Removed);
+            let waiting = matches!(state, TiState::None | TiState::Scheduled);
+            let retry_due = state == TiState::UpForRetry && info.get(task.id).and_then(|i| i.2).is_none_or(|at| at <= now);
+            if retry_due {
+                ready.push(task);
+                continue;
+            }
+            if !waiting {
+                continue;
+            }
+            let ups: Vec<TiState> =
+                task.depends_on.iter().map(|u| states.get(*u).copied().unwrap_or(TiState::Removed)).collect();
+            let new_state = match decide(task.trigger_rule, &ups) {
+                Decision::Run => {
+                    ready.push(task);
+                    continue;
+                }
+                Decision::Wait => continue,
+                Decision::Skip => TiState::Skipped,
+                Decision::UpstreamFailed => TiState::UpstreamFailed,
+            };
+            if let Some((id, ..)) = info.get(task.id) {
+                q("UPDATE task_instances SET state = $2, end_date = $3 WHERE id = $1")
+                    .bind(*id)
+                    .bind(new_state.as_str())
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .doing("skipping a task")?;
+            }
+            states.insert(task.id.to_string(), new_state);
+            changed = true;
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    let mut queued = Vec::new();
+    if !ready.is_empty() {
+        let global: i64 = get(
+            &q("SELECT COUNT(*) AS n FROM task_instances WHERE state IN ('queued', 'running')")
+                .fetch_one(&mut **tx)
+                .await
+                .doing("counting active tasks")?,
+            "n",
+        )?;
+        let in_pipeline: i64 = get(
+            &q("SELECT COUNT(*) AS n FROM task_instances WHERE pipeline_id = $1 AND state IN ('queued', 'running')")
+                .bind(pipeline.id)
+                .fetch_one(&mut **tx)
+                .await
+                .doing("counting active tasks")?,
+            "n",
+        )?;
+        let mut pool_free: HashMap<String, i64> = HashMap::new();
+        for row in q("SELECT p.name, p.slots - COALESCE((SELECT SUM(ti.pool_slots) FROM task_instances ti \
+                      WHERE ti.pool = p.name AND ti.state IN ('queued', 'running')), 0) AS free FROM pools p")
+        .fetch_all(&mut **tx)
+        .await
+        .doing("reading pools")?
+        {
+            pool_free.insert(get(&row, "name")?, get(&row, "free")?);
+        }
+        let mut global_room = i64::from(parallelism) - global;
+        let mut pipeline_room = i64::from(pipeline.max_active_tasks) - in_pipeline;
+        ready.sort_by_key(|t| std::cmp::Reverse(info.get(t.id).map_or(0, |i| i.1)));
+        for task in ready {
+            let Some((id, weight, _, pool, slots, queue)) = info.get(task.id) else { continue };
+            let free = pool_free.entry(pool.clone()).or_insert(0);
+            if global_room <= 0 || pipeline_room <= 0 || *free < *slots {
+                continue;
+            }
+            let done = q("UPDATE task_instances SET state = 'queued', queued_at = $2, next_try_at = NULL \
+                          WHERE id = $1 AND state IN ('none', 'scheduled', 'up_for_retry')")
+            .bind(*id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .doing("queueing a task")?;
+            if done.rows_affected() == 1 {
+                *free -= slots;
+                global_room -= 1;
+                pipeline_room -= 1;
+                states.insert(task.id.to_string(), TiState::Queued);
+                queued.push(Queued { ti_id: *id, queue: queue.clone(), priority_weight: *weight });
+            }
+        }
+    }
+
+    if states.values().all(|s| s.is_done()) {
+        let leaves: Vec<&str> =
+            pipeline.tasks.iter().filter(|t| !pipeline.tasks.iter().any(|d| d.depends_on.contains(&t.id))).map(|t| t.id).collect();
+        let failed = leaves
+            .iter()
+            .any(|l| matches!(states.get(*l), Some(TiState::Failed | TiState::UpstreamFailed)));
+        q("UPDATE runs SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'")
+            .bind(run_pk)
+            .bind(if failed { "failed" } else { "success" })
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .doing("closing a run")?;
+    }
+    Ok(queued)
+}
