@@ -7,10 +7,17 @@
 //! the only bridge between the two.
 
 pub mod cli;
+pub mod clock;
 pub mod connection;
+pub mod crypto;
+pub mod params;
 pub mod registry;
+pub mod rules;
+pub mod scheduler;
 pub mod spec;
+pub mod store;
 pub mod task;
+pub mod timetable;
 
 pub use registry::Registry;
 pub use task::{Connection, Logger, RunInfo, TaskContext, TaskError, TaskFuture, TaskInput};
