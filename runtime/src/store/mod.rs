@@ -30,9 +30,15 @@ pub enum Backend {
 #[derive(Debug)]
 pub enum StoreError {
     /// The database could not be reached or refused the connection.
-    Connect { url: String, source: sqlx::Error },
+    Connect {
+        url: String,
+        source: sqlx::Error,
+    },
     /// A statement failed.
-    Query { doing: &'static str, source: sqlx::Error },
+    Query {
+        doing: &'static str,
+        source: sqlx::Error,
+    },
     Migrate(sqlx::migrate::MigrateError),
     /// Something named does not exist.
     NotFound(String),
@@ -46,7 +52,9 @@ impl fmt::Display for StoreError {
             StoreError::Connect { url, source } => {
                 write!(f, "cannot connect to the metadata database at {url}: {}", first_line(source))
             }
-            StoreError::Query { doing, source } => write!(f, "metadata database error while {doing}: {}", first_line(source)),
+            StoreError::Query { doing, source } => {
+                write!(f, "metadata database error while {doing}: {}", first_line(source))
+            }
             StoreError::Migrate(e) => write!(f, "database migration failed: {e}"),
             StoreError::NotFound(what) => write!(f, "{what} not found"),
             StoreError::Conflict(what) => f.write_str(what),
@@ -184,6 +192,16 @@ impl Store {
         let mut tx = self.begin().await?;
         q("SELECT 1").execute(&mut *tx).await.doing("checking the connection")?;
         tx.commit().await.doing("checking the connection")
+    }
+
+    /// Runs one administrative statement outside a transaction (`CREATE DATABASE`,
+    /// `VACUUM`): only for trusted, fixed SQL.
+    pub async fn execute_admin(&self, sql: &str) -> Result<()> {
+        q(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await
+            .doing("running an administrative statement")?;
+        Ok(())
     }
 
     pub(crate) async fn begin(&self) -> Result<Tx> {

@@ -296,12 +296,13 @@ impl Store {
         )?;
         let room = i64::from(pipeline.max_active_runs) - running;
         if room > 0 {
-            let queued = q("SELECT id FROM runs WHERE pipeline_id = $1 AND state = 'queued' ORDER BY logical_date, id LIMIT $2")
-                .bind(pipeline.id)
-                .bind(room)
-                .fetch_all(&mut *tx)
-                .await
-                .doing("listing queued runs")?;
+            let queued =
+                q("SELECT id FROM runs WHERE pipeline_id = $1 AND state = 'queued' ORDER BY logical_date, id LIMIT $2")
+                    .bind(pipeline.id)
+                    .bind(room)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .doing("listing queued runs")?;
             for row in queued {
                 let id: i64 = get(&row, "id")?;
                 q("UPDATE runs SET state = 'running', start_date = $2 WHERE id = $1 AND state = 'queued'")
@@ -502,7 +503,13 @@ impl Store {
 /// Decides every waiting task of a running run, queues what may run within the pool,
 /// pipeline and global limits (highest priority first), and closes the run when all its
 /// tasks are done. Runs inside the caller's transaction.
-async fn advance_in_tx(tx: &mut Tx, pipeline: &PipelineSpec, run_pk: i64, now: Micros, parallelism: u32) -> Result<Vec<Queued>> {
+async fn advance_in_tx(
+    tx: &mut Tx,
+    pipeline: &PipelineSpec,
+    run_pk: i64,
+    now: Micros,
+    parallelism: u32,
+) -> Result<Vec<Queued>> {
     let rows = q(AssertSqlSafe(format!(
         "SELECT {TI_COLUMNS}, next_try_at, pool, pool_slots, queue FROM task_instances WHERE run_pk = $1"
     )))
@@ -529,7 +536,8 @@ async fn advance_in_tx(tx: &mut Tx, pipeline: &PipelineSpec, run_pk: i64, now: M
         for task in pipeline.tasks {
             let state = states.get(task.id).copied().unwrap_or(TiState::Removed);
             let waiting = matches!(state, TiState::None | TiState::Scheduled);
-            let retry_due = state == TiState::UpForRetry && info.get(task.id).and_then(|i| i.2).is_none_or(|at| at <= now);
+            let retry_due =
+                state == TiState::UpForRetry && info.get(task.id).and_then(|i| i.2).is_none_or(|at| at <= now);
             if retry_due {
                 ready.push(task);
                 continue;
@@ -583,8 +591,8 @@ async fn advance_in_tx(tx: &mut Tx, pipeline: &PipelineSpec, run_pk: i64, now: M
             "n",
         )?;
         let mut pool_free: HashMap<String, i64> = HashMap::new();
-        for row in q("SELECT p.name, p.slots - COALESCE((SELECT SUM(ti.pool_slots) FROM task_instances ti \
-                      WHERE ti.pool = p.name AND ti.state IN ('queued', 'running')), 0) AS free FROM pools p")
+        for row in q("SELECT p.name, CAST(p.slots - COALESCE((SELECT SUM(ti.pool_slots) FROM task_instances ti \
+                      WHERE ti.pool = p.name AND ti.state IN ('queued', 'running')), 0) AS BIGINT) AS free FROM pools p")
         .fetch_all(&mut **tx)
         .await
         .doing("reading pools")?
@@ -618,11 +626,13 @@ async fn advance_in_tx(tx: &mut Tx, pipeline: &PipelineSpec, run_pk: i64, now: M
     }
 
     if states.values().all(|s| s.is_done()) {
-        let leaves: Vec<&str> =
-            pipeline.tasks.iter().filter(|t| !pipeline.tasks.iter().any(|d| d.depends_on.contains(&t.id))).map(|t| t.id).collect();
-        let failed = leaves
+        let leaves: Vec<&str> = pipeline
+            .tasks
             .iter()
-            .any(|l| matches!(states.get(*l), Some(TiState::Failed | TiState::UpstreamFailed)));
+            .filter(|t| !pipeline.tasks.iter().any(|d| d.depends_on.contains(&t.id)))
+            .map(|t| t.id)
+            .collect();
+        let failed = leaves.iter().any(|l| matches!(states.get(*l), Some(TiState::Failed | TiState::UpstreamFailed)));
         q("UPDATE runs SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'")
             .bind(run_pk)
             .bind(if failed { "failed" } else { "success" })

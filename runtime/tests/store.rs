@@ -1,0 +1,291 @@
+//! The store's behaviour, run against SQLite and PostgreSQL alike: migrations, pipeline
+//! sync, and the task state machine (trigger rules, retries, pools, limits, exactly-once
+//! outcomes). Time is a manual clock.
+
+mod support;
+
+use sluice_runtime::rules::TiState;
+use sluice_runtime::spec::*;
+use sluice_runtime::store::{Outcome, Queued, Store};
+use support::*;
+
+async fn states(store: &Store, run_pk: i64) -> Vec<(String, TiState)> {
+    store.task_instances(run_pk).await.expect("tis").into_iter().map(|t| (t.task_id, t.state)).collect()
+}
+
+fn state_of(all: &[(String, TiState)], task: &str) -> TiState {
+    all.iter().find(|(t, _)| t == task).map(|(_, s)| *s).expect("task exists")
+}
+
+/// Claims and finishes one queued task instance with `outcome`; returns what got queued.
+async fn run_one(store: &Store, p: &PipelineSpec, q: &Queued, outcome: Outcome) -> Vec<Queued> {
+    let claimed = store.claim(q.ti_id, "w1").await.expect("claim").expect("was queued");
+    store.finish(p, claimed.ti_id, claimed.try_number, &outcome, 32).await.expect("finish")
+}
+
+async fn task_id(store: &Store, run_pk: i64, q: &Queued) -> String {
+    store.task_instances(run_pk).await.expect("tis").into_iter().find(|t| t.id == q.ti_id).expect("ti").task_id
+}
+
+static CHAIN: [PipelineSpec; 1] =
+    [pipeline("chain", Schedule::Manual, &[task("a", &[]), task("b", &["a"]), task("c", &["b"])])];
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        assert_eq!(store.migrate().await.expect("again"), 0, "a second migrate applies nothing");
+        store.check().await.expect("check");
+    }
+}
+
+#[tokio::test]
+async fn sync_adds_versions_and_deactivates() {
+    static V1: [PipelineSpec; 2] = [
+        pipeline("kept", Schedule::Manual, &[task("a", &[])]),
+        pipeline("dropped", Schedule::Manual, &[task("a", &[])]),
+    ];
+    static V2: [PipelineSpec; 1] =
+        [PipelineSpec { version_hash: "v2", ..pipeline("kept", Schedule::Manual, &[task("a", &[])]) }];
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let report = store.sync_pipelines(registry(&V1, &[])).await.expect("sync");
+        assert_eq!(report.added, ["kept", "dropped"]);
+        store.set_paused(&"kept".to_string(), true).await.expect("pause");
+        let again = store.sync_pipelines(registry(&V1, &[])).await.expect("sync");
+        assert!(again.added.is_empty() && again.changed.is_empty() && again.deactivated.is_empty());
+        let report = store.sync_pipelines(registry(&V2, &[])).await.expect("sync");
+        assert_eq!(report.changed, ["kept"]);
+        assert_eq!(report.deactivated, ["dropped"]);
+        let rows = store.pipelines().await.expect("list");
+        let kept = rows.iter().find(|r| r.pipeline_id == "kept").expect("kept");
+        assert!(kept.is_paused, "a sync keeps the paused flag");
+        assert_eq!(kept.version_hash, "v2");
+        assert!(!rows.iter().find(|r| r.pipeline_id == "dropped").expect("history kept").is_active);
+    }
+}
+
+#[tokio::test]
+async fn a_chain_runs_in_order_and_passes_outputs() {
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let p = &CHAIN[0];
+        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        assert_eq!(run.state, "queued");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        assert_eq!(queued.len(), 1);
+        assert_eq!(task_id(&store, run.id, &queued[0]).await, "a");
+        let next = run_one(&store, p, &queued[0], Outcome::Success(serde_json::json!({"rows": 3}))).await;
+        assert_eq!(task_id(&store, run.id, &next[0]).await, "b", "b is queued in the same transaction");
+        let claimed = store.claim(next[0].ti_id, "w1").await.expect("claim").expect("queued");
+        assert_eq!(claimed.outputs.get("a"), Some(&serde_json::json!({"rows": 3})));
+        let next = store
+            .finish(p, claimed.ti_id, claimed.try_number, &Outcome::Success(serde_json::Value::Null), 32)
+            .await
+            .expect("finish");
+        let done = run_one(&store, p, &next[0], Outcome::Success(serde_json::Value::Null)).await;
+        assert!(done.is_empty());
+        assert_eq!(store.run(run.id).await.expect("run").state, "success");
+    }
+}
+
+#[tokio::test]
+async fn outcomes_are_recorded_exactly_once() {
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let p = &CHAIN[0];
+        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        let claimed = store.claim(queued[0].ti_id, "w1").await.expect("claim").expect("queued");
+        assert!(store.claim(queued[0].ti_id, "w2").await.expect("claim").is_none(), "a second claim loses");
+        let first = store
+            .finish(p, claimed.ti_id, claimed.try_number, &Outcome::Success(serde_json::Value::Null), 32)
+            .await
+            .expect("finish");
+        let second = store
+            .finish(p, claimed.ti_id, claimed.try_number, &Outcome::Failed("late".into()), 32)
+            .await
+            .expect("finish");
+        assert_eq!(first.len(), 1);
+        assert!(second.is_empty(), "a duplicate report queues nothing");
+        assert_eq!(state_of(&states(&store, run.id).await, "a"), TiState::Success, "and changes nothing");
+    }
+}
+
+#[tokio::test]
+async fn retries_wait_with_backoff_then_fail() {
+    static P: [PipelineSpec; 1] = [pipeline(
+        "retrying",
+        Schedule::Manual,
+        &[TaskSpec {
+            retry: RetryPolicy {
+                retries: 2,
+                retry_delay_secs: 60,
+                exponential_backoff: true,
+                max_retry_delay_secs: Some(90),
+            },
+            ..task("flaky", &[])
+        }],
+    )];
+    for db in &BACKENDS {
+        let (store, clock) = store(db).await;
+        let p = &P[0];
+        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        assert!(run_one(&store, p, &queued[0], Outcome::Failed("boom".into())).await.is_empty());
+        assert_eq!(state_of(&states(&store, run.id).await, "flaky"), TiState::UpForRetry);
+        assert_eq!(store.next_retry_at().await.expect("next"), Some(T0 + 60_000_000), "first retry after retry_delay");
+        clock.advance_secs(59);
+        assert!(store.advance_pipeline(p, 32).await.expect("advance").is_empty(), "not before the delay");
+        clock.advance_secs(1);
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        assert_eq!(queued.len(), 1);
+        run_one(&store, p, &queued[0], Outcome::Failed("boom".into())).await;
+        // Second retry: 60s doubled is 120s, capped at 90s.
+        assert_eq!(store.next_retry_at().await.expect("next"), Some(T0 + 60_000_000 + 90_000_000));
+        clock.advance_secs(90);
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        run_one(&store, p, &queued[0], Outcome::Failed("boom".into())).await;
+        let tis = store.task_instances(run.id).await.expect("tis");
+        assert_eq!(tis[0].state, TiState::Failed);
+        assert_eq!(tis[0].try_number, 3);
+        assert_eq!(store.run(run.id).await.expect("run").state, "failed");
+    }
+}
+
+#[tokio::test]
+async fn failures_cascade_and_trigger_rules_decide() {
+    static P: [PipelineSpec; 1] = [pipeline(
+        "rules",
+        Schedule::Manual,
+        &[
+            task("extract", &[]),
+            task("load", &["extract"]),
+            task("report", &["load"]),
+            TaskSpec { trigger_rule: TriggerRule::AllDone, ..task("cleanup", &["load"]) },
+            TaskSpec { trigger_rule: TriggerRule::OneFailed, ..task("alert", &["extract"]) },
+        ],
+    )];
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let p = &P[0];
+        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        let next = run_one(&store, p, &queued[0], Outcome::Failed("bad data".into())).await;
+        let all = states(&store, run.id).await;
+        assert_eq!(state_of(&all, "load"), TiState::UpstreamFailed);
+        assert_eq!(state_of(&all, "report"), TiState::UpstreamFailed, "cascades");
+        let mut names = Vec::new();
+        for q in &next {
+            names.push(task_id(&store, run.id, q).await);
+        }
+        names.sort();
+        assert_eq!(names, ["alert", "cleanup"], "all_done and one_failed still run");
+        for q in &next {
+            run_one(&store, p, q, Outcome::Success(serde_json::Value::Null)).await;
+        }
+        assert_eq!(store.run(run.id).await.expect("run").state, "failed", "a failed leaf fails the run");
+    }
+}
+
+#[tokio::test]
+async fn pools_limit_and_priority_orders() {
+    static POOLS: [PoolSpec; 1] = [PoolSpec { name: "one", slots: 1, description: "" }];
+    static P: [PipelineSpec; 1] = [pipeline(
+        "pooled",
+        Schedule::Manual,
+        &[
+            TaskSpec { pool: "one", priority_weight: 1, ..task("low", &[]) },
+            TaskSpec { pool: "one", priority_weight: 10, ..task("high", &[]) },
+            task("free", &[]),
+        ],
+    )];
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let p = &P[0];
+        store.sync_pipelines(registry(&P, &POOLS)).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        let mut names = Vec::new();
+        for q in &queued {
+            names.push(task_id(&store, run.id, q).await);
+        }
+        assert_eq!(names, ["high", "free"], "one slot: the higher priority takes it");
+        let high = queued.iter().find(|q| q.priority_weight == 10).expect("high");
+        let next = run_one(&store, p, high, Outcome::Success(serde_json::Value::Null)).await;
+        assert_eq!(task_id(&store, run.id, &next[0]).await, "low", "the freed slot goes to the waiting task");
+    }
+}
+
+#[tokio::test]
+async fn max_active_runs_and_tasks_hold_work_back() {
+    static P: [PipelineSpec; 1] = [PipelineSpec {
+        max_active_runs: 1,
+        max_active_tasks: 2,
+        ..pipeline("limited", Schedule::Manual, &[task("a", &[]), task("b", &[]), task("c", &[])])
+    }];
+    for db in &BACKENDS {
+        let (store, clock) = store(db).await;
+        let p = &P[0];
+        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        let first = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        clock.advance_secs(1);
+        let second = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        assert_eq!(queued.len(), 2, "max_active_tasks");
+        assert_eq!(store.run(first.id).await.expect("run").state, "running");
+        assert_eq!(store.run(second.id).await.expect("run").state, "queued", "max_active_runs");
+        assert!(store.advance_pipeline(p, 32).await.expect("advance").is_empty());
+        let more = run_one(&store, p, &queued[0], Outcome::Success(serde_json::Value::Null)).await;
+        assert_eq!(more.len(), 1, "a freed task slot is used at once");
+        let _ = store.advance_pipeline(p, 1).await.expect("advance");
+        assert_eq!(
+            store.advance_pipeline(p, 2).await.expect("advance").len(),
+            0,
+            "parallelism counts every active task"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_logical_date_is_refused() {
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let p = &CHAIN[0];
+        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0)).await.expect("first");
+        let err =
+            sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0)).await.expect_err("dup");
+        assert!(err.to_string().contains("already has run"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn trigger_conf_is_checked_against_param_types() {
+    static P: [PipelineSpec; 1] = [PipelineSpec {
+        params: &[
+            ParamSpec { name: "limit", ty: ValueType::Int, default_json: Some("10"), description: "" },
+            ParamSpec { name: "league", ty: ValueType::String, default_json: None, description: "" },
+        ],
+        ..pipeline("typed", Schedule::Manual, &[task("a", &[])])
+    }];
+    for db in &BACKENDS {
+        let (store, clock) = store(db).await;
+        let p = &P[0];
+        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        let err =
+            sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({"limit": "ten", "league": "nfl"}), None)
+                .await
+                .expect_err("wrong type");
+        assert_eq!(err.to_string(), "param `limit` of pipeline `typed` must be of type int, got `\"ten\"`");
+        let err =
+            sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect_err("missing");
+        assert!(err.to_string().contains("`league`"), "{err}");
+        clock.advance_secs(1);
+        sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({"league": "nba"}), None).await.expect("valid");
+    }
+}

@@ -1,0 +1,126 @@
+//! Test support: hand-written specs (what generated code would declare) and stores on
+//! both backends — SQLite in memory, and a fresh PostgreSQL database per test.
+
+#![allow(dead_code)]
+
+use sluice_runtime::Registry;
+use sluice_runtime::clock::ManualClock;
+use sluice_runtime::spec::*;
+use sluice_runtime::store::Store;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const fn task(id: &'static str, depends_on: &'static [&'static str]) -> TaskSpec {
+    TaskSpec {
+        id,
+        description: "",
+        kind: TaskKind::Shell { command: "true" },
+        depends_on,
+        trigger_rule: TriggerRule::AllSuccess,
+        retry: RetryPolicy {
+            retries: 0,
+            retry_delay_secs: 300,
+            exponential_backoff: false,
+            max_retry_delay_secs: None,
+        },
+        execution_timeout_secs: None,
+        email_on_failure: false,
+        email_on_retry: false,
+        email: &[],
+        pool: "default_pool",
+        pool_slots: 1,
+        priority_weight: 1,
+        queue: "default",
+        connections: &[],
+        outputs: &[],
+        renamed_from: &[],
+    }
+}
+
+pub const fn pipeline(id: &'static str, schedule: Schedule, tasks: &'static [TaskSpec]) -> PipelineSpec {
+    PipelineSpec {
+        id,
+        description: "",
+        owner: "test",
+        tags: &[],
+        schedule,
+        schedule_text: "",
+        timezone: "UTC",
+        start_date: Some("2024-01-01T00:00:00"),
+        end_date: None,
+        catchup: false,
+        max_active_runs: 16,
+        max_active_tasks: 16,
+        paused_at_creation: false,
+        params: &[],
+        tasks,
+        version_hash: "v1",
+    }
+}
+
+pub static DEPLOYMENT: DeploymentSpec = DeploymentSpec {
+    project: "test",
+    webserver_port: 8080,
+    parallelism: 32,
+    worker_concurrency: 4,
+    worker_replicas: 1,
+    queues: &["default"],
+    paused_at_creation: false,
+    load_examples: false,
+    admin_username_env: "SLUICE_ADMIN_USERNAME",
+    admin_password_env: "SLUICE_ADMIN_PASSWORD",
+    admin_email_env: "SLUICE_ADMIN_EMAIL",
+    fernet_key_env: "SLUICE_FERNET_KEY",
+    secret_key_env: "SLUICE_SECRET_KEY",
+    broker_db: 1,
+    rate_limit_db: 2,
+};
+
+pub fn no_dispatch<'a>(_: &str, _: &str, _: &'a sluice_runtime::TaskInput) -> Option<sluice_runtime::TaskFuture<'a>> {
+    None
+}
+
+pub fn registry(pipelines: &'static [PipelineSpec], pools: &'static [PoolSpec]) -> &'static Registry {
+    Box::leak(Box::new(Registry {
+        source: "test.yaml",
+        deployment: &DEPLOYMENT,
+        connections: &[],
+        pools,
+        pipelines,
+        dispatch: no_dispatch,
+    }))
+}
+
+/// 2024-06-01T00:00:00Z
+pub const T0: i64 = 1_717_200_000_000_000;
+
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+/// Which backends the behavioural suite runs on.
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Db; 2] = [Db::Sqlite, Db::Postgres];
+
+pub const POSTGRES_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A migrated, empty store on `db`, with a manual clock at `T0`.
+pub async fn store(db: &Db) -> (Store, Arc<ManualClock>) {
+    let clock = ManualClock::at(T0);
+    let store = match db {
+        Db::Sqlite => Store::in_memory().await.expect("sqlite store"),
+        Db::Postgres => {
+            let name = format!("sluice_test_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::SeqCst));
+            let admin =
+                Store::connect(POSTGRES_ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 (trust auth for postgres)");
+            admin.execute_admin(&format!("DROP DATABASE IF EXISTS {name}")).await.expect("drop db");
+            admin.execute_admin(&format!("CREATE DATABASE {name}")).await.expect("create db");
+            let store = Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.expect("connect");
+            store.migrate().await.expect("migrate");
+            store
+        }
+    };
+    (store.with_clock(clock.clone()), clock)
+}
