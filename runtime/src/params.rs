@@ -50,7 +50,10 @@ pub fn resolve(pipeline: &PipelineSpec, conf: &Value) -> Result<Value, String> {
                 params.insert((*name).to_string(), value);
             }
             (None, None) => {
-                return Err(format!("param `{name}` of pipeline `{}` has no default: give it in the conf", pipeline.id));
+                return Err(format!(
+                    "param `{name}` of pipeline `{}` has no default: give it in the conf",
+                    pipeline.id
+                ));
             }
         }
     }

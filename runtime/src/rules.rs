@@ -54,7 +54,10 @@ impl TiState {
 
     /// Finished for good (until cleared).
     pub fn is_done(self) -> bool {
-        matches!(self, TiState::Success | TiState::Failed | TiState::UpstreamFailed | TiState::Skipped | TiState::Removed)
+        matches!(
+            self,
+            TiState::Success | TiState::Failed | TiState::UpstreamFailed | TiState::Skipped | TiState::Removed
+        )
     }
 }
 
