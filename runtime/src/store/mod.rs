@@ -8,9 +8,11 @@
 
 mod pipelines;
 mod runs;
+mod users;
 
 pub use pipelines::{PipelineRow, SyncReport};
 pub use runs::{Claimed, NewRun, Outcome, Queued, RunRow, TiRow};
+pub use users::{AdminSetup, ROLES, UserRow, generate_password, hash_password, verify_password};
 
 use crate::clock::{Clock, Micros, SystemClock};
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -643,3 +643,28 @@ async fn advance_in_tx(
     }
     Ok(queued)
 }
+
+impl Store {
+    /// Queues one task instance whatever its upstreams (`tasks test`, "run this now").
+    pub async fn force_queue(&self, run_pk: i64, task_id: &str) -> Result<Queued> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let row = q("UPDATE task_instances SET state = 'queued', queued_at = $3 WHERE run_pk = $1 AND task_id = $2 \
+                     AND state NOT IN ('queued', 'running') RETURNING id, queue, priority_weight")
+        .bind(run_pk)
+        .bind(task_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .doing("queueing a task")?;
+        q("UPDATE runs SET state = 'running', start_date = $2 WHERE id = $1 AND state = 'queued'")
+            .bind(run_pk)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .doing("starting a run")?;
+        tx.commit().await.doing("queueing a task")?;
+        let row = row.ok_or_else(|| StoreError::Conflict(format!("task `{task_id}` is already queued or running")))?;
+        Ok(Queued { ti_id: get(&row, "id")?, queue: get(&row, "queue")?, priority_weight: get(&row, "priority_weight")? })
+    }
+}

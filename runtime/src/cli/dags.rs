@@ -1,0 +1,285 @@
+//! `sluice dags ...` and `sluice tasks ...`.
+
+use super::open_store;
+use super::output::{Output, print};
+use crate::clock::{Micros, ShiftedClock, parse_datetime, to_rfc3339};
+use crate::registry::Registry;
+use crate::rules::TiState;
+use crate::scheduler::{Dispatch, trigger};
+use crate::settings::Settings;
+use crate::spec::{PipelineSpec, TaskKind};
+use crate::store::{RunRow, Store};
+use crate::timetable::Timetable;
+use crate::worker::{LocalQueue, Worker};
+use clap::Subcommand;
+use serde_json::json;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Subcommand, Debug)]
+pub enum DagsCommand {
+    /// List the pipelines with their schedule and state.
+    List,
+    /// List the runs of a pipeline, newest first.
+    ListRuns {
+        dag_id: String,
+        /// How many runs to show.
+        #[arg(long, default_value_t = 25)]
+        limit: i64,
+    },
+    /// The next logical dates the schedule will run.
+    NextExecution {
+        dag_id: String,
+        #[arg(long, short = 'n', default_value_t = 1)]
+        num_executions: usize,
+    },
+    /// Create a manual run.
+    Trigger {
+        dag_id: String,
+        /// Params as a JSON object, checked against the declared types.
+        #[arg(long, short)]
+        conf: Option<String>,
+        /// Logical date (RFC 3339 or YYYY-MM-DD); default now.
+        #[arg(long, short = 'e')]
+        logical_date: Option<String>,
+    },
+    /// Stop scheduling new runs.
+    Pause { dag_id: String },
+    /// Resume scheduling.
+    Unpause { dag_id: String },
+    /// The state of a run, by run id or logical date.
+    State { dag_id: String, run: String },
+    /// Run a whole pipeline in this process for a logical date, without a scheduler
+    /// (and without a database unless SLUICE_DATABASE_URL is set).
+    Test {
+        dag_id: String,
+        /// Logical date (RFC 3339 or YYYY-MM-DD); default now.
+        logical_date: Option<String>,
+        /// Params as a JSON object.
+        #[arg(long, short)]
+        conf: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TasksCommand {
+    /// A pipeline's tasks, with kind and upstreams.
+    List { dag_id: String },
+    /// Run one task in this process, ignoring its upstreams (as `airflow tasks test`).
+    Test {
+        dag_id: String,
+        task_id: String,
+        /// Logical date (RFC 3339 or YYYY-MM-DD); default now.
+        logical_date: Option<String>,
+    },
+}
+
+fn pipeline(registry: &'static Registry, id: &str) -> Result<&'static PipelineSpec, String> {
+    registry.pipeline(id).ok_or_else(|| {
+        let known: Vec<&str> = registry.pipelines.iter().map(|p| p.id).collect();
+        format!("no pipeline `{id}` in this build; known: {}", known.join(", "))
+    })
+}
+
+fn date_arg(text: Option<&str>) -> Result<Option<Micros>, String> {
+    text.map(|t| parse_datetime(t).ok_or_else(|| format!("`{t}` is not a date: use 2024-01-01 or 2024-01-01T06:00:00+00:00")))
+        .transpose()
+}
+
+fn conf_arg(text: Option<&str>) -> Result<serde_json::Value, String> {
+    match text {
+        None => Ok(json!({})),
+        Some(t) => serde_json::from_str(t).map_err(|e| format!("--conf is not JSON: {e}")),
+    }
+}
+
+fn run_json(r: &RunRow) -> serde_json::Value {
+    json!({
+        "dag_id": r.pipeline_id,
+        "run_id": r.run_id,
+        "state": r.state,
+        "run_type": r.run_type,
+        "logical_date": to_rfc3339(r.logical_date),
+        "start_date": r.start_date.map(to_rfc3339),
+        "end_date": r.end_date.map(to_rfc3339),
+    })
+}
+
+pub async fn dags(registry: &'static Registry, settings: &Settings, command: DagsCommand, output: Output) -> Result<ExitCode, String> {
+    match command {
+        DagsCommand::List => {
+            let store = open_store(registry, settings).await?;
+            let rows = store.pipelines().await.map_err(|e| e.to_string())?;
+            let list: Vec<serde_json::Value> = registry
+                .pipelines
+                .iter()
+                .map(|p| {
+                    let row = rows.iter().find(|r| r.pipeline_id == p.id);
+                    json!({
+                        "dag_id": p.id,
+                        "schedule": if p.schedule_text.is_empty() { "None" } else { p.schedule_text },
+                        "owner": p.owner,
+                        "is_paused": row.is_none_or(|r| r.is_paused),
+                        "tasks": p.tasks.len(),
+                    })
+                })
+                .collect();
+            print(output, &["dag_id", "schedule", "owner", "is_paused", "tasks"], &list);
+        }
+        DagsCommand::ListRuns { dag_id, limit } => {
+            pipeline(registry, &dag_id)?;
+            let store = open_store(registry, settings).await?;
+            let runs = store.runs(&dag_id, limit).await.map_err(|e| e.to_string())?;
+            let rows: Vec<_> = runs.iter().map(run_json).collect();
+            print(output, &["dag_id", "run_id", "state", "logical_date", "start_date", "end_date"], &rows);
+        }
+        DagsCommand::NextExecution { dag_id, num_executions } => {
+            let p = pipeline(registry, &dag_id)?;
+            let t = Timetable::for_pipeline(p).map_err(|e| e.to_string())?;
+            let now = chrono::Utc::now().timestamp_micros();
+            let times = t.upcoming(now, num_executions);
+            if times.is_empty() {
+                println!("None");
+            }
+            for at in times {
+                println!("{}", to_rfc3339(at));
+            }
+        }
+        DagsCommand::Trigger { dag_id, conf, logical_date } => {
+            let p = pipeline(registry, &dag_id)?;
+            let store = open_store(registry, settings).await?;
+            let run = trigger(&store, p, conf_arg(conf.as_deref())?, date_arg(logical_date.as_deref())?)
+                .await
+                .map_err(|e| e.to_string())?;
+            print(output, &["dag_id", "run_id", "state", "logical_date"], &[run_json(&run)]);
+        }
+        DagsCommand::Pause { dag_id } | DagsCommand::Unpause { dag_id } if registry.pipeline(&dag_id).is_none() => {
+            pipeline(registry, &dag_id)?;
+        }
+        DagsCommand::Pause { dag_id } => {
+            let store = open_store(registry, settings).await?;
+            store.set_paused(&dag_id, true).await.map_err(|e| e.to_string())?;
+            println!("pipeline {dag_id} paused");
+        }
+        DagsCommand::Unpause { dag_id } => {
+            let store = open_store(registry, settings).await?;
+            store.set_paused(&dag_id, false).await.map_err(|e| e.to_string())?;
+            println!("pipeline {dag_id} unpaused");
+        }
+        DagsCommand::State { dag_id, run } => {
+            pipeline(registry, &dag_id)?;
+            let store = open_store(registry, settings).await?;
+            let found = match store.run_by_id(&dag_id, &run).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let at = date_arg(Some(&run))?.unwrap_or_default();
+                    let runs = store.runs(&dag_id, 10_000).await.map_err(|e| e.to_string())?;
+                    runs.into_iter().find(|r| r.logical_date == at).ok_or_else(|| format!("no run `{run}` of pipeline `{dag_id}`"))?
+                }
+            };
+            println!("{}", found.state);
+        }
+        DagsCommand::Test { dag_id, logical_date, conf } => {
+            let p = pipeline(registry, &dag_id)?;
+            return test_pipeline(registry, settings, p, date_arg(logical_date.as_deref())?, conf_arg(conf.as_deref())?, None)
+                .await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn tasks(registry: &'static Registry, settings: &Settings, command: TasksCommand, output: Output) -> Result<ExitCode, String> {
+    match command {
+        TasksCommand::List { dag_id } => {
+            let p = pipeline(registry, &dag_id)?;
+            let rows: Vec<_> = p
+                .tasks
+                .iter()
+                .map(|t| {
+                    let kind = match t.kind {
+                        TaskKind::Rust { .. } => "rust",
+                        TaskKind::Shell { .. } => "shell",
+                        TaskKind::Http { .. } => "http",
+                        TaskKind::Sql { .. } => "sql",
+                    };
+                    json!({"task_id": t.id, "kind": kind, "depends_on": t.depends_on})
+                })
+                .collect();
+            print(output, &["task_id", "kind", "depends_on"], &rows);
+            Ok(ExitCode::SUCCESS)
+        }
+        TasksCommand::Test { dag_id, task_id, logical_date } => {
+            let p = pipeline(registry, &dag_id)?;
+            if p.task(&task_id).is_none() {
+                let known: Vec<&str> = p.tasks.iter().map(|t| t.id).collect();
+                return Err(format!("pipeline `{dag_id}` has no task `{task_id}`; its tasks: {}", known.join(", ")));
+            }
+            test_pipeline(registry, settings, p, date_arg(logical_date.as_deref())?, json!({}), Some(&task_id)).await
+        }
+    }
+}
+
+/// Runs a pipeline (or one task of it) to the end in this process and prints each
+/// task's outcome and log. Retry delays are skipped by moving the clock, not slept.
+async fn test_pipeline(
+    registry: &'static Registry,
+    settings: &Settings,
+    p: &'static PipelineSpec,
+    logical_date: Option<Micros>,
+    conf: serde_json::Value,
+    only: Option<&str>,
+) -> Result<ExitCode, String> {
+    let clock = ShiftedClock::new();
+    let store = match &settings.database_url {
+        Some(_) => open_store(registry, settings).await?,
+        None => {
+            let store = Store::in_memory().await.map_err(|e| e.to_string())?;
+            store.sync_pipelines(registry).await.map_err(|e| e.to_string())?;
+            store
+        }
+    }
+    .with_clock(clock.clone());
+    let run = trigger(&store, p, conf, logical_date).await.map_err(|e| e.to_string())?;
+    let (queue, mut rx) = LocalQueue::new();
+    let queue = Arc::new(queue);
+    let worker = Worker::new(registry, store.clone(), queue.clone(), "dags-test");
+    match only {
+        Some(task) => queue.dispatch(vec![store.force_queue(run.id, task).await.map_err(|e| e.to_string())?]),
+        None => queue.dispatch(store.advance_pipeline(p, registry.deployment.parallelism).await.map_err(|e| e.to_string())?),
+    }
+    loop {
+        while let Ok(ti_id) = rx.try_recv() {
+            worker.run_task(ti_id).await.map_err(|e| e.to_string())?;
+            report_task(&store, run.id, ti_id).await?;
+        }
+        if only.is_some() {
+            break;
+        }
+        let state = store.run(run.id).await.map_err(|e| e.to_string())?.state;
+        if state == "success" || state == "failed" {
+            break;
+        }
+        match store.next_retry_at().await.map_err(|e| e.to_string())? {
+            Some(at) => clock.jump_to(at),
+            None => return Err(format!("run `{}` is stuck: no task can start (pool or limit too small?)", run.run_id)),
+        }
+        queue.dispatch(store.advance_pipeline(p, registry.deployment.parallelism).await.map_err(|e| e.to_string())?);
+    }
+    let tis = store.task_instances(run.id).await.map_err(|e| e.to_string())?;
+    let ok = match only {
+        Some(task) => tis.iter().any(|t| t.task_id == task && t.state == TiState::Success),
+        None => store.run(run.id).await.map_err(|e| e.to_string())?.state == "success",
+    };
+    println!("run {}: {}", run.run_id, if ok { "success" } else { "failed" });
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn report_task(store: &Store, run_pk: i64, ti_id: i64) -> Result<(), String> {
+    let tis = store.task_instances(run_pk).await.map_err(|e| e.to_string())?;
+    let Some(ti) = tis.iter().find(|t| t.id == ti_id) else { return Ok(()) };
+    for line in store.logs(ti.id, ti.try_number).await.map_err(|e| e.to_string())? {
+        println!("[{}] {line}", ti.task_id);
+    }
+    println!("[{}] {} (try {})", ti.task_id, ti.state.as_str(), ti.try_number);
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The `sluice` command line (the seed's `airflow ...` commands, under `sluice ...`).
+//! Tables by default, `--output json` for scripts; errors are one sentence and a non-zero
+//! exit code (1 for failures, 2 for usage).
+
+mod dags;
+mod output;
+
+use crate::registry::Registry;
+use crate::settings::Settings;
+use crate::store::Store;
+use clap::{Parser, Subcommand};
+use output::Output;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about = "Sluice: compiled pipelines, scheduled and run", propagate_version = true)]
+struct Cli {
+    /// Output format of listings.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Everything in one process: SQLite store, scheduler, worker, web server.
+    Standalone,
+    /// One-shot setup: migrate the database and sync the compiled pipelines.
+    Init,
+    /// The metadata database.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Pipelines (Airflow's DAGs).
+    Dags {
+        #[command(subcommand)]
+        command: dags::DagsCommand,
+    },
+    /// Tasks of a pipeline.
+    Tasks {
+        #[command(subcommand)]
+        command: dags::TasksCommand,
+    },
+    /// Exit 0 when the named service's dependencies answer (for container health checks).
+    Healthcheck {
+        /// webserver, scheduler or worker
+        service: String,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum DbCommand {
+    /// Apply pending migrations (forward-only, idempotent).
+    Migrate,
+    /// Check that the database answers.
+    Check,
+}
+
+/// Runs the command line over the compiled `registry`; returns the process exit code.
+pub fn main(registry: &'static Registry) -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging();
+    match runtime.block_on(run(registry, cli)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> {
+    let settings = Settings::from_env(registry);
+    match cli.command {
+        Command::Standalone => crate::standalone::run(registry, &settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Init => {
+            let store = open_for_migration(&settings).await?;
+            let applied = store.migrate().await.map_err(|e| e.to_string())?;
+            let report = store.sync_pipelines(registry).await.map_err(|e| e.to_string())?;
+            crate::standalone::announce_admin(registry, &store).await?;
+            println!(
+                "database ready ({applied} migration(s) applied); pipelines: {} added, {} changed, {} deactivated",
+                report.added.len(),
+                report.changed.len(),
+                report.deactivated.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db { command: DbCommand::Migrate } => {
+            let store = open_for_migration(&settings).await?;
+            let applied = store.migrate().await.map_err(|e| e.to_string())?;
+            println!("{applied} migration(s) applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db { command: DbCommand::Check } => {
+            let store = Store::connect(&settings.store_url()).await.map_err(|e| e.to_string())?;
+            store.check().await.map_err(|e| e.to_string())?;
+            println!("connection to {} is healthy", crate::store::redact(&settings.store_url()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dags { command } => dags::dags(registry, &settings, command, cli.output).await,
+        Command::Tasks { command } => dags::tasks(registry, &settings, command, cli.output).await,
+        Command::Healthcheck { service } => healthcheck(&settings, &service).await,
+        Command::Version => {
+            println!("sluice {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn open_for_migration(settings: &Settings) -> Result<Store, String> {
+    if settings.database_url.is_none() {
+        std::fs::create_dir_all(&settings.home)
+            .map_err(|e| format!("cannot create {}: {e}; set SLUICE_HOME to a writable folder", settings.home.display()))?;
+    }
+    Store::connect(&settings.migration_url()).await.map_err(|e| e.to_string())
+}
+
+/// The store for everyday commands: migrated and synced, so a fresh checkout just works.
+pub(crate) async fn open_store(registry: &'static Registry, settings: &Settings) -> Result<Store, String> {
+    let store = open_for_migration(settings).await?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    store.sync_pipelines(registry).await.map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+async fn healthcheck(settings: &Settings, service: &str) -> Result<ExitCode, String> {
+    match service {
+        "webserver" => {
+            let url = format!("http://127.0.0.1:{}/health", settings.port);
+            let response = reqwest::get(&url).await.map_err(|e| format!("{url} does not answer: {e}"))?;
+            if !response.status().is_success() {
+                return Err(format!("{url} answered {}", response.status()));
+            }
+        }
+        "scheduler" | "worker" | "init" => {
+            let store = Store::connect(&settings.store_url()).await.map_err(|e| e.to_string())?;
+            store.check().await.map_err(|e| e.to_string())?;
+        }
+        other => return Err(format!("unknown service `{other}`: use webserver, scheduler or worker")),
+    }
+    Ok(ExitCode::SUCCESS)
+}

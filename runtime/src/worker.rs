@@ -1,0 +1,174 @@
+//! The worker: claims queued task instances, runs them through the executors, streams
+//! their logs into the store, and records the outcome — which, in the same transaction,
+//! queues whatever became ready downstream.
+
+use crate::clock::to_rfc3339;
+use crate::connection::Connection;
+use crate::registry::Registry;
+use crate::scheduler::Dispatch;
+use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
+use crate::store::{Claimed, Outcome, Queued, Store, StoreError};
+use crate::task::{Logger, RunInfo, TaskInput};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+/// The in-process queue of standalone mode: task instance ids in dispatch order.
+#[derive(Debug, Clone)]
+pub struct LocalQueue {
+    tx: mpsc::UnboundedSender<i64>,
+}
+
+impl LocalQueue {
+    pub fn new() -> (LocalQueue, mpsc::UnboundedReceiver<i64>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (LocalQueue { tx }, rx)
+    }
+}
+
+impl Dispatch for LocalQueue {
+    fn dispatch(&self, queued: Vec<Queued>) {
+        for q in queued {
+            // The receiver lives as long as the worker; after shutdown the store still
+            // holds the task as queued, and the next start picks it up.
+            let _ = self.tx.send(q.ti_id);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    registry: &'static Registry,
+    store: Store,
+    dispatch: Arc<dyn Dispatch>,
+    name: String,
+    /// Variables for templates (`var.value.X`).
+    variables: Arc<BTreeMap<String, String>>,
+}
+
+impl Worker {
+    pub fn new(registry: &'static Registry, store: Store, dispatch: Arc<dyn Dispatch>, name: impl Into<String>) -> Worker {
+        Worker { registry, store, dispatch, name: name.into(), variables: Arc::new(BTreeMap::new()) }
+    }
+
+    /// Takes task instances from `queue` and runs up to `concurrency` at once, until
+    /// `shutdown` is notified; running tasks are finished before it returns.
+    pub async fn run(self, mut queue: mpsc::UnboundedReceiver<i64>, concurrency: usize, shutdown: Arc<Notify>) {
+        let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+        loop {
+            let ti_id = tokio::select! {
+                next = queue.recv() => match next { Some(id) => id, None => break },
+                () = shutdown.notified() => break,
+            };
+            let Ok(permit) = slots.clone().acquire_owned().await else { break };
+            let worker = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = worker.run_task(ti_id).await {
+                    tracing::warn!("task instance {ti_id}: {e}");
+                }
+                drop(permit);
+            });
+        }
+        // Wait for running tasks: every permit back means nothing runs.
+        let _ = slots.acquire_many(u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX)).await;
+    }
+
+    /// Claims, runs and records one task instance. A claim lost to another worker is
+    /// not an error.
+    pub async fn run_task(&self, ti_id: i64) -> Result<(), StoreError> {
+        let Some(claimed) = self.store.claim(ti_id, &self.name).await? else { return Ok(()) };
+        let pipeline = self.registry.pipeline(&claimed.pipeline_id);
+        let task = pipeline.and_then(|p| p.task(&claimed.task_id));
+        let (Some(pipeline), Some(task)) = (pipeline, task) else {
+            let message = format!(
+                "task `{}` of pipeline `{}` is not in this build of the pipelines",
+                claimed.task_id, claimed.pipeline_id
+            );
+            return self.record(None, &claimed, Outcome::Failed(message)).await;
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let input = match self.input(pipeline, task, &claimed, Logger::streaming(tx)) {
+            Ok(input) => input,
+            Err(message) => return self.record(Some(pipeline), &claimed, Outcome::Failed(message)).await,
+        };
+        let store = self.store.clone();
+        let (ti, try_number) = (claimed.ti_id, claimed.try_number);
+        let logs = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while let Some(line) = rx.recv().await {
+                batch.push((line.stream.as_str().to_string(), line.text));
+                while let Ok(more) = rx.try_recv() {
+                    batch.push((more.stream.as_str().to_string(), more.text));
+                }
+                if let Err(e) = store.append_logs(ti, try_number, &batch).await {
+                    tracing::warn!("cannot write the log of task instance {ti}: {e}");
+                }
+                batch.clear();
+            }
+        });
+        let env = crate::executor::ExecEnv { variables: self.variables.clone() };
+        let result = crate::executor::execute(self.registry, pipeline, task, input, &env).await;
+        // The input (and its log sender) is dropped by now: the log writer drains and ends.
+        let _ = logs.await;
+        let outcome = match result {
+            Ok(outputs) => Outcome::Success(outputs),
+            Err(e) => Outcome::Failed(e.message),
+        };
+        self.record(Some(pipeline), &claimed, outcome).await
+    }
+
+    async fn record(&self, pipeline: Option<&PipelineSpec>, claimed: &Claimed, outcome: Outcome) -> Result<(), StoreError> {
+        if let Outcome::Failed(message) = &outcome {
+            self.store.append_logs(claimed.ti_id, claimed.try_number, &[("error".into(), message.clone())]).await?;
+        }
+        let Some(pipeline) = pipeline else { return Ok(()) };
+        let queued = self
+            .store
+            .finish(pipeline, claimed.ti_id, claimed.try_number, &outcome, self.registry.deployment.parallelism)
+            .await?;
+        self.dispatch.dispatch(queued);
+        Ok(())
+    }
+
+    /// The untyped input of a task instance: run info, params, the connections it
+    /// declared (and the one its step uses), upstream outputs.
+    fn input(&self, pipeline: &PipelineSpec, task: &TaskSpec, claimed: &Claimed, log: Logger) -> Result<TaskInput, String> {
+        let conf: serde_json::Value = serde_json::from_str(&claimed.run.conf).unwrap_or(serde_json::Value::Null);
+        let params = crate::params::resolve(pipeline, &conf)?;
+        let mut ids: Vec<&str> = task.connections.to_vec();
+        match &task.kind {
+            TaskKind::Http { conn, .. } | TaskKind::Sql { conn, .. } => ids.push(conn),
+            _ => {}
+        }
+        let mut connections = BTreeMap::new();
+        for id in ids {
+            let spec = self
+                .registry
+                .connections
+                .iter()
+                .find(|c| c.id == id)
+                .ok_or_else(|| format!("connection `{id}` is not declared in {}", self.registry.source))?;
+            let conn = Connection::from_spec(spec, &|name: &str| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+            if let Some(password) = &conn.password {
+                log.mask(password);
+            }
+            connections.insert(id.to_string(), conn);
+        }
+        let run = &claimed.run;
+        Ok(TaskInput {
+            run: RunInfo {
+                pipeline_id: claimed.pipeline_id.clone(),
+                run_id: run.run_id.clone(),
+                task_id: claimed.task_id.clone(),
+                try_number: u32::try_from(claimed.try_number).unwrap_or(u32::MAX),
+                logical_date: to_rfc3339(run.logical_date),
+                data_interval_start: to_rfc3339(run.data_interval_start),
+                data_interval_end: to_rfc3339(run.data_interval_end),
+            },
+            params,
+            connections,
+            upstream_outputs: claimed.outputs.clone(),
+            log,
+        })
+    }
+}
