@@ -72,3 +72,15 @@ say "compose: $compose_bin ($("$compose_bin" version --short))"
 say "pgbouncer: $pgbouncer_bin ($("$pgbouncer_bin" --version | head -n 1))"
 say "psql: $(command -v psql) ($(psql --version))"
 say "redis-server: $(command -v redis-server) ($(redis-server --version | cut -d ' ' -f 3))"
+
+# --- Python `cryptography` (runtime/tests/crypto_python.rs: Fernet tokens interoperate) -------
+# Pinned: the version the interop tests were written against. Bump deliberately.
+CRYPTOGRAPHY_VERSION="48.0.0"
+if "$python" -c 'import cryptography.fernet' >/dev/null 2>&1; then
+    say "cryptography $("$python" -c 'import cryptography; print(cryptography.__version__)') present: no pip install"
+else
+    say "pip install cryptography==$CRYPTOGRAPHY_VERSION"
+    crypto_pip_flags=(--quiet --disable-pip-version-check)
+    [ "$(id -u)" -eq 0 ] && crypto_pip_flags+=(--root-user-action=ignore)
+    "$python" -m pip install "${crypto_pip_flags[@]}" "cryptography==$CRYPTOGRAPHY_VERSION"
+fi
