@@ -6,28 +6,23 @@
 //! their [`task::TaskContext`]. This crate knows nothing of YAML; the generated code is
 //! the only bridge between the two.
 
-#[cfg(not(sluice_next))]
-#[path = "cli_v0.rs"]
-pub mod cli;
-#[cfg(sluice_next)]
 pub mod cli;
 pub mod clock;
 pub mod connection;
 pub mod crypto;
+pub mod executor;
 pub mod params;
 pub mod registry;
 pub mod rules;
 pub mod scheduler;
 pub mod settings;
 pub mod spec;
-#[cfg(sluice_next)]
 pub mod standalone;
 pub mod store;
 pub mod task;
+pub mod template;
 pub mod timetable;
-#[cfg(sluice_next)]
 pub mod web;
-#[cfg(sluice_next)]
 pub mod worker;
 
 pub use registry::Registry;

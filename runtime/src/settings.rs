@@ -23,7 +23,9 @@ impl Settings {
             database_url: var("SLUICE_DATABASE_URL"),
             database_direct_url: var("SLUICE_DATABASE_DIRECT_URL"),
             home: var("SLUICE_HOME").map_or_else(|| PathBuf::from("sluice-data"), PathBuf::from),
-            port: var("SLUICE_WEBSERVER_PORT").and_then(|p| p.parse().ok()).unwrap_or(registry.deployment.webserver_port),
+            port: var("SLUICE_WEBSERVER_PORT")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(registry.deployment.webserver_port),
         }
     }
 

@@ -12,8 +12,9 @@ use tokio::sync::Notify;
 /// Runs until Ctrl-C / SIGTERM: then stops taking work and lets running tasks finish.
 pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(), String> {
     if settings.database_url.is_none() {
-        std::fs::create_dir_all(&settings.home)
-            .map_err(|e| format!("cannot create {}: {e}; set SLUICE_HOME to a writable folder", settings.home.display()))?;
+        std::fs::create_dir_all(&settings.home).map_err(|e| {
+            format!("cannot create {}: {e}; set SLUICE_HOME to a writable folder", settings.home.display())
+        })?;
     }
     let store = Store::connect(&settings.store_url()).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
@@ -28,9 +29,17 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
     let worker = Worker::new(registry, store.clone(), dispatch, "standalone");
     let shutdown = Arc::new(Notify::new());
     let web = crate::web::serve(store.clone(), scheduler.waker(), settings.port, shutdown.clone()).await?;
-    println!("sluice standalone: http://127.0.0.1:{} (health: /health), store {}", settings.port, crate::store::redact(&settings.store_url()));
+    println!(
+        "sluice standalone: http://127.0.0.1:{} (health: /health), store {}",
+        settings.port,
+        crate::store::redact(&settings.store_url())
+    );
     let scheduling = tokio::spawn(scheduler.run(shutdown.clone()));
-    let working = tokio::spawn(worker.run(receiver, usize::try_from(registry.deployment.worker_concurrency).unwrap_or(16), shutdown.clone()));
+    let working = tokio::spawn(worker.run(
+        receiver,
+        usize::try_from(registry.deployment.worker_concurrency).unwrap_or(16),
+        shutdown.clone(),
+    ));
     wait_for_signal().await;
     println!("shutting down: finishing running tasks");
     shutdown.notify_waiters();

@@ -2,13 +2,14 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 pub use crate::connection::Connection;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// A running task body: resolves to its outputs as JSON.
 pub type TaskFuture<'a> = Pin<Box<dyn Future<Output = Result<serde_json::Value, TaskError>> + Send + 'a>>;
@@ -46,22 +47,177 @@ pub struct RunInfo {
     pub data_interval_end: String,
 }
 
-/// The task log. Lines are kept in order; the runtime streams them to the store.
-#[derive(Debug, Default)]
+/// Which output a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LogStream {
+    /// A shell command's standard output.
+    Stdout,
+    /// A shell command's standard error.
+    Stderr,
+    /// A message of the task body or the runtime.
+    Info,
+}
+
+impl LogStream {
+    /// `stdout`, `stderr` or `info`: the name the store keeps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::Info => "info",
+        }
+    }
+}
+
+impl fmt::Display for LogStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of a task log, with its secrets already masked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub text: String,
+}
+
+/// The task log. Each line has the registered secrets replaced by `***`, is kept in memory
+/// (the last [`Logger::MAX_KEPT_LINES`]), and, for a [`Logger::streaming`] logger, is sent
+/// to the worker as it is written so the store has it while the task runs.
+///
+/// Clones share one log: the executor hands clones to the readers of a command's output.
+#[derive(Clone, Default)]
 pub struct Logger {
-    lines: Mutex<Vec<String>>,
+    state: Arc<Mutex<LogState>>,
+}
+
+#[derive(Default)]
+struct LogState {
+    lines: VecDeque<LogLine>,
+    /// Lines dropped from memory because more than `MAX_KEPT_LINES` were written.
+    dropped: u64,
+    /// Longest first, so a secret containing another is masked whole.
+    secrets: Vec<String>,
+    tx: Option<UnboundedSender<LogLine>>,
+}
+
+impl fmt::Debug for Logger {
+    /// Never prints a line or a secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("Logger")
+            .field("lines", &state.lines.len())
+            .field("dropped", &state.dropped)
+            .field("secrets", &state.secrets.len())
+            .field("streaming", &state.tx.is_some())
+            .finish()
+    }
 }
 
 impl Logger {
-    pub fn info(&self, line: impl Into<String>) {
-        if let Ok(mut lines) = self.lines.lock() {
-            lines.push(line.into());
-        }
+    /// How many lines a logger keeps in memory; older ones are dropped (a streaming
+    /// logger has sent them on already).
+    pub const MAX_KEPT_LINES: usize = 10_000;
+    /// Secrets shorter than this are not masked: masking one or two characters would
+    /// mangle every line without hiding anything worth hiding.
+    pub const MIN_SECRET_LEN: usize = 3;
+
+    /// A logger that also sends every line to `tx` as it is written. Lines written after
+    /// the receiver is gone, or after [`Logger::close`], are kept in memory only.
+    pub fn streaming(tx: UnboundedSender<LogLine>) -> Logger {
+        let logger = Logger::default();
+        logger.state().tx = Some(tx);
+        logger
     }
 
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    /// A message of the task body or the runtime.
+    pub fn info(&self, line: impl Into<String>) {
+        self.write(LogStream::Info, line);
     }
+
+    /// A line a command printed on its standard output.
+    pub fn stdout(&self, line: impl Into<String>) {
+        self.write(LogStream::Stdout, line);
+    }
+
+    /// A line a command printed on its standard error.
+    pub fn stderr(&self, line: impl Into<String>) {
+        self.write(LogStream::Stderr, line);
+    }
+
+    /// Writes one line to `stream`, secrets masked.
+    pub fn write(&self, stream: LogStream, line: impl Into<String>) {
+        let mut state = self.state();
+        let text = apply_masks(&state.secrets, line.into());
+        let line = LogLine { stream, text };
+        if let Some(tx) = &state.tx
+            && tx.send(line.clone()).is_err()
+        {
+            state.tx = None;
+        }
+        if state.lines.len() >= Self::MAX_KEPT_LINES {
+            state.lines.pop_front();
+            state.dropped += 1;
+        }
+        state.lines.push_back(line);
+    }
+
+    /// Registers a secret: from now on it reads `***` in every line (and in
+    /// [`Logger::redact`]). Each line of a multi-line secret is registered on its own;
+    /// empty and very short ones ([`Logger::MIN_SECRET_LEN`]) are ignored.
+    pub fn mask(&self, secret: impl AsRef<str>) {
+        let mut state = self.state();
+        for part in secret.as_ref().lines().map(str::trim_end) {
+            if part.chars().count() >= Self::MIN_SECRET_LEN && !state.secrets.iter().any(|s| s == part) {
+                state.secrets.push(part.to_string());
+            }
+        }
+        state.secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    }
+
+    /// `text` with the registered secrets masked: for messages that leave the task by
+    /// another way than the log (its error, for one).
+    pub fn redact(&self, text: &str) -> String {
+        apply_masks(&self.state().secrets, text.to_string())
+    }
+
+    /// Stops streaming: the sender is dropped, so the receiver ends once it has read what
+    /// was sent. Later lines are kept in memory only. The executor closes the log when a
+    /// task ends, so nothing the task left running can hold the worker's log writer open.
+    pub fn close(&self) {
+        self.state().tx = None;
+    }
+
+    /// The texts of the lines kept in memory, oldest first.
+    pub fn lines(&self) -> Vec<String> {
+        self.state().lines.iter().map(|l| l.text.clone()).collect()
+    }
+
+    /// The lines kept in memory, with their streams, oldest first.
+    pub fn entries(&self) -> Vec<LogLine> {
+        self.state().lines.iter().cloned().collect()
+    }
+
+    /// How many lines were dropped from memory (the oldest, past `MAX_KEPT_LINES`).
+    pub fn dropped(&self) -> u64 {
+        self.state().dropped
+    }
+
+    fn state(&self) -> MutexGuard<'_, LogState> {
+        // A panic while holding the lock cannot leave the state half-written (every
+        // update is a push or a pop), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn apply_masks(secrets: &[String], mut text: String) -> String {
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    text
 }
 
 /// What the runtime hands to the generated dispatch for one task instance: untyped

@@ -20,10 +20,7 @@ pub async fn serve(
     port: u16,
     shutdown: Arc<Notify>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let app = axum::Router::new()
-        .route("/", get(index))
-        .route("/health", get(health))
-        .with_state(AppState { store });
+    let app = axum::Router::new().route("/", get(index)).route("/health", get(health)).with_state(AppState { store });
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|e| format!("cannot listen on port {port}: {e}; set SLUICE_WEBSERVER_PORT to a free port"))?;
@@ -36,7 +33,9 @@ pub async fn serve(
 }
 
 async fn index() -> Html<&'static str> {
-    Html("<!doctype html><title>Sluice</title><h1>Sluice</h1><p>The scheduler is running. See <a href=\"/health\">/health</a>.</p>")
+    Html(
+        "<!doctype html><title>Sluice</title><h1>Sluice</h1><p>The scheduler is running. See <a href=\"/health\">/health</a>.</p>",
+    )
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {

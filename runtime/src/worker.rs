@@ -47,7 +47,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(registry: &'static Registry, store: Store, dispatch: Arc<dyn Dispatch>, name: impl Into<String>) -> Worker {
+    pub fn new(
+        registry: &'static Registry,
+        store: Store,
+        dispatch: Arc<dyn Dispatch>,
+        name: impl Into<String>,
+    ) -> Worker {
         Worker { registry, store, dispatch, name: name.into(), variables: Arc::new(BTreeMap::new()) }
     }
 
@@ -106,7 +111,7 @@ impl Worker {
                 batch.clear();
             }
         });
-        let env = crate::executor::ExecEnv { variables: self.variables.clone() };
+        let env = crate::executor::ExecEnv::new(self.variables.clone());
         let result = crate::executor::execute(self.registry, pipeline, task, input, &env).await;
         // The input (and its log sender) is dropped by now: the log writer drains and ends.
         let _ = logs.await;
@@ -117,7 +122,12 @@ impl Worker {
         self.record(Some(pipeline), &claimed, outcome).await
     }
 
-    async fn record(&self, pipeline: Option<&PipelineSpec>, claimed: &Claimed, outcome: Outcome) -> Result<(), StoreError> {
+    async fn record(
+        &self,
+        pipeline: Option<&PipelineSpec>,
+        claimed: &Claimed,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
         if let Outcome::Failed(message) = &outcome {
             self.store.append_logs(claimed.ti_id, claimed.try_number, &[("error".into(), message.clone())]).await?;
         }
@@ -132,7 +142,13 @@ impl Worker {
 
     /// The untyped input of a task instance: run info, params, the connections it
     /// declared (and the one its step uses), upstream outputs.
-    fn input(&self, pipeline: &PipelineSpec, task: &TaskSpec, claimed: &Claimed, log: Logger) -> Result<TaskInput, String> {
+    fn input(
+        &self,
+        pipeline: &PipelineSpec,
+        task: &TaskSpec,
+        claimed: &Claimed,
+        log: Logger,
+    ) -> Result<TaskInput, String> {
         let conf: serde_json::Value = serde_json::from_str(&claimed.run.conf).unwrap_or(serde_json::Value::Null);
         let params = crate::params::resolve(pipeline, &conf)?;
         let mut ids: Vec<&str> = task.connections.to_vec();
@@ -148,7 +164,8 @@ impl Worker {
                 .iter()
                 .find(|c| c.id == id)
                 .ok_or_else(|| format!("connection `{id}` is not declared in {}", self.registry.source))?;
-            let conn = Connection::from_spec(spec, &|name: &str| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+            let conn =
+                Connection::from_spec(spec, &|name: &str| std::env::var(name).ok()).map_err(|e| e.to_string())?;
             if let Some(password) = &conn.password {
                 log.mask(password);
             }

@@ -51,7 +51,7 @@ async fn sync_adds_versions_and_deactivates() {
         let (store, _) = store(db).await;
         let report = store.sync_pipelines(registry(&V1, &[])).await.expect("sync");
         assert_eq!(report.added, ["kept", "dropped"]);
-        store.set_paused(&"kept".to_string(), true).await.expect("pause");
+        store.set_paused("kept", true).await.expect("pause");
         let again = store.sync_pipelines(registry(&V1, &[])).await.expect("sync");
         assert!(again.added.is_empty() && again.changed.is_empty() && again.deactivated.is_empty());
         let report = store.sync_pipelines(registry(&V2, &[])).await.expect("sync");

@@ -82,8 +82,10 @@ fn pipeline(registry: &'static Registry, id: &str) -> Result<&'static PipelineSp
 }
 
 fn date_arg(text: Option<&str>) -> Result<Option<Micros>, String> {
-    text.map(|t| parse_datetime(t).ok_or_else(|| format!("`{t}` is not a date: use 2024-01-01 or 2024-01-01T06:00:00+00:00")))
-        .transpose()
+    text.map(|t| {
+        parse_datetime(t).ok_or_else(|| format!("`{t}` is not a date: use 2024-01-01 or 2024-01-01T06:00:00+00:00"))
+    })
+    .transpose()
 }
 
 fn conf_arg(text: Option<&str>) -> Result<serde_json::Value, String> {
@@ -105,7 +107,12 @@ fn run_json(r: &RunRow) -> serde_json::Value {
     })
 }
 
-pub async fn dags(registry: &'static Registry, settings: &Settings, command: DagsCommand, output: Output) -> Result<ExitCode, String> {
+pub async fn dags(
+    registry: &'static Registry,
+    settings: &Settings,
+    command: DagsCommand,
+    output: Output,
+) -> Result<ExitCode, String> {
     match command {
         DagsCommand::List => {
             let store = open_store(registry, settings).await?;
@@ -174,21 +181,35 @@ pub async fn dags(registry: &'static Registry, settings: &Settings, command: Dag
                 Err(_) => {
                     let at = date_arg(Some(&run))?.unwrap_or_default();
                     let runs = store.runs(&dag_id, 10_000).await.map_err(|e| e.to_string())?;
-                    runs.into_iter().find(|r| r.logical_date == at).ok_or_else(|| format!("no run `{run}` of pipeline `{dag_id}`"))?
+                    runs.into_iter()
+                        .find(|r| r.logical_date == at)
+                        .ok_or_else(|| format!("no run `{run}` of pipeline `{dag_id}`"))?
                 }
             };
             println!("{}", found.state);
         }
         DagsCommand::Test { dag_id, logical_date, conf } => {
             let p = pipeline(registry, &dag_id)?;
-            return test_pipeline(registry, settings, p, date_arg(logical_date.as_deref())?, conf_arg(conf.as_deref())?, None)
-                .await;
+            return test_pipeline(
+                registry,
+                settings,
+                p,
+                date_arg(logical_date.as_deref())?,
+                conf_arg(conf.as_deref())?,
+                None,
+            )
+            .await;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn tasks(registry: &'static Registry, settings: &Settings, command: TasksCommand, output: Output) -> Result<ExitCode, String> {
+pub async fn tasks(
+    registry: &'static Registry,
+    settings: &Settings,
+    command: TasksCommand,
+    output: Output,
+) -> Result<ExitCode, String> {
     match command {
         TasksCommand::List { dag_id } => {
             let p = pipeline(registry, &dag_id)?;
@@ -245,7 +266,9 @@ async fn test_pipeline(
     let worker = Worker::new(registry, store.clone(), queue.clone(), "dags-test");
     match only {
         Some(task) => queue.dispatch(vec![store.force_queue(run.id, task).await.map_err(|e| e.to_string())?]),
-        None => queue.dispatch(store.advance_pipeline(p, registry.deployment.parallelism).await.map_err(|e| e.to_string())?),
+        None => {
+            queue.dispatch(store.advance_pipeline(p, registry.deployment.parallelism).await.map_err(|e| e.to_string())?)
+        }
     }
     loop {
         while let Ok(ti_id) = rx.try_recv() {

@@ -126,8 +126,9 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
 
 async fn open_for_migration(settings: &Settings) -> Result<Store, String> {
     if settings.database_url.is_none() {
-        std::fs::create_dir_all(&settings.home)
-            .map_err(|e| format!("cannot create {}: {e}; set SLUICE_HOME to a writable folder", settings.home.display()))?;
+        std::fs::create_dir_all(&settings.home).map_err(|e| {
+            format!("cannot create {}: {e}; set SLUICE_HOME to a writable folder", settings.home.display())
+        })?;
     }
     Store::connect(&settings.migration_url()).await.map_err(|e| e.to_string())
 }

@@ -500,6 +500,17 @@ impl Store {
     }
 }
 
+/// What the state machine needs of one task instance of the run being advanced.
+#[derive(Debug)]
+struct Slot {
+    id: i64,
+    weight: i64,
+    next_try: Option<i64>,
+    pool: String,
+    slots: i64,
+    queue: String,
+}
+
 /// Decides every waiting task of a running run, queues what may run within the pool,
 /// pipeline and global limits (highest priority first), and closes the run when all its
 /// tasks are done. Runs inside the caller's transaction.
@@ -518,7 +529,7 @@ async fn advance_in_tx(
     .await
     .doing("reading task instances")?;
     let mut states: HashMap<String, TiState> = HashMap::new();
-    let mut info: HashMap<String, (i64, i64, Option<i64>, String, i64, String)> = HashMap::new();
+    let mut info: HashMap<String, Slot> = HashMap::new();
     for row in &rows {
         let ti = ti_row(row)?;
         let next_try: Option<i64> = opt(row, "next_try_at");
@@ -526,7 +537,7 @@ async fn advance_in_tx(
         let slots: i64 = get(row, "pool_slots")?;
         let queue: String = get(row, "queue")?;
         states.insert(ti.task_id.clone(), ti.state);
-        info.insert(ti.task_id, (ti.id, ti.priority_weight, next_try, pool, slots, queue));
+        info.insert(ti.task_id, Slot { id: ti.id, weight: ti.priority_weight, next_try, pool, slots, queue });
     }
     // Settle skips and upstream failures until nothing changes (they cascade downstream).
     let mut ready: Vec<&TaskSpec> = Vec::new();
@@ -537,7 +548,7 @@ async fn advance_in_tx(
             let state = states.get(task.id).copied().unwrap_or(TiState::Removed);
             let waiting = matches!(state, TiState::None | TiState::Scheduled);
             let retry_due =
-                state == TiState::UpForRetry && info.get(task.id).and_then(|i| i.2).is_none_or(|at| at <= now);
+                state == TiState::UpForRetry && info.get(task.id).and_then(|i| i.next_try).is_none_or(|at| at <= now);
             if retry_due {
                 ready.push(task);
                 continue;
@@ -556,9 +567,9 @@ async fn advance_in_tx(
                 Decision::Skip => TiState::Skipped,
                 Decision::UpstreamFailed => TiState::UpstreamFailed,
             };
-            if let Some((id, ..)) = info.get(task.id) {
+            if let Some(slot) = info.get(task.id) {
                 q("UPDATE task_instances SET state = $2, end_date = $3 WHERE id = $1")
-                    .bind(*id)
+                    .bind(slot.id)
                     .bind(new_state.as_str())
                     .bind(now)
                     .execute(&mut **tx)
@@ -601,9 +612,9 @@ async fn advance_in_tx(
         }
         let mut global_room = i64::from(parallelism) - global;
         let mut pipeline_room = i64::from(pipeline.max_active_tasks) - in_pipeline;
-        ready.sort_by_key(|t| std::cmp::Reverse(info.get(t.id).map_or(0, |i| i.1)));
+        ready.sort_by_key(|t| std::cmp::Reverse(info.get(t.id).map_or(0, |i| i.weight)));
         for task in ready {
-            let Some((id, weight, _, pool, slots, queue)) = info.get(task.id) else { continue };
+            let Some(Slot { id, weight, pool, slots, queue, .. }) = info.get(task.id) else { continue };
             let free = pool_free.entry(pool.clone()).or_insert(0);
             if global_room <= 0 || pipeline_room <= 0 || *free < *slots {
                 continue;
@@ -665,6 +676,10 @@ impl Store {
             .doing("starting a run")?;
         tx.commit().await.doing("queueing a task")?;
         let row = row.ok_or_else(|| StoreError::Conflict(format!("task `{task_id}` is already queued or running")))?;
-        Ok(Queued { ti_id: get(&row, "id")?, queue: get(&row, "queue")?, priority_weight: get(&row, "priority_weight")? })
+        Ok(Queued {
+            ti_id: get(&row, "id")?,
+            queue: get(&row, "queue")?,
+            priority_weight: get(&row, "priority_weight")?,
+        })
     }
 }

@@ -1,9 +1,9 @@
 //! Users of the web UI and API, with argon2 password hashes.
 
 use super::{Doing, Result, Store, StoreError, get, q};
+use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 pub const ROLES: [&str; 4] = ["Admin", "Op", "User", "Viewer"];
 

@@ -1,0 +1,190 @@
+//! Executors: run one task instance — a Rust body, a shell command, an HTTP request or a
+//! SQL statement — and turn whatever happens into outputs or one [`TaskError`].
+//!
+//! [`execute`] is the only entry point. It enforces the task's `execution_timeout` for every
+//! kind, masks the secrets of the task's connections in its log and its error, and closes the
+//! log's stream when it returns, so the worker's log writer ends even if something the task
+//! started is still winding down.
+//!
+//! What each kind does, and its outputs:
+//!
+//! | kind | runs | outputs |
+//! |---|---|---|
+//! | rust | the generated dispatch, in its own tokio task (a panic is a failure) | the body's |
+//! | shell | `bash -c <command>` in its own process group, output streamed to the log | `stdout` (last non-empty line), `exit_code` |
+//! | http | one request to the step's connection (plain http only) | `status`, `body` (JSON if it parses) |
+//! | sql | the statement on one short-lived connection (postgres or sqlite) | `rows_affected`, `rows` (at most 100) |
+
+mod http;
+mod rust;
+mod shell;
+mod sql;
+
+use crate::registry::Registry;
+use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
+use crate::task::{TaskError, TaskInput};
+use crate::template::{self, TemplateContext};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the executors need besides the task instance itself.
+#[derive(Clone)]
+pub struct ExecEnv {
+    /// Airflow Variables, for `var.value.X` and `var.json.X` in templates. Values of
+    /// variables whose names look secret (`password`, `token`, `api_key`, ...) are masked in
+    /// the task log, as Airflow's secrets masker does.
+    pub variables: Arc<BTreeMap<String, String>>,
+    /// How long a timed-out shell command's process group has between SIGTERM and SIGKILL;
+    /// also how long processes a finished command left behind get.
+    pub kill_grace: Duration,
+}
+
+impl ExecEnv {
+    /// The default [`ExecEnv::kill_grace`].
+    pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+
+    /// An environment with these variables and the default kill grace.
+    pub fn new(variables: Arc<BTreeMap<String, String>>) -> ExecEnv {
+        ExecEnv { variables, kill_grace: Self::DEFAULT_KILL_GRACE }
+    }
+}
+
+impl fmt::Debug for ExecEnv {
+    /// Variable names only: their values can be secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecEnv")
+            .field("variables", &self.variables.keys().collect::<Vec<_>>())
+            .field("kill_grace", &self.kill_grace)
+            .finish()
+    }
+}
+
+impl Default for ExecEnv {
+    fn default() -> ExecEnv {
+        ExecEnv::new(Arc::default())
+    }
+}
+
+/// Runs task `task` of `pipeline` once, with `input` (run info, params, the connections the
+/// task declared plus its step's connection, upstream outputs, the log).
+///
+/// Returns the task's outputs as JSON, or why it failed: one sentence, with the secrets of
+/// its connections masked. The task's `execution_timeout_secs` bounds the whole run
+/// ("timed out after Ns"); a shell command's whole process group is then terminated. A
+/// panic in a Rust body is a failure carrying the panic message, never a crashed worker.
+///
+/// `input.log` is closed when this returns (see [`crate::task::Logger::close`]); clone it
+/// first to read the lines afterwards.
+pub async fn execute(
+    registry: &'static Registry,
+    pipeline: &'static PipelineSpec,
+    task: &'static TaskSpec,
+    input: TaskInput,
+    env: &ExecEnv,
+) -> Result<serde_json::Value, TaskError> {
+    let log = input.log.clone();
+    register_secrets(&input, env);
+    let timeout = task.execution_timeout_secs.map(Duration::from_secs);
+    let result = match &task.kind {
+        TaskKind::Rust { .. } => rust::run(registry, pipeline, task, input, timeout).await,
+        TaskKind::Shell { command } => shell::run(pipeline, task, command, &input, env, timeout).await,
+        TaskKind::Http { conn, method, endpoint, body, headers, expect_status } => {
+            let request = http::Request { conn, method, endpoint, body: *body, headers, expect_status };
+            within(timeout, http::run(request, &input, env)).await
+        }
+        TaskKind::Sql { conn, statement } => within(timeout, sql::run(conn, statement, &input, env)).await,
+    };
+    log.close();
+    result.map_err(|e| TaskError::new(log.redact(&e.message)))
+}
+
+/// Runs `work`, failing with "timed out after Ns" when `timeout` passes first (the future
+/// is dropped, which closes its connections).
+async fn within<F>(timeout: Option<Duration>, work: F) -> Result<serde_json::Value, TaskError>
+where
+    F: Future<Output = Result<serde_json::Value, TaskError>>,
+{
+    match timeout {
+        None => work.await,
+        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| Err(timed_out(limit, ""))),
+    }
+}
+
+fn timed_out(limit: Duration, detail: &str) -> TaskError {
+    TaskError::new(format!("timed out after {}s{detail}", limit.as_secs()))
+}
+
+/// Renders one templated field of the task; `what` names it in the error.
+fn render(what: &str, text: &str, ctx: &TemplateContext) -> Result<String, TaskError> {
+    template::render(text, ctx).map_err(|e| TaskError::new(format!("cannot render {what}: {}", e.message)))
+}
+
+/// Masks, in the log and the error, the passwords of the task's connections (as written
+/// and as they appear percent-encoded in `AIRFLOW_CONN_*` URIs), their secret-looking
+/// extra values, and secret-looking variables.
+fn register_secrets(input: &TaskInput, env: &ExecEnv) {
+    let log = &input.log;
+    for conn in input.connections.values() {
+        if let Some(password) = &conn.password {
+            log.mask(password);
+            log.mask(percent_encode(password));
+        }
+        mask_secret_values(log, &serde_json::Value::Object(conn.extra.clone()), false);
+    }
+    for (name, value) in env.variables.iter() {
+        if is_secret_name(name) {
+            log.mask(value);
+        }
+    }
+}
+
+/// Masks every string under a secret-looking key, at any depth.
+fn mask_secret_values(log: &crate::task::Logger, value: &serde_json::Value, secret: bool) {
+    match value {
+        serde_json::Value::String(text) if secret => log.mask(text),
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                mask_secret_values(log, value, secret || is_secret_name(key));
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| mask_secret_values(log, v, secret)),
+        _ => {}
+    }
+}
+
+/// Airflow's secrets masker decides by name (`sensitive_var_conn_names` defaults).
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "private_key",
+        "authorization",
+        "credential",
+        "keyfile_dict",
+        "service_account",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
+}
+
+/// Python's `quote(text, safe="")`, as connection URIs encode a password.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,765 @@
+//! The executors against real things: bash processes, a local HTTP server, SQLite files and
+//! the PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), plus templates and the log.
+
+use serde_json::{Value, json};
+use sluice_runtime::executor::{ExecEnv, execute};
+use sluice_runtime::spec::*;
+use sluice_runtime::task::{LogLine, LogStream, Logger, TaskFuture};
+use sluice_runtime::template::{TEMPLATE_VARIABLES, TemplateContext, render};
+use sluice_runtime::{Connection, Registry, RunInfo, TaskError, TaskInput};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+// ---------------------------------------------------------------------------------------
+// Hand-written specs, as the generated code writes them.
+
+static DEPLOYMENT: DeploymentSpec = DeploymentSpec {
+    project: "test",
+    webserver_port: 8080,
+    parallelism: 4,
+    worker_concurrency: 4,
+    worker_replicas: 1,
+    queues: &["default"],
+    paused_at_creation: false,
+    load_examples: false,
+    admin_username_env: "A",
+    admin_password_env: "B",
+    admin_email_env: "C",
+    fernet_key_env: "D",
+    secret_key_env: "E",
+    broker_db: 1,
+    rate_limit_db: 2,
+};
+
+static REGISTRY: Registry = Registry {
+    source: "executors.rs",
+    deployment: &DEPLOYMENT,
+    connections: &[],
+    pools: &[],
+    pipelines: &PIPELINES,
+    dispatch,
+};
+
+const fn task(id: &'static str, kind: TaskKind, timeout: Option<u64>) -> TaskSpec {
+    TaskSpec {
+        id,
+        description: "",
+        kind,
+        depends_on: &[],
+        trigger_rule: TriggerRule::AllSuccess,
+        retry: RetryPolicy { retries: 0, retry_delay_secs: 0, exponential_backoff: false, max_retry_delay_secs: None },
+        execution_timeout_secs: timeout,
+        email_on_failure: false,
+        email_on_retry: false,
+        email: &["data@example.com"],
+        pool: "default_pool",
+        pool_slots: 1,
+        priority_weight: 1,
+        queue: "default",
+        connections: &[],
+        outputs: &[],
+        renamed_from: &[],
+    }
+}
+
+const fn shell(id: &'static str, command: &'static str, timeout: Option<u64>) -> TaskSpec {
+    task(id, TaskKind::Shell { command }, timeout)
+}
+
+const fn sql(id: &'static str, conn: &'static str) -> TaskSpec {
+    task(id, TaskKind::Sql { conn, statement: "{{ params.sql }}" }, Some(30))
+}
+
+const fn rust(id: &'static str, timeout: Option<u64>) -> TaskSpec {
+    task(id, TaskKind::Rust { path: "crate::tasks::test" }, timeout)
+}
+
+const ENV_COMMAND: &str = r#"echo "first {{ ds }} {{ params.greeting }}"
+echo "to stderr" >&2
+sleep 0.5
+echo "ids $SLUICE_PIPELINE_ID $SLUICE_RUN_ID $SLUICE_TASK_ID $SLUICE_TRY_NUMBER $SLUICE_LOGICAL_DATE"
+echo "airflow $AIRFLOW_CTX_DAG_ID $AIRFLOW_CTX_TASK_ID $AIRFLOW_CTX_RUN_ID $AIRFLOW_CTX_LOGICAL_DATE $AIRFLOW_CTX_TRY_NUMBER"
+echo "conn $AIRFLOW_CONN_WAREHOUSE"
+echo "password {{ conn.warehouse.password }}"
+echo "last line"
+echo
+"#;
+
+static PIPELINES: [PipelineSpec; 1] = [PipelineSpec {
+    id: "exec_test",
+    description: "",
+    owner: "tests",
+    tags: &[],
+    schedule: Schedule::Manual,
+    schedule_text: "",
+    timezone: "UTC",
+    start_date: None,
+    end_date: None,
+    catchup: false,
+    max_active_runs: 1,
+    max_active_tasks: 16,
+    paused_at_creation: false,
+    params: &[],
+    tasks: &[
+        shell("shell_env", ENV_COMMAND, None),
+        shell("shell_cmd", "{{ params.cmd }}", Some(30)),
+        shell("shell_undefined", "echo {{ params.nope }}", None),
+        shell("shell_timeout", "{{ params.cmd }}", Some(1)),
+        task(
+            "http_post",
+            TaskKind::Http {
+                conn: "api",
+                method: "POST",
+                endpoint: "/api/runs/{{ ds_nodash }}",
+                body: Some(r#"{"greeting": "{{ params.greeting }}", "run": "{{ run_id }}"}"#),
+                headers: &[("Content-Type", "application/json"), ("X-Try", "{{ try_number }}")],
+                expect_status: &[200, 201],
+            },
+            Some(30),
+        ),
+        task(
+            "http_unexpected",
+            TaskKind::Http {
+                conn: "api",
+                method: "GET",
+                endpoint: "down",
+                body: None,
+                headers: &[],
+                expect_status: &[200],
+            },
+            Some(30),
+        ),
+        task(
+            "http_slow",
+            TaskKind::Http {
+                conn: "api",
+                method: "GET",
+                endpoint: "/slow",
+                body: None,
+                headers: &[],
+                expect_status: &[],
+            },
+            Some(1),
+        ),
+        sql("sql_lite", "lite"),
+        sql("sql_pg", "pg"),
+        task("sql_pg_slow", TaskKind::Sql { conn: "pg", statement: "SELECT pg_sleep(10)" }, Some(1)),
+        rust("rust_ok", None),
+        rust("rust_panics", None),
+        rust("rust_missing", None),
+        rust("rust_slow", Some(1)),
+    ],
+    version_hash: "test",
+}];
+
+fn dispatch<'a>(_pipeline: &str, task: &str, input: &'a TaskInput) -> Option<TaskFuture<'a>> {
+    match task {
+        "rust_ok" => Some(Box::pin(async move {
+            input.log.info(format!("hello from {}", input.run.task_id));
+            Ok(json!({ "message": "done" }))
+        })),
+        "rust_panics" => Some(Box::pin(async move {
+            let answer = 42;
+            tokio::task::yield_now().await;
+            panic!("boom {answer}");
+        })),
+        "rust_slow" => Some(Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(Value::Null)
+        })),
+        _ => None,
+    }
+}
+
+fn spec(id: &str) -> &'static TaskSpec {
+    PIPELINES[0].task(id).expect("the test pipeline has this task")
+}
+
+fn run_info(task_id: &str) -> RunInfo {
+    RunInfo {
+        pipeline_id: "exec_test".into(),
+        run_id: "manual__2024-03-05T06:07:08+00:00".into(),
+        task_id: task_id.into(),
+        try_number: 2,
+        logical_date: "2024-03-05T06:07:08+00:00".into(),
+        data_interval_start: "2024-03-04T06:07:08+00:00".into(),
+        data_interval_end: "2024-03-05T06:07:08+00:00".into(),
+    }
+}
+
+fn input(task_id: &str, params: Value, connections: Vec<Connection>) -> TaskInput {
+    TaskInput {
+        run: run_info(task_id),
+        params,
+        connections: connections.into_iter().map(|c| (c.id.clone(), c)).collect(),
+        upstream_outputs: BTreeMap::new(),
+        log: Logger::default(),
+    }
+}
+
+fn env() -> ExecEnv {
+    let mut vars = BTreeMap::new();
+    vars.insert("region".to_string(), "eu-west".to_string());
+    vars.insert("limits".to_string(), r#"{"rows": 500}"#.to_string());
+    vars.insert("broken".to_string(), "{not json".to_string());
+    vars.insert("api_token".to_string(), "tok-123456".to_string());
+    ExecEnv { kill_grace: Duration::from_millis(500), ..ExecEnv::new(Arc::new(vars)) }
+}
+
+/// Runs `task_id` with `input`; returns the result and the log lines.
+async fn run(task_id: &str, input: TaskInput) -> (Result<Value, TaskError>, Vec<LogLine>) {
+    let log = input.log.clone();
+    let result = execute(&REGISTRY, &PIPELINES[0], spec(task_id), input, &env()).await;
+    (result, log.entries())
+}
+
+fn texts(lines: &[LogLine]) -> String {
+    lines.iter().map(|l| format!("[{}] {}\n", l.stream, l.text)).collect()
+}
+
+fn warehouse() -> Connection {
+    Connection {
+        id: "warehouse".into(),
+        conn_type: "postgres".into(),
+        host: Some("db.internal".into()),
+        port: Some(5432),
+        database: Some("mlsp".into()),
+        login: Some("loader".into()),
+        password: Some("s3cret-pw!".into()),
+        ..Connection::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shell
+
+#[tokio::test]
+async fn shell_streams_lines_and_sees_its_environment() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut task_input = input("shell_env", json!({ "greeting": "hello" }), vec![warehouse()]);
+    task_input.log = Logger::streaming(tx);
+    let log = task_input.log.clone();
+    let running =
+        tokio::spawn(async move { execute(&REGISTRY, &PIPELINES[0], spec("shell_env"), task_input, &env()).await });
+
+    // The first lines arrive while the command still sleeps.
+    let mut streamed = Vec::new();
+    while !streamed.iter().any(|l: &LogLine| l.text.starts_with("first")) {
+        let line = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("a line within 5s");
+        streamed.push(line.expect("the stream is open while the task runs"));
+    }
+    assert!(!running.is_finished(), "the line came before the command finished");
+
+    let outputs = running.await.expect("no panic").expect("the command succeeds");
+    assert_eq!(outputs, json!({ "stdout": "last line", "exit_code": 0 }));
+    // The executor closed the stream: the receiver drains and ends.
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("the stream ends") {
+        streamed.push(line);
+    }
+    assert_eq!(streamed, log.entries(), "everything kept was streamed");
+
+    let all = texts(&streamed);
+    assert!(all.contains("[info] Running command: echo \"first 2024-03-05 hello\""), "{all}");
+    assert!(all.contains("[stdout] first 2024-03-05 hello"), "{all}");
+    assert!(all.contains("[stderr] to stderr"), "{all}");
+    assert!(
+        all.contains(
+            "[stdout] ids exec_test manual__2024-03-05T06:07:08+00:00 shell_env 2 2024-03-05T06:07:08+00:00\n"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "[stdout] airflow exec_test shell_env manual__2024-03-05T06:07:08+00:00 2024-03-05T06:07:08+00:00 2\n"
+        ),
+        "{all}"
+    );
+    // The connection's URI, with the (percent-encoded) password masked.
+    let uri = warehouse().uri();
+    assert!(uri.contains("s3cret-pw%21"), "{uri}");
+    assert!(all.contains(&format!("[stdout] conn {}\n", uri.replace("s3cret-pw%21", "***"))), "{all}");
+    assert!(all.contains("[stdout] password ***\n"), "{all}");
+    assert!(!all.contains("s3cret"), "no secret in the log:\n{all}");
+}
+
+#[tokio::test]
+async fn shell_failure_names_the_exit_status_or_signal() {
+    let cmd = json!({ "cmd": "echo about to fail; echo oops >&2; exit 3" });
+    let (result, lines) = run("shell_cmd", input("shell_cmd", cmd, vec![])).await;
+    let error = result.expect_err("exit 3 fails the task");
+    assert_eq!(error.message, "the command exited with status 3 (its output is in the log)");
+    let all = texts(&lines);
+    assert!(all.contains("[stdout] about to fail") && all.contains("[stderr] oops"), "{all}");
+
+    let cmd = json!({ "cmd": "echo bye; kill -KILL $$" });
+    let (result, _) = run("shell_cmd", input("shell_cmd", cmd, vec![])).await;
+    assert_eq!(result.expect_err("killed").message, "the command was killed by signal 9 (SIGKILL)");
+}
+
+#[tokio::test]
+async fn shell_output_is_the_last_non_empty_line_and_long_lines_are_cut() {
+    let cmd = json!({ "cmd": "printf 'one\\ntwo\\n\\n   \\n'; head -c 100000 /dev/zero | tr '\\0' x; echo" });
+    let (result, lines) = run("shell_cmd", input("shell_cmd", cmd, vec![])).await;
+    let outputs = result.expect("succeeds");
+    let stdout = outputs["stdout"].as_str().expect("a string");
+    assert!(stdout.starts_with("xxxx") && stdout.ends_with("[line cut at 65536 bytes]"), "{}", &stdout[..20]);
+    assert!(lines.iter().any(|l| l.text == "two"));
+}
+
+/// Processes of the group `pgid` that are still running (zombies are dead already).
+fn live_members(pgid: u32) -> Vec<String> {
+    let mut live = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its `)`.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2) == Some(&pgid.to_string().as_str()) && fields.first() != Some(&"Z") {
+            live.push(stat);
+        }
+    }
+    live
+}
+
+fn pid_after(lines: &[LogLine], prefix: &str) -> u32 {
+    lines
+        .iter()
+        .find_map(|l| l.text.strip_prefix(prefix))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("a line `{prefix}<pid>` in:\n{}", texts(lines)))
+}
+
+#[tokio::test]
+async fn shell_timeout_terminates_the_whole_process_group() {
+    let cmd = "echo \"group $$\"; sleep 1000 & echo \"grandchild $!\"; bash -c 'sleep 1000; echo never' & wait";
+    let started = Instant::now();
+    let (result, lines) = run("shell_timeout", input("shell_timeout", json!({ "cmd": cmd }), vec![])).await;
+    let error = result.expect_err("times out");
+    assert_eq!(error.message, "timed out after 1s; the command's process group was terminated");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+
+    let group = pid_after(&lines, "group ");
+    let grandchild = pid_after(&lines, "grandchild ");
+    assert!(live_members(group).is_empty(), "still running: {:?}", live_members(group));
+    let state = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+    assert!(state.is_empty() || state.contains(") Z "), "the grandchild is gone: {state}");
+    assert!(!texts(&lines).contains("SIGKILL"), "SIGTERM was enough:\n{}", texts(&lines));
+}
+
+#[tokio::test]
+async fn shell_timeout_kills_processes_that_ignore_sigterm() {
+    let cmd = "trap '' TERM; echo \"group $$\"; sleep 1000 & wait; wait";
+    let started = Instant::now();
+    let (result, lines) = run("shell_timeout", input("shell_timeout", json!({ "cmd": cmd }), vec![])).await;
+    assert!(result.expect_err("times out").message.starts_with("timed out after 1s"));
+    // 1s timeout + 0.5s grace, then SIGKILL.
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(texts(&lines).contains("sending SIGKILL"), "{}", texts(&lines));
+    let group = pid_after(&lines, "group ");
+    assert!(live_members(group).is_empty(), "still running: {:?}", live_members(group));
+}
+
+#[tokio::test]
+async fn shell_processes_left_behind_are_terminated() {
+    let cmd = "echo \"group $$\"; sleep 1000 >/dev/null 2>&1 & echo done";
+    let (result, lines) = run("shell_cmd", input("shell_cmd", json!({ "cmd": cmd }), vec![])).await;
+    assert_eq!(result.expect("succeeds")["stdout"], "done");
+    let group = pid_after(&lines, "group ");
+    assert!(live_members(group).is_empty(), "still running: {:?}", live_members(group));
+    assert!(texts(&lines).contains("left processes running"), "{}", texts(&lines));
+}
+
+// ---------------------------------------------------------------------------------------
+// Templates
+
+fn template_context() -> TemplateContext {
+    let env = env();
+    let params = json!({ "greeting": "hi", "limit": 5, "tags": ["a", "b"] });
+    let connections = BTreeMap::from([("warehouse".to_string(), warehouse())]);
+    TemplateContext::new(&run_info("load"), &params, env.variables, &connections)
+}
+
+#[test]
+fn templates_render_airflow_variables() {
+    let ctx = template_context();
+    let cases = [
+        ("{{ ds }} {{ ds_nodash }}", "2024-03-05 20240305"),
+        ("{{ ts }} {{ ts_nodash }}", "2024-03-05T06:07:08+00:00 20240305T060708"),
+        ("{{ logical_date }} {{ logical_date.strftime('%Y/%m') }}", "2024-03-05T06:07:08+00:00 2024/03"),
+        ("{{ data_interval_start }} {{ data_interval_end.day }}", "2024-03-04T06:07:08+00:00 5"),
+        (
+            "{{ run_id }} {{ pipeline_id }} {{ task_id }} {{ try_number }}",
+            "manual__2024-03-05T06:07:08+00:00 exec_test load 2",
+        ),
+        ("{{ params.greeting }} {{ params.limit * 2 }} {{ params.tags | join(',') }}", "hi 10 a,b"),
+        ("{{ var.value.region }} {{ var.json.limits.rows }} {{ var.value.get('nope', 'dflt') }}", "eu-west 500 dflt"),
+        ("{{ conn.warehouse.host }}:{{ conn.warehouse.port }} {{ conn.warehouse.login }}", "db.internal:5432 loader"),
+        ("{{ conn.warehouse.schema }} {{ conn.warehouse.database }} {{ conn.warehouse }}", "mlsp mlsp warehouse"),
+        ("{% if params.missing is defined %}yes{% else %}no{% endif %}", "no"),
+    ];
+    for (template, expected) in cases {
+        assert_eq!(render(template, &ctx).expect(template), expected, "{template}");
+    }
+    assert_eq!(render("{{ conn.warehouse.uri }}", &ctx).expect("uri"), warehouse().uri());
+}
+
+#[test]
+fn templates_are_strict_about_undefined_names() {
+    let ctx = template_context();
+    let cases = [
+        ("{{ params.nope }}", "`params.nope` is undefined (the run has no param `nope`)"),
+        ("{{ conn.other.host }}", "`conn.other` is undefined (the task does not declare connection `other`)"),
+        ("{{ var.value.missing }}", "`var.value.missing` is undefined (no variable `missing` is set)"),
+        ("{{ var.json.broken }}", "`var.json.broken` is undefined (variable `broken` is not valid JSON)"),
+        ("{{ dag }}", "`dag` is undefined (it is not a template variable; the variables are ds, ds_nodash, ts"),
+        (
+            "a\n{{ conn.warehouse.pasword }}",
+            "`conn.warehouse.pasword` is undefined at line 2 (a connection has no attribute `pasword`",
+        ),
+        ("{% if params.nope %}x{% endif %}", "`params.nope` is undefined"),
+        ("{{ ds | nosuchfilter }}", "unknown filter"),
+    ];
+    for (template, expected) in cases {
+        let error = render(template, &ctx).expect_err(template);
+        assert!(error.message.starts_with(expected), "{template}: {}", error.message);
+        assert!(!error.message.contains('\n'), "one line: {}", error.message);
+    }
+}
+
+#[test]
+fn a_bad_run_date_fails_only_the_templates_that_use_it() {
+    let run = RunInfo { logical_date: "yesterday".into(), ..run_info("t") };
+    let ctx = TemplateContext::new(&run, &Value::Null, Arc::default(), &BTreeMap::new());
+    assert_eq!(render("{{ run_id }}", &ctx).expect("no date needed"), "manual__2024-03-05T06:07:08+00:00");
+    let error = render("{{ ds }}", &ctx).expect_err("needs the date");
+    assert_eq!(error.message, "`ds` is undefined (the run's logical date `yesterday` is not an RFC 3339 date-time)");
+}
+
+#[test]
+fn template_names_match_the_compiler() {
+    assert_eq!(template_context().names(), {
+        let mut names: Vec<String> = TEMPLATE_VARIABLES.iter().map(|s| s.to_string()).collect();
+        names.sort();
+        names
+    });
+    // The compiler's list, read from its source: runtime and codegen must not depend on
+    // each other, yet must agree on what a template may name.
+    let source = include_str!("../../codegen/src/validate.rs");
+    let start = source.find("pub const TEMPLATE_VARIABLES").expect("the compiler declares TEMPLATE_VARIABLES");
+    let body = &source[start..];
+    let body = &body[body.find("= &[").expect("a slice") + 4..body.find("];").expect("its end")];
+    let compiler: Vec<&str> = body.split(',').map(|s| s.trim().trim_matches('"')).filter(|s| !s.is_empty()).collect();
+    assert_eq!(compiler, TEMPLATE_VARIABLES);
+}
+
+#[tokio::test]
+async fn an_undefined_name_fails_the_task_before_anything_runs() {
+    let (result, lines) = run("shell_undefined", input("shell_undefined", json!({}), vec![])).await;
+    assert_eq!(
+        result.expect_err("strict").message,
+        "cannot render the shell command: `params.nope` is undefined (the run has no param `nope`)"
+    );
+    assert!(lines.is_empty(), "nothing ran: {}", texts(&lines));
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP
+
+/// What the test server saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    authorization: String,
+    content_type: String,
+    x_try: String,
+    body: String,
+}
+
+/// An HTTP server on 127.0.0.1:<free port>: `/down` answers 503, `/slow` after 10s,
+/// anything else 201 with a JSON echo.
+async fn http_server() -> (u16, Arc<std::sync::Mutex<Vec<Seen>>>) {
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: String| {
+        let record = record.clone();
+        async move {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let request = Seen {
+                method: method.to_string(),
+                path: uri.path().to_string(),
+                authorization: header("authorization"),
+                content_type: header("content-type"),
+                x_try: header("x-try"),
+                body,
+            };
+            record.lock().expect("lock").push(request.clone());
+            match uri.path() {
+                "/down" => {
+                    (StatusCode::SERVICE_UNAVAILABLE, format!("backend down for maintenance {}", "x".repeat(600)))
+                }
+                "/slow" => {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    (StatusCode::OK, "late".to_string())
+                }
+                _ => (StatusCode::CREATED, json!({ "received": request.path, "body": request.body }).to_string()),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, seen)
+}
+
+fn api(port: u16, schema: &str) -> Connection {
+    Connection {
+        id: "api".into(),
+        conn_type: "http".into(),
+        host: Some("127.0.0.1".into()),
+        port: Some(port),
+        schema: Some(schema.into()),
+        login: Some("user".into()),
+        password: Some("pa:ss".into()),
+        ..Connection::default()
+    }
+}
+
+#[tokio::test]
+async fn http_sends_the_rendered_request_with_basic_auth() {
+    let (port, seen) = http_server().await;
+    let task_input = input("http_post", json!({ "greeting": "hi" }), vec![api(port, "http")]);
+    let (result, lines) = run("http_post", task_input).await;
+    let outputs = result.expect("201 is expected");
+    assert_eq!(outputs["status"], 201);
+    assert_eq!(outputs["body"]["received"], "/api/runs/20240305", "the body is parsed as JSON");
+
+    let seen = seen.lock().expect("lock")[0].clone();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.path, "/api/runs/20240305");
+    assert_eq!(seen.authorization, "Basic dXNlcjpwYTpzcw==", "user:pa:ss");
+    assert_eq!(seen.content_type, "application/json");
+    assert_eq!(seen.x_try, "2");
+    let body: Value = serde_json::from_str(&seen.body).expect("a JSON body");
+    assert_eq!(body, json!({ "greeting": "hi", "run": "manual__2024-03-05T06:07:08+00:00" }));
+    assert!(texts(&lines).contains(&format!("POST http://127.0.0.1:{port}/api/runs/20240305")), "{}", texts(&lines));
+}
+
+#[tokio::test]
+async fn http_unexpected_status_fails_with_the_body() {
+    let (port, seen) = http_server().await;
+    let (result, _) = run("http_unexpected", input("http_unexpected", json!({}), vec![api(port, "http")])).await;
+    let message = result.expect_err("503 is not 200").message;
+    assert!(
+        message.starts_with(&format!(
+            "GET http://127.0.0.1:{port}/down returned status 503, expected 200; the body begins: backend down for maintenance xxx"
+        )),
+        "{message}"
+    );
+    let quoted = message.split("the body begins: ").nth(1).expect("quoted body");
+    assert_eq!(quoted.len(), 500, "the first 500 bytes");
+    assert_eq!(seen.lock().expect("lock")[0].path, "/down", "the endpoint got a `/`");
+}
+
+#[tokio::test]
+async fn http_refuses_https_and_times_out() {
+    let (result, _) = run("http_unexpected", input("http_unexpected", json!({}), vec![api(443, "https")])).await;
+    let message = result.expect_err("no TLS").message;
+    assert!(message.contains("uses https, which this build cannot speak (it has no TLS support)"), "{message}");
+
+    let (port, _) = http_server().await;
+    let started = Instant::now();
+    let (result, _) = run("http_slow", input("http_slow", json!({}), vec![api(port, "http")])).await;
+    assert_eq!(result.expect_err("slow").message, "timed out after 1s");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+// ---------------------------------------------------------------------------------------
+// SQL
+
+async fn run_sql(task_id: &str, conn: Connection, sql: &str) -> Result<Value, TaskError> {
+    run(task_id, input(task_id, json!({ "sql": sql }), vec![conn])).await.0
+}
+
+#[tokio::test]
+async fn sql_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("test.db");
+    let lite = Connection {
+        id: "lite".into(),
+        conn_type: "sqlite".into(),
+        database: Some(path.display().to_string()),
+        ..Connection::default()
+    };
+
+    let created = run_sql(
+        "sql_lite",
+        lite.clone(),
+        "CREATE TABLE t (id INTEGER, name TEXT, score REAL, flag BOOLEAN, empty TEXT);
+         INSERT INTO t VALUES (1, 'a', 1.5, 1, NULL), (2, 'b', 2.25, 0, NULL)",
+    )
+    .await
+    .expect("create and insert");
+    assert_eq!(created, json!({ "rows_affected": 2, "rows": [] }));
+
+    let selected = run_sql("sql_lite", lite.clone(), "SELECT * FROM t ORDER BY id").await.expect("select");
+    assert_eq!(
+        selected,
+        json!({ "rows_affected": 2, "rows": [
+            { "id": 1, "name": "a", "score": 1.5, "flag": 1, "empty": null },
+            { "id": 2, "name": "b", "score": 2.25, "flag": 0, "empty": null },
+        ]})
+    );
+
+    let updated = run_sql("sql_lite", lite.clone(), "UPDATE t SET score = score * 2").await.expect("update");
+    assert_eq!(updated, json!({ "rows_affected": 2, "rows": [] }));
+
+    let many = run_sql(
+        "sql_lite",
+        lite.clone(),
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 150) SELECT x FROM c",
+    )
+    .await
+    .expect("150 rows");
+    assert_eq!(many["rows_affected"], 150);
+    assert_eq!(many["rows"].as_array().map(Vec::len), Some(100), "at most 100 rows are kept");
+
+    let error = run_sql("sql_lite", lite, "SELECT * FROM missing").await.expect_err("no table");
+    assert!(error.message.starts_with("the statement failed on `lite`: "), "{}", error.message);
+    assert!(error.message.contains("no such table: missing"), "{}", error.message);
+}
+
+fn pg() -> Connection {
+    Connection {
+        id: "pg".into(),
+        conn_type: "postgres".into(),
+        host: Some("127.0.0.1".into()),
+        port: Some(5432),
+        database: Some("postgres".into()),
+        login: Some("postgres".into()),
+        ..Connection::default()
+    }
+}
+
+#[tokio::test]
+async fn sql_on_postgres() {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let table = format!("sluice_exec_test_{}_{nanos}", std::process::id());
+
+    let script = format!(
+        "CREATE TABLE {table} (id int, big bigint, price numeric(10,2), ratio float8, ok boolean, name text,
+                               at timestamptz, doc jsonb, nothing text);
+         INSERT INTO {table} VALUES
+           (1, 9007199254740993, 12.50, 0.25, true, 'a', '2024-03-05 06:07:08+00', '{{\"k\": [1, 2]}}', NULL),
+           (2, -1, 3, 1e300, false, 'it''s; fine', '2024-03-05 06:07:08+00', 'null', NULL);"
+    );
+    let results = [
+        run_sql("sql_pg", pg(), &script).await,
+        run_sql(
+            "sql_pg",
+            pg(),
+            // A timestamptz prints in the session's time zone: pin it.
+            &format!("SELECT id, big, price, ratio, ok, name, at AT TIME ZONE 'UTC' AS at, doc, nothing FROM {table} ORDER BY id"),
+        )
+        .await,
+        run_sql("sql_pg", pg(), &format!("UPDATE {table} SET ok = NOT ok")).await,
+        run_sql("sql_pg", pg(), &format!("DELETE FROM {table} WHERE id = 2 RETURNING id, name")).await,
+        run_sql("sql_pg", pg(), "SELECT * FROM sluice_no_such_table").await,
+    ];
+    let dropped = run_sql("sql_pg", pg(), &format!("DROP TABLE {table}")).await;
+    let [created, selected, updated, deleted, missing] = results;
+
+    assert_eq!(created.expect("create and insert"), json!({ "rows_affected": 2, "rows": [] }));
+    assert_eq!(
+        selected.expect("select"),
+        json!({ "rows_affected": 2, "rows": [
+            { "id": 1, "big": 9007199254740993_i64, "price": 12.5, "ratio": 0.25, "ok": true, "name": "a",
+              "at": "2024-03-05 06:07:08", "doc": { "k": [1, 2] }, "nothing": null },
+            { "id": 2, "big": -1, "price": 3.0, "ratio": 1e300, "ok": false, "name": "it's; fine",
+              "at": "2024-03-05 06:07:08", "doc": null, "nothing": null },
+        ]})
+    );
+    assert_eq!(updated.expect("update"), json!({ "rows_affected": 2, "rows": [] }));
+    assert_eq!(deleted.expect("delete"), json!({ "rows_affected": 1, "rows": [{ "id": 2, "name": "it's; fine" }] }));
+    let message = missing.expect_err("no table").message;
+    assert!(message.starts_with("the statement failed on `pg`: "), "{message}");
+    assert!(message.contains("sluice_no_such_table"), "{message}");
+    assert_eq!(dropped.expect("drop"), json!({ "rows_affected": 0, "rows": [] }));
+}
+
+#[tokio::test]
+async fn sql_times_out_and_masks_the_password_in_errors() {
+    let started = Instant::now();
+    let (result, _) = run("sql_pg_slow", input("sql_pg_slow", json!({}), vec![pg()])).await;
+    assert_eq!(result.expect_err("slow").message, "timed out after 1s");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // The server rejects this login; the error may not quote the password, nor may the log.
+    let wrong =
+        Connection { login: Some("no-such-user-hunter2-xyz".into()), password: Some("hunter2-xyz".into()), ..pg() };
+    let (result, lines) = run("sql_pg", input("sql_pg", json!({ "sql": "SELECT 1" }), vec![wrong])).await;
+    let message = result.expect_err("no such role").message;
+    assert!(message.starts_with("cannot connect to `pg` (postgres at 127.0.0.1:5432): "), "{message}");
+    assert!(message.contains("no-such-user-***"), "the password inside the user name is masked: {message}");
+    assert!(!texts(&lines).contains("hunter2-xyz"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Rust
+
+#[tokio::test]
+async fn rust_bodies_run_and_panics_are_failures() {
+    let (result, lines) = run("rust_ok", input("rust_ok", json!({}), vec![])).await;
+    assert_eq!(result.expect("ok"), json!({ "message": "done" }));
+    assert_eq!(texts(&lines), "[info] hello from rust_ok\n");
+
+    let (result, _) = run("rust_panics", input("rust_panics", json!({}), vec![])).await;
+    assert_eq!(result.expect_err("panics").message, "the task body panicked: boom 42");
+
+    let (result, _) = run("rust_missing", input("rust_missing", json!({}), vec![])).await;
+    assert_eq!(
+        result.expect_err("no body").message,
+        "this binary has no body for Rust task `rust_missing` of pipeline `exec_test`: rebuild it from the current pipelines file"
+    );
+
+    let started = Instant::now();
+    let (result, _) = run("rust_slow", input("rust_slow", json!({}), vec![])).await;
+    assert_eq!(result.expect_err("slow").message, "timed out after 1s; the task body was cancelled");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+// ---------------------------------------------------------------------------------------
+// The log
+
+#[test]
+fn the_log_masks_secrets_and_keeps_the_last_lines() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let log = Logger::streaming(tx);
+    log.mask("hunter2");
+    log.mask("hunter2-long");
+    log.mask("ab"); // too short to mask
+    log.info("password=hunter2-long and hunter2, ab");
+    log.stderr("plain");
+    assert_eq!(log.lines(), ["password=*** and ***, ab", "plain"]);
+    assert_eq!(log.redact("x hunter2 y"), "x *** y");
+    let first = rx.try_recv().expect("streamed");
+    assert_eq!((first.stream, first.text.as_str()), (LogStream::Info, "password=*** and ***, ab"));
+    assert_eq!(rx.try_recv().expect("streamed").stream, LogStream::Stderr);
+
+    log.close();
+    log.info("after close");
+    assert!(matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
+    assert_eq!(log.lines().last().map(String::as_str), Some("after close"));
+
+    let log = Logger::default();
+    for i in 0..Logger::MAX_KEPT_LINES + 5 {
+        log.stdout(format!("line {i}"));
+    }
+    assert_eq!(log.lines().len(), Logger::MAX_KEPT_LINES);
+    assert_eq!(log.lines()[0], "line 5");
+    assert_eq!(log.dropped(), 5);
+    assert!(!format!("{log:?}").contains("line 5"), "Debug prints counts only");
+}
