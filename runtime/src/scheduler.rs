@@ -74,6 +74,10 @@ impl Scheduler {
             }
         }
         for p in self.pipelines_with_active_runs().await? {
+            // Runs of a paused pipeline wait, as in Airflow, until it is unpaused.
+            if rows.iter().any(|r| r.pipeline_id == p.id && r.is_paused) {
+                continue;
+            }
             let queued = self.store.advance_pipeline(p, self.registry.deployment.parallelism).await?;
             self.dispatch.dispatch(queued);
         }
@@ -143,7 +147,7 @@ pub async fn trigger(
 
 fn to_rfc3339_micros(micros: Micros) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, false))
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false))
         .unwrap_or_default()
 }
 

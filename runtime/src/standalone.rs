@@ -25,6 +25,7 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
     announce_admin(registry, &store).await?;
     let (queue, receiver) = LocalQueue::new();
     let dispatch = Arc::new(queue);
+    crate::scheduler::Dispatch::dispatch(&*dispatch, store.recover_standalone().await.map_err(|e| e.to_string())?);
     let scheduler = Scheduler::new(registry, store.clone(), dispatch.clone());
     let worker = Worker::new(registry, store.clone(), dispatch, "standalone");
     let shutdown = Arc::new(Notify::new());
@@ -34,6 +35,7 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
         settings.port,
         crate::store::redact(&settings.store_url())
     );
+    let watching = tokio::spawn(watch_other_processes(store.clone(), scheduler.waker(), shutdown.clone()));
     let scheduling = tokio::spawn(scheduler.run(shutdown.clone()));
     let working = tokio::spawn(worker.run(
         receiver,
@@ -43,7 +45,7 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
     wait_for_signal().await;
     println!("shutting down: finishing running tasks");
     shutdown.notify_waiters();
-    let _ = tokio::join!(scheduling, working, web);
+    let _ = tokio::join!(scheduling, working, web, watching);
     Ok(())
 }
 
@@ -78,4 +80,21 @@ pub async fn announce_admin(registry: &Registry, store: &Store) -> Result<(), St
         crate::store::AdminSetup::Exists(_) => {}
     }
     Ok(())
+}
+
+/// Wakes the scheduler when another process (the CLI) changed the SQLite file.
+async fn watch_other_processes(store: Store, wake: Arc<Notify>, shutdown: Arc<Notify>) {
+    let Ok(Some(mut seen)) = store.external_change_marker().await else { return };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            () = shutdown.notified() => return,
+        }
+        if let Ok(Some(now)) = store.external_change_marker().await {
+            if now != seen {
+                seen = now;
+                wake.notify_one();
+            }
+        }
+    }
 }

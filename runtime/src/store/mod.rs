@@ -206,6 +206,17 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite's `data_version`: it changes when another process commits to the file,
+    /// which is how standalone notices a `sluice dags trigger` from a second terminal
+    /// without polling any table. `None` on PostgreSQL.
+    pub async fn external_change_marker(&self) -> Result<Option<i64>> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let row = q("PRAGMA data_version").fetch_one(&self.pool).await.doing("reading the data version")?;
+        Ok(Some(get::<i64>(&row, "data_version")?))
+    }
+
     pub(crate) async fn begin(&self) -> Result<Tx> {
         self.pool.begin().await.doing("starting a transaction")
     }

@@ -683,3 +683,37 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// After a restart of the single standalone process, tasks it was running have no
+    /// worker any more: they go back to `queued` (at-least-once), and every queued task
+    /// instance is returned so the in-process queue can be refilled.
+    pub async fn recover_standalone(&self) -> Result<Vec<Queued>> {
+        let mut tx = self.begin().await?;
+        q("UPDATE task_tries SET state = 'failed', end_date = $1, error = 'the worker stopped while running it' \
+           WHERE state = 'running'")
+        .bind(self.now())
+        .execute(&mut *tx)
+        .await
+        .doing("closing orphaned tries")?;
+        q("UPDATE task_instances SET state = 'queued', worker = NULL WHERE state = 'running'")
+            .execute(&mut *tx)
+            .await
+            .doing("requeueing orphaned tasks")?;
+        let rows =
+            q("SELECT id, queue, priority_weight FROM task_instances WHERE state = 'queued' ORDER BY queued_at, id")
+                .fetch_all(&mut *tx)
+                .await
+                .doing("listing queued tasks")?;
+        tx.commit().await.doing("recovering queued tasks")?;
+        rows.iter()
+            .map(|r| {
+                Ok(Queued {
+                    ti_id: get(r, "id")?,
+                    queue: get(r, "queue")?,
+                    priority_weight: get(r, "priority_weight")?,
+                })
+            })
+            .collect()
+    }
+}
