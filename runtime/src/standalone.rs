@@ -90,11 +90,11 @@ async fn watch_other_processes(store: Store, wake: Arc<Notify>, shutdown: Arc<No
             () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
             () = shutdown.notified() => return,
         }
-        if let Ok(Some(now)) = store.external_change_marker().await {
-            if now != seen {
-                seen = now;
-                wake.notify_one();
-            }
+        if let Ok(Some(now)) = store.external_change_marker().await
+            && now != seen
+        {
+            seen = now;
+            wake.notify_one();
         }
     }
 }
