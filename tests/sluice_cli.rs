@@ -193,3 +193,85 @@ fn standalone_serves_health_and_runs_a_triggered_pipeline() {
         "a generated password is shown once: {stdout}"
     );
 }
+
+/// A tiny HTTP server answering `200 {}` to everything, standing in for MLflow and the
+/// backend API; returns its base URL.
+fn http_ok_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+/// `sluice` with the http connections pointed at a local server through Airflow-style
+/// `AIRFLOW_CONN_<ID>` variables.
+fn sluice_with_services(home: &Path, base: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_HOME", home)
+        .env_remove("SLUICE_DATABASE_URL")
+        .env("AIRFLOW_CONN_MLFLOW_TRACKING", base)
+        .env("AIRFLOW_CONN_BACKEND_API", base)
+        .env("MLSP_DB_PASSWORD", "not-used-by-the-sample-bodies-yet")
+        .output()
+        .expect("sluice runs")
+}
+
+#[test]
+fn backfill_runs_each_interval_and_tasks_can_be_cleared_and_marked() {
+    let home = tempfile::tempdir().expect("home");
+    let base = http_ok_server();
+    // ml_model_training is weekly on Sunday 02:00 UTC: two Sundays in this range.
+    let args = ["dags", "backfill", "ml_model_training", "-s", "2024-01-06", "-e", "2024-01-15"];
+    let stdout = ok(&sluice_with_services(home.path(), &base, &args));
+    assert!(stdout.contains("run backfill__2024-01-07T02:00:00+00:00: success"), "{stdout}");
+    assert!(stdout.contains("run backfill__2024-01-14T02:00:00+00:00: success"), "{stdout}");
+    assert!(stdout.contains("[register_mlflow] success (try 1)"), "{stdout}");
+    let runs: serde_json::Value =
+        serde_json::from_str(&ok(&sluice(home.path(), &["dags", "list-runs", "ml_model_training", "-o", "json"])))
+            .expect("json");
+    assert_eq!(runs.as_array().map(Vec::len), Some(2));
+    assert_eq!(runs[0]["run_type"], "backfill");
+
+    let run = "backfill__2024-01-07T02:00:00+00:00";
+    assert_eq!(ok(&sluice(home.path(), &["tasks", "state", "ml_model_training", "evaluate", run])).trim(), "success");
+    let cleared =
+        ok(&sluice(home.path(), &["tasks", "clear", "ml_model_training", "evaluate", "--run", run, "--downstream"]));
+    assert!(cleared.contains("evaluate, register_mlflow, deploy"), "{cleared}");
+    assert_eq!(ok(&sluice(home.path(), &["tasks", "state", "ml_model_training", "evaluate", run])).trim(), "none");
+    ok(&sluice(home.path(), &["tasks", "mark", "ml_model_training", "evaluate", "--run", run, "--state", "success"]));
+    assert_eq!(ok(&sluice(home.path(), &["tasks", "state", "ml_model_training", "evaluate", run])).trim(), "success");
+    let err = fails(&sluice(
+        home.path(),
+        &["tasks", "mark", "ml_model_training", "evaluate", "--run", run, "--state", "green"],
+    ));
+    assert!(err.contains("use success or failed"), "{err}");
+    let err = fails(&sluice(home.path(), &["dags", "backfill", "example_dag", "-s", "2024-01-01", "-e", "2024-01-02"]));
+    assert!(err.contains("no schedule"), "{err}");
+}
+
+#[test]
+fn db_clean_deletes_old_finished_runs() {
+    let home = tempfile::tempdir().expect("home");
+    let base = http_ok_server();
+    ok(&sluice_with_services(
+        home.path(),
+        &base,
+        &["dags", "backfill", "ml_model_training", "-s", "2024-01-06", "-e", "2024-01-08"],
+    ));
+    let dry = ok(&sluice(home.path(), &["db", "clean", "--clean-before-timestamp", "2024-02-01", "--dry-run"]));
+    assert!(dry.contains("1 run(s) would be deleted"), "{dry}");
+    let done = ok(&sluice(home.path(), &["db", "clean", "--clean-before-timestamp", "2024-02-01"]));
+    assert!(done.contains("1 run(s) deleted"), "{done}");
+    let runs = ok(&sluice(home.path(), &["dags", "list-runs", "ml_model_training", "-o", "json"]));
+    assert_eq!(runs.trim(), "[]");
+    fails(&sluice(home.path(), &["db", "clean", "--clean-before-timestamp", "last week"]));
+}

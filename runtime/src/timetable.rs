@@ -160,3 +160,17 @@ impl Timetable {
 pub fn utc_micros(year: i32, month: u32, day: u32, hour: u32, minute: u32) -> Micros {
     Utc.with_ymd_and_hms(year, month, day, hour, minute, 0).single().map_or(0, |d| d.timestamp_micros())
 }
+
+impl Timetable {
+    /// Every scheduled interval whose logical date falls in `[from, to]` (backfill).
+    pub fn intervals_between(&self, from: Micros, to: Micros) -> Vec<Interval> {
+        let mut out = Vec::new();
+        let Some(mut start) = self.fire_after(from, true) else { return out };
+        while start <= to {
+            let Some(end) = self.fire_after(start, false) else { break };
+            out.push(Interval { start, end });
+            start = end;
+        }
+        out
+    }
+}

@@ -158,6 +158,14 @@ impl Worker {
         }
         let mut connections = BTreeMap::new();
         for id in ids {
+            if let Some(conn) = connection_from_env(id) {
+                let conn = conn?;
+                if let Some(password) = &conn.password {
+                    log.mask(password);
+                }
+                connections.insert(id.to_string(), conn);
+                continue;
+            }
             let spec = self
                 .registry
                 .connections
@@ -188,4 +196,16 @@ impl Worker {
             log,
         })
     }
+}
+
+/// A connection given in the environment (`SLUICE_CONN_<ID>`, then Airflow's
+/// `AIRFLOW_CONN_<ID>`, as a URI or JSON) overrides the one declared in the YAML.
+fn connection_from_env(id: &str) -> Option<Result<Connection, String>> {
+    let upper = id.to_ascii_uppercase();
+    ["SLUICE_CONN_", "AIRFLOW_CONN_"].iter().find_map(|prefix| {
+        let name = format!("{prefix}{upper}");
+        let value = std::env::var(&name).ok()?;
+        let parsed = crate::connection::connections_from_env(std::iter::once((name, value))).into_iter().next()?;
+        Some(parsed.map_err(|e| e.to_string()))
+    })
 }

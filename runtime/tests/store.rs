@@ -289,3 +289,81 @@ async fn trigger_conf_is_checked_against_param_types() {
         sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({"league": "nba"}), None).await.expect("valid");
     }
 }
+
+#[tokio::test]
+async fn clearing_reruns_a_task_and_its_downstream() {
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let p = &CHAIN[0];
+        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let mut queued = store.advance_pipeline(p, 32).await.expect("advance");
+        while let Some(q) = queued.pop() {
+            queued.extend(run_one(&store, p, &q, Outcome::Success(serde_json::Value::Null)).await);
+        }
+        assert_eq!(store.run(run.id).await.expect("run").state, "success");
+        let cleared = store.clear_task(p, run.id, "b", true).await.expect("clear");
+        assert_eq!(cleared, ["b", "c"]);
+        let all = states(&store, run.id).await;
+        assert_eq!(
+            (state_of(&all, "a"), state_of(&all, "b"), state_of(&all, "c")),
+            (TiState::Success, TiState::None, TiState::None)
+        );
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        assert_eq!(task_id(&store, run.id, &queued[0]).await, "b", "the cleared task runs again");
+        let claimed = store.claim(queued[0].ti_id, "w").await.expect("claim").expect("queued");
+        assert_eq!(claimed.try_number, 2, "tries so far are kept");
+    }
+}
+
+#[tokio::test]
+async fn marking_success_lets_the_run_continue() {
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let p = &CHAIN[0];
+        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        run_one(&store, p, &queued[0], Outcome::Failed("boom".into())).await;
+        assert_eq!(store.run(run.id).await.expect("run").state, "failed");
+        let next = store.mark_task(p, run.id, "a", TiState::Success, 32).await.expect("mark");
+        assert_eq!(task_id(&store, run.id, &next[0]).await, "b", "b runs after a is marked success");
+        assert_eq!(store.run(run.id).await.expect("run").state, "running");
+        let err = store.mark_task(p, run.id, "b", TiState::Success, 32).await.expect_err("b is queued");
+        assert!(err.to_string().contains("queued or running"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn cleaning_deletes_only_old_finished_runs() {
+    for db in &BACKENDS {
+        let (store, clock) = store(db).await;
+        let p = &CHAIN[0];
+        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        let old = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0 - 86_400_000_000))
+            .await
+            .expect("old");
+        let mut queued = store.advance_pipeline(p, 32).await.expect("advance");
+        while let Some(q) = queued.pop() {
+            let claimed = store.claim(q.ti_id, "w").await.expect("claim").expect("queued");
+            store
+                .append_logs(claimed.ti_id, claimed.try_number, &[("info".into(), "hello".into())])
+                .await
+                .expect("log");
+            queued.extend(
+                store
+                    .finish(p, claimed.ti_id, claimed.try_number, &Outcome::Success(serde_json::json!(1)), 32)
+                    .await
+                    .expect("finish"),
+            );
+        }
+        clock.advance_secs(1);
+        let recent = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("recent");
+        assert_eq!(store.clean_before(T0, true).await.expect("dry run"), 1);
+        assert_eq!(store.runs("chain", 10).await.expect("runs").len(), 2, "a dry run deletes nothing");
+        assert_eq!(store.clean_before(T0, false).await.expect("clean"), 1);
+        let left: Vec<i64> = store.runs("chain", 10).await.expect("runs").iter().map(|r| r.id).collect();
+        assert_eq!(left, [recent.id]);
+        assert!(store.run(old.id).await.is_err());
+    }
+}

@@ -49,6 +49,15 @@ pub enum DagsCommand {
     Unpause { dag_id: String },
     /// The state of a run, by run id or logical date.
     State { dag_id: String, run: String },
+    /// Create and run, in this process, the scheduled runs whose logical dates fall
+    /// between START and END (recorded in the store like any run).
+    Backfill {
+        dag_id: String,
+        #[arg(long, short = 's')]
+        start_date: String,
+        #[arg(long, short = 'e')]
+        end_date: String,
+    },
     /// Run a whole pipeline in this process for a logical date, without a scheduler
     /// (and without a database unless SLUICE_DATABASE_URL is set).
     Test {
@@ -65,6 +74,28 @@ pub enum DagsCommand {
 pub enum TasksCommand {
     /// A pipeline's tasks, with kind and upstreams.
     List { dag_id: String },
+    /// The state of a task in a run (by run id or logical date).
+    State { dag_id: String, task_id: String, run: String },
+    /// Clear a task in a run so it runs again (and, with --downstream, what follows it).
+    Clear {
+        dag_id: String,
+        task_id: String,
+        /// The run, by run id or logical date.
+        #[arg(long)]
+        run: String,
+        #[arg(long, short = 'd')]
+        downstream: bool,
+    },
+    /// Mark a task of a run success or failed by hand; the run continues from there.
+    Mark {
+        dag_id: String,
+        task_id: String,
+        #[arg(long)]
+        run: String,
+        /// success or failed
+        #[arg(long)]
+        state: String,
+    },
     /// Run one task in this process, ignoring its upstreams (as `airflow tasks test`).
     Test {
         dag_id: String,
@@ -176,17 +207,14 @@ pub async fn dags(
         DagsCommand::State { dag_id, run } => {
             pipeline(registry, &dag_id)?;
             let store = open_store(registry, settings).await?;
-            let found = match store.run_by_id(&dag_id, &run).await {
-                Ok(r) => r,
-                Err(_) => {
-                    let at = date_arg(Some(&run))?.unwrap_or_default();
-                    let runs = store.runs(&dag_id, 10_000).await.map_err(|e| e.to_string())?;
-                    runs.into_iter()
-                        .find(|r| r.logical_date == at)
-                        .ok_or_else(|| format!("no run `{run}` of pipeline `{dag_id}`"))?
-                }
+            println!("{}", find_run(&store, &dag_id, &run).await?.state);
+        }
+        DagsCommand::Backfill { dag_id, start_date, end_date } => {
+            let p = pipeline(registry, &dag_id)?;
+            let (Some(from), Some(to)) = (date_arg(Some(&start_date))?, date_arg(Some(&end_date))?) else {
+                return Err("give --start-date and --end-date".into());
             };
-            println!("{}", found.state);
+            return backfill(registry, settings, p, from, to).await;
         }
         DagsCommand::Test { dag_id, logical_date, conf } => {
             let p = pipeline(registry, &dag_id)?;
@@ -229,6 +257,42 @@ pub async fn tasks(
             print(output, &["task_id", "kind", "depends_on"], &rows);
             Ok(ExitCode::SUCCESS)
         }
+        TasksCommand::State { dag_id, task_id, run } => {
+            pipeline(registry, &dag_id)?;
+            let store = open_store(registry, settings).await?;
+            let run = find_run(&store, &dag_id, &run).await?;
+            let tis = store.task_instances(run.id).await.map_err(|e| e.to_string())?;
+            let ti = tis
+                .iter()
+                .find(|t| t.task_id == task_id)
+                .ok_or_else(|| format!("run `{}` has no task `{task_id}`", run.run_id))?;
+            println!("{}", ti.state.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        TasksCommand::Clear { dag_id, task_id, run, downstream } => {
+            let p = pipeline(registry, &dag_id)?;
+            let store = open_store(registry, settings).await?;
+            let run = find_run(&store, &dag_id, &run).await?;
+            let cleared = store.clear_task(p, run.id, &task_id, downstream).await.map_err(|e| e.to_string())?;
+            println!("cleared in run {}: {}", run.run_id, cleared.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        TasksCommand::Mark { dag_id, task_id, run, state } => {
+            let p = pipeline(registry, &dag_id)?;
+            let state = match state.as_str() {
+                "success" => TiState::Success,
+                "failed" => TiState::Failed,
+                other => return Err(format!("cannot mark a task `{other}`: use success or failed")),
+            };
+            let store = open_store(registry, settings).await?;
+            let run = find_run(&store, &dag_id, &run).await?;
+            store
+                .mark_task(p, run.id, &task_id, state, registry.deployment.parallelism)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("task {task_id} of run {} marked {}", run.run_id, state.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
         TasksCommand::Test { dag_id, task_id, logical_date } => {
             let p = pipeline(registry, &dag_id)?;
             if p.task(&task_id).is_none() {
@@ -261,19 +325,36 @@ async fn test_pipeline(
     }
     .with_clock(clock.clone());
     let run = trigger(&store, p, conf, logical_date).await.map_err(|e| e.to_string())?;
+    let ok = drive_run(registry, &store, p, &run, only, &clock).await?;
+    println!("run {}: {}", run.run_id, if ok { "success" } else { "failed" });
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Runs one run (or one task of it) to the end in this process, printing each task's
+/// outcome and log. Retry delays are skipped by moving `clock`, not slept.
+async fn drive_run(
+    registry: &'static Registry,
+    store: &Store,
+    p: &'static PipelineSpec,
+    run: &RunRow,
+    only: Option<&str>,
+    clock: &ShiftedClock,
+) -> Result<bool, String> {
     let (queue, mut rx) = LocalQueue::new();
     let queue = Arc::new(queue);
-    let worker = Worker::new(registry, store.clone(), queue.clone(), "dags-test");
+    let worker = Worker::new(registry, store.clone(), queue.clone(), "cli");
+    let parallelism = registry.deployment.parallelism;
     match only {
         Some(task) => queue.dispatch(vec![store.force_queue(run.id, task).await.map_err(|e| e.to_string())?]),
         None => {
-            queue.dispatch(store.advance_pipeline(p, registry.deployment.parallelism).await.map_err(|e| e.to_string())?)
+            store.start_run(run.id).await.map_err(|e| e.to_string())?;
+            queue.dispatch(store.advance_pipeline(p, parallelism).await.map_err(|e| e.to_string())?);
         }
     }
     loop {
         while let Ok(ti_id) = rx.try_recv() {
             worker.run_task(ti_id).await.map_err(|e| e.to_string())?;
-            report_task(&store, run.id, ti_id).await?;
+            report_task(store, run.id, ti_id).await?;
         }
         if only.is_some() {
             break;
@@ -286,15 +367,17 @@ async fn test_pipeline(
             Some(at) => clock.jump_to(at),
             None => return Err(format!("run `{}` is stuck: no task can start (pool or limit too small?)", run.run_id)),
         }
-        queue.dispatch(store.advance_pipeline(p, registry.deployment.parallelism).await.map_err(|e| e.to_string())?);
+        let queued = store.advance_pipeline(p, parallelism).await.map_err(|e| e.to_string())?;
+        if queued.is_empty() {
+            return Err(format!("run `{}` is stuck: a retry is due but nothing could start", run.run_id));
+        }
+        queue.dispatch(queued);
     }
     let tis = store.task_instances(run.id).await.map_err(|e| e.to_string())?;
-    let ok = match only {
+    Ok(match only {
         Some(task) => tis.iter().any(|t| t.task_id == task && t.state == TiState::Success),
         None => store.run(run.id).await.map_err(|e| e.to_string())?.state == "success",
-    };
-    println!("run {}: {}", run.run_id, if ok { "success" } else { "failed" });
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
 }
 
 async fn report_task(store: &Store, run_pk: i64, ti_id: i64) -> Result<(), String> {
@@ -305,4 +388,58 @@ async fn report_task(store: &Store, run_pk: i64, ti_id: i64) -> Result<(), Strin
     }
     println!("[{}] {} (try {})", ti.task_id, ti.state.as_str(), ti.try_number);
     Ok(())
+}
+
+/// A run by its run id, or by its logical date.
+async fn find_run(store: &Store, dag_id: &str, run: &str) -> Result<RunRow, String> {
+    if let Ok(found) = store.run_by_id(dag_id, run).await {
+        return Ok(found);
+    }
+    let at = date_arg(Some(run)).map_err(|_| format!("no run `{run}` of pipeline `{dag_id}`"))?.unwrap_or_default();
+    let runs = store.runs(dag_id, i64::MAX).await.map_err(|e| e.to_string())?;
+    runs.into_iter().find(|r| r.logical_date == at).ok_or_else(|| format!("no run `{run}` of pipeline `{dag_id}`"))
+}
+
+/// Creates the backfill runs (skipping logical dates that already have a run) and runs
+/// them one after the other in this process.
+async fn backfill(
+    registry: &'static Registry,
+    settings: &Settings,
+    p: &'static PipelineSpec,
+    from: Micros,
+    to: Micros,
+) -> Result<ExitCode, String> {
+    let timetable = Timetable::for_pipeline(p).map_err(|e| e.to_string())?;
+    if !timetable.is_scheduled() {
+        return Err(format!("pipeline `{}` has no schedule to backfill; use `dags trigger`", p.id));
+    }
+    let intervals = timetable.intervals_between(from, to);
+    if intervals.is_empty() {
+        return Err(format!("no scheduled logical date of `{}` falls between the two dates", p.id));
+    }
+    let clock = ShiftedClock::new();
+    let store = open_store(registry, settings).await?.with_clock(clock.clone());
+    let mut all_ok = true;
+    for interval in intervals {
+        let new = crate::store::NewRun {
+            run_id: format!("backfill__{}", to_rfc3339(interval.start)),
+            run_type: "backfill",
+            logical_date: interval.start,
+            data_interval_start: interval.start,
+            data_interval_end: interval.end,
+            conf: json!({}),
+        };
+        let run = match store.create_run(p, &new).await {
+            Ok(run) => run,
+            Err(crate::store::StoreError::Conflict(_)) => {
+                println!("{}: a run exists already, skipped", to_rfc3339(interval.start));
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let ok = drive_run(registry, &store, p, &run, None, &clock).await?;
+        println!("run {}: {}", run.run_id, if ok { "success" } else { "failed" });
+        all_ok &= ok;
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -58,6 +58,15 @@ enum DbCommand {
     Migrate,
     /// Check that the database answers.
     Check,
+    /// Delete finished runs (with their tasks, tries, logs and outputs) older than a date.
+    Clean {
+        /// Runs with a logical date before this (RFC 3339 or YYYY-MM-DD) are deleted.
+        #[arg(long)]
+        clean_before_timestamp: String,
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Runs the command line over the compiled `registry`; returns the process exit code.
@@ -112,6 +121,20 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
             let store = Store::connect(&settings.store_url()).await.map_err(|e| e.to_string())?;
             store.check().await.map_err(|e| e.to_string())?;
             println!("connection to {} is healthy", crate::store::redact(&settings.store_url()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db { command: DbCommand::Clean { clean_before_timestamp, dry_run } } => {
+            let before = crate::clock::parse_datetime(&clean_before_timestamp).ok_or_else(|| {
+                format!("`{clean_before_timestamp}` is not a date: use 2024-01-01 or 2024-01-01T00:00:00+00:00")
+            })?;
+            let store = open_store(registry, &settings).await?;
+            println!("looking for finished runs before {}...", crate::clock::to_rfc3339(before));
+            let n = store.clean_before(before, dry_run).await.map_err(|e| e.to_string())?;
+            if dry_run {
+                println!("{n} run(s) would be deleted (dry run: nothing changed)");
+            } else {
+                println!("{n} run(s) deleted with their task instances, tries, logs and outputs");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Dags { command } => dags::dags(registry, &settings, command, cli.output).await,

@@ -115,21 +115,29 @@ fn ti_row(row: &sqlx::any::AnyRow) -> Result<TiRow> {
     })
 }
 
-/// Airflow's default `downstream` weight rule: a task's own weight plus all its descendants'.
-pub fn effective_priority(pipeline: &PipelineSpec, task: &TaskSpec) -> i64 {
-    let mut seen = vec![task.id];
-    let mut stack = vec![task.id];
-    let mut total = i64::from(task.priority_weight);
-    while let Some(id) = stack.pop() {
+/// Every task below `task_id`, nearest first.
+pub fn descendants<'p>(pipeline: &'p PipelineSpec, task_id: &str) -> Vec<&'p str> {
+    let mut out: Vec<&str> = Vec::new();
+    let mut frontier = vec![task_id];
+    while let Some(id) = frontier.pop() {
         for t in pipeline.tasks.iter().filter(|t| t.depends_on.contains(&id)) {
-            if !seen.contains(&t.id) {
-                seen.push(t.id);
-                stack.push(t.id);
-                total += i64::from(t.priority_weight);
+            if !out.contains(&t.id) {
+                out.push(t.id);
+                frontier.insert(0, t.id);
             }
         }
     }
-    total
+    out
+}
+
+/// Airflow's default `downstream` weight rule: a task's own weight plus all its descendants'.
+pub fn effective_priority(pipeline: &PipelineSpec, task: &TaskSpec) -> i64 {
+    let below: i64 = descendants(pipeline, task.id)
+        .iter()
+        .filter_map(|id| pipeline.task(id))
+        .map(|t| i64::from(t.priority_weight))
+        .sum();
+    i64::from(task.priority_weight) + below
 }
 
 /// Seconds to wait before try `next_try` (2 = the first retry), with Airflow's doubling
@@ -715,5 +723,161 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// Clears task `task_id` of a run (and, with `downstream`, every task below it) so it
+    /// runs again, as Airflow's clear: tries so far are kept, and each cleared task gets
+    /// its retries again on top of them. The run goes back to `queued`.
+    pub async fn clear_task(
+        &self,
+        pipeline: &PipelineSpec,
+        run_pk: i64,
+        task_id: &str,
+        downstream: bool,
+    ) -> Result<Vec<String>> {
+        let mut ids = vec![task_id.to_string()];
+        if downstream {
+            ids.extend(descendants(pipeline, task_id).into_iter().map(str::to_string));
+        }
+        let mut tx = self.begin().await?;
+        for id in &ids {
+            let retries = pipeline.task(id).map_or(0, |t| i64::from(t.retry.retries));
+            let done = q("UPDATE task_instances SET state = 'none', end_date = NULL, next_try_at = NULL, error = NULL, \
+                          max_tries = try_number + $3 + 1 WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
+            .bind(run_pk)
+            .bind(id)
+            .bind(retries)
+            .execute(&mut *tx)
+            .await
+            .doing("clearing a task")?;
+            if done.rows_affected() == 0 && id == task_id {
+                return Err(StoreError::Conflict(format!(
+                    "task `{task_id}` is queued or running: wait for it to finish"
+                )));
+            }
+            q("DELETE FROM task_outputs WHERE ti_id IN (SELECT id FROM task_instances WHERE run_pk = $1 AND task_id = $2)")
+                .bind(run_pk)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .doing("clearing task outputs")?;
+        }
+        q("UPDATE runs SET state = 'queued', end_date = NULL WHERE id = $1")
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await
+            .doing("reopening a run")?;
+        tx.commit().await.doing("clearing tasks")?;
+        Ok(ids)
+    }
+
+    /// Marks a task `success` or `failed` by hand (not while it runs), then lets the run
+    /// continue from there.
+    pub async fn mark_task(
+        &self,
+        pipeline: &PipelineSpec,
+        run_pk: i64,
+        task_id: &str,
+        state: TiState,
+        parallelism: u32,
+    ) -> Result<Vec<Queued>> {
+        if !matches!(state, TiState::Success | TiState::Failed) {
+            return Err(StoreError::Conflict("a task can only be marked success or failed".into()));
+        }
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let done = q("UPDATE task_instances SET state = $3, end_date = $4, next_try_at = NULL \
+                      WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
+        .bind(run_pk)
+        .bind(task_id)
+        .bind(state.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .doing("marking a task")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "task `{task_id}` of this run does not exist or is queued or running"
+            )));
+        }
+        // What was decided downstream from the old state (upstream_failed, skipped) is
+        // decided again from the new one.
+        for id in descendants(pipeline, task_id) {
+            q("UPDATE task_instances SET state = 'none', end_date = NULL WHERE run_pk = $1 AND task_id = $2 \
+               AND state IN ('upstream_failed', 'skipped')")
+            .bind(run_pk)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .doing("reopening downstream tasks")?;
+        }
+        q("UPDATE runs SET state = 'running', end_date = NULL WHERE id = $1 AND state IN ('success', 'failed')")
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await
+            .doing("reopening a run")?;
+        let state: String = get(
+            &q("SELECT state FROM runs WHERE id = $1").bind(run_pk).fetch_one(&mut *tx).await.doing("reading a run")?,
+            "state",
+        )?;
+        let queued = if state == "running" {
+            advance_in_tx(&mut tx, pipeline, run_pk, now, parallelism).await?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await.doing("marking a task")?;
+        Ok(queued)
+    }
+
+    /// Deletes finished runs (with their task instances, tries, logs and outputs) whose
+    /// logical date is before `before`. With `dry_run`, only counts them.
+    pub async fn clean_before(&self, before: Micros, dry_run: bool) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let row = q("SELECT COUNT(*) AS n FROM runs WHERE logical_date < $1 AND state IN ('success', 'failed')")
+            .bind(before)
+            .fetch_one(&mut *tx)
+            .await
+            .doing("counting old runs")?;
+        let n: i64 = get(&row, "n")?;
+        if !dry_run {
+            for table in ["task_logs", "task_outputs", "task_tries"] {
+                q(AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE ti_id IN (SELECT ti.id FROM task_instances ti JOIN runs r ON r.id = ti.run_pk \
+                     WHERE r.logical_date < $1 AND r.state IN ('success', 'failed'))"
+                )))
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .doing("deleting old task data")?;
+            }
+            q("DELETE FROM task_instances WHERE run_pk IN (SELECT id FROM runs WHERE logical_date < $1 AND state IN ('success', 'failed'))")
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .doing("deleting old task instances")?;
+            q("DELETE FROM runs WHERE logical_date < $1 AND state IN ('success', 'failed')")
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .doing("deleting old runs")?;
+        }
+        tx.commit().await.doing("cleaning old runs")?;
+        Ok(n)
+    }
+}
+
+impl Store {
+    /// Starts a queued run now, whatever `max_active_runs` says (`dags test`, backfill).
+    pub async fn start_run(&self, run_pk: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        q("UPDATE runs SET state = 'running', start_date = $2 WHERE id = $1 AND state = 'queued'")
+            .bind(run_pk)
+            .bind(self.now())
+            .execute(&mut *tx)
+            .await
+            .doing("starting a run")?;
+        tx.commit().await.doing("starting a run")
     }
 }
