@@ -165,6 +165,16 @@ fn standalone_serves_health_and_runs_a_triggered_pipeline() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(health.contains(r#""metadatabase":{"status":"healthy"}"#), "{health}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let scheduler_healthy = |response: &str| {
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        json["scheduler"]["status"] == "healthy" && json["scheduler"]["latest_scheduler_heartbeat"].is_string()
+    };
+    while !http_get(port, "/health").is_some_and(|b| scheduler_healthy(&b)) {
+        assert!(Instant::now() < deadline, "the scheduler reports no heartbeat: {:?}", http_get(port, "/health"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // A trigger from another process: the run waits while the pipeline is paused.
     ok(&sluice(home.path(), &["dags", "trigger", "example_dag", "-e", "2024-01-02"]));

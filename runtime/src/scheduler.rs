@@ -20,6 +20,10 @@ pub trait Dispatch: Send + Sync + std::fmt::Debug {
 
 /// How long the scheduler sleeps at most between passes when nothing is due.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How often a live scheduler records its heartbeat (what `/health` reports).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// A scheduler whose last heartbeat is older than this is reported unhealthy.
+pub const HEARTBEAT_TIMEOUT_SECS: i64 = 30;
 
 #[derive(Debug, Clone)]
 pub struct Scheduler {
@@ -92,7 +96,17 @@ impl Scheduler {
 
     /// Runs passes until `shutdown` is notified.
     pub async fn run(self, shutdown: Arc<Notify>) {
+        let mut job = None;
+        let mut last_beat = None::<tokio::time::Instant>;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
         loop {
+            if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_INTERVAL) {
+                match self.store.heartbeat(job, "scheduler", &host).await {
+                    Ok(id) => job = Some(id),
+                    Err(e) => tracing::warn!("scheduler heartbeat failed: {e}"),
+                }
+                last_beat = Some(tokio::time::Instant::now());
+            }
             let next = match self.tick().await {
                 Ok(next) => next,
                 Err(e) => {
@@ -104,7 +118,8 @@ impl Scheduler {
             let sleep = next
                 .map(|at| Duration::from_micros(u64::try_from((at - now).max(0)).unwrap_or(0)))
                 .unwrap_or(SWEEP_INTERVAL)
-                .min(SWEEP_INTERVAL);
+                .min(SWEEP_INTERVAL)
+                .min(HEARTBEAT_INTERVAL);
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake.notified() => {}

@@ -39,9 +39,14 @@ async fn index() -> Html<&'static str> {
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let db = if state.store.check().await.is_ok() { "healthy" } else { "unhealthy" };
+    let db_ok = state.store.check().await.is_ok();
+    let beat = if db_ok { state.store.latest_heartbeat("scheduler").await.ok().flatten() } else { None };
+    let fresh = beat.is_some_and(|at| state.store.now() - at <= crate::scheduler::HEARTBEAT_TIMEOUT_SECS * 1_000_000);
     Json(serde_json::json!({
-        "metadatabase": { "status": db },
-        "scheduler": { "status": "healthy", "latest_scheduler_heartbeat": crate::clock::to_rfc3339(state.store.now()) },
+        "metadatabase": { "status": if db_ok { "healthy" } else { "unhealthy" } },
+        "scheduler": {
+            "status": if fresh { "healthy" } else { "unhealthy" },
+            "latest_scheduler_heartbeat": beat.map(crate::clock::to_rfc3339),
+        },
     }))
 }

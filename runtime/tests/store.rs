@@ -367,3 +367,27 @@ async fn cleaning_deletes_only_old_finished_runs() {
         assert!(store.run(old.id).await.is_err());
     }
 }
+
+#[tokio::test]
+async fn a_new_version_removes_and_adds_tasks_in_active_runs() {
+    static V1: [PipelineSpec; 1] = [pipeline("evolving", Schedule::Manual, &[task("a", &[]), task("old", &["a"])])];
+    static V2: [PipelineSpec; 1] = [PipelineSpec {
+        version_hash: "v2",
+        ..pipeline("evolving", Schedule::Manual, &[task("a", &[]), task("new", &["a"])])
+    }];
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        store.sync_pipelines(registry(&V1, &[])).await.expect("sync v1");
+        let run =
+            sluice_runtime::scheduler::trigger(&store, &V1[0], serde_json::json!({}), None).await.expect("trigger");
+        store.sync_pipelines(registry(&V2, &[])).await.expect("sync v2");
+        let all = states(&store, run.id).await;
+        assert_eq!(state_of(&all, "old"), TiState::Removed);
+        assert_eq!(state_of(&all, "new"), TiState::None);
+        let queued = store.advance_pipeline(&V2[0], 32).await.expect("advance");
+        let next = run_one(&store, &V2[0], &queued[0], Outcome::Success(serde_json::Value::Null)).await;
+        assert_eq!(task_id(&store, run.id, &next[0]).await, "new");
+        run_one(&store, &V2[0], &next[0], Outcome::Success(serde_json::Value::Null)).await;
+        assert_eq!(store.run(run.id).await.expect("run").state, "success", "removed tasks do not hold the run");
+    }
+}

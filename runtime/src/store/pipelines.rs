@@ -80,6 +80,7 @@ impl Store {
                     .await
                     .doing("updating a pipeline")?;
                     report.changed.push(p.id.to_string());
+                    reconcile_active_runs(&mut tx, p).await?;
                 }
             }
             q("INSERT INTO pipeline_versions (pipeline_id, version_hash, created_at) VALUES ($1, $2, $3) \
@@ -184,6 +185,49 @@ impl Store {
     }
 }
 
+/// A new version of a pipeline while runs are active: task instances of tasks that are
+/// gone become `removed`, new tasks get task instances, as Airflow's integrity check does.
+async fn reconcile_active_runs(tx: &mut super::Tx, p: &crate::spec::PipelineSpec) -> Result<()> {
+    let runs = q("SELECT id FROM runs WHERE pipeline_id = $1 AND state IN ('queued', 'running')")
+        .bind(p.id)
+        .fetch_all(&mut **tx)
+        .await
+        .doing("listing active runs")?;
+    for run in runs {
+        let run_pk: i64 = get(&run, "id")?;
+        let existing = q("SELECT task_id FROM task_instances WHERE run_pk = $1")
+            .bind(run_pk)
+            .fetch_all(&mut **tx)
+            .await
+            .doing("listing task instances")?;
+        let existing: Vec<String> = existing.iter().map(|r| get(r, "task_id")).collect::<Result<_>>()?;
+        for id in existing.iter().filter(|id| p.task(id).is_none()) {
+            q("UPDATE task_instances SET state = 'removed' WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
+                .bind(run_pk)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .doing("removing a task instance")?;
+        }
+        for task in p.tasks.iter().filter(|t| !existing.iter().any(|id| id == t.id)) {
+            q("INSERT INTO task_instances (run_pk, pipeline_id, task_id, state, try_number, max_tries, \
+               priority_weight, pool, pool_slots, queue) VALUES ($1, $2, $3, 'none', 0, $4, $5, $6, $7, $8)")
+            .bind(run_pk)
+            .bind(p.id)
+            .bind(task.id)
+            .bind(i64::from(task.retry.retries) + 1)
+            .bind(super::runs::effective_priority(p, task))
+            .bind(task.pool)
+            .bind(i64::from(task.pool_slots))
+            .bind(task.queue)
+            .execute(&mut **tx)
+            .await
+            .doing("adding a task instance")?;
+        }
+    }
+    Ok(())
+}
+
 fn pipeline_row(row: &sqlx::any::AnyRow) -> Result<PipelineRow> {
     Ok(PipelineRow {
         pipeline_id: get(row, "pipeline_id")?,
@@ -193,4 +237,49 @@ fn pipeline_row(row: &sqlx::any::AnyRow) -> Result<PipelineRow> {
         schedule: get(row, "schedule")?,
         next_run_at: opt(row, "next_run_at"),
     })
+}
+
+impl Store {
+    /// Records that a service (`scheduler`, `worker`) is alive; returns its job id, to pass
+    /// back on the next beat.
+    pub async fn heartbeat(&self, job: Option<i64>, job_type: &str, hostname: &str) -> Result<i64> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        if let Some(id) = job {
+            let done = q("UPDATE jobs SET heartbeat_at = $2, state = 'running' WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .doing("recording a heartbeat")?;
+            if done.rows_affected() == 1 {
+                tx.commit().await.doing("recording a heartbeat")?;
+                return Ok(id);
+            }
+        }
+        let row = q(
+            "INSERT INTO jobs (job_type, hostname, state, started_at, heartbeat_at) VALUES ($1, $2, 'running', $3, $3) \
+                     RETURNING id",
+        )
+        .bind(job_type)
+        .bind(hostname)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .doing("registering a job")?;
+        tx.commit().await.doing("registering a job")?;
+        get(&row, "id")
+    }
+
+    /// The newest heartbeat of any service of `job_type`.
+    pub async fn latest_heartbeat(&self, job_type: &str) -> Result<Option<i64>> {
+        let mut tx = self.begin().await?;
+        let row = q("SELECT MAX(heartbeat_at) AS at FROM jobs WHERE job_type = $1")
+            .bind(job_type)
+            .fetch_one(&mut *tx)
+            .await
+            .doing("reading heartbeats")?;
+        tx.commit().await.doing("reading heartbeats")?;
+        Ok(opt(&row, "at"))
+    }
 }
