@@ -590,8 +590,9 @@ fn invalid(conn_id: &str, field: &str, problem: &str) -> ConnectionError {
     ConnectionError::Invalid { conn_id: conn_id.to_string(), field: field.to_string(), problem: problem.to_string() }
 }
 
-/// Whether an extra key holds a secret, by Airflow's secrets-masker names.
-fn is_secret_key(key: &str) -> bool {
+/// Whether a name (an extra key, a variable) holds a secret, by Airflow's
+/// secrets-masker names (`sensitive_var_conn_names` defaults).
+pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     [
         "password",
@@ -625,7 +626,7 @@ fn mask_extra(value: &Value) -> Value {
 }
 
 /// Parsing and writing Airflow connection URIs.
-mod uri {
+pub(crate) mod uri {
     use super::{
         Connection, ConnectionError, EXTRA_JSON, MASK, airflow_schema_and_extra, invalid, mask_extra, normalize_type,
     };
@@ -822,7 +823,7 @@ mod uri {
 
     /// Python's `quote(text, safe=keep)`: all but RFC 3986's unreserved bytes (and `keep`)
     /// become `%XX`.
-    pub(super) fn encode(text: &str, keep: &[u8]) -> String {
+    pub(crate) fn encode(text: &str, keep: &[u8]) -> String {
         let mut out = String::with_capacity(text.len());
         for &b in text.as_bytes() {
             if is_unreserved(b) || keep.contains(&b) {

@@ -130,12 +130,12 @@ fn register_secrets(input: &TaskInput, env: &ExecEnv) {
     for conn in input.connections.values() {
         if let Some(password) = &conn.password {
             log.mask(password);
-            log.mask(percent_encode(password));
+            log.mask(crate::connection::uri::encode(password, b""));
         }
         mask_secret_values(log, &serde_json::Value::Object(conn.extra.clone()), false);
     }
     for (name, value) in env.variables.iter() {
-        if is_secret_name(name) {
+        if crate::connection::is_secret_key(name) {
             log.mask(value);
         }
     }
@@ -147,44 +147,10 @@ fn mask_secret_values(log: &crate::task::Logger, value: &serde_json::Value, secr
         serde_json::Value::String(text) if secret => log.mask(text),
         serde_json::Value::Object(map) => {
             for (key, value) in map {
-                mask_secret_values(log, value, secret || is_secret_name(key));
+                mask_secret_values(log, value, secret || crate::connection::is_secret_key(key));
             }
         }
         serde_json::Value::Array(items) => items.iter().for_each(|v| mask_secret_values(log, v, secret)),
         _ => {}
     }
-}
-
-/// Airflow's secrets masker decides by name (`sensitive_var_conn_names` defaults).
-fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "password",
-        "passwd",
-        "passphrase",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "private_key",
-        "authorization",
-        "credential",
-        "keyfile_dict",
-        "service_account",
-    ]
-    .iter()
-    .any(|s| name.contains(s))
-}
-
-/// Python's `quote(text, safe="")`, as connection URIs encode a password.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

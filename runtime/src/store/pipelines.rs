@@ -210,19 +210,7 @@ async fn reconcile_active_runs(tx: &mut super::Tx, p: &crate::spec::PipelineSpec
                 .doing("removing a task instance")?;
         }
         for task in p.tasks.iter().filter(|t| !existing.iter().any(|id| id == t.id)) {
-            q("INSERT INTO task_instances (run_pk, pipeline_id, task_id, state, try_number, max_tries, \
-               priority_weight, pool, pool_slots, queue) VALUES ($1, $2, $3, 'none', 0, $4, $5, $6, $7, $8)")
-            .bind(run_pk)
-            .bind(p.id)
-            .bind(task.id)
-            .bind(i64::from(task.retry.retries) + 1)
-            .bind(super::runs::effective_priority(p, task))
-            .bind(task.pool)
-            .bind(i64::from(task.pool_slots))
-            .bind(task.queue)
-            .execute(&mut **tx)
-            .await
-            .doing("adding a task instance")?;
+            super::runs::insert_task_instance(tx, run_pk, p, task).await?;
         }
     }
     Ok(())

@@ -192,19 +192,7 @@ impl Store {
             .doing("creating a run")?;
         let run = run_row(&row)?;
         for task in pipeline.tasks {
-            q("INSERT INTO task_instances (run_pk, pipeline_id, task_id, state, try_number, max_tries, \
-               priority_weight, pool, pool_slots, queue) VALUES ($1, $2, $3, 'none', 0, $4, $5, $6, $7, $8)")
-            .bind(run.id)
-            .bind(pipeline.id)
-            .bind(task.id)
-            .bind(i64::from(task.retry.retries) + 1)
-            .bind(effective_priority(pipeline, task))
-            .bind(task.pool)
-            .bind(i64::from(task.pool_slots))
-            .bind(task.queue)
-            .execute(&mut *tx)
-            .await
-            .doing("creating task instances")?;
+            insert_task_instance(&mut tx, run.id, pipeline, task).await?;
         }
         tx.commit().await.doing("creating a run")?;
         Ok(run)
@@ -506,6 +494,29 @@ impl Store {
         tx.commit().await.doing("reading retries")?;
         Ok(opt(&row, "at"))
     }
+}
+
+/// A new task instance of `task` in run `run_pk`, waiting for its upstreams.
+pub(super) async fn insert_task_instance(
+    tx: &mut Tx,
+    run_pk: i64,
+    pipeline: &PipelineSpec,
+    task: &TaskSpec,
+) -> Result<()> {
+    q("INSERT INTO task_instances (run_pk, pipeline_id, task_id, state, try_number, max_tries, \
+       priority_weight, pool, pool_slots, queue) VALUES ($1, $2, $3, 'none', 0, $4, $5, $6, $7, $8)")
+    .bind(run_pk)
+    .bind(pipeline.id)
+    .bind(task.id)
+    .bind(i64::from(task.retry.retries) + 1)
+    .bind(effective_priority(pipeline, task))
+    .bind(task.pool)
+    .bind(i64::from(task.pool_slots))
+    .bind(task.queue)
+    .execute(&mut **tx)
+    .await
+    .doing("creating task instances")?;
+    Ok(())
 }
 
 /// What the state machine needs of one task instance of the run being advanced.
