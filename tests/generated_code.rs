@@ -46,7 +46,12 @@ fn registry_carries_the_three_mlsp_pipelines() {
     assert_eq!(training.task("train_nba").map(|t| t.queue), Some("ml"));
 
     let ids: Vec<&str> = REGISTRY.connections.iter().map(|c| c.id).collect();
-    assert_eq!(ids, ["backend_api", "mlflow_tracking", "postgres_mlflow", "postgres_mlsp", "redis_default"]);
+    assert_eq!(
+        ids,
+        ["backend_api", "mlflow_tracking", "postgres_mlflow", "postgres_mlsp", "redis_default", "sports_feed"]
+    );
+    let mlsp = REGISTRY.connections.iter().find(|c| c.id == "postgres_mlsp").expect("postgres_mlsp");
+    assert_eq!(mlsp.standalone_uri, Some("sqlite://mlsp.sqlite"));
     assert_eq!(REGISTRY.deployment.project, "mlsp");
     assert_eq!(REGISTRY.deployment.broker_db, 1);
     assert_eq!(REGISTRY.deployment.rate_limit_db, 2);
@@ -68,14 +73,20 @@ fn dispatch_runs_a_rust_task_with_typed_params() {
 #[test]
 fn dispatch_reads_typed_upstream_outputs() {
     let mut input = TaskInput { params: serde_json::json!({"min_accuracy": 0.5}), ..Default::default() };
-    for (task, accuracy) in [("train_nfl", 0.4), ("train_nba", 0.7), ("train_mlb", 0.6)] {
+    for (task, accuracy) in [("train_nfl", 0.55), ("train_nba", 0.7), ("train_mlb", 0.6)] {
         input
             .upstream_outputs
             .insert(task.into(), serde_json::json!({"model_uri": format!("runs:/{task}"), "accuracy": accuracy}));
     }
     let outputs = run_now(REGISTRY.run_rust("ml_model_training", "evaluate", &input).expect("rust task"))
         .expect("evaluate succeeds");
-    assert_eq!(outputs, serde_json::json!({"best_model": "runs:/train_nba", "passed": true}));
+    assert_eq!(outputs, serde_json::json!({"best_model": "runs:/train_nba", "accuracy": 0.7, "passed": true}));
+
+    // A league below `min_accuracy` fails the run.
+    input.upstream_outputs.insert("train_nfl".into(), serde_json::json!({"model_uri": "runs:/nfl", "accuracy": 0.4}));
+    let error = run_now(REGISTRY.run_rust("ml_model_training", "evaluate", &input).expect("rust task"))
+        .expect_err("below the threshold");
+    assert!(error.message.contains("accuracy below min_accuracy 0.5: nfl (0.400)"), "{error}");
 
     // An upstream output of the wrong type is a task failure with a message, not a panic.
     input.upstream_outputs.insert("train_nba".into(), serde_json::json!({"model_uri": 7, "accuracy": 0.1}));
@@ -89,16 +100,17 @@ fn dispatch_provides_only_declared_connections() {
     let mut input = TaskInput::default();
     let error = run_now(REGISTRY.run_rust("sports_data_scraper", "scrape_nfl", &input).expect("rust task"))
         .expect_err("connection missing");
-    assert!(error.message.contains("connection `backend_api`"), "{error}");
+    assert!(error.message.contains("connection `sports_feed`"), "{error}");
 
+    // Declared, it is the one the body reads from (the sample feed's success is in
+    // tests/sample_pipelines.rs, which gives the run its own SLUICE_HOME).
     input.connections.insert(
-        "backend_api".into(),
-        Connection { id: "backend_api".into(), host: Some("backend".into()), ..Default::default() },
+        "sports_feed".into(),
+        Connection { id: "sports_feed".into(), conn_type: "redis".into(), ..Default::default() },
     );
-    input.run.logical_date = "2024-06-01T06:00:00+00:00".into();
-    let outputs = run_now(REGISTRY.run_rust("sports_data_scraper", "scrape_nfl", &input).expect("rust task"))
-        .expect("scrape succeeds");
-    assert_eq!(outputs["path"], "/data/raw/nfl/2024-06-01.json");
+    let error = run_now(REGISTRY.run_rust("sports_data_scraper", "scrape_nfl", &input).expect("rust task"))
+        .expect_err("not a data source");
+    assert!(error.message.contains("reading data needs a file or http connection"), "{error}");
 }
 
 #[test]

@@ -204,8 +204,9 @@ fn standalone_serves_health_and_runs_a_triggered_pipeline() {
     );
 }
 
-/// A tiny HTTP server answering `200 {}` to everything, standing in for MLflow and the
-/// backend API; returns its base URL.
+/// A tiny HTTP server answering `200` with a created model version (MLflow's
+/// `model-versions/create` answer) to everything, standing in for MLflow and the backend
+/// API; returns its base URL.
 fn http_ok_server() -> String {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -215,7 +216,12 @@ fn http_ok_server() -> String {
             let mut stream = stream;
             let mut buf = [0u8; 8192];
             let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+            let body = r#"{"model_version": {"version": "1"}}"#;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
         }
     });
     format!("http://127.0.0.1:{port}")

@@ -16,7 +16,7 @@ const EXECUTOR_KEYS: &[&str] =
 const ADMIN_KEYS: &[&str] = &["username_env", "password_env", "email_env"];
 const METADATA_DB_KEYS: &[&str] = &["name", "user", "password"];
 const CONNECTION_KEYS: &[&str] =
-    &["id", "type", "description", "host", "port", "schema", "database", "login", "password", "extra"];
+    &["id", "type", "description", "host", "port", "schema", "database", "login", "password", "extra", "standalone"];
 const POOL_KEYS: &[&str] = &["name", "slots", "description"];
 const PGBOUNCER_KEYS: &[&str] =
     &["pool_mode", "listen_port", "max_client_conn", "default_pool_size", "min_pool_size", "reserve_pool_size"];
@@ -432,6 +432,8 @@ impl Lowerer<'_> {
             }
         }
         let port = f.value("port").and_then(|n| self.integer::<u16>(n, &format!("`port` of {w}"), 1, 65535));
+        let standalone =
+            self.opt_string(&f, "standalone", &w).filter(|uri| self.standalone_uri(uri, conn_type.value, &id.value));
         Some(Connection {
             description: self.opt_string(&f, "description", &w).map(|s| s.value).unwrap_or_default(),
             host: self.opt_string(&f, "host", &w).map(|s| s.value),
@@ -443,7 +445,76 @@ impl Lowerer<'_> {
             conn_type,
             password,
             extra,
+            standalone,
         })
+    }
+
+    /// Whether a connection's `standalone:` URI is usable: `type://…` of the declared type,
+    /// or of a stand-in for it (sqlite for postgres, a `file` directory for an http
+    /// source), and without a password (secrets come from the environment).
+    fn standalone_uri(&mut self, uri: &Sp<String>, declared: ConnType, id: &str) -> bool {
+        let w = format!("connection `{id}`");
+        let Some((scheme, rest)) = uri.value.split_once("://") else {
+            let hint = "write a URI such as `sqlite://app.sqlite` or `file://data/sample`".to_string();
+            self.error("invalid-value", uri.span, format!("`standalone` of {w} is not a `type://…` URI"), Some(hint));
+            return false;
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        let name = match scheme.as_str() {
+            "postgresql" => "postgres",
+            "https" => "http",
+            other => other,
+        };
+        let Some((_, ty)) = ConnType::ALL.iter().find(|(n, _)| *n == name) else {
+            let names = ConnType::ALL.iter().map(|(n, _)| *n);
+            let hint = suggestion(name, names.clone())
+                .unwrap_or_else(|| format!("known types: {}", names.collect::<Vec<_>>().join(", ")));
+            self.error(
+                "unknown-type",
+                uri.span,
+                format!("`standalone` of {w} has unknown connection type `{scheme}`"),
+                Some(hint),
+            );
+            return false;
+        };
+        let compatible = *ty == declared
+            || (declared == ConnType::Postgres && *ty == ConnType::Sqlite)
+            || (declared == ConnType::Http && *ty == ConnType::File);
+        if !compatible {
+            let hint = match declared {
+                ConnType::Postgres => {
+                    "a postgres connection stands in as `postgres://…` or `sqlite://file.sqlite`".into()
+                }
+                ConnType::Http => "an http connection stands in as `http://…` or a local directory `file://dir`".into(),
+                other => format!("a {0} connection stands in only as `{0}://…`", other.name()),
+            };
+            self.error(
+                "wrong-connection-type",
+                uri.span,
+                format!(
+                    "`standalone` of {w} is a {} connection, but the connection is of type {}",
+                    ty.name(),
+                    declared.name()
+                ),
+                Some(hint),
+            );
+            return false;
+        }
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if *ty != ConnType::File
+            && let Some((userinfo, _)) = authority.rsplit_once('@')
+            && userinfo.contains(':')
+        {
+            let env = format!("SLUICE_CONN_{}", id.to_uppercase());
+            self.error(
+                "literal-secret",
+                uri.span,
+                format!("`standalone` of {w} holds a password; secrets must come from the environment"),
+                Some(format!("drop the password from the URI and set {env} in the environment instead")),
+            );
+            return false;
+        }
+        true
     }
 
     fn pool(&mut self, node: &Node) -> Option<Pool> {

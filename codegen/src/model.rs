@@ -112,6 +112,8 @@ pub enum ConnType {
     Http,
     Sqlite,
     Smtp,
+    /// A local directory; the path is in `database`.
+    File,
 }
 
 impl ConnType {
@@ -121,6 +123,7 @@ impl ConnType {
         ("http", ConnType::Http),
         ("sqlite", ConnType::Sqlite),
         ("smtp", ConnType::Smtp),
+        ("file", ConnType::File),
     ];
 
     pub fn name(self) -> &'static str {
@@ -147,6 +150,10 @@ pub struct Connection {
     pub password: Option<Sp<EnvRef>>,
     /// Extra settings; string values may be `${ENV_VAR}` references.
     pub extra: BTreeMap<String, serde_json::Value>,
+    /// The connection (a URI without secrets) used when Sluice runs without external
+    /// services; the environment still overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standalone: Option<Sp<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

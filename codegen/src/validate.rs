@@ -124,7 +124,7 @@ impl Validator<'_> {
 
     fn connections(&mut self) {
         for c in &self.config.connections {
-            let needs_host = !matches!(c.conn_type.value, ConnType::Sqlite);
+            let needs_host = !matches!(c.conn_type.value, ConnType::Sqlite | ConnType::File);
             if needs_host && c.host.is_none() {
                 self.push(
                     Diagnostic::error("missing-key", c.id.span, format!("connection `{}` has no `host`", c.id.value))
@@ -139,6 +139,16 @@ impl Validator<'_> {
                         format!("connection `{}` has no `database`", c.id.value),
                     )
                     .with_hint("a sqlite connection names its file: `database: /data/app.sqlite`"),
+                );
+            }
+            if c.conn_type.value == ConnType::File && c.database.is_none() {
+                self.push(
+                    Diagnostic::error(
+                        "missing-key",
+                        c.id.span,
+                        format!("connection `{}` has no `database`", c.id.value),
+                    )
+                    .with_hint("a file connection names its directory: `database: /data/feed`"),
                 );
             }
         }

@@ -574,6 +574,7 @@ fn type_name(conn_type: ConnType) -> &'static str {
         ConnType::Http => "http",
         ConnType::Sqlite => "sqlite",
         ConnType::Smtp => "smtp",
+        ConnType::File => "file",
     }
 }
 
@@ -612,8 +613,8 @@ pub fn is_secret_key(key: &str) -> bool {
     .any(|s| key.contains(s))
 }
 
-/// Replaces secret values (by key, at any depth) with `***`.
-fn mask_extra(value: &Value) -> Value {
+/// Replaces secret values (by key, at any depth, see [`is_secret_key`]) with `***`.
+pub fn mask_extra(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
@@ -645,6 +646,9 @@ pub(crate) mod uri {
             ));
         }
         let (conn_type, https) = normalize_type(scheme);
+        if conn_type == "file" {
+            return parse_file(id, rest);
+        }
 
         // Airflow's `type://protocol://host…` keeps the protocol in the host.
         let (protocol, rest) = match rest.split_once("://") {
@@ -702,8 +706,26 @@ pub(crate) mod uri {
         Ok(conn)
     }
 
+    /// `file://<dir>?query`: the directory keeps its slashes, so `file:///abs/dir` is
+    /// `/abs/dir` and `file://rel/dir` is `rel/dir` (relative to the working directory).
+    fn parse_file(id: &str, rest: &str) -> Result<Connection, ConnectionError> {
+        let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let database = Some(decode(id, "database", path)?).filter(|p| !p.is_empty());
+        let extra = parse_query(id, query)?;
+        Ok(Connection { id: id.to_string(), conn_type: "file".into(), database, extra, ..Default::default() })
+    }
+
     /// The URI; with `mask`, the password and secret extra values are `***`.
     pub(super) fn render(c: &Connection, mask: bool) -> String {
+        if c.conn_type == "file" {
+            let mut uri = format!("file://{}", encode(c.database.as_deref().unwrap_or_default(), b"/"));
+            if !c.extra.is_empty() {
+                uri.push('?');
+                uri.push_str(&render_query(&c.extra, mask));
+            }
+            return uri;
+        }
         let mut uri = format!("{}://", c.conn_type.to_ascii_lowercase().replace('_', "-"));
         let (protocol, host) = match c.host.as_deref().and_then(|h| h.split_once("://")) {
             Some((p, h)) => (Some(p), Some(h)),

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod connection;
 pub mod crypto;
 pub mod executor;
+pub mod io;
 pub mod params;
 pub mod registry;
 pub mod rules;

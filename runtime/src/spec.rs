@@ -27,6 +27,8 @@ pub enum ConnType {
     Http,
     Sqlite,
     Smtp,
+    /// A local directory (`file:///abs/dir`); the path is in `database`.
+    File,
 }
 
 /// A connection as declared; secrets are only the names of env variables.
@@ -43,6 +45,9 @@ pub struct ConnectionSpec {
     pub password_env: Option<&'static str>,
     /// The `extra` mapping as JSON; string values `${NAME}` are read from the environment.
     pub extra_json: &'static str,
+    /// `standalone:` in the YAML: the connection (an Airflow-style URI, without secrets) used
+    /// when Sluice runs without external services, unless the environment overrides it.
+    pub standalone_uri: Option<&'static str>,
 }
 
 #[derive(Debug)]

@@ -6,10 +6,11 @@ use crate::clock::to_rfc3339;
 use crate::connection::Connection;
 use crate::registry::Registry;
 use crate::scheduler::Dispatch;
-use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
+use crate::spec::{ConnectionSpec, PipelineSpec, TaskKind, TaskSpec};
 use crate::store::{Claimed, Outcome, Queued, Store, StoreError};
 use crate::task::{Logger, RunInfo, TaskInput};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
@@ -44,6 +45,9 @@ pub struct Worker {
     name: String,
     /// Variables for templates (`var.value.X`).
     variables: Arc<BTreeMap<String, String>>,
+    /// Set when Sluice runs without external services: connections then resolve to their
+    /// `standalone:` URI, relative paths under this directory (`SLUICE_HOME`).
+    standalone_home: Option<PathBuf>,
 }
 
 impl Worker {
@@ -53,7 +57,23 @@ impl Worker {
         dispatch: Arc<dyn Dispatch>,
         name: impl Into<String>,
     ) -> Worker {
-        Worker { registry, store, dispatch, name: name.into(), variables: Arc::new(BTreeMap::new()) }
+        Worker {
+            registry,
+            store,
+            dispatch,
+            name: name.into(),
+            variables: Arc::new(BTreeMap::new()),
+            standalone_home: standalone_home_from_env(),
+        }
+    }
+
+    /// Whether connections resolve to their `standalone:` URIs, and the directory
+    /// (`SLUICE_HOME`) their relative paths are under. [`Worker::new`] decides from the
+    /// environment: standalone when `SLUICE_DATABASE_URL` is unset, as the store is then
+    /// the embedded SQLite file.
+    pub fn standalone_connections(mut self, home: Option<PathBuf>) -> Worker {
+        self.standalone_home = home;
+        self
     }
 
     /// Takes task instances from `queue` and runs up to `concurrency` at once, until
@@ -172,8 +192,10 @@ impl Worker {
                 .iter()
                 .find(|c| c.id == id)
                 .ok_or_else(|| format!("connection `{id}` is not declared in {}", self.registry.source))?;
-            let conn =
-                Connection::from_spec(spec, &|name: &str| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+            let conn = match (&self.standalone_home, spec.standalone_uri) {
+                (Some(home), Some(uri)) => standalone_connection(spec, uri, home)?,
+                _ => Connection::from_spec(spec, &|name: &str| std::env::var(name).ok()).map_err(|e| e.to_string())?,
+            };
             if let Some(password) = &conn.password {
                 log.mask(password);
             }
@@ -198,6 +220,31 @@ impl Worker {
     }
 }
 
+/// `SLUICE_HOME` (default `./sluice-data`) when `SLUICE_DATABASE_URL` is unset, the
+/// same rule as [`crate::settings::Settings`].
+fn standalone_home_from_env() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if var("SLUICE_DATABASE_URL").is_some() {
+        return None;
+    }
+    Some(var("SLUICE_HOME").map_or_else(|| PathBuf::from("sluice-data"), PathBuf::from))
+}
+
+/// A connection's `standalone:` URI. A relative sqlite file or `file` directory is under
+/// `home`, except one written `./…`, which is relative to the working directory (data a
+/// repository ships: `file://./data/sample`).
+fn standalone_connection(spec: &ConnectionSpec, uri: &str, home: &Path) -> Result<Connection, String> {
+    let mut conn = Connection::from_uri(spec.id, uri).map_err(|e| format!("{e} (its `standalone:` URI)"))?;
+    conn.description = spec.description.to_string();
+    if matches!(conn.conn_type.as_str(), "sqlite" | "file")
+        && let Some(path) = conn.database.take()
+    {
+        let relative = Path::new(&path).is_relative() && !path.starts_with("./");
+        conn.database = Some(if relative { home.join(&path).display().to_string() } else { path });
+    }
+    Ok(conn)
+}
+
 /// A connection given in the environment (`SLUICE_CONN_<ID>`, then Airflow's
 /// `AIRFLOW_CONN_<ID>`, as a URI or JSON) overrides the one declared in the YAML.
 fn connection_from_env(id: &str) -> Option<Result<Connection, String>> {
@@ -208,4 +255,43 @@ fn connection_from_env(id: &str) -> Option<Result<Connection, String>> {
         let parsed = crate::connection::connections_from_env(std::iter::once((name, value))).into_iter().next()?;
         Some(parsed.map_err(|e| e.to_string()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::standalone_connection;
+    use crate::spec::{ConnType, ConnectionSpec};
+    use std::path::Path;
+
+    fn spec(uri: &'static str) -> ConnectionSpec {
+        ConnectionSpec {
+            id: "c",
+            conn_type: ConnType::Postgres,
+            description: "d",
+            host: Some("postgres"),
+            port: None,
+            schema: None,
+            database: None,
+            login: None,
+            password_env: Some("UNSET_PASSWORD"),
+            extra_json: "{}",
+            standalone_uri: Some(uri),
+        }
+    }
+
+    #[test]
+    fn standalone_paths_are_under_home_unless_dot_relative() {
+        let home = Path::new("/h");
+        let resolve = |uri: &'static str| {
+            let conn = standalone_connection(&spec(uri), uri, home).expect("a valid URI");
+            (conn.conn_type, conn.database.unwrap_or_default())
+        };
+        assert_eq!(resolve("sqlite://mlsp.sqlite"), ("sqlite".into(), "/h/mlsp.sqlite".into()));
+        assert_eq!(resolve("sqlite:////abs/x.db"), ("sqlite".into(), "/abs/x.db".into()));
+        assert_eq!(resolve("file://mlflow"), ("file".into(), "/h/mlflow".into()));
+        assert_eq!(resolve("file://./data/sample"), ("file".into(), "./data/sample".into()));
+        assert_eq!(resolve("file:///srv/feed"), ("file".into(), "/srv/feed".into()));
+        // No secret is needed: the declared password variable is not read.
+        assert_eq!(standalone_connection(&spec("sqlite://a.db"), "sqlite://a.db", home).map(|c| c.password), Ok(None));
+    }
 }

@@ -222,6 +222,19 @@ fn sqlite_paths() {
 }
 
 #[test]
+fn file_paths() {
+    let abs = uri("feed", "file:///srv/games");
+    assert_eq!(abs.conn_type, "file");
+    assert_eq!((abs.host.as_deref(), abs.database.as_deref()), (None, Some("/srv/games")));
+    assert_eq!(abs.to_uri(), "file:///srv/games");
+
+    let rel = uri("feed", "file://data/sample/games");
+    assert_eq!(rel.database.as_deref(), Some("data/sample/games"));
+    assert_eq!(rel.to_uri(), "file://data/sample/games");
+    assert_eq!(uri("feed", &rel.to_uri()), rel);
+}
+
+#[test]
 fn uri_edge_cases() {
     // Empty login and password are kept apart from absent ones, as Python does.
     let conn = uri("r", "redis://:secret@redis:6379/0");
@@ -511,6 +524,7 @@ static MLSP: ConnectionSpec = ConnectionSpec {
     login: Some("mlsp_user"),
     password_env: Some("MLSP_DB_PASSWORD"),
     extra_json: "{}",
+    standalone_uri: Some("sqlite://mlsp.sqlite"),
 };
 
 static API: ConnectionSpec = ConnectionSpec {
@@ -524,6 +538,7 @@ static API: ConnectionSpec = ConnectionSpec {
     login: None,
     password_env: None,
     extra_json: r#"{"token":"${BACKEND_API_TOKEN}","retries":3,"note":"${not a ref}"}"#,
+    standalone_uri: None,
 };
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -580,6 +595,7 @@ fn all_types_have_lowercase_names() {
         (ConnType::Http, "http"),
         (ConnType::Sqlite, "sqlite"),
         (ConnType::Smtp, "smtp"),
+        (ConnType::File, "file"),
     ] {
         let spec = ConnectionSpec {
             id: "c",
@@ -592,6 +608,7 @@ fn all_types_have_lowercase_names() {
             login: None,
             password_env: None,
             extra_json: "",
+            standalone_uri: None,
         };
         assert_eq!(Connection::from_spec(&spec, &|_| None).expect("nothing to resolve").conn_type, name);
     }

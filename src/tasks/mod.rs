@@ -3,5 +3,6 @@
 //! typed `Outputs`; rustc checks both against the YAML.
 
 pub mod example;
+mod games;
 pub mod scraper;
 pub mod training;

@@ -1,39 +1,70 @@
-//! `sports_data_scraper`: daily scrape of NFL, NBA and MLB data, then validation.
+//! `sports_data_scraper`: daily scrape of the NFL, NBA and MLB feeds, validation, and an
+//! upsert of the valid games into `postgres_mlsp`.
+//!
+//! The feed (`sports_feed`) serves `<league>.csv`; in standalone it is the sample data under
+//! `data/sample/games`. Every scrape keeps all the feed's rows (the feed holds the current
+//! season), and hands them on as JSON lines under `$SLUICE_HOME/data/`.
 
-use crate::pipelines::sports_data_scraper::{scrape_mlb, scrape_nba, scrape_nfl, validate};
+use super::games::{self, Game, LEAGUES};
+use crate::pipelines::sports_data_scraper::{load, scrape_mlb, scrape_nba, scrape_nfl, validate};
 use sluice_runtime::{Connection, Logger, RunInfo, TaskError};
 
-/// Where a league's scrape for one logical date lands, and how many records it has.
-fn scrape(league: &str, api: &Connection, run: &RunInfo, log: &Logger) -> (i64, String) {
-    let host = api.host.as_deref().unwrap_or("backend");
-    log.info(format!("scraping {league} for {} through {host}", run.logical_date));
-    let day = run.logical_date.get(..10).unwrap_or("unscheduled");
-    (0, format!("/data/raw/{league}/{day}.json"))
+/// Reads `<league>.csv` from the feed and writes its rows to
+/// `$SLUICE_HOME/data/raw/<league>/<day>.jsonl`: how many, and where.
+async fn scrape(league: &str, feed: &Connection, run: &RunInfo, log: &Logger) -> Result<(i64, String), TaskError> {
+    let text = sluice_runtime::io::read_text(feed, &format!("{league}.csv")).await?;
+    let rows = games::parse_csv(league, &text)?;
+    let path = games::local_file(&["data", "raw", league, &format!("{}.jsonl", games::day(&run.logical_date))])?;
+    games::write_json_lines(&path, rows.iter().cloned())?;
+    log.info(format!("scraped {} {league} rows from `{}` into {}", rows.len(), feed.id, path.display()));
+    Ok((rows.len() as i64, path.display().to_string()))
 }
 
 pub async fn scrape_nfl(ctx: scrape_nfl::Context<'_>) -> Result<scrape_nfl::Outputs, TaskError> {
-    let (records, path) = scrape("nfl", ctx.conn.backend_api, ctx.run, ctx.log);
+    let (records, path) = scrape("nfl", ctx.conn.sports_feed, ctx.run, ctx.log).await?;
     Ok(scrape_nfl::Outputs { records, path })
 }
 
 pub async fn scrape_nba(ctx: scrape_nba::Context<'_>) -> Result<scrape_nba::Outputs, TaskError> {
-    let (records, path) = scrape("nba", ctx.conn.backend_api, ctx.run, ctx.log);
+    let (records, path) = scrape("nba", ctx.conn.sports_feed, ctx.run, ctx.log).await?;
     Ok(scrape_nba::Outputs { records, path })
 }
 
 pub async fn scrape_mlb(ctx: scrape_mlb::Context<'_>) -> Result<scrape_mlb::Outputs, TaskError> {
-    let (records, path) = scrape("mlb", ctx.conn.backend_api, ctx.run, ctx.log);
+    let (records, path) = scrape("mlb", ctx.conn.sports_feed, ctx.run, ctx.log).await?;
     Ok(scrape_mlb::Outputs { records, path })
 }
 
-/// Rejects a scrape that produced a negative count (a scraper bug) and totals the rest.
+/// Checks every scraped row (teams present, scores and rest days not negative, win
+/// percentages within 0..1, a real date); fails the run when a league has more than 5% bad
+/// rows, else writes the valid games to `$SLUICE_HOME/data/valid/<day>.jsonl`.
 pub async fn validate(ctx: validate::Context<'_>) -> Result<validate::Outputs, TaskError> {
     let up = &ctx.upstream;
-    let counts = [("nfl", up.scrape_nfl.records), ("nba", up.scrape_nba.records), ("mlb", up.scrape_mlb.records)];
-    if let Some((league, n)) = counts.iter().find(|(_, n)| *n < 0) {
-        return Err(TaskError::new(format!("{league} scrape reported {n} records")));
+    let scraped = [&up.scrape_nfl.path, &up.scrape_nba.path, &up.scrape_mlb.path];
+    let mut valid: Vec<Game> = Vec::new();
+    let mut rejected_records = 0;
+    for (league, path) in LEAGUES.iter().zip(scraped) {
+        let rows = games::read_json_lines(path)?;
+        let (games, rejected) = games::validate_league(league, &rows)?;
+        for reason in &rejected {
+            ctx.log.info(format!("rejected {league} {reason}"));
+        }
+        ctx.log.info(format!("{league}: {} valid, {} rejected", games.len(), rejected.len()));
+        rejected_records += rejected.len() as i64;
+        valid.extend(games);
     }
-    let valid_records = counts.iter().map(|(_, n)| n).sum();
-    ctx.log.info(format!("{valid_records} valid records"));
-    Ok(validate::Outputs { valid_records })
+    let path = games::local_file(&["data", "valid", &format!("{}.jsonl", games::day(&ctx.run.logical_date))])?;
+    games::write_json_lines(&path, valid.iter().map(Game::to_json))?;
+    Ok(validate::Outputs { valid_records: valid.len() as i64, rejected_records, path: path.display().to_string() })
+}
+
+/// Upserts the validated games into `games` (created if missing), keyed by `game_id`, so a
+/// rerun or a corrected feed updates rows instead of duplicating them.
+pub async fn load(ctx: load::Context<'_>) -> Result<load::Outputs, TaskError> {
+    let rows = games::read_json_lines(&ctx.upstream.validate.path)?;
+    let valid = rows.iter().map(Game::from_json).collect::<Result<Vec<_>, _>>()?;
+    let db = ctx.conn.postgres_mlsp;
+    let written = games::upsert_games(db, &valid).await?;
+    ctx.log.info(format!("upserted {} games into `games` of `{}` ({written} rows written)", valid.len(), db.id));
+    Ok(load::Outputs { rows_loaded: valid.len() as i64 })
 }

@@ -137,6 +137,7 @@ fn connection(c: &Connection) -> TokenStream {
     let login = opt_str(c.login.as_deref());
     let password = opt_str(c.password.as_ref().map(|p| p.value.env.as_str()));
     let extra = serde_json::Value::Object(c.extra.clone().into_iter().collect()).to_string();
+    let standalone = opt_str(c.standalone.as_ref().map(|s| s.value.as_str()));
     quote! {
         ConnectionSpec {
             id: #id,
@@ -149,6 +150,7 @@ fn connection(c: &Connection) -> TokenStream {
             login: #login,
             password_env: #password,
             extra_json: #extra,
+            standalone_uri: #standalone,
         }
     }
 }

@@ -2,14 +2,20 @@
 //! Tables by default, `--output json` for scripts; errors are one sentence and a non-zero
 //! exit code (1 for failures, 2 for usage).
 
+pub mod config;
+pub mod connections;
 mod dags;
+pub mod fernet;
 mod output;
+pub mod users;
+pub mod variables;
+
+pub use output::Output;
 
 use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::store::Store;
 use clap::{Parser, Subcommand};
-use output::Output;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -42,6 +48,31 @@ enum Command {
     Tasks {
         #[command(subcommand)]
         command: dags::TasksCommand,
+    },
+    /// Connections: stored with their secrets encrypted; Airflow's URIs and files.
+    Connections {
+        #[command(subcommand)]
+        command: connections::ConnectionsCommand,
+    },
+    /// Variables for templates (`var.value.X`); secret ones encrypted.
+    Variables {
+        #[command(subcommand)]
+        command: variables::VariablesCommand,
+    },
+    /// Users of the web UI and API.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
+    /// Fernet keys: make one, rotate stored secrets onto a new one.
+    Fernet {
+        #[command(subcommand)]
+        command: fernet::FernetCommand,
+    },
+    /// The effective settings (no secret values).
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
     },
     /// Exit 0 when the named service's dependencies answer (for container health checks).
     Healthcheck {
@@ -139,6 +170,11 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
         }
         Command::Dags { command } => dags::dags(registry, &settings, command, cli.output).await,
         Command::Tasks { command } => dags::tasks(registry, &settings, command, cli.output).await,
+        Command::Connections { command } => connections::main(registry, &settings, command, cli.output).await,
+        Command::Variables { command } => variables::main(registry, &settings, command, cli.output).await,
+        Command::Users { command } => users::main(registry, &settings, command, cli.output).await,
+        Command::Fernet { command } => fernet::main(registry, &settings, command, cli.output).await,
+        Command::Config { command } => config::main(registry, &settings, command, cli.output).await,
         Command::Healthcheck { service } => healthcheck(&settings, &service).await,
         Command::Version => {
             println!("sluice {}", env!("CARGO_PKG_VERSION"));

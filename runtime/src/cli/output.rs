@@ -10,9 +10,14 @@ pub enum Output {
 
 /// Prints rows (objects with the same keys, in `columns` order) as a table or JSON.
 pub fn print(output: Output, columns: &[&str], rows: &[Value]) {
+    print!("{}", render(output, columns, rows));
+}
+
+/// What [`print`] prints: the table of `columns`, or every key of the rows as JSON.
+pub fn render(output: Output, columns: &[&str], rows: &[Value]) -> String {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())),
-        Output::Table => print!("{}", table(columns, rows)),
+        Output::Json => serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into()) + "\n",
+        Output::Table => table(columns, rows),
     }
 }
 

@@ -15,7 +15,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Larger bodies fail the task: the body becomes an output, stored with the run.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// How much of an unexpected response's body the error quotes.
-const ERROR_BODY_BYTES: usize = 500;
+pub(crate) const ERROR_BODY_BYTES: usize = 500;
 
 /// The `http` step of a task, as compiled.
 pub(super) struct Request<'a> {
@@ -105,7 +105,7 @@ pub(super) async fn run(
 }
 
 /// One client for every request: it pools connections.
-fn client() -> Result<&'static reqwest::Client, TaskError> {
+pub(crate) fn client() -> Result<&'static reqwest::Client, TaskError> {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     if let Some(client) = CLIENT.get() {
         return Ok(client);
@@ -119,7 +119,7 @@ fn client() -> Result<&'static reqwest::Client, TaskError> {
 
 /// Airflow's `HttpHook.url_from_endpoint`: a `/` between base and endpoint when neither
 /// has one.
-fn url_from_endpoint(base: &str, endpoint: &str) -> String {
+pub(crate) fn url_from_endpoint(base: &str, endpoint: &str) -> String {
     if !base.ends_with('/') && !endpoint.is_empty() && !endpoint.starts_with('/') {
         format!("{base}/{endpoint}")
     } else {
@@ -128,7 +128,7 @@ fn url_from_endpoint(base: &str, endpoint: &str) -> String {
 }
 
 /// The error and its causes ("error sending request: ... : Connection refused").
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -143,7 +143,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.
-fn prefix(text: &str, max: usize) -> &str {
+pub(crate) fn prefix(text: &str, max: usize) -> &str {
     let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;

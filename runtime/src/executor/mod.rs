@@ -15,10 +15,10 @@
 //! | http | one request to the step's connection (plain http only) | `status`, `body` (JSON if it parses) |
 //! | sql | the statement on one short-lived connection (postgres or sqlite) | `rows_affected`, `rows` (at most 100) |
 
-mod http;
+pub(crate) mod http;
 mod rust;
 mod shell;
-mod sql;
+pub(crate) mod sql;
 
 use crate::registry::Registry;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};

@@ -35,15 +35,7 @@ pub(super) async fn run(conn_id: &str, statement: &str, input: &TaskInput, env: 
     let sql = render("the statement", statement, &ctx)?;
     let log = &input.log;
     log.info(format!("Running statement on `{conn_id}`: {sql}"));
-    let (rows, rows_affected) = match conn.conn_type.as_str() {
-        "postgres" => postgres(conn, &sql).await?,
-        "sqlite" => sqlite(conn, &sql).await?,
-        other => {
-            return Err(TaskError::new(format!(
-                "connection `{conn_id}` is of type {other}, and a sql task needs a postgres or sqlite connection"
-            )));
-        }
-    };
+    let (rows, rows_affected) = execute(conn, &sql).await?;
     let returned = rows.len();
     let rows: Vec<Value> = rows.into_iter().take(MAX_ROWS).collect();
     if returned > MAX_ROWS {
@@ -54,6 +46,19 @@ pub(super) async fn run(conn_id: &str, statement: &str, input: &TaskInput, env: 
         log.info(format!("{rows_affected} rows affected; {returned} rows returned"));
     }
     Ok(serde_json::json!({ "rows_affected": rows_affected, "rows": rows }))
+}
+
+/// Runs `sql` (one statement or a script) on a postgres or sqlite connection: the rows it
+/// returned, and how many rows it returned or changed.
+pub(crate) async fn execute(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), TaskError> {
+    match conn.conn_type.as_str() {
+        "postgres" => postgres(conn, sql).await,
+        "sqlite" => sqlite(conn, sql).await,
+        other => Err(TaskError::new(format!(
+            "connection `{}` is of type {other}, and SQL needs a postgres or sqlite connection",
+            conn.id
+        ))),
+    }
 }
 
 async fn postgres(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), TaskError> {
@@ -120,7 +125,11 @@ async fn sqlite(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), TaskE
         .or(conn.host.as_deref())
         .filter(|p| !p.is_empty())
         .ok_or_else(|| TaskError::new(format!("connection `{id}` names no database file")))?;
-    // Like `sqlite3.connect`, a missing file is created.
+    // Like `sqlite3.connect`, a missing file is created (and here its folder too).
+    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| TaskError::new(format!("cannot create the folder of `{id}` (sqlite file {path}): {e}")))?;
+    }
     let options = SqliteConnectOptions::new().filename(path).create_if_missing(true).disable_statement_logging();
     let mut db =
         options.connect().await.map_err(|e| TaskError::new(format!("cannot open `{id}` (sqlite file {path}): {e}")))?;

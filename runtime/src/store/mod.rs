@@ -6,13 +6,17 @@
 //! on another server connection, and an unnamed one is only safe while the transaction
 //! pins the connection. Times are microseconds since the epoch; JSON is text.
 
+mod connections;
 mod pipelines;
 mod runs;
 mod users;
+mod variables;
 
+pub use connections::{ConnectionImport, ConnectionInfo, ConnectionSource, ConnectionSyncReport, RotationReport};
 pub use pipelines::{PipelineRow, SyncReport};
 pub use runs::{Claimed, NewRun, Outcome, Queued, RunRow, TiRow};
-pub use users::{AdminSetup, ROLES, UserRow, generate_password, hash_password, verify_password};
+pub use users::{AdminSetup, NewUser, ROLES, UserRow, generate_password, hash_password, verify_password};
+pub use variables::{OnExisting, Variable, VariableImport, VariableInfo, is_secret_variable};
 
 use crate::clock::{Clock, Micros, SystemClock};
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -11,8 +11,32 @@ pub const ROLES: [&str; 4] = ["Admin", "Op", "User", "Viewer"];
 pub struct UserRow {
     pub username: String,
     pub email: String,
+    pub first_name: String,
+    pub last_name: String,
     pub role: String,
     pub active: bool,
+}
+
+/// A user to create ([`Store::add_user`]).
+#[derive(Clone, Copy)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub role: &'a str,
+    pub password: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+}
+
+impl std::fmt::Debug for NewUser<'_> {
+    /// Never prints the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An argon2id hash in PHC format.
@@ -39,15 +63,26 @@ pub fn generate_password() -> String {
 impl Store {
     /// Creates a user; an existing username is a conflict.
     pub async fn create_user(&self, username: &str, email: &str, role: &str, password: &str) -> Result<()> {
+        self.add_user(&NewUser { username, email, role, password, first_name: "", last_name: "" }).await
+    }
+
+    /// Creates a user with a first and last name; an existing username is a conflict.
+    pub async fn add_user(&self, user: &NewUser<'_>) -> Result<()> {
+        let NewUser { username, email, role, password, first_name, last_name } = *user;
         if !ROLES.contains(&role) {
             return Err(StoreError::Conflict(format!("unknown role `{role}`: use one of {}", ROLES.join(", "))));
         }
+        if username.trim().is_empty() {
+            return Err(StoreError::Conflict("a username cannot be empty".into()));
+        }
         let hash = hash_password(password)?;
         let mut tx = self.begin().await?;
-        let done = q("INSERT INTO users (username, email, role, password_hash, active, created_at) \
-                      VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (username) DO NOTHING")
+        let done = q("INSERT INTO users (username, email, first_name, last_name, role, password_hash, active, \
+                      created_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7) ON CONFLICT (username) DO NOTHING")
         .bind(username)
         .bind(email)
+        .bind(first_name)
+        .bind(last_name)
         .bind(role)
         .bind(hash)
         .bind(self.now())
@@ -61,9 +96,45 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a user; an unknown username is [`StoreError::NotFound`].
+    pub async fn delete_user(&self, username: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let done = q("DELETE FROM users WHERE username = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+            .doing("deleting a user")?;
+        tx.commit().await.doing("deleting a user")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user `{username}`")));
+        }
+        Ok(())
+    }
+
+    /// Replaces a user's password (stored as a new argon2id hash); an unknown username is
+    /// [`StoreError::NotFound`], an empty password a conflict.
+    pub async fn set_password(&self, username: &str, password: &str) -> Result<()> {
+        if password.is_empty() {
+            return Err(StoreError::Conflict("a password cannot be empty".into()));
+        }
+        let hash = hash_password(password)?;
+        let mut tx = self.begin().await?;
+        let done = q("UPDATE users SET password_hash = $2 WHERE username = $1")
+            .bind(username)
+            .bind(hash)
+            .execute(&mut *tx)
+            .await
+            .doing("changing a password")?;
+        tx.commit().await.doing("changing a password")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user `{username}`")));
+        }
+        Ok(())
+    }
+
     pub async fn users(&self) -> Result<Vec<UserRow>> {
         let mut tx = self.begin().await?;
-        let rows = q("SELECT username, email, role, active FROM users ORDER BY username")
+        let rows = q("SELECT username, email, first_name, last_name, role, active FROM users ORDER BY username")
             .fetch_all(&mut *tx)
             .await
             .doing("listing users")?;
@@ -73,6 +144,8 @@ impl Store {
                 Ok(UserRow {
                     username: get(r, "username")?,
                     email: get(r, "email")?,
+                    first_name: get(r, "first_name")?,
+                    last_name: get(r, "last_name")?,
                     role: get(r, "role")?,
                     active: get::<i64>(r, "active")? == 1,
                 })

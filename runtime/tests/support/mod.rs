@@ -124,3 +124,41 @@ pub async fn store(db: &Db) -> (Store, Arc<ManualClock>) {
     };
     (store.with_clock(clock.clone()), clock)
 }
+
+/// A registry declaring `connections` (what `pipelines.yaml` would), with no pipelines.
+pub fn registry_with_connections(connections: &'static [ConnectionSpec]) -> &'static Registry {
+    Box::leak(Box::new(Registry {
+        source: "test.yaml",
+        deployment: &DEPLOYMENT,
+        connections,
+        pools: &[],
+        pipelines: &[],
+        dispatch: no_dispatch,
+    }))
+}
+
+/// A migrated, empty store on `db` and its URL, so a test can read the raw tables through
+/// a second, independent connection: a SQLite file in a temporary folder (kept while the
+/// returned guard lives), or a fresh PostgreSQL database.
+pub async fn store_with_url(db: &Db) -> (Store, String, Option<tempfile::TempDir>) {
+    match db {
+        Db::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
+            let store = Store::connect(&url).await.expect("sqlite store");
+            store.migrate().await.expect("migrate");
+            (store.with_clock(ManualClock::at(T0)), url, Some(dir))
+        }
+        Db::Postgres => {
+            let name = format!("sluice_test_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::SeqCst));
+            let admin =
+                Store::connect(POSTGRES_ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 (trust auth for postgres)");
+            admin.execute_admin(&format!("DROP DATABASE IF EXISTS {name}")).await.expect("drop db");
+            admin.execute_admin(&format!("CREATE DATABASE {name}")).await.expect("create db");
+            let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+            let store = Store::connect(&url).await.expect("connect");
+            store.migrate().await.expect("migrate");
+            (store.with_clock(ManualClock::at(T0)), url, None)
+        }
+    }
+}
