@@ -23,6 +23,7 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
         tracing::info!("pipeline {id} added");
     }
     announce_admin(registry, &store).await?;
+    sync_connections(registry, &store).await?;
     let (queue, receiver) = LocalQueue::new();
     let dispatch = Arc::new(queue);
     crate::scheduler::Dispatch::dispatch(&*dispatch, store.recover_standalone().await.map_err(|e| e.to_string())?);
@@ -97,4 +98,22 @@ async fn watch_other_processes(store: Store, wake: Arc<Notify>, shutdown: Arc<No
             wake.notify_one();
         }
     }
+}
+
+/// Writes the connections declared in the YAML into the store (secrets from the
+/// environment, encrypted with the Fernet key); those that cannot be written are named.
+pub async fn sync_connections(registry: &Registry, store: &Store) -> Result<(), String> {
+    let crypto = match crate::crypto::Crypto::from_env(registry.deployment.fernet_key_env) {
+        Ok(crypto) => crypto,
+        Err(e) => {
+            println!("warning: connections not stored: {e}");
+            return Ok(());
+        }
+    };
+    let report =
+        store.sync_connections(registry, &|name| std::env::var(name).ok(), &crypto).await.map_err(|e| e.to_string())?;
+    for skipped in &report.skipped {
+        println!("warning: {skipped}");
+    }
+    Ok(())
 }

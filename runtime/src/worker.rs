@@ -131,7 +131,7 @@ impl Worker {
                 batch.clear();
             }
         });
-        let env = crate::executor::ExecEnv::new(self.variables.clone());
+        let env = crate::executor::ExecEnv::new(self.variables_for(&input.log).await);
         let result = crate::executor::execute(self.registry, pipeline, task, input, &env).await;
         // The input (and its log sender) is dropped by now: the log writer drains and ends.
         let _ = logs.await;
@@ -140,6 +140,28 @@ impl Worker {
             Err(e) => Outcome::Failed(e.message),
         };
         self.record(Some(pipeline), &claimed, outcome).await
+    }
+
+    /// The variables templates see (`var.value.X`): the fixed ones given to the worker,
+    /// then those in the store; values of secret variables are masked in the task log.
+    async fn variables_for(&self, log: &Logger) -> Arc<BTreeMap<String, String>> {
+        let mut all = (*self.variables).clone();
+        let stored = match crate::crypto::Crypto::from_env(self.registry.deployment.fernet_key_env) {
+            Ok(crypto) => self.store.variables(&crypto).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(vars) => {
+                for v in vars {
+                    if v.secret {
+                        log.mask(&v.value);
+                    }
+                    all.insert(v.key, v.value);
+                }
+            }
+            Err(e) => tracing::warn!("variables are not available to templates: {e}"),
+        }
+        Arc::new(all)
     }
 
     async fn record(

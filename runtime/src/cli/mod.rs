@@ -134,6 +134,7 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
             let applied = store.migrate().await.map_err(|e| e.to_string())?;
             let report = store.sync_pipelines(registry).await.map_err(|e| e.to_string())?;
             crate::standalone::announce_admin(registry, &store).await?;
+            crate::standalone::sync_connections(registry, &store).await?;
             println!(
                 "database ready ({applied} migration(s) applied); pipelines: {} added, {} changed, {} deactivated",
                 report.added.len(),

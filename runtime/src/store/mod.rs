@@ -137,7 +137,12 @@ impl Store {
             .map_err(|source| StoreError::Connect { url: redact(url), source })?;
         let store = Store { pool, backend, clock: Arc::new(SystemClock) };
         if backend == Backend::Sqlite {
-            for pragma in ["PRAGMA foreign_keys = ON", "PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"] {
+            for pragma in [
+                "PRAGMA foreign_keys = ON",
+                "PRAGMA busy_timeout = 10000",
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = NORMAL",
+            ] {
                 q(pragma).execute(&store.pool).await.doing("configuring SQLite")?;
             }
         }
