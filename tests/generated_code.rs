@@ -48,8 +48,19 @@ fn registry_carries_the_three_mlsp_pipelines() {
     let ids: Vec<&str> = REGISTRY.connections.iter().map(|c| c.id).collect();
     assert_eq!(
         ids,
-        ["backend_api", "mlflow_tracking", "postgres_mlflow", "postgres_mlsp", "redis_default", "sports_feed"]
+        [
+            "alerts_webhook",
+            "backend_api",
+            "mlflow_tracking",
+            "postgres_mlflow",
+            "postgres_mlsp",
+            "redis_default",
+            "sports_feed"
+        ]
     );
+    let load = REGISTRY.pipeline("sports_data_scraper").and_then(|p| p.task("load")).expect("load");
+    assert_eq!((load.sla_secs, load.on_failure), (Some(7200), &["alerts_webhook"][..]), "alerts from default_args");
+    assert_eq!(training.on_success, ["alerts_webhook"]);
     let mlsp = REGISTRY.connections.iter().find(|c| c.id == "postgres_mlsp").expect("postgres_mlsp");
     assert_eq!(mlsp.standalone_uri, Some("sqlite://mlsp.sqlite"));
     assert_eq!(REGISTRY.deployment.project, "mlsp");

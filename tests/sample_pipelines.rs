@@ -112,6 +112,19 @@ fn a_corrupted_feed_fails_validate_and_loads_nothing() {
     assert!(out.contains("rows are bad"), "{out}");
     assert!(out.contains("the limit is 5%"), "{out}");
     assert!(!out.contains("[load] upserted"), "{out}");
+    // `on_failure: [alerts_webhook]` of the scraper, written to a file in standalone.
+    let alerts = notifications(home.path());
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["event"], "failure");
+    assert_eq!((alerts[0]["task"].as_str(), alerts[0]["try"].as_i64()), (Some("validate"), Some(3)));
+    assert!(alerts[0]["error"].as_str().is_some_and(|e| e.contains("rows are bad")), "{alerts:?}");
+    assert!(out.contains("notifications: 1 of 1 sent"), "{out}");
+}
+
+/// The alerts a standalone run wrote (the `standalone:` of `alerts_webhook`).
+fn notifications(home: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(home.join("alerts/notifications.jsonl")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
 }
 
 #[test]
@@ -136,6 +149,9 @@ fn training_runs_alone_and_registers_and_deploys_locally() {
     assert!(version["source"].as_str().is_some_and(|s| Path::new(s).exists()), "{version}");
     let deployed = sqlite_rows(&home.path().join("mlsp.sqlite"), "SELECT model_name, version FROM deployed_models");
     assert_eq!(deployed, [serde_json::json!({"model_name": name, "version": "1"})]);
+    let alerts = notifications(home.path());
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!((alerts[0]["event"].as_str(), alerts[0]["task"].as_str()), (Some("success"), None), "the run's end");
 }
 
 #[test]
@@ -148,6 +164,8 @@ fn evaluate_fails_below_min_accuracy() {
     ));
     assert!(out.contains("accuracy below min_accuracy 0.95"), "{out}");
     assert!(!out.contains("[register_mlflow] registered"), "{out}");
+    let alerts = notifications(home.path());
+    assert_eq!((alerts[0]["event"].as_str(), alerts[0]["state"].as_str()), (Some("failure"), Some("failed")));
 }
 
 /// With `SLUICE_CONN_POSTGRES_MLSP` pointing at a real PostgreSQL, `load` writes there. Runs

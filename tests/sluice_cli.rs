@@ -99,7 +99,8 @@ fn trigger_checks_conf_and_records_a_run() {
 #[test]
 fn db_migrate_is_idempotent_and_pause_toggles() {
     let home = tempfile::tempdir().expect("home");
-    assert_eq!(ok(&sluice(home.path(), &["db", "migrate"])).trim(), "1 migration(s) applied");
+    let first = ok(&sluice(home.path(), &["db", "migrate"]));
+    assert!(first.trim().ends_with("migration(s) applied") && !first.starts_with('0'), "{first}");
     assert_eq!(ok(&sluice(home.path(), &["db", "migrate"])).trim(), "0 migration(s) applied");
     ok(&sluice(home.path(), &["db", "check"]));
     ok(&sluice(home.path(), &["dags", "unpause", "example_dag"]));

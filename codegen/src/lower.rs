@@ -36,6 +36,8 @@ pub const PIPELINE_KEYS: &[&str] = &[
     "paused_at_creation",
     "params",
     "default_args",
+    "on_failure",
+    "on_success",
     "tasks",
 ];
 const PARAM_KEYS: &[&str] = &["type", "default", "description"];
@@ -48,6 +50,10 @@ const SETTINGS_KEYS: &[&str] = &[
     "email_on_failure",
     "email_on_retry",
     "email",
+    "on_failure",
+    "on_retry",
+    "on_success",
+    "sla",
 ];
 const DEFAULT_ARGS_EXTRA_KEYS: &[&str] = &["pool", "queue", "priority_weight"];
 pub const TASK_KEYS: &[&str] = &[
@@ -74,6 +80,10 @@ pub const TASK_KEYS: &[&str] = &[
     "email_on_failure",
     "email_on_retry",
     "email",
+    "on_failure",
+    "on_retry",
+    "on_success",
+    "sla",
 ];
 const TASK_KINDS: &[&str] = &["rust", "shell", "http", "sql"];
 const HTTP_KEYS: &[&str] = &["conn", "method", "endpoint", "body", "headers", "expect_status"];
@@ -615,6 +625,9 @@ impl Lowerer<'_> {
             max_active_tasks: self.int_or(&f, "max_active_tasks", &w, (1, 100_000), 16u32),
             paused_at_creation: self.bool_or(&f, "paused_at_creation", &w, paused_default).value,
             params: self.params(f.value("params"), &w),
+            on_failure: self.string_list(&f, "on_failure", &w),
+            on_success: self.string_list(&f, "on_success", &w),
+            email: defaults.settings.email.clone(),
             tasks,
             id,
         })
@@ -754,6 +767,16 @@ impl Lowerer<'_> {
         s.email_on_retry = self.bool_or(f, "email_on_retry", what, s.email_on_retry).value;
         if f.value("email").is_some() {
             s.email = self.string_list(f, "email", what).into_iter().map(|e| e.value).collect();
+        }
+        for (key, targets) in
+            [("on_failure", &mut s.on_failure), ("on_retry", &mut s.on_retry), ("on_success", &mut s.on_success)]
+        {
+            if f.value(key).is_some() {
+                *targets = self.string_list(f, key, what);
+            }
+        }
+        if let Some(n) = f.value("sla") {
+            s.sla_secs = self.duration(n, &format!("`sla` of {what}")).map(|secs| Sp::new(secs, n.span)).or(s.sla_secs);
         }
         s
     }

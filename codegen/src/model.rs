@@ -201,6 +201,11 @@ pub struct Pipeline {
     pub max_active_tasks: Sp<u32>,
     pub paused_at_creation: bool,
     pub params: Vec<Param>,
+    /// Connections told when a run fails or succeeds (Airflow's DAG-level callbacks).
+    pub on_failure: Vec<Sp<String>>,
+    pub on_success: Vec<Sp<String>>,
+    /// Recipients of run-level emails: the `email` of `default_args`.
+    pub email: Vec<String>,
     pub tasks: Vec<Task>,
 }
 
@@ -365,6 +370,12 @@ pub struct TaskSettings {
     pub email_on_failure: bool,
     pub email_on_retry: bool,
     pub email: Vec<String>,
+    /// Connections (http, smtp or file) told when a try fails for good, is retried, succeeds.
+    pub on_failure: Vec<Sp<String>>,
+    pub on_retry: Vec<Sp<String>>,
+    pub on_success: Vec<Sp<String>>,
+    /// How long after the run's logical date the task must have succeeded.
+    pub sla_secs: Option<Sp<u64>>,
 }
 
 impl Default for TaskSettings {
@@ -379,6 +390,10 @@ impl Default for TaskSettings {
             email_on_failure: true,
             email_on_retry: false,
             email: Vec::new(),
+            on_failure: Vec::new(),
+            on_retry: Vec::new(),
+            on_success: Vec::new(),
+            sla_secs: None,
         }
     }
 }

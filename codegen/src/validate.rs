@@ -222,6 +222,8 @@ impl Validator<'_> {
             ));
         }
         self.graph(p);
+        self.notification_targets(&p.on_failure, &format!("`on_failure` of {w}"), &p.email);
+        self.notification_targets(&p.on_success, &format!("`on_success` of {w}"), &p.email);
         for t in &p.tasks {
             self.task(p, t);
         }
@@ -456,7 +458,13 @@ impl Validator<'_> {
                 .with_hint(hint),
             );
         }
-        if let (Some(max), Some(_)) = (t.settings.max_retry_delay_secs, t.settings.max_retry_delay_secs)
+        let s = &t.settings;
+        for (key, targets) in [("on_failure", &s.on_failure), ("on_retry", &s.on_retry), ("on_success", &s.on_success)]
+        {
+            self.notification_targets(targets, &format!("`{key}` of {w}"), &s.email);
+        }
+        self.sla(p, t);
+        if let Some(max) = t.settings.max_retry_delay_secs
             && max < t.settings.retry_delay_secs
         {
             self.push(Diagnostic::warning(
@@ -467,6 +475,57 @@ impl Validator<'_> {
                     t.settings.retry_delay_secs
                 ),
             ));
+        }
+    }
+
+    /// Each target is a declared http (webhook), smtp (email to `email`) or file connection.
+    fn notification_targets(&mut self, targets: &[Sp<String>], what: &str, email: &[String]) {
+        for target in targets {
+            let Some(c) = self.connection_ref(target, what) else { continue };
+            let ty = c.conn_type.value;
+            match ty {
+                ConnType::Http | ConnType::File => {}
+                ConnType::Smtp if email.is_empty() => self.push(
+                    Diagnostic::error(
+                        "no-recipients",
+                        target.span,
+                        format!("{what} sends email through `{}` but names no recipients", target.value),
+                    )
+                    .with_hint("add `email: [team@example.com]` to the task or the pipeline's `default_args`"),
+                ),
+                ConnType::Smtp => {}
+                _ => self.push(
+                    Diagnostic::error(
+                        "wrong-connection-type",
+                        target.span,
+                        format!("{what} notifies through `{}`, a connection of type {}", target.value, ty.name()),
+                    )
+                    .with_hint("notify through an http (webhook), smtp (email) or file connection"),
+                ),
+            }
+        }
+    }
+
+    fn sla(&mut self, p: &Pipeline, t: &Task) {
+        let Some(sla) = &t.settings.sla_secs else { return };
+        let w = format!("task `{}`", t.id.value);
+        if sla.value == 0 {
+            self.push(
+                Diagnostic::error("invalid-duration", sla.span, format!("`sla` of {w} is zero"))
+                    .with_hint("give how long after the run's scheduled start the task must have succeeded, e.g. `2h`"),
+            );
+        } else if p.schedule.value == Schedule::Manual {
+            self.push(
+                Diagnostic::warning(
+                    "sla-never-checked",
+                    sla.span,
+                    format!(
+                        "`sla` of {w} is never checked: SLAs apply to scheduled runs and `{}` has no schedule",
+                        p.id.value
+                    ),
+                )
+                .with_hint("give the pipeline a `schedule`, or remove the `sla`"),
+            );
         }
     }
 

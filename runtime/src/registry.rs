@@ -23,6 +23,22 @@ impl Registry {
         self.pipelines.iter().find(|p| p.id == id)
     }
 
+    /// Whether any task declares an `sla` (else the scheduler never looks for misses).
+    pub fn has_slas(&self) -> bool {
+        self.pipelines.iter().flat_map(|p| p.tasks).any(|t| t.sla_secs.is_some())
+    }
+
+    /// Whether any pipeline or task notifies anyone.
+    pub fn has_notifications(&self) -> bool {
+        self.pipelines.iter().any(|p| {
+            !p.on_failure.is_empty()
+                || !p.on_success.is_empty()
+                || p.tasks
+                    .iter()
+                    .any(|t| !(t.on_failure.is_empty() && t.on_retry.is_empty() && t.on_success.is_empty()))
+        })
+    }
+
     /// Runs a Rust task body with its typed context built from `input`.
     pub fn run_rust<'a>(&self, pipeline: &str, task: &str, input: &'a TaskInput) -> Option<TaskFuture<'a>> {
         (self.dispatch)(pipeline, task, input)

@@ -1,10 +1,13 @@
 //! The scheduler: creates runs when their schedule is due, starts queued runs within
 //! `max_active_runs`, and queues ready tasks. It is woken by events (a trigger, an
 //! unpause) and by the timer of the next due schedule or retry; the periodic sweep is a
-//! safety net only, so an idle scheduler does no work.
+//! safety net only, so an idle scheduler does no work. It also judges SLA deadlines as
+//! they pass and sends the notifications that are due.
 
 use crate::clock::{Micros, to_rfc3339};
+use crate::notify::{Notifier, base_url_from_env};
 use crate::registry::Registry;
+use crate::resolver::Resolver;
 use crate::spec::PipelineSpec;
 use crate::store::{NewRun, Queued, RunRow, Store, StoreError};
 use crate::timetable::Timetable;
@@ -31,11 +34,19 @@ pub struct Scheduler {
     store: Store,
     dispatch: Arc<dyn Dispatch>,
     wake: Arc<Notify>,
+    notifier: Notifier,
 }
 
 impl Scheduler {
     pub fn new(registry: &'static Registry, store: Store, dispatch: Arc<dyn Dispatch>) -> Scheduler {
-        Scheduler { registry, store, dispatch, wake: Arc::new(Notify::new()) }
+        let notifier = Notifier::new(store.clone(), Resolver::from_env(registry), base_url_from_env(registry));
+        Scheduler { registry, store, dispatch, wake: Arc::new(Notify::new()), notifier }
+    }
+
+    /// Sends notifications through `notifier` instead of the one made from the environment.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Scheduler {
+        self.notifier = notifier;
+        self
     }
 
     /// Wakes the scheduler for an immediate pass (after a trigger, unpause, clear...).
@@ -43,8 +54,9 @@ impl Scheduler {
         self.wake.clone()
     }
 
-    /// One pass: due scheduled runs are created, active pipelines advanced. Returns when
-    /// the next pass is due on its own (the earliest next schedule or retry).
+    /// One pass: due scheduled runs are created, active pipelines advanced, passed SLA
+    /// deadlines judged. Returns when the next pass is due on its own (the earliest next
+    /// schedule, retry, SLA deadline or notification retry).
     pub async fn tick(&self) -> Result<Option<Micros>, StoreError> {
         let now = self.store.now();
         let mut next: Option<Micros> = self.store.next_retry_at().await?;
@@ -85,6 +97,21 @@ impl Scheduler {
             let queued = self.store.advance_pipeline(p, self.registry.deployment.parallelism).await?;
             self.dispatch.dispatch(queued);
         }
+        if self.registry.has_slas() {
+            for miss in self.store.record_sla_misses(self.registry).await? {
+                tracing::warn!(
+                    "SLA missed: task {} of run {} of {} (deadline {})",
+                    miss.task_id,
+                    miss.run_id,
+                    miss.pipeline_id,
+                    to_rfc3339(miss.deadline)
+                );
+            }
+            next = earliest(next, self.store.next_sla_deadline().await?);
+        }
+        if self.registry.has_notifications() {
+            next = earliest(next, self.store.next_notification_at().await?);
+        }
         Ok(next)
     }
 
@@ -99,6 +126,7 @@ impl Scheduler {
         let mut job = None;
         let mut last_beat = None::<tokio::time::Instant>;
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        let mut sending: Option<tokio::task::JoinHandle<usize>> = None;
         loop {
             if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_INTERVAL) {
                 match self.store.heartbeat(job, "scheduler", &host).await {
@@ -114,6 +142,12 @@ impl Scheduler {
                     Some(self.store.now() + 1_000_000)
                 }
             };
+            // Sends run beside scheduling (a slow receiver must not hold it up), one batch
+            // at a time.
+            if self.registry.has_notifications() && sending.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+                let notifier = self.notifier.clone();
+                sending = Some(tokio::spawn(async move { notifier.deliver_due().await }));
+            }
             let now = self.store.now();
             let sleep = next
                 .map(|at| Duration::from_micros(u64::try_from((at - now).max(0)).unwrap_or(0)))

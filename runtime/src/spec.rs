@@ -105,6 +105,11 @@ pub struct PipelineSpec {
     pub max_active_tasks: u32,
     pub paused_at_creation: bool,
     pub params: &'static [ParamSpec],
+    /// Connections told when a run fails / succeeds.
+    pub on_failure: &'static [&'static str],
+    pub on_success: &'static [&'static str],
+    /// Recipients of run-level emails.
+    pub email: &'static [&'static str],
     pub tasks: &'static [TaskSpec],
     /// Hash of the pipeline's compiled definition; a change means a new version.
     pub version_hash: &'static str,
@@ -175,6 +180,13 @@ pub struct TaskSpec {
     pub email_on_failure: bool,
     pub email_on_retry: bool,
     pub email: &'static [&'static str],
+    /// Connections (http, smtp, file) told when a try fails for good, will be retried,
+    /// succeeds; `smtp_default` is among them when `email_on_*` asks for it.
+    pub on_failure: &'static [&'static str],
+    pub on_retry: &'static [&'static str],
+    pub on_success: &'static [&'static str],
+    /// Seconds after the run's logical date by which the task must have succeeded.
+    pub sla_secs: Option<u64>,
     pub pool: &'static str,
     pub pool_slots: u32,
     pub priority_weight: i32,

@@ -106,14 +106,14 @@ pub async fn sync_connections(registry: &Registry, store: &Store) -> Result<(), 
     let crypto = match crate::crypto::Crypto::from_env(registry.deployment.fernet_key_env) {
         Ok(crypto) => crypto,
         Err(e) => {
-            println!("warning: connections not stored: {e}");
+            eprintln!("warning: connections not stored: {e}");
             return Ok(());
         }
     };
     let report =
         store.sync_connections(registry, &|name| std::env::var(name).ok(), &crypto).await.map_err(|e| e.to_string())?;
     for skipped in &report.skipped {
-        println!("warning: {skipped}");
+        eprintln!("warning: {skipped}");
     }
     Ok(())
 }

@@ -3,14 +3,14 @@
 //! queues whatever became ready downstream.
 
 use crate::clock::to_rfc3339;
-use crate::connection::Connection;
+use crate::notify::{Notifier, base_url_from_env};
 use crate::registry::Registry;
+use crate::resolver::Resolver;
 use crate::scheduler::Dispatch;
-use crate::spec::{ConnectionSpec, PipelineSpec, TaskKind, TaskSpec};
+use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
 use crate::store::{Claimed, Outcome, Queued, Store, StoreError};
 use crate::task::{Logger, RunInfo, TaskInput};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
@@ -45,9 +45,11 @@ pub struct Worker {
     name: String,
     /// Variables for templates (`var.value.X`).
     variables: Arc<BTreeMap<String, String>>,
-    /// Set when Sluice runs without external services: connections then resolve to their
-    /// `standalone:` URI, relative paths under this directory (`SLUICE_HOME`).
-    standalone_home: Option<PathBuf>,
+    /// Where the connections tasks declared come from.
+    connections: Resolver,
+    /// Sends the notifications a finished try queued, right after it (the scheduler's
+    /// pass is the safety net); `None` leaves them to the caller.
+    notifier: Option<Notifier>,
 }
 
 impl Worker {
@@ -59,20 +61,26 @@ impl Worker {
     ) -> Worker {
         Worker {
             registry,
-            store,
             dispatch,
             name: name.into(),
             variables: Arc::new(BTreeMap::new()),
-            standalone_home: standalone_home_from_env(),
+            connections: Resolver::from_env(registry),
+            notifier: Some(Notifier::new(store.clone(), Resolver::from_env(registry), base_url_from_env(registry))),
+            store,
         }
     }
 
-    /// Whether connections resolve to their `standalone:` URIs, and the directory
-    /// (`SLUICE_HOME`) their relative paths are under. [`Worker::new`] decides from the
-    /// environment: standalone when `SLUICE_DATABASE_URL` is unset, as the store is then
-    /// the embedded SQLite file.
-    pub fn standalone_connections(mut self, home: Option<PathBuf>) -> Worker {
-        self.standalone_home = home;
+    /// Where connections come from; [`Worker::new`] reads it from the environment.
+    pub fn with_connections(mut self, connections: Resolver) -> Worker {
+        self.notifier = self.notifier.map(|n| n.with_connections(connections.clone()));
+        self.connections = connections;
+        self
+    }
+
+    /// Leaves notifications queued in the store for the caller to send (`dags test`
+    /// sends them before it exits).
+    pub fn without_notifier(mut self) -> Worker {
+        self.notifier = None;
         self
     }
 
@@ -179,6 +187,12 @@ impl Worker {
             .finish(pipeline, claimed.ti_id, claimed.try_number, &outcome, self.registry.deployment.parallelism)
             .await?;
         self.dispatch.dispatch(queued);
+        if let Some(notifier) = &self.notifier
+            && pipeline.task(&claimed.task_id).is_some_and(|t| has_notifications(pipeline, t))
+        {
+            let notifier = notifier.clone();
+            tokio::spawn(async move { notifier.deliver_due().await });
+        }
         Ok(())
     }
 
@@ -200,24 +214,7 @@ impl Worker {
         }
         let mut connections = BTreeMap::new();
         for id in ids {
-            if let Some(conn) = connection_from_env(id) {
-                let conn = conn?;
-                if let Some(password) = &conn.password {
-                    log.mask(password);
-                }
-                connections.insert(id.to_string(), conn);
-                continue;
-            }
-            let spec = self
-                .registry
-                .connections
-                .iter()
-                .find(|c| c.id == id)
-                .ok_or_else(|| format!("connection `{id}` is not declared in {}", self.registry.source))?;
-            let conn = match (&self.standalone_home, spec.standalone_uri) {
-                (Some(home), Some(uri)) => standalone_connection(spec, uri, home)?,
-                _ => Connection::from_spec(spec, &|name: &str| std::env::var(name).ok()).map_err(|e| e.to_string())?,
-            };
+            let conn = self.connections.resolve(id)?;
             if let Some(password) = &conn.password {
                 log.mask(password);
             }
@@ -242,78 +239,9 @@ impl Worker {
     }
 }
 
-/// `SLUICE_HOME` (default `./sluice-data`) when `SLUICE_DATABASE_URL` is unset, the
-/// same rule as [`crate::settings::Settings`].
-fn standalone_home_from_env() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if var("SLUICE_DATABASE_URL").is_some() {
-        return None;
-    }
-    Some(var("SLUICE_HOME").map_or_else(|| PathBuf::from("sluice-data"), PathBuf::from))
-}
-
-/// A connection's `standalone:` URI. A relative sqlite file or `file` directory is under
-/// `home`, except one written `./…`, which is relative to the working directory (data a
-/// repository ships: `file://./data/sample`).
-fn standalone_connection(spec: &ConnectionSpec, uri: &str, home: &Path) -> Result<Connection, String> {
-    let mut conn = Connection::from_uri(spec.id, uri).map_err(|e| format!("{e} (its `standalone:` URI)"))?;
-    conn.description = spec.description.to_string();
-    if matches!(conn.conn_type.as_str(), "sqlite" | "file")
-        && let Some(path) = conn.database.take()
-    {
-        let relative = Path::new(&path).is_relative() && !path.starts_with("./");
-        conn.database = Some(if relative { home.join(&path).display().to_string() } else { path });
-    }
-    Ok(conn)
-}
-
-/// A connection given in the environment (`SLUICE_CONN_<ID>`, then Airflow's
-/// `AIRFLOW_CONN_<ID>`, as a URI or JSON) overrides the one declared in the YAML.
-fn connection_from_env(id: &str) -> Option<Result<Connection, String>> {
-    let upper = id.to_ascii_uppercase();
-    ["SLUICE_CONN_", "AIRFLOW_CONN_"].iter().find_map(|prefix| {
-        let name = format!("{prefix}{upper}");
-        let value = std::env::var(&name).ok()?;
-        let parsed = crate::connection::connections_from_env(std::iter::once((name, value))).into_iter().next()?;
-        Some(parsed.map_err(|e| e.to_string()))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::standalone_connection;
-    use crate::spec::{ConnType, ConnectionSpec};
-    use std::path::Path;
-
-    fn spec(uri: &'static str) -> ConnectionSpec {
-        ConnectionSpec {
-            id: "c",
-            conn_type: ConnType::Postgres,
-            description: "d",
-            host: Some("postgres"),
-            port: None,
-            schema: None,
-            database: None,
-            login: None,
-            password_env: Some("UNSET_PASSWORD"),
-            extra_json: "{}",
-            standalone_uri: Some(uri),
-        }
-    }
-
-    #[test]
-    fn standalone_paths_are_under_home_unless_dot_relative() {
-        let home = Path::new("/h");
-        let resolve = |uri: &'static str| {
-            let conn = standalone_connection(&spec(uri), uri, home).expect("a valid URI");
-            (conn.conn_type, conn.database.unwrap_or_default())
-        };
-        assert_eq!(resolve("sqlite://mlsp.sqlite"), ("sqlite".into(), "/h/mlsp.sqlite".into()));
-        assert_eq!(resolve("sqlite:////abs/x.db"), ("sqlite".into(), "/abs/x.db".into()));
-        assert_eq!(resolve("file://mlflow"), ("file".into(), "/h/mlflow".into()));
-        assert_eq!(resolve("file://./data/sample"), ("file".into(), "./data/sample".into()));
-        assert_eq!(resolve("file:///srv/feed"), ("file".into(), "/srv/feed".into()));
-        // No secret is needed: the declared password variable is not read.
-        assert_eq!(standalone_connection(&spec("sqlite://a.db"), "sqlite://a.db", home).map(|c| c.password), Ok(None));
-    }
+/// Whether finishing `task` may have queued a notification (its own, or its run's).
+fn has_notifications(pipeline: &PipelineSpec, task: &TaskSpec) -> bool {
+    [task.on_failure, task.on_retry, task.on_success, pipeline.on_failure, pipeline.on_success]
+        .iter()
+        .any(|targets| !targets.is_empty())
 }

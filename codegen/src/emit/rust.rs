@@ -49,7 +49,8 @@ fn file(config: &Config, source: &str) -> TokenStream {
             quote!(PoolSpec { name: #name, slots: #slots, description: #description })
         })
         .collect();
-    let pipelines: Vec<TokenStream> = config.pipelines.iter().map(pipeline_spec).collect();
+    let pipelines: Vec<TokenStream> =
+        config.pipelines.iter().map(|p| pipeline_spec(p, has_smtp_default(config))).collect();
     let modules: Vec<TokenStream> = config.pipelines.iter().map(pipeline_module).collect();
     let arms: Vec<TokenStream> = config
         .pipelines
@@ -195,7 +196,25 @@ fn rust_type(ty: &ValueType) -> TokenStream {
     }
 }
 
-fn pipeline_spec(p: &Pipeline) -> TokenStream {
+/// Airflow sends `email_on_failure` / `email_on_retry` mail through its configured SMTP
+/// server; here that is the connection `smtp_default`, when one is declared.
+fn has_smtp_default(config: &Config) -> bool {
+    config.connection(SMTP_DEFAULT).is_some_and(|c| c.conn_type.value == ConnType::Smtp)
+}
+
+const SMTP_DEFAULT: &str = "smtp_default";
+
+/// The connections told of one event: those named, and `smtp_default` when the email
+/// flag asks for it and there are recipients.
+fn targets(named: &[Sp<String>], email_flag: bool, email: &[String], smtp_default: bool) -> TokenStream {
+    let mut ids: Vec<&str> = named.iter().map(|t| t.value.as_str()).collect();
+    if email_flag && smtp_default && !email.is_empty() && !ids.contains(&SMTP_DEFAULT) {
+        ids.push(SMTP_DEFAULT);
+    }
+    quote!(&[#(#ids),*])
+}
+
+fn pipeline_spec(p: &Pipeline, smtp_default: bool) -> TokenStream {
     let id = &p.id.value;
     let (description, owner) = (&p.description, &p.owner);
     let tags = &p.tags;
@@ -227,8 +246,11 @@ fn pipeline_spec(p: &Pipeline) -> TokenStream {
             quote!(ParamSpec { name: #name, ty: #ty, default_json: #default, description: #description })
         })
         .collect();
-    let tasks: Vec<TokenStream> = p.tasks.iter().map(task_spec).collect();
+    let tasks: Vec<TokenStream> = p.tasks.iter().map(|t| task_spec(t, smtp_default)).collect();
     let hash = version_hash(p);
+    let on_failure = targets(&p.on_failure, false, &p.email, false);
+    let on_success = targets(&p.on_success, false, &p.email, false);
+    let email = &p.email;
     quote! {
         PipelineSpec {
             id: #id,
@@ -245,13 +267,16 @@ fn pipeline_spec(p: &Pipeline) -> TokenStream {
             max_active_tasks: #tasks_max,
             paused_at_creation: #paused,
             params: &[#(#params),*],
+            on_failure: #on_failure,
+            on_success: #on_success,
+            email: &[#(#email),*],
             tasks: &[#(#tasks),*],
             version_hash: #hash,
         }
     }
 }
 
-fn task_spec(t: &Task) -> TokenStream {
+fn task_spec(t: &Task, smtp_default: bool) -> TokenStream {
     let id = &t.id.value;
     let description = &t.description;
     let kind = match &t.kind {
@@ -288,8 +313,12 @@ fn task_spec(t: &Task) -> TokenStream {
     let (retries, delay, backoff) = (s.retries, s.retry_delay_secs, s.retry_exponential_backoff);
     let max_delay = opt_u64(s.max_retry_delay_secs);
     let timeout = opt_u64(s.execution_timeout_secs);
-    let (on_failure, on_retry) = (s.email_on_failure, s.email_on_retry);
+    let (email_on_failure, email_on_retry) = (s.email_on_failure, s.email_on_retry);
     let email = &s.email;
+    let on_failure = targets(&s.on_failure, s.email_on_failure, email, smtp_default);
+    let on_retry = targets(&s.on_retry, s.email_on_retry, email, smtp_default);
+    let on_success = targets(&s.on_success, false, email, smtp_default);
+    let sla = opt_u64(s.sla_secs.as_ref().map(|s| s.value));
     let (pool, slots, weight, queue) = (&t.pool.value, t.pool_slots.value, t.priority_weight, &t.queue.value);
     let connections: Vec<&str> = t.connections.iter().map(|c| c.value.as_str()).collect();
     let outputs: Vec<TokenStream> = t
@@ -317,9 +346,13 @@ fn task_spec(t: &Task) -> TokenStream {
                 max_retry_delay_secs: #max_delay,
             },
             execution_timeout_secs: #timeout,
-            email_on_failure: #on_failure,
-            email_on_retry: #on_retry,
+            email_on_failure: #email_on_failure,
+            email_on_retry: #email_on_retry,
             email: &[#(#email),*],
+            on_failure: #on_failure,
+            on_retry: #on_retry,
+            on_success: #on_success,
+            sla_secs: #sla,
             pool: #pool,
             pool_slots: #slots,
             priority_weight: #weight,

@@ -3,7 +3,9 @@
 use super::open_store;
 use super::output::{Output, print};
 use crate::clock::{Micros, ShiftedClock, parse_datetime, to_rfc3339};
+use crate::notify::{Notifier, base_url_from_env};
 use crate::registry::Registry;
+use crate::resolver::Resolver;
 use crate::rules::TiState;
 use crate::scheduler::{Dispatch, trigger};
 use crate::settings::Settings;
@@ -24,6 +26,18 @@ pub enum DagsCommand {
     ListRuns {
         dag_id: String,
         /// How many runs to show.
+        #[arg(long, default_value_t = 25)]
+        limit: i64,
+    },
+    /// Recorded SLA misses, newest first (all pipelines, or one).
+    SlaMisses {
+        dag_id: Option<String>,
+        #[arg(long, default_value_t = 25)]
+        limit: i64,
+    },
+    /// Notifications (alerts) sent or waiting, newest first (all pipelines, or one).
+    Notifications {
+        dag_id: Option<String>,
         #[arg(long, default_value_t = 25)]
         limit: i64,
     },
@@ -171,6 +185,54 @@ pub async fn dags(
             let rows: Vec<_> = runs.iter().map(run_json).collect();
             print(output, &["dag_id", "run_id", "state", "logical_date", "start_date", "end_date"], &rows);
         }
+        DagsCommand::SlaMisses { dag_id, limit } => {
+            if let Some(id) = &dag_id {
+                pipeline(registry, id)?;
+            }
+            let store = open_store(registry, settings).await?;
+            let misses = store.sla_misses(dag_id.as_deref(), limit).await.map_err(|e| e.to_string())?;
+            let rows: Vec<_> = misses
+                .iter()
+                .map(|m| {
+                    json!({
+                        "dag_id": m.pipeline_id,
+                        "run_id": m.run_id,
+                        "task_id": m.task_id,
+                        "deadline": to_rfc3339(m.deadline),
+                        "detected_at": to_rfc3339(m.detected_at),
+                    })
+                })
+                .collect();
+            print(output, &["dag_id", "run_id", "task_id", "deadline", "detected_at"], &rows);
+        }
+        DagsCommand::Notifications { dag_id, limit } => {
+            if let Some(id) = &dag_id {
+                pipeline(registry, id)?;
+            }
+            let store = open_store(registry, settings).await?;
+            let sent = store.notifications(dag_id.as_deref(), limit).await.map_err(|e| e.to_string())?;
+            let rows: Vec<_> = sent
+                .iter()
+                .map(|n| {
+                    json!({
+                        "id": n.id,
+                        "event": n.event,
+                        "target": n.target,
+                        "dag_id": n.pipeline_id,
+                        "run_id": n.run_id,
+                        "task_id": n.task_id,
+                        "state": n.state,
+                        "attempts": n.attempts,
+                        "last_error": n.last_error,
+                    })
+                })
+                .collect();
+            print(
+                output,
+                &["id", "event", "target", "dag_id", "run_id", "task_id", "state", "attempts", "last_error"],
+                &rows,
+            );
+        }
         DagsCommand::NextExecution { dag_id, num_executions } => {
             let p = pipeline(registry, &dag_id)?;
             let t = Timetable::for_pipeline(p).map_err(|e| e.to_string())?;
@@ -194,16 +256,8 @@ pub async fn dags(
         DagsCommand::Pause { dag_id } | DagsCommand::Unpause { dag_id } if registry.pipeline(&dag_id).is_none() => {
             pipeline(registry, &dag_id)?;
         }
-        DagsCommand::Pause { dag_id } => {
-            let store = open_store(registry, settings).await?;
-            store.set_paused(&dag_id, true).await.map_err(|e| e.to_string())?;
-            println!("pipeline {dag_id} paused");
-        }
-        DagsCommand::Unpause { dag_id } => {
-            let store = open_store(registry, settings).await?;
-            store.set_paused(&dag_id, false).await.map_err(|e| e.to_string())?;
-            println!("pipeline {dag_id} unpaused");
-        }
+        DagsCommand::Pause { dag_id } => set_paused(registry, settings, &dag_id, true, output).await?,
+        DagsCommand::Unpause { dag_id } => set_paused(registry, settings, &dag_id, false, output).await?,
         DagsCommand::State { dag_id, run } => {
             pipeline(registry, &dag_id)?;
             let store = open_store(registry, settings).await?;
@@ -230,6 +284,24 @@ pub async fn dags(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dags pause` / `dags unpause`: a sentence for people, the pipeline's new state for
+/// `-o json` (Airflow's `dag_id`, `is_paused`).
+async fn set_paused(
+    registry: &'static Registry,
+    settings: &Settings,
+    dag_id: &str,
+    paused: bool,
+    output: Output,
+) -> Result<(), String> {
+    let store = open_store(registry, settings).await?;
+    store.set_paused(dag_id, paused).await.map_err(|e| e.to_string())?;
+    match output {
+        Output::Json => print(output, &["dag_id", "is_paused"], &[json!({"dag_id": dag_id, "is_paused": paused})]),
+        Output::Table => println!("pipeline {dag_id} {}", if paused { "paused" } else { "unpaused" }),
+    }
+    Ok(())
 }
 
 pub async fn tasks(
@@ -326,6 +398,15 @@ async fn test_pipeline(
     .with_clock(clock.clone());
     let run = trigger(&store, p, conf, logical_date).await.map_err(|e| e.to_string())?;
     let ok = drive_run(registry, &store, p, &run, only, &clock).await?;
+    if registry.has_notifications() {
+        let notifier = Notifier::new(store.clone(), Resolver::from_env(registry), base_url_from_env(registry));
+        let sent = notifier.deliver_due().await;
+        let all = store.notifications(Some(p.id), 1000).await.map_err(|e| e.to_string())?;
+        let of_run: Vec<_> = all.iter().filter(|n| n.run_id == run.run_id).collect();
+        if !of_run.is_empty() {
+            println!("notifications: {sent} of {} sent", of_run.len());
+        }
+    }
     println!("run {}: {}", run.run_id, if ok { "success" } else { "failed" });
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -342,7 +423,7 @@ async fn drive_run(
 ) -> Result<bool, String> {
     let (queue, mut rx) = LocalQueue::new();
     let queue = Arc::new(queue);
-    let worker = Worker::new(registry, store.clone(), queue.clone(), "cli");
+    let worker = Worker::new(registry, store.clone(), queue.clone(), "cli").without_notifier();
     let parallelism = registry.deployment.parallelism;
     match only {
         Some(task) => queue.dispatch(vec![store.force_queue(run.id, task).await.map_err(|e| e.to_string())?]),

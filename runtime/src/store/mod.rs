@@ -6,12 +6,14 @@
 //! on another server connection, and an unnamed one is only safe while the transaction
 //! pins the connection. Times are microseconds since the epoch; JSON is text.
 
+mod alerts;
 mod connections;
 mod pipelines;
 mod runs;
 mod users;
 mod variables;
 
+pub use alerts::{Event, MAX_ATTEMPTS, NotificationRow, SlaMissRow};
 pub use connections::{ConnectionImport, ConnectionInfo, ConnectionSource, ConnectionSyncReport, RotationReport};
 pub use pipelines::{PipelineRow, SyncReport};
 pub use runs::{Claimed, NewRun, Outcome, Queued, RunRow, TiRow};
@@ -102,10 +104,14 @@ pub struct Store {
     clock: Arc<dyn Clock>,
 }
 
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "metadata", include_str!("../../../migrations/postgres/0001_metadata.sql"))];
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "metadata", include_str!("../../../migrations/sqlite/0001_metadata.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "metadata", include_str!("../../../migrations/postgres/0001_metadata.sql")),
+    (2, "alerts", include_str!("../../../migrations/postgres/0002_alerts.sql")),
+];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "metadata", include_str!("../../../migrations/sqlite/0001_metadata.sql")),
+    (2, "alerts", include_str!("../../../migrations/sqlite/0002_alerts.sql")),
+];
 
 impl Store {
     /// Connects to `postgres://...` or `sqlite://path` (created when missing).
@@ -241,16 +247,29 @@ impl Store {
 
 /// A database URL with its password hidden.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match base[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+            None => base.to_string(),
+        },
+        _ => base.to_string(),
+    };
+    if let Some(query) = query {
+        // libpq and sqlx also take the password as a parameter: `?password=...`.
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out = format!("{out}?{}", params.join("&"));
     }
+    out
 }
 
 /// Reads a column that may be NULL.
@@ -279,5 +298,9 @@ mod tests {
     fn urls_are_redacted() {
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=disable&password=pw"),
+            "postgres://u@h/db?sslmode=disable&password=***"
+        );
     }
 }

@@ -188,11 +188,12 @@ impl Store {
 /// A new version of a pipeline while runs are active: task instances of tasks that are
 /// gone become `removed`, new tasks get task instances, as Airflow's integrity check does.
 async fn reconcile_active_runs(tx: &mut super::Tx, p: &crate::spec::PipelineSpec) -> Result<()> {
-    let runs = q("SELECT id FROM runs WHERE pipeline_id = $1 AND state IN ('queued', 'running')")
-        .bind(p.id)
-        .fetch_all(&mut **tx)
-        .await
-        .doing("listing active runs")?;
+    let runs =
+        q("SELECT id, run_type, data_interval_end FROM runs WHERE pipeline_id = $1 AND state IN ('queued', 'running')")
+            .bind(p.id)
+            .fetch_all(&mut **tx)
+            .await
+            .doing("listing active runs")?;
     for run in runs {
         let run_pk: i64 = get(&run, "id")?;
         let existing = q("SELECT task_id FROM task_instances WHERE run_pk = $1")
@@ -210,7 +211,9 @@ async fn reconcile_active_runs(tx: &mut super::Tx, p: &crate::spec::PipelineSpec
                 .doing("removing a task instance")?;
         }
         for task in p.tasks.iter().filter(|t| !existing.iter().any(|id| id == t.id)) {
-            super::runs::insert_task_instance(tx, run_pk, p, task).await?;
+            let run_type: String = get(&run, "run_type")?;
+            let deadline = super::alerts::sla_deadline(task, &run_type, get(&run, "data_interval_end")?);
+            super::runs::insert_task_instance(tx, run_pk, p, task, deadline).await?;
         }
     }
     Ok(())

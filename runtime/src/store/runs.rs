@@ -2,6 +2,7 @@
 //! report. Each transition is one transaction; finishing a task also decides what becomes
 //! ready downstream in that same transaction, so dispatch needs no polling.
 
+use super::alerts::{self, Event};
 use super::{Doing, Result, Store, StoreError, Tx, get, opt, q};
 use crate::clock::Micros;
 use crate::rules::{Decision, TiState, decide};
@@ -192,7 +193,8 @@ impl Store {
             .doing("creating a run")?;
         let run = run_row(&row)?;
         for task in pipeline.tasks {
-            insert_task_instance(&mut tx, run.id, pipeline, task).await?;
+            let deadline = alerts::sla_deadline(task, new.run_type, new.data_interval_end);
+            insert_task_instance(&mut tx, run.id, pipeline, task, deadline).await?;
         }
         tx.commit().await.doing("creating a run")?;
         Ok(run)
@@ -445,6 +447,29 @@ impl Store {
             .await
             .doing("recording task outputs")?;
         }
+        if let Some(task) = pipeline.task(&task_id) {
+            let event = match state {
+                TiState::Success => Event::Success,
+                TiState::UpForRetry => Event::Retry,
+                _ => Event::Failure,
+            };
+            let targets = event.task_targets(task);
+            if !targets.is_empty() {
+                let (run_id, logical_date) = alerts::run_identity(&mut tx, run_pk).await?;
+                let notice = alerts::Notice {
+                    event,
+                    pipeline_id: pipeline.id,
+                    run_id: &run_id,
+                    logical_date,
+                    task_id: Some(task.id),
+                    try_number: Some(try_number),
+                    state: state.as_str(),
+                    error: error.as_deref(),
+                    sla_deadline: None,
+                };
+                alerts::enqueue(&mut tx, &notice, targets, task.email, now).await?;
+            }
+        }
         let queued = advance_in_tx(&mut tx, pipeline, run_pk, now, parallelism).await?;
         tx.commit().await.doing("finishing a task")?;
         Ok(queued)
@@ -502,9 +527,10 @@ pub(super) async fn insert_task_instance(
     run_pk: i64,
     pipeline: &PipelineSpec,
     task: &TaskSpec,
+    sla_deadline: Option<Micros>,
 ) -> Result<()> {
     q("INSERT INTO task_instances (run_pk, pipeline_id, task_id, state, try_number, max_tries, \
-       priority_weight, pool, pool_slots, queue) VALUES ($1, $2, $3, 'none', 0, $4, $5, $6, $7, $8)")
+       priority_weight, pool, pool_slots, queue, sla_deadline) VALUES ($1, $2, $3, 'none', 0, $4, $5, $6, $7, $8, $9)")
     .bind(run_pk)
     .bind(pipeline.id)
     .bind(task.id)
@@ -513,6 +539,7 @@ pub(super) async fn insert_task_instance(
     .bind(task.pool)
     .bind(i64::from(task.pool_slots))
     .bind(task.queue)
+    .bind(sla_deadline)
     .execute(&mut **tx)
     .await
     .doing("creating task instances")?;
@@ -663,13 +690,16 @@ async fn advance_in_tx(
             .map(|t| t.id)
             .collect();
         let failed = leaves.iter().any(|l| matches!(states.get(*l), Some(TiState::Failed | TiState::UpstreamFailed)));
-        q("UPDATE runs SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'")
+        let closed = q("UPDATE runs SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'")
             .bind(run_pk)
             .bind(if failed { "failed" } else { "success" })
             .bind(now)
             .execute(&mut **tx)
             .await
             .doing("closing a run")?;
+        if closed.rows_affected() == 1 {
+            alerts::run_ended(tx, pipeline, run_pk, failed, now).await?;
+        }
     }
     Ok(queued)
 }
@@ -842,8 +872,8 @@ impl Store {
         Ok(queued)
     }
 
-    /// Deletes finished runs (with their task instances, tries, logs and outputs) whose
-    /// logical date is before `before`. With `dry_run`, only counts them.
+    /// Deletes finished runs (with their task instances, tries, logs, outputs and SLA
+    /// misses) whose logical date is before `before`, and notifications done before it. With `dry_run`, only counts them.
     pub async fn clean_before(&self, before: Micros, dry_run: bool) -> Result<i64> {
         let mut tx = self.begin().await?;
         let row = q("SELECT COUNT(*) AS n FROM runs WHERE logical_date < $1 AND state IN ('success', 'failed')")
@@ -868,6 +898,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .doing("deleting old task instances")?;
+            q("DELETE FROM notifications WHERE state <> 'pending' AND created_at < $1")
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .doing("deleting old notifications")?;
             q("DELETE FROM runs WHERE logical_date < $1 AND state IN ('success', 'failed')")
                 .bind(before)
                 .execute(&mut *tx)
