@@ -6,10 +6,12 @@
 //! their [`task::TaskContext`]. This crate knows nothing of YAML; the generated code is
 //! the only bridge between the two.
 
+pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod connection;
 pub mod crypto;
+pub mod distributed;
 pub mod executor;
 pub mod io;
 pub mod notify;
@@ -19,6 +21,7 @@ pub mod resolver;
 pub mod rules;
 pub mod scheduler;
 pub mod settings;
+pub mod shutdown;
 pub mod spec;
 pub mod standalone;
 pub mod store;

@@ -8,8 +8,9 @@ use crate::clock::{Micros, to_rfc3339};
 use crate::notify::{Notifier, base_url_from_env};
 use crate::registry::Registry;
 use crate::resolver::Resolver;
+use crate::shutdown::Shutdown;
 use crate::spec::PipelineSpec;
-use crate::store::{NewRun, Queued, RunRow, Store, StoreError};
+use crate::store::{NewRun, Outcome, Queued, RunRow, Store, StoreError};
 use crate::timetable::Timetable;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,12 +36,33 @@ pub struct Scheduler {
     dispatch: Arc<dyn Dispatch>,
     wake: Arc<Notify>,
     notifier: Notifier,
+    liveness: Liveness,
+}
+
+/// When running and queued task instances are taken for lost.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    /// A running task whose heartbeat is older is a zombie.
+    pub zombie_threshold: Duration,
+    /// A task queued longer is dispatched again.
+    pub queued_timeout: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness { zombie_threshold: Duration::from_secs(60), queued_timeout: Duration::from_secs(120) }
+    }
 }
 
 impl Scheduler {
     pub fn new(registry: &'static Registry, store: Store, dispatch: Arc<dyn Dispatch>) -> Scheduler {
         let notifier = Notifier::new(store.clone(), Resolver::from_env(registry), base_url_from_env(registry));
-        Scheduler { registry, store, dispatch, wake: Arc::new(Notify::new()), notifier }
+        Scheduler { registry, store, dispatch, wake: Arc::new(Notify::new()), notifier, liveness: Liveness::default() }
+    }
+
+    pub fn with_liveness(mut self, liveness: Liveness) -> Scheduler {
+        self.liveness = liveness;
+        self
     }
 
     /// Sends notifications through `notifier` instead of the one made from the environment.
@@ -112,7 +134,48 @@ impl Scheduler {
         if self.registry.has_notifications() {
             next = earliest(next, self.store.next_notification_at().await?);
         }
+        self.reap(now).await?;
         Ok(next)
+    }
+
+    /// Fails the tries of zombies (retried per their retries) and dispatches again what
+    /// waits in `queued` too long. [`Scheduler::run`] passes at least every half
+    /// threshold, so either is found within one and a half thresholds.
+    async fn reap(&self, now: Micros) -> Result<(), StoreError> {
+        let zombie_after = micros(self.liveness.zombie_threshold);
+        let queued_after = micros(self.liveness.queued_timeout);
+        for z in self.store.zombies(now - zombie_after).await? {
+            let Some(pipeline) = self.registry.pipeline(&z.pipeline_id) else { continue };
+            let message = format!(
+                "zombie: worker `{}` stopped heartbeating {} s ago while running this try",
+                z.worker,
+                (now - z.heartbeat_at) / 1_000_000
+            );
+            tracing::warn!("task {} of {}: {message}", z.task_id, z.pipeline_id);
+            self.store.append_logs(z.ti_id, z.try_number, &[("error".into(), message.clone())]).await?;
+            let queued = self
+                .store
+                .finish(
+                    pipeline,
+                    z.ti_id,
+                    z.try_number,
+                    &Outcome::Failed(message),
+                    self.registry.deployment.parallelism,
+                )
+                .await?;
+            self.dispatch.dispatch(queued);
+        }
+        let stuck = self.store.requeue_stuck(now - queued_after).await?;
+        if !stuck.is_empty() {
+            tracing::warn!(
+                "{} task(s) stuck in queued longer than {:?} dispatched again: {:?}",
+                stuck.len(),
+                self.liveness.queued_timeout,
+                stuck.iter().map(|q| q.ti_id).collect::<Vec<_>>()
+            );
+            self.dispatch.dispatch(stuck);
+        }
+        Ok(())
     }
 
     async fn pipelines_with_active_runs(&self) -> Result<Vec<&'static PipelineSpec>, StoreError> {
@@ -122,7 +185,7 @@ impl Scheduler {
     }
 
     /// Runs passes until `shutdown` is notified.
-    pub async fn run(self, shutdown: Arc<Notify>) {
+    pub async fn run(self, shutdown: Shutdown) {
         let mut job = None;
         let mut last_beat = None::<tokio::time::Instant>;
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
@@ -153,14 +216,20 @@ impl Scheduler {
                 .map(|at| Duration::from_micros(u64::try_from((at - now).max(0)).unwrap_or(0)))
                 .unwrap_or(SWEEP_INTERVAL)
                 .min(SWEEP_INTERVAL)
+                .min(self.liveness.zombie_threshold / 2)
+                .min(self.liveness.queued_timeout / 2)
                 .min(HEARTBEAT_INTERVAL);
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake.notified() => {}
-                () = shutdown.notified() => return,
+                () = shutdown.wait() => return,
             }
         }
     }
+}
+
+fn micros(d: Duration) -> Micros {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2)
 }
 
 fn earliest(a: Option<Micros>, b: Option<Micros>) -> Option<Micros> {

@@ -2,6 +2,7 @@
 
 use crate::registry::Registry;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the services find the store and what they serve on.
 #[derive(Debug, Clone)]
@@ -14,11 +15,31 @@ pub struct Settings {
     pub home: PathBuf,
     /// `SLUICE_WEBSERVER_PORT`, else the deployment's `webserver_port`.
     pub port: u16,
+    /// `SLUICE_BROKER_URL`: the Redis broker of distributed mode (`redis://redis:6379/1`).
+    pub broker_url: Option<String>,
+    /// `SLUICE_HEARTBEAT_SECS` (default 5): how often services and running tasks beat.
+    pub heartbeat_every: Duration,
+    /// `SLUICE_ZOMBIE_THRESHOLD_SECS` (default 60): a running task whose heartbeat is
+    /// older is a zombie (its worker died) and fails its try, retried per its retries.
+    pub zombie_threshold: Duration,
+    /// `SLUICE_QUEUED_TIMEOUT_SECS` (default 120): a task queued longer is dispatched again.
+    pub queued_timeout: Duration,
+    /// `SLUICE_WORKER_GRACE_SECS` (default 60): on SIGTERM, how long a worker lets running
+    /// tasks finish before it hands them back.
+    pub worker_grace: Duration,
 }
 
 impl Settings {
     pub fn from_env(registry: &Registry) -> Settings {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Settings::from_lookup(registry, &|name| std::env::var(name).ok())
+    }
+
+    /// Settings from `lookup` (the environment, or a test's map); empty values are unset.
+    pub fn from_lookup(registry: &Registry, lookup: &dyn Fn(&str) -> Option<String>) -> Settings {
+        let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let secs = |name: &str, default: u64| {
+            Duration::from_secs(var(name).and_then(|v| v.parse().ok()).filter(|s| *s > 0).unwrap_or(default))
+        };
         Settings {
             database_url: var("SLUICE_DATABASE_URL"),
             database_direct_url: var("SLUICE_DATABASE_DIRECT_URL"),
@@ -26,12 +47,22 @@ impl Settings {
             port: var("SLUICE_WEBSERVER_PORT")
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(registry.deployment.webserver_port),
+            broker_url: var("SLUICE_BROKER_URL"),
+            heartbeat_every: secs("SLUICE_HEARTBEAT_SECS", 5),
+            zombie_threshold: secs("SLUICE_ZOMBIE_THRESHOLD_SECS", 60),
+            queued_timeout: secs("SLUICE_QUEUED_TIMEOUT_SECS", 120),
+            worker_grace: secs("SLUICE_WORKER_GRACE_SECS", 60),
         }
     }
 
     /// The store URL: the configured one, or the standalone SQLite file.
     pub fn store_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.home.join("sluice.sqlite").display()))
+    }
+
+    /// When running and queued tasks are taken for lost.
+    pub fn liveness(&self) -> crate::scheduler::Liveness {
+        crate::scheduler::Liveness { zombie_threshold: self.zombie_threshold, queued_timeout: self.queued_timeout }
     }
 
     /// The URL migrations use: direct when configured (PgBouncer cannot hold the

@@ -4,6 +4,7 @@
 use crate::registry::Registry;
 use crate::scheduler::Scheduler;
 use crate::settings::Settings;
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::worker::{LocalQueue, Worker};
 use std::sync::Arc;
@@ -27,47 +28,29 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
     let (queue, receiver) = LocalQueue::new();
     let dispatch = Arc::new(queue);
     crate::scheduler::Dispatch::dispatch(&*dispatch, store.recover_standalone().await.map_err(|e| e.to_string())?);
-    let scheduler = Scheduler::new(registry, store.clone(), dispatch.clone());
-    let worker = Worker::new(registry, store.clone(), dispatch, "standalone");
-    let shutdown = Arc::new(Notify::new());
+    let scheduler = Scheduler::new(registry, store.clone(), dispatch.clone()).with_liveness(settings.liveness());
+    let worker = Worker::new(registry, store.clone(), dispatch.clone(), "standalone");
+    let shutdown = Shutdown::new();
     let web = crate::web::serve(store.clone(), scheduler.waker(), settings.port, shutdown.clone()).await?;
     println!(
         "sluice standalone: http://127.0.0.1:{} (health: /health), store {}",
         settings.port,
         crate::store::redact(&settings.store_url())
     );
-    let watching = tokio::spawn(watch_other_processes(store.clone(), scheduler.waker(), shutdown.clone()));
+    let watching =
+        tokio::spawn(watch_other_processes(store.clone(), scheduler.waker(), dispatch.clone(), shutdown.clone()));
     let scheduling = tokio::spawn(scheduler.run(shutdown.clone()));
+    let beating = tokio::spawn(worker.clone().heartbeat(settings.heartbeat_every, shutdown.clone()));
     let working = tokio::spawn(worker.run(
         receiver,
         usize::try_from(registry.deployment.worker_concurrency).unwrap_or(16),
         shutdown.clone(),
     ));
-    wait_for_signal().await;
+    crate::shutdown::wait_for_signal().await;
     println!("shutting down: finishing running tasks");
-    shutdown.notify_waiters();
-    let _ = tokio::join!(scheduling, working, web, watching);
+    shutdown.trigger();
+    let _ = tokio::join!(scheduling, working, web, watching, beating);
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 /// Creates the first admin if needed and says so; a generated password is shown once.
@@ -83,18 +66,24 @@ pub async fn announce_admin(registry: &Registry, store: &Store) -> Result<(), St
     Ok(())
 }
 
-/// Wakes the scheduler when another process (the CLI) changed the SQLite file.
-async fn watch_other_processes(store: Store, wake: Arc<Notify>, shutdown: Arc<Notify>) {
+/// Wakes the scheduler when another process (the CLI) changed the SQLite file, and
+/// runs what that process queued (marking a task done can queue its downstream).
+async fn watch_other_processes(store: Store, wake: Arc<Notify>, dispatch: Arc<LocalQueue>, shutdown: Shutdown) {
     let Ok(Some(mut seen)) = store.external_change_marker().await else { return };
     loop {
         tokio::select! {
             () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
-            () = shutdown.notified() => return,
+            () = shutdown.wait() => return,
         }
         if let Ok(Some(now)) = store.external_change_marker().await
             && now != seen
         {
             seen = now;
+            // A task instance queued twice is claimed once.
+            match store.all_queued().await {
+                Ok(queued) => crate::scheduler::Dispatch::dispatch(&*dispatch, queued),
+                Err(e) => tracing::warn!("{e}"),
+            }
             wake.notify_one();
         }
     }

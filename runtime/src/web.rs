@@ -1,6 +1,7 @@
 //! The web server. For now: `/health` in Airflow's shape and a landing page; the UI and
 //! the REST API mount here.
 
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Json};
@@ -18,14 +19,14 @@ pub async fn serve(
     store: Store,
     _wake_scheduler: Arc<Notify>,
     port: u16,
-    shutdown: Arc<Notify>,
+    shutdown: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let app = axum::Router::new().route("/", get(index)).route("/health", get(health)).with_state(AppState { store });
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|e| format!("cannot listen on port {port}: {e}; set SLUICE_WEBSERVER_PORT to a free port"))?;
     Ok(tokio::spawn(async move {
-        let stop = async move { shutdown.notified().await };
+        let stop = async move { shutdown.wait().await };
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
             tracing::warn!("web server stopped: {e}");
         }

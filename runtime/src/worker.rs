@@ -7,12 +7,13 @@ use crate::notify::{Notifier, base_url_from_env};
 use crate::registry::Registry;
 use crate::resolver::Resolver;
 use crate::scheduler::Dispatch;
+use crate::shutdown::Shutdown;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
 use crate::store::{Claimed, Outcome, Queued, Store, StoreError};
 use crate::task::{Logger, RunInfo, TaskInput};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 
 /// The in-process queue of standalone mode: task instance ids in dispatch order.
 #[derive(Debug, Clone)]
@@ -34,6 +35,24 @@ impl Dispatch for LocalQueue {
             // holds the task as queued, and the next start picks it up.
             let _ = self.tx.send(q.ti_id);
         }
+    }
+}
+
+/// How long a worker keeps trying to record an outcome while the database is away.
+const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// How a try ended, for the caller to decide whether the scheduler must look: a
+/// failure may mean a retry to time, and a finish that queued nothing may end a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub failed: bool,
+    /// How many task instances it queued downstream.
+    pub queued: usize,
+}
+
+impl Finished {
+    pub fn needs_scheduler(self) -> bool {
+        self.failed || self.queued == 0
     }
 }
 
@@ -86,12 +105,12 @@ impl Worker {
 
     /// Takes task instances from `queue` and runs up to `concurrency` at once, until
     /// `shutdown` is notified; running tasks are finished before it returns.
-    pub async fn run(self, mut queue: mpsc::UnboundedReceiver<i64>, concurrency: usize, shutdown: Arc<Notify>) {
+    pub async fn run(self, mut queue: mpsc::UnboundedReceiver<i64>, concurrency: usize, shutdown: Shutdown) {
         let slots = Arc::new(Semaphore::new(concurrency.max(1)));
         loop {
             let ti_id = tokio::select! {
                 next = queue.recv() => match next { Some(id) => id, None => break },
-                () = shutdown.notified() => break,
+                () = shutdown.wait() => break,
             };
             let Ok(permit) = slots.clone().acquire_owned().await else { break };
             let worker = self.clone();
@@ -106,10 +125,22 @@ impl Worker {
         let _ = slots.acquire_many(u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX)).await;
     }
 
-    /// Claims, runs and records one task instance. A claim lost to another worker is
-    /// not an error.
-    pub async fn run_task(&self, ti_id: i64) -> Result<(), StoreError> {
-        let Some(claimed) = self.store.claim(ti_id, &self.name).await? else { return Ok(()) };
+    /// Claims, runs and records one task instance; `None` when another worker claimed
+    /// it first or it is no longer queued (not an error).
+    pub async fn run_task(&self, ti_id: i64) -> Result<Option<Finished>, StoreError> {
+        let Some(claimed) = self.claim(ti_id).await? else { return Ok(None) };
+        self.run_claimed(&claimed).await.map(Some)
+    }
+
+    /// Claims a queued task instance for this worker (its next try starts).
+    pub async fn claim(&self, ti_id: i64) -> Result<Option<Claimed>, StoreError> {
+        self.store.claim(ti_id, &self.name).await
+    }
+
+    /// Runs a claimed try and records its outcome. Dropping the future stops the work
+    /// (a shell task's whole process group is killed); the try is then still `running`
+    /// in the store, for [`Store::hand_back`] or the zombie sweep.
+    pub async fn run_claimed(&self, claimed: &Claimed) -> Result<Finished, StoreError> {
         let pipeline = self.registry.pipeline(&claimed.pipeline_id);
         let task = pipeline.and_then(|p| p.task(&claimed.task_id));
         let (Some(pipeline), Some(task)) = (pipeline, task) else {
@@ -117,12 +148,12 @@ impl Worker {
                 "task `{}` of pipeline `{}` is not in this build of the pipelines",
                 claimed.task_id, claimed.pipeline_id
             );
-            return self.record(None, &claimed, Outcome::Failed(message)).await;
+            return self.record(None, claimed, Outcome::Failed(message)).await;
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let input = match self.input(pipeline, task, &claimed, Logger::streaming(tx)) {
+        let input = match self.input(pipeline, task, claimed, Logger::streaming(tx)) {
             Ok(input) => input,
-            Err(message) => return self.record(Some(pipeline), &claimed, Outcome::Failed(message)).await,
+            Err(message) => return self.record(Some(pipeline), claimed, Outcome::Failed(message)).await,
         };
         let store = self.store.clone();
         let (ti, try_number) = (claimed.ti_id, claimed.try_number);
@@ -147,7 +178,35 @@ impl Worker {
             Ok(outputs) => Outcome::Success(outputs),
             Err(e) => Outcome::Failed(e.message),
         };
-        self.record(Some(pipeline), &claimed, outcome).await
+        self.record(Some(pipeline), claimed, outcome).await
+    }
+
+    /// Records, until `shutdown`, that this worker lives and runs its running tasks;
+    /// the scheduler takes a running task whose heartbeat stops for a zombie.
+    pub async fn heartbeat(self, every: std::time::Duration, shutdown: Shutdown) {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        let mut job = None;
+        loop {
+            match self.store.heartbeat(job, "worker", &host).await {
+                Ok(id) => job = Some(id),
+                Err(e) => tracing::warn!("worker heartbeat failed: {e}"),
+            }
+            if let Err(e) = self.store.beat_running_tasks(&self.name).await {
+                tracing::warn!("task heartbeats failed: {e}");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The variables templates see (`var.value.X`): the fixed ones given to the worker,
@@ -177,15 +236,14 @@ impl Worker {
         pipeline: Option<&PipelineSpec>,
         claimed: &Claimed,
         outcome: Outcome,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Finished, StoreError> {
+        let failed = matches!(outcome, Outcome::Failed(_));
         if let Outcome::Failed(message) = &outcome {
             self.store.append_logs(claimed.ti_id, claimed.try_number, &[("error".into(), message.clone())]).await?;
         }
-        let Some(pipeline) = pipeline else { return Ok(()) };
-        let queued = self
-            .store
-            .finish(pipeline, claimed.ti_id, claimed.try_number, &outcome, self.registry.deployment.parallelism)
-            .await?;
+        let Some(pipeline) = pipeline else { return Ok(Finished { failed, queued: 0 }) };
+        let queued = self.finish_patiently(pipeline, claimed, &outcome).await?;
+        let finished = Finished { failed, queued: queued.len() };
         self.dispatch.dispatch(queued);
         if let Some(notifier) = &self.notifier
             && pipeline.task(&claimed.task_id).is_some_and(|t| has_notifications(pipeline, t))
@@ -193,7 +251,36 @@ impl Worker {
             let notifier = notifier.clone();
             tokio::spawn(async move { notifier.deliver_due().await });
         }
-        Ok(())
+        Ok(finished)
+    }
+
+    /// Records an outcome, retrying with backoff while the database is away (the work is
+    /// done; losing its outcome would run it again) for up to [`RECORD_PATIENCE`].
+    async fn finish_patiently(
+        &self,
+        pipeline: &PipelineSpec,
+        claimed: &Claimed,
+        outcome: &Outcome,
+    ) -> Result<Vec<crate::store::Queued>, StoreError> {
+        let started = tokio::time::Instant::now();
+        let mut backoff = crate::broker::Backoff::new();
+        loop {
+            let parallelism = self.registry.deployment.parallelism;
+            match self.store.finish(pipeline, claimed.ti_id, claimed.try_number, outcome, parallelism).await {
+                Ok(queued) => return Ok(queued),
+                Err(e @ (StoreError::Connect { .. } | StoreError::Query { .. }))
+                    if started.elapsed() < RECORD_PATIENCE =>
+                {
+                    tracing::warn!(
+                        "task instance {}: cannot record its outcome yet ({e}); retrying in {:?}",
+                        claimed.ti_id,
+                        backoff.peek()
+                    );
+                    backoff.wait().await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The untyped input of a task instance: run info, params, the connections it

@@ -18,7 +18,6 @@ use sluice_runtime::crypto::Crypto;
 use sluice_runtime::settings::Settings;
 use sluice_runtime::store::Store;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use support::*;
 
 /// The same shape as `sluice`'s own command line, for the commands under test.
@@ -77,12 +76,12 @@ struct Session {
 
 impl Session {
     async fn new(crypto: Crypto) -> Session {
-        let settings = Settings {
-            database_url: Some("postgres://mlsp_user:db-hunter2@pgbouncer:6432/airflow".into()),
-            database_direct_url: None,
-            home: PathBuf::from("/data"),
-            port: 8080,
-        };
+        let settings = Settings::from_lookup(registry_with_connections(&[]), &|name| match name {
+            "SLUICE_DATABASE_URL" => Some("postgres://mlsp_user:db-hunter2@pgbouncer:6432/airflow".into()),
+            "SLUICE_HOME" => Some("/data".into()),
+            "SLUICE_WEBSERVER_PORT" => Some("8080".into()),
+            _ => None,
+        });
         Session { store: Store::in_memory().await.expect("store"), crypto, settings, env: HashMap::new() }
     }
 

@@ -9,11 +9,12 @@ use serde_json::Value;
 use sluice_runtime::Registry;
 use sluice_runtime::notify::Notifier;
 use sluice_runtime::resolver::Resolver;
-use sluice_runtime::scheduler::{Dispatch, Scheduler};
+use sluice_runtime::scheduler::{Dispatch, Liveness, Scheduler};
 use sluice_runtime::spec::*;
 use sluice_runtime::store::{Outcome, Queued, Store};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -308,7 +309,10 @@ async fn sla_misses_are_recorded_and_notified_once() {
         let (store, clock) = store(db).await;
         store.sync_pipelines(registry).await.expect("sync");
         let collect = Arc::new(Collect::default());
-        let scheduler = Scheduler::new(registry, store.clone(), collect.clone());
+        // `slow` runs with no worker heartbeating it: not a zombie within this test's hour.
+        let patient =
+            Liveness { zombie_threshold: Duration::from_secs(86_400), queued_timeout: Duration::from_secs(86_400) };
+        let scheduler = Scheduler::new(registry, store.clone(), collect.clone()).with_liveness(patient);
         // At T0 (a full hour) the run of the hour before is due: its deadline is T0 + 10 min.
         let next = scheduler.tick().await.expect("tick");
         let runs = store.runs("hourly", 10).await.expect("runs");

@@ -359,9 +359,9 @@ async fn cleaning_deletes_only_old_finished_runs() {
         }
         clock.advance_secs(1);
         let recent = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("recent");
-        assert_eq!(store.clean_before(T0, true).await.expect("dry run"), 1);
+        assert_eq!(store.clean_before(T0, true, &mut |_, _| {}).await.expect("dry run"), 1);
         assert_eq!(store.runs("chain", 10).await.expect("runs").len(), 2, "a dry run deletes nothing");
-        assert_eq!(store.clean_before(T0, false).await.expect("clean"), 1);
+        assert_eq!(store.clean_before(T0, false, &mut |_, _| {}).await.expect("clean"), 1);
         let left: Vec<i64> = store.runs("chain", 10).await.expect("runs").iter().map(|r| r.id).collect();
         assert_eq!(left, [recent.id]);
         assert!(store.run(old.id).await.is_err());

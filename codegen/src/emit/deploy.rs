@@ -37,6 +37,11 @@ pub const RUST_BUILDER_IMAGE: &str = "rust:1.95-bookworm";
 /// Where the sluice services read the password of the metadata database from inside the
 /// PgBouncer container (its start-up script writes the auth file from these two).
 const PGBOUNCER_USER_VAR: &str = "SLUICE_DB_USER";
+/// Where every sluice service mounts the shared `sluice-data` volume (`SLUICE_HOME`).
+const SHARED_DATA_DIR: &str = "/data";
+/// How long a stopping worker lets tasks finish, and how long compose waits for it.
+const WORKER_GRACE_SECS: u32 = 50;
+const WORKER_STOP_GRACE: &str = "60s";
 const PGBOUNCER_PASSWORD_VAR: &str = "SLUICE_DB_PASSWORD";
 /// Host port of the web server, overridable without regenerating.
 const WEBSERVER_PORT_VAR: &str = "SLUICE_WEBSERVER_PORT";
@@ -224,6 +229,11 @@ impl<'a> Context<'a> {
         // advisory locks held across statements).
         let mut common = BTreeMap::new();
         common.insert("SLUICE_MODE".to_string(), "distributed".to_string());
+        // Files tasks hand each other (scraped data, models) live on the shared volume.
+        common.insert("SLUICE_HOME".to_string(), SHARED_DATA_DIR.to_string());
+        // Less than the worker's stop_grace_period: running tasks are handed back before
+        // the container is killed.
+        common.insert("SLUICE_WORKER_GRACE_SECS".to_string(), WORKER_GRACE_SECS.to_string());
         common.insert(
             "SLUICE_DATABASE_URL".into(),
             format!("postgres://{db_user}:{db_password}@pgbouncer:{listen_port}/{db_name}"),
@@ -316,13 +326,13 @@ impl<'a> Context<'a> {
                 healthcheck: health("worker"),
                 replicas: Some(d.executor.worker_replicas.value),
                 publish: None,
-                stop_grace_period: Some("60s"),
+                stop_grace_period: Some(WORKER_STOP_GRACE),
                 depends_on: after_init(),
                 environment: common,
                 comment: &[
                     "Runs tasks. No container_name and no host port, so `docker compose up --scale worker=N`",
-                    "works. On SIGTERM a worker stops claiming and finishes or hands back its tasks within",
-                    "stop_grace_period; a task killed after that is delivered again (at least once).",
+                    "works. On SIGTERM a worker stops claiming, lets running tasks finish for",
+                    "SLUICE_WORKER_GRACE_SECS, then hands the rest back, within stop_grace_period.",
                 ],
             },
         ];

@@ -251,6 +251,7 @@ pub async fn dags(
             let run = trigger(&store, p, conf_arg(conf.as_deref())?, date_arg(logical_date.as_deref())?)
                 .await
                 .map_err(|e| e.to_string())?;
+            crate::distributed::wake_schedulers(registry, settings).await;
             print(output, &["dag_id", "run_id", "state", "logical_date"], &[run_json(&run)]);
         }
         DagsCommand::Pause { dag_id } | DagsCommand::Unpause { dag_id } if registry.pipeline(&dag_id).is_none() => {
@@ -346,6 +347,7 @@ pub async fn tasks(
             let store = open_store(registry, settings).await?;
             let run = find_run(&store, &dag_id, &run).await?;
             let cleared = store.clear_task(p, run.id, &task_id, downstream).await.map_err(|e| e.to_string())?;
+            crate::distributed::wake_schedulers(registry, settings).await;
             println!("cleared in run {}: {}", run.run_id, cleared.join(", "));
             Ok(ExitCode::SUCCESS)
         }
@@ -358,10 +360,12 @@ pub async fn tasks(
             };
             let store = open_store(registry, settings).await?;
             let run = find_run(&store, &dag_id, &run).await?;
-            store
+            let queued = store
                 .mark_task(p, run.id, &task_id, state, registry.deployment.parallelism)
                 .await
                 .map_err(|e| e.to_string())?;
+            crate::distributed::publish(registry, settings, &queued).await;
+            crate::distributed::wake_schedulers(registry, settings).await;
             println!("task {task_id} of run {} marked {}", run.run_id, state.as_str());
             Ok(ExitCode::SUCCESS)
         }

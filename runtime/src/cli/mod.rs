@@ -34,6 +34,19 @@ enum Command {
     Standalone,
     /// One-shot setup: migrate the database and sync the compiled pipelines.
     Init,
+    /// Distributed mode: create runs and queue ready tasks (several may run at once).
+    Scheduler,
+    /// Distributed mode: run tasks taken from the Redis broker.
+    Worker {
+        /// Comma-separated queues to take tasks from (default: every declared queue).
+        #[arg(long, short = 'q', value_delimiter = ',')]
+        queues: Vec<String>,
+        /// How many tasks run at once (default: `deployment.executor.worker_concurrency`).
+        #[arg(long, short = 'c')]
+        concurrency: Option<usize>,
+    },
+    /// Distributed mode: the web server (UI, REST API, /health).
+    Webserver,
     /// The metadata database.
     Db {
         #[command(subcommand)]
@@ -129,6 +142,21 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
     let settings = Settings::from_env(registry);
     match cli.command {
         Command::Standalone => crate::standalone::run(registry, &settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Scheduler => crate::distributed::scheduler(registry, &settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Worker { queues, concurrency } => {
+            let declared = registry.deployment.queues;
+            if let Some(unknown) = queues.iter().find(|q| !declared.contains(&q.as_str())) {
+                return Err(format!(
+                    "queue `{unknown}` is not declared: the queues are {} (deployment.executor.queues)",
+                    declared.join(", ")
+                ));
+            }
+            let queues = if queues.is_empty() { declared.iter().map(|q| (*q).to_string()).collect() } else { queues };
+            let concurrency =
+                concurrency.unwrap_or_else(|| usize::try_from(registry.deployment.worker_concurrency).unwrap_or(16));
+            crate::distributed::worker(registry, &settings, queues, concurrency).await.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Webserver => crate::distributed::webserver(registry, &settings).await.map(|()| ExitCode::SUCCESS),
         Command::Init => {
             let store = open_for_migration(&settings).await?;
             let applied = store.migrate().await.map_err(|e| e.to_string())?;
@@ -161,7 +189,12 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
             })?;
             let store = open_store(registry, &settings).await?;
             println!("looking for finished runs before {}...", crate::clock::to_rfc3339(before));
-            let n = store.clean_before(before, dry_run).await.map_err(|e| e.to_string())?;
+            let mut progress = |done: i64, total: i64| {
+                if total > crate::store::CLEAN_BATCH {
+                    println!("{done}/{total} run(s) deleted");
+                }
+            };
+            let n = store.clean_before(before, dry_run, &mut progress).await.map_err(|e| e.to_string())?;
             if dry_run {
                 println!("{n} run(s) would be deleted (dry run: nothing changed)");
             } else {

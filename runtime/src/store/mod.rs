@@ -8,6 +8,7 @@
 
 mod alerts;
 mod connections;
+mod liveness;
 mod pipelines;
 mod runs;
 mod users;
@@ -15,8 +16,9 @@ mod variables;
 
 pub use alerts::{Event, MAX_ATTEMPTS, NotificationRow, SlaMissRow};
 pub use connections::{ConnectionImport, ConnectionInfo, ConnectionSource, ConnectionSyncReport, RotationReport};
+pub use liveness::Zombie;
 pub use pipelines::{PipelineRow, SyncReport};
-pub use runs::{Claimed, NewRun, Outcome, Queued, RunRow, TiRow};
+pub use runs::{CLEAN_BATCH, Claimed, NewRun, Outcome, Queued, RunRow, TiRow};
 pub use users::{AdminSetup, NewUser, ROLES, UserRow, generate_password, hash_password, verify_password};
 pub use variables::{OnExisting, Variable, VariableImport, VariableInfo, is_secret_variable};
 
@@ -116,6 +118,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
 impl Store {
     /// Connects to `postgres://...` or `sqlite://path` (created when missing).
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::open(url, false).await
+    }
+
+    /// A PostgreSQL store that connects on first use, for a service that must answer
+    /// (`/health`: unhealthy) while the database is still away; SQLite opens at once.
+    pub async fn connect_lazy(url: &str) -> Result<Store> {
+        Store::open(url, true).await
+    }
+
+    async fn open(url: &str, lazy: bool) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -137,10 +149,12 @@ impl Store {
             Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => format!("{url}?mode=rwc"),
             _ => url.to_string(),
         };
-        let pool = options
-            .connect(&url_with_options)
-            .await
-            .map_err(|source| StoreError::Connect { url: redact(url), source })?;
+        let pool = if lazy && backend == Backend::Postgres {
+            options.connect_lazy(&url_with_options)
+        } else {
+            options.connect(&url_with_options).await
+        }
+        .map_err(|source| StoreError::Connect { url: redact(url), source })?;
         let store = Store { pool, backend, clock: Arc::new(SystemClock) };
         if backend == Backend::Sqlite {
             for pragma in [
@@ -232,8 +246,16 @@ impl Store {
         Ok(Some(get::<i64>(&row, "data_version")?))
     }
 
+    /// A transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`): a
+    /// deferred one that reads and then writes fails with "database is locked" when
+    /// another process (the CLI beside `sluice standalone`) wrote in between, where an
+    /// immediate one waits for the busy timeout.
     pub(crate) async fn begin(&self) -> Result<Tx> {
-        self.pool.begin().await.doing("starting a transaction")
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .doing("starting a transaction")
     }
 
     /// `FOR UPDATE` where the backend has row locks (SQLite serializes writers instead).

@@ -155,6 +155,21 @@ pub fn retry_delay_secs(task: &TaskSpec, next_try: i64) -> u64 {
 }
 
 impl Store {
+    /// A transaction holding pipeline `id`'s row lock (PostgreSQL): every state change
+    /// of one pipeline's runs takes its turn, however many schedulers and workers decide.
+    /// SQLite has one writer, so it needs none.
+    async fn begin_locked(&self, id: &str) -> Result<Tx> {
+        let mut tx = self.begin().await?;
+        if self.backend == super::Backend::Postgres {
+            q("SELECT pipeline_id FROM pipelines WHERE pipeline_id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .doing("locking a pipeline")?;
+        }
+        Ok(tx)
+    }
+
     /// Creates a run and its task instances, `queued` until the scheduler starts it.
     pub async fn create_run(&self, pipeline: &PipelineSpec, new: &NewRun) -> Result<RunRow> {
         let now = self.now();
@@ -189,8 +204,17 @@ impl Store {
             .bind(pipeline.version_hash)
             .bind(now)
             .fetch_one(&mut *tx)
-            .await
-            .doing("creating a run")?;
+            .await;
+        let row = match row {
+            // Another scheduler created it between the check and here.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!(
+                    "pipeline `{}` already has a run for this logical date",
+                    pipeline.id
+                )));
+            }
+            other => other.doing("creating a run")?,
+        };
         let run = run_row(&row)?;
         for task in pipeline.tasks {
             let deadline = alerts::sla_deadline(task, new.run_type, new.data_interval_end);
@@ -281,9 +305,7 @@ impl Store {
     /// is ready in each of its running runs. Returns the task instances it queued.
     pub async fn advance_pipeline(&self, pipeline: &PipelineSpec, parallelism: u32) -> Result<Vec<Queued>> {
         let now = self.now();
-        let mut tx = self.begin().await?;
-        let lock = format!("SELECT is_paused FROM pipelines WHERE pipeline_id = $1{}", self.for_update());
-        q(AssertSqlSafe(lock)).bind(pipeline.id).fetch_optional(&mut *tx).await.doing("locking a pipeline")?;
+        let mut tx = self.begin_locked(pipeline.id).await?;
         let running: i64 = get(
             &q("SELECT COUNT(*) AS n FROM runs WHERE pipeline_id = $1 AND state = 'running'")
                 .bind(pipeline.id)
@@ -396,7 +418,7 @@ impl Store {
         parallelism: u32,
     ) -> Result<Vec<Queued>> {
         let now = self.now();
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_locked(pipeline.id).await?;
         let row = q("SELECT run_pk, task_id, max_tries FROM task_instances WHERE id = $1 AND state = 'running' AND try_number = $2")
             .bind(ti_id)
             .bind(try_number)
@@ -546,6 +568,9 @@ pub(super) async fn insert_task_instance(
     Ok(())
 }
 
+/// How many runs `db clean` deletes per transaction.
+pub const CLEAN_BATCH: i64 = 500;
+
 /// What the state machine needs of one task instance of the run being advanced.
 #[derive(Debug)]
 struct Slot {
@@ -647,6 +672,10 @@ async fn advance_in_tx(
                 .doing("counting active tasks")?,
             "n",
         )?;
+        // Slots are counted across pipelines: concurrent deciders take turns here.
+        if tx.backend_name() == "PostgreSQL" {
+            q("SELECT name FROM pools ORDER BY name FOR UPDATE").fetch_all(&mut **tx).await.doing("locking pools")?;
+        }
         let mut pool_free: HashMap<String, i64> = HashMap::new();
         for row in q("SELECT p.name, CAST(p.slots - COALESCE((SELECT SUM(ti.pool_slots) FROM task_instances ti \
                       WHERE ti.pool = p.name AND ti.state IN ('queued', 'running')), 0) AS BIGINT) AS free FROM pools p")
@@ -782,7 +811,7 @@ impl Store {
         if downstream {
             ids.extend(descendants(pipeline, task_id).into_iter().map(str::to_string));
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_locked(pipeline.id).await?;
         for id in &ids {
             let retries = pipeline.task(id).map_or(0, |t| i64::from(t.retry.retries));
             let done = q("UPDATE task_instances SET state = 'none', end_date = NULL, next_try_at = NULL, error = NULL, \
@@ -828,7 +857,7 @@ impl Store {
             return Err(StoreError::Conflict("a task can only be marked success or failed".into()));
         }
         let now = self.now();
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_locked(pipeline.id).await?;
         let done = q("UPDATE task_instances SET state = $3, end_date = $4, next_try_at = NULL \
                       WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
         .bind(run_pk)
@@ -873,49 +902,73 @@ impl Store {
     }
 
     /// Deletes finished runs (with their task instances, tries, logs, outputs and SLA
-    /// misses) whose logical date is before `before`, and notifications done before it. With `dry_run`, only counts them.
-    pub async fn clean_before(&self, before: Micros, dry_run: bool) -> Result<i64> {
+    /// misses) whose logical date is before `before`, and notifications done before it,
+    /// in batches of [`CLEAN_BATCH`] runs, one transaction each, calling
+    /// `progress(deleted, total)` after each. With `dry_run`, only counts them.
+    pub async fn clean_before(&self, before: Micros, dry_run: bool, progress: &mut dyn FnMut(i64, i64)) -> Result<i64> {
+        const FINISHED_BEFORE: &str = "logical_date < $1 AND state IN ('success', 'failed')";
         let mut tx = self.begin().await?;
-        let row = q("SELECT COUNT(*) AS n FROM runs WHERE logical_date < $1 AND state IN ('success', 'failed')")
+        let row = q(AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM runs WHERE {FINISHED_BEFORE}")))
             .bind(before)
             .fetch_one(&mut *tx)
             .await
             .doing("counting old runs")?;
-        let n: i64 = get(&row, "n")?;
-        if !dry_run {
+        let total: i64 = get(&row, "n")?;
+        tx.commit().await.doing("counting old runs")?;
+        if dry_run || total == 0 {
+            return Ok(total);
+        }
+        let mut deleted = 0;
+        loop {
+            let mut tx = self.begin().await?;
+            let ids: Vec<i64> = q(AssertSqlSafe(format!(
+                "SELECT id FROM runs WHERE {FINISHED_BEFORE} ORDER BY id LIMIT {CLEAN_BATCH}"
+            )))
+            .bind(before)
+            .fetch_all(&mut *tx)
+            .await
+            .doing("listing old runs")?
+            .iter()
+            .map(|r| get(r, "id"))
+            .collect::<Result<_>>()?;
+            let Some(&last) = ids.last() else { break };
+            let batch = "run_pk IN (SELECT id FROM runs WHERE id <= $2 AND logical_date < $1 AND state IN ('success', 'failed'))";
             for table in ["task_logs", "task_outputs", "task_tries"] {
                 q(AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE ti_id IN (SELECT ti.id FROM task_instances ti JOIN runs r ON r.id = ti.run_pk \
-                     WHERE r.logical_date < $1 AND r.state IN ('success', 'failed'))"
+                    "DELETE FROM {table} WHERE ti_id IN (SELECT id FROM task_instances WHERE {batch})"
                 )))
                 .bind(before)
+                .bind(last)
                 .execute(&mut *tx)
                 .await
                 .doing("deleting old task data")?;
             }
-            q("DELETE FROM task_instances WHERE run_pk IN (SELECT id FROM runs WHERE logical_date < $1 AND state IN ('success', 'failed'))")
+            q(AssertSqlSafe(format!("DELETE FROM task_instances WHERE {batch}")))
                 .bind(before)
+                .bind(last)
                 .execute(&mut *tx)
                 .await
                 .doing("deleting old task instances")?;
-            q("DELETE FROM notifications WHERE state <> 'pending' AND created_at < $1")
+            let done = q(AssertSqlSafe(format!("DELETE FROM runs WHERE id <= $2 AND {FINISHED_BEFORE}")))
                 .bind(before)
-                .execute(&mut *tx)
-                .await
-                .doing("deleting old notifications")?;
-            q("DELETE FROM runs WHERE logical_date < $1 AND state IN ('success', 'failed')")
-                .bind(before)
+                .bind(last)
                 .execute(&mut *tx)
                 .await
                 .doing("deleting old runs")?;
+            tx.commit().await.doing("cleaning old runs")?;
+            deleted += i64::try_from(done.rows_affected()).unwrap_or(0);
+            progress(deleted, total);
         }
-        tx.commit().await.doing("cleaning old runs")?;
-        Ok(n)
+        let mut tx = self.begin().await?;
+        q("DELETE FROM notifications WHERE state <> 'pending' AND created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .doing("deleting old notifications")?;
+        tx.commit().await.doing("deleting old notifications")?;
+        Ok(deleted)
     }
-}
 
-impl Store {
-    /// Starts a queued run now, whatever `max_active_runs` says (`dags test`, backfill).
     pub async fn start_run(&self, run_pk: i64) -> Result<()> {
         let mut tx = self.begin().await?;
         q("UPDATE runs SET state = 'running', start_date = $2 WHERE id = $1 AND state = 'queued'")

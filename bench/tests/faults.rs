@@ -1,0 +1,283 @@
+//! Fault tests of the distributed deployment: real processes (the services of
+//! `generated/docker-compose.yml` run locally, see `tests/infra`) are killed or cut while
+//! pipelines run, and each test states its pass criterion and prints what it measured.
+//! Liveness is tightened (heartbeat 1 s, zombie after 4 s, re-dispatch after 8 s) so the
+//! tests take seconds, not minutes.
+
+#[path = "../../tests/infra/mod.rs"]
+mod infra;
+
+use infra::cluster::Cluster;
+use infra::{Env, Persistence, PrivatePostgres};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const ZOMBIE_SECS: u64 = 4;
+const QUEUED_SECS: u64 = 8;
+
+fn tuned() -> Env {
+    Env::from([
+        ("SLUICE_HEARTBEAT_SECS".into(), "1".into()),
+        ("SLUICE_ZOMBIE_THRESHOLD_SECS".into(), ZOMBIE_SECS.to_string()),
+        ("SLUICE_QUEUED_TIMEOUT_SECS".into(), QUEUED_SECS.to_string()),
+        ("SLUICE_WORKER_GRACE_SECS".into(), "2".into()),
+    ])
+}
+
+/// One deployment at a time: the timing criteria hold on 2 cores only without a second
+/// cluster competing.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sluice-bench"))
+}
+
+/// Each task instance of the run ended in success exactly once: its final state is
+/// success and exactly one of its tries succeeded. Returns (task instances, tries).
+fn assert_success_exactly_once(cluster: &Cluster, dag: &str, run: &str) -> (usize, usize) {
+    let rows = cluster.sql(&format!(
+        "SELECT ti.task_id, ti.state, \
+           (SELECT COUNT(*) FROM task_tries t WHERE t.ti_id = ti.id AND t.state = 'success'), \
+           (SELECT COUNT(*) FROM task_tries t WHERE t.ti_id = ti.id) \
+         FROM task_instances ti JOIN runs r ON r.id = ti.run_pk \
+         WHERE r.pipeline_id = '{dag}' AND r.run_id = '{run}' ORDER BY ti.task_id"
+    ));
+    let (mut tis, mut tries) = (0, 0);
+    for line in rows.lines().filter(|l| !l.is_empty()) {
+        let cells: Vec<&str> = line.split('|').collect();
+        assert_eq!((cells[1], cells[2]), ("success", "1"), "{dag}.{}: state and successful tries\n{rows}", cells[0]);
+        tis += 1;
+        tries += cells[3].parse::<usize>().unwrap_or(0);
+    }
+    assert!(tis > 0, "{dag} {run} has task instances");
+    (tis, tries)
+}
+
+fn wait_success(cluster: &Cluster, dag: &str, run: &str, limit: Duration) {
+    let state = cluster.wait_for_run(dag, run, limit);
+    assert_eq!(state, "success", "{dag} {run}: {:?}\n{}", cluster.task_states(dag, run), cluster.logs());
+}
+
+/// The processes (`HOSTNAME`s) of workers with tasks running, busiest first. A worker's
+/// name is `<HOSTNAME>-<pid>`.
+fn busy_workers(cluster: &Cluster) -> Vec<(String, i64)> {
+    let rows = cluster.sql(
+        "SELECT worker, COUNT(*) FROM task_instances WHERE state = 'running' AND worker IS NOT NULL \
+         GROUP BY worker ORDER BY 2 DESC",
+    );
+    rows.lines()
+        .filter_map(|l| {
+            let (worker, n) = l.split_once('|')?;
+            let host = worker.rsplit_once('-').map_or(worker, |(h, _)| h);
+            Some((host.to_string(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_workers_mid_task_repeatedly() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(binary(), Persistence::AsGenerated, tuned());
+    cluster.spawn("scheduler", "scheduler-1");
+    for n in 1..=3 {
+        cluster.spawn("worker", &format!("worker-{n}"));
+    }
+    let run = cluster.trigger("sleepers", r#"{"seconds": 2}"#);
+    let (mut killed, mut killed_tasks) = (0, 0);
+    let mut last_kill = Instant::now();
+    let mut replacements = 3;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1200));
+        // The busiest worker still alive (a dead one's tasks look running until reaped).
+        let alive = busy_workers(&cluster).into_iter().find(|(host, _)| cluster.service(host).status().is_none());
+        let Some((host, tasks)) = alive else { continue };
+        cluster.service(&host).kill();
+        killed += 1;
+        killed_tasks += tasks;
+        last_kill = Instant::now();
+        replacements += 1;
+        cluster.spawn("worker", &format!("worker-{replacements}"));
+    }
+    wait_success(&cluster, "sleepers", &run, Duration::from_secs(90));
+    let recovered_in = last_kill.elapsed();
+    let (tis, tries) = assert_success_exactly_once(&cluster, "sleepers", &run);
+    let zombies = cluster.sql("SELECT COUNT(*) FROM task_tries WHERE error LIKE 'zombie:%'");
+    println!(
+        "kill -9 workers: {killed} killed while running {killed_tasks} task(s); {tis} tasks each succeeded exactly \
+         once over {tries} tries ({} zombie tries); run done {recovered_in:?} after the last kill",
+        zombies.trim()
+    );
+    assert!(killed >= 2, "the test killed busy workers");
+    assert_eq!(zombies.trim(), killed_tasks.to_string(), "every killed try was taken for a zombie");
+    // Criterion: no task waits longer than the zombie threshold, the retry delay, a
+    // sweep and two task lengths after the last kill.
+    let bound = Duration::from_secs(ZOMBIE_SECS + ZOMBIE_SECS / 2 + 1 + 2 * 2 + 5);
+    assert!(recovered_in < bound, "recovered in {recovered_in:?}, bound {bound:?}");
+}
+
+#[test]
+fn kill_9_one_of_two_schedulers_mid_run() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(binary(), Persistence::AsGenerated, tuned());
+    cluster.spawn("scheduler", "scheduler-1");
+    cluster.spawn("scheduler", "scheduler-2");
+    cluster.spawn("worker", "worker-1");
+    cluster.spawn("worker", "worker-2");
+    let runs: Vec<String> = (0..3).map(|_| cluster.trigger("slow_chain", r#"{"seconds": 0.3}"#)).collect();
+    std::thread::sleep(Duration::from_millis(800));
+    cluster.service("scheduler-1").kill();
+    // A run that needs a scheduler after the kill: it is triggered now.
+    let late = cluster.trigger("chain5", "{}");
+    for run in &runs {
+        wait_success(&cluster, "slow_chain", run, Duration::from_secs(60));
+    }
+    wait_success(&cluster, "chain5", &late, Duration::from_secs(30));
+    let mut tries = 0;
+    for run in &runs {
+        let (tis, n) = assert_success_exactly_once(&cluster, "slow_chain", run);
+        // Criterion: no task instance was dispatched twice while its first dispatch was
+        // alive: one try each.
+        assert_eq!(n, tis, "one try per task instance in {run}");
+        tries += n;
+    }
+    let duplicates = cluster
+        .sql("SELECT COUNT(*) FROM (SELECT pipeline_id, logical_date FROM runs GROUP BY 1, 2 HAVING COUNT(*) > 1) d");
+    let minutely = cluster.sql("SELECT COUNT(*) FROM runs WHERE pipeline_id = 'minutely'");
+    println!(
+        "kill -9 one of two schedulers: {} runs succeeded, {tries} tries for as many task instances, \
+         {} duplicate runs, {} scheduled `minutely` run(s)",
+        runs.len() + 1,
+        duplicates.trim(),
+        minutely.trim()
+    );
+    assert_eq!(duplicates.trim(), "0", "no run created twice");
+    // Both schedulers raced to create the latest interval's run of `minutely`: one exists
+    // per interval.
+    let intervals = cluster.sql("SELECT COUNT(DISTINCT logical_date) FROM runs WHERE pipeline_id = 'minutely'");
+    assert!(minutely.trim().parse::<i64>().unwrap_or(0) >= 1, "the schedulers created `minutely` runs");
+    assert_eq!(minutely.trim(), intervals.trim(), "one `minutely` run per interval");
+}
+
+fn redis_restart(persistence: Persistence) {
+    let mut cluster = Cluster::start(binary(), persistence, tuned());
+    cluster.spawn("scheduler", "scheduler-1");
+    // One worker (16 slots) and 36 + 6 tasks: a backlog waits in the streams.
+    cluster.spawn("worker", "worker-1");
+    let chain = cluster.trigger("slow_chain", r#"{"seconds": 0.5}"#);
+    let fans: Vec<String> = (0..3).map(|_| cluster.trigger("sleepers", r#"{"seconds": 1.5}"#)).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let backlog = loop {
+        let queued: i64 =
+            cluster.sql("SELECT COUNT(*) FROM task_instances WHERE state = 'queued'").trim().parse().unwrap_or(0);
+        let running: i64 =
+            cluster.sql("SELECT COUNT(*) FROM task_instances WHERE state = 'running'").trim().parse().unwrap_or(0);
+        if (queued > 0 && running > 0) || Instant::now() > deadline {
+            break queued;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(backlog > 0, "tasks waited in the broker when it restarted\n{}", cluster.logs());
+    let restarted = Instant::now();
+    cluster.redis.restart();
+    let mut tasks = 0;
+    wait_success(&cluster, "slow_chain", &chain, Duration::from_secs(90));
+    tasks += assert_success_exactly_once(&cluster, "slow_chain", &chain).0;
+    for fan in &fans {
+        wait_success(&cluster, "sleepers", fan, Duration::from_secs(90));
+        tasks += assert_success_exactly_once(&cluster, "sleepers", fan).0;
+    }
+    println!(
+        "Redis restart ({persistence:?}): {backlog} task(s) were queued in it at the restart; {tasks} tasks \
+         succeeded exactly once, all done {:?} after it",
+        restarted.elapsed()
+    );
+}
+
+#[test]
+fn redis_restart_with_its_append_only_file_loses_nothing() {
+    let _serial = serial();
+    redis_restart(Persistence::AsGenerated);
+}
+
+#[test]
+fn redis_restart_without_persistence_is_made_good_by_the_scheduler() {
+    let _serial = serial();
+    redis_restart(Persistence::Off);
+}
+
+#[test]
+fn pgbouncer_then_postgres_restart_mid_run() {
+    let _serial = serial();
+    let postgres = PrivatePostgres::start();
+    let mut cluster = Cluster::start_on(&postgres.address(), binary(), Persistence::AsGenerated, tuned());
+    cluster.spawn("scheduler", "scheduler-1");
+    cluster.spawn("worker", "worker-1");
+    cluster.spawn("worker", "worker-2");
+    let first = cluster.trigger("slow_chain", r#"{"seconds": 0.5}"#);
+    std::thread::sleep(Duration::from_millis(800));
+    cluster.bouncer.restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = cluster.trigger("slow_chain", r#"{"seconds": 0.5}"#);
+    std::thread::sleep(Duration::from_millis(500));
+    postgres.crash();
+    std::thread::sleep(Duration::from_secs(2));
+    postgres.start_again();
+    let back = Instant::now();
+    for run in [&first, &second] {
+        wait_success(&cluster, "slow_chain", run, Duration::from_secs(90));
+        assert_success_exactly_once(&cluster, "slow_chain", run);
+    }
+    let alive: Vec<String> = cluster
+        .services
+        .iter_mut()
+        .filter(|s| !s.log_path().ends_with("init.log"))
+        .map(|s| {
+            let state = if s.status().is_none() { "running" } else { "EXITED" };
+            format!("{}: {state}", s.log_path().display())
+        })
+        .collect();
+    println!(
+        "PgBouncer then PostgreSQL restarted mid-run: both runs succeeded exactly once, {:?} after PostgreSQL was \
+         back; services: {alive:?}",
+        back.elapsed()
+    );
+    assert!(alive.iter().all(|s| s.ends_with("running")), "no service needed a manual restart: {alive:?}");
+}
+
+#[test]
+fn sigterm_a_worker_mid_task_hands_its_work_back() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(binary(), Persistence::AsGenerated, tuned());
+    cluster.spawn("scheduler", "scheduler-1");
+    cluster.spawn("worker", "worker-1");
+    let run = cluster.trigger("sleepers", r#"{"seconds": 6}"#);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while busy_workers(&cluster).is_empty() {
+        assert!(Instant::now() < deadline, "tasks started\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let stopping = Instant::now();
+    let status = cluster.service("worker-1").terminate(Duration::from_secs(10));
+    let stopped_in = stopping.elapsed();
+    assert!(status.is_some_and(|s| s.success()), "the worker exits cleanly: {status:?}\n{}", cluster.logs());
+    let running = cluster.sql("SELECT COUNT(*) FROM task_instances WHERE state = 'running'");
+    assert_eq!(running.trim(), "0", "no task left running after the worker stopped");
+    let handed_back = cluster.sql("SELECT COUNT(*) FROM task_logs WHERE line LIKE 'handed back unfinished%'");
+    cluster.spawn("worker", "worker-2");
+    wait_success(&cluster, "sleepers", &run, Duration::from_secs(60));
+    let (tis, _) = assert_success_exactly_once(&cluster, "sleepers", &run);
+    let first_try =
+        cluster.sql("SELECT COUNT(*) FROM task_instances WHERE pipeline_id = 'sleepers' AND try_number = 1");
+    println!(
+        "SIGTERM a worker mid-task: it stopped in {stopped_in:?} (grace 2 s), {} task(s) handed back, \
+         none left running; {tis} tasks then succeeded exactly once, {} on their first counted try",
+        handed_back.trim(),
+        first_try.trim()
+    );
+    assert!(handed_back.trim().parse::<i64>().unwrap_or(0) >= 1, "running tasks were handed back");
+    assert_eq!(first_try.trim(), tis.to_string(), "a handed-back try does not count");
+}

@@ -1,0 +1,296 @@
+//! The services of distributed mode, one process each, as `generated/docker-compose.yml`
+//! runs them: `sluice scheduler`, `sluice worker`, `sluice webserver` (and the one-shot
+//! `sluice init`). They share PostgreSQL (through PgBouncer) as the truth and Redis
+//! Streams as the dispatch channel.
+//!
+//! None of them crash-loops while a dependency is away: the scheduler and workers wait
+//! for the database with backoff before they start, and ride out later outages (the
+//! store's pool reconnects; the broker reconnects with backoff); the web server answers
+//! at once and reports the database unhealthy meanwhile. SIGTERM stops each gracefully.
+
+use crate::broker::{Backoff, Broker, Delivery, RECLAIM_IDLE, RedisDispatch};
+use crate::registry::Registry;
+use crate::scheduler::{Dispatch, Scheduler};
+use crate::settings::Settings;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+use crate::worker::Worker;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+/// How often the scheduler checks whether Redis restarted (and lost its streams).
+const BROKER_CHECK: Duration = Duration::from_secs(5);
+/// How often a worker claims entries that dead workers left pending.
+const RECLAIM_EVERY: Duration = Duration::from_secs(15);
+
+/// `sluice scheduler`: creates runs, queues ready tasks, reaps zombies and re-dispatches
+/// lost work. Several may run at once: each pipeline's changes take turns on its row lock.
+pub async fn scheduler(registry: &'static Registry, settings: &Settings) -> Result<(), String> {
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    let broker = broker(registry, settings)?;
+    let Some(store) = wait_for_store(registry, settings, &shutdown).await else { return Ok(()) };
+    let dispatch = Arc::new(RedisDispatch::start(broker.clone()));
+    let scheduler = Scheduler::new(registry, store.clone(), dispatch.clone()).with_liveness(settings.liveness());
+    let wake = scheduler.waker();
+    let forwarding = {
+        let (broker, shutdown) = (broker.clone(), shutdown.clone());
+        tokio::spawn(async move { broker.forward_wakes(wake, shutdown).await })
+    };
+    let watching = tokio::spawn(republish_after_broker_restarts(broker, store, dispatch, shutdown.clone()));
+    println!("sluice scheduler: started");
+    scheduler.run(shutdown).await;
+    let _ = tokio::join!(forwarding, watching);
+    println!("sluice scheduler: stopped");
+    Ok(())
+}
+
+/// Publishes every queued task instance again when Redis is new to us: at start, and
+/// whenever its run id changes (a restart, which without persistence loses the streams).
+async fn republish_after_broker_restarts(
+    broker: Broker,
+    store: Store,
+    dispatch: Arc<RedisDispatch>,
+    shutdown: Shutdown,
+) {
+    let mut known: Option<String> = None;
+    loop {
+        match broker.server_run_id().await {
+            Ok(id) if known.as_ref() != Some(&id) => match store.all_queued().await {
+                Ok(queued) => {
+                    if known.is_some() {
+                        tracing::warn!("Redis restarted: dispatching {} queued task(s) again", queued.len());
+                    }
+                    dispatch.dispatch(queued);
+                    known = Some(id);
+                }
+                Err(e) => tracing::warn!("cannot list queued tasks: {e}"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(BROKER_CHECK) => {}
+            () = shutdown.wait() => return,
+        }
+    }
+}
+
+/// `sluice worker`: takes task instances of `queues` from the broker and runs up to
+/// `concurrency` at once. On SIGTERM it stops taking work, lets running tasks finish
+/// for the grace period, then stops the rest and hands them back to the queue.
+pub async fn worker(
+    registry: &'static Registry,
+    settings: &Settings,
+    queues: Vec<String>,
+    concurrency: usize,
+) -> Result<(), String> {
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    let broker = broker(registry, settings)?;
+    let Some(store) = wait_for_store(registry, settings, &shutdown).await else { return Ok(()) };
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let name = format!("{host}-{}", std::process::id());
+    let dispatch = Arc::new(RedisDispatch::start(broker.clone()));
+    let worker = Worker::new(registry, store.clone(), dispatch, name.clone());
+    let beating = tokio::spawn(worker.clone().heartbeat(settings.heartbeat_every, shutdown.clone()));
+    let concurrency = concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    // Given when the grace period is over: running tasks stop and are handed back.
+    let abandon = Shutdown::new();
+    let mut reader = broker.reader(&name, &queues);
+    let mut backoff = Backoff::new();
+    let mut last_reclaim: Option<tokio::time::Instant> = None;
+    println!("sluice worker {name}: queues {}, concurrency {concurrency}", queues.join(","));
+    while !shutdown.is_triggered() {
+        let free = slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                permit = slots.clone().acquire_owned() => drop(permit),
+                () = shutdown.wait() => break,
+            }
+            continue;
+        }
+        let mut deliveries = tokio::select! {
+            read = reader.read(free) => match read {
+                Ok(deliveries) => {
+                    backoff.reset();
+                    deliveries
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; retrying in {:?}", backoff.peek());
+                    tokio::select! { () = backoff.wait() => continue, () = shutdown.wait() => break }
+                }
+            },
+            () = shutdown.wait() => break,
+        };
+        if last_reclaim.is_none_or(|at| at.elapsed() >= RECLAIM_EVERY) {
+            match broker.reclaim(&name, &queues, RECLAIM_IDLE).await {
+                Ok(reclaimed) => deliveries.extend(reclaimed),
+                Err(e) => tracing::warn!("{e}"),
+            }
+            last_reclaim = Some(tokio::time::Instant::now());
+        }
+        for delivery in deliveries {
+            let Ok(permit) = slots.clone().acquire_owned().await else { break };
+            let (worker, broker, abandon) = (worker.clone(), broker.clone(), abandon.clone());
+            tokio::spawn(async move {
+                process(&worker, &broker, &delivery, &abandon).await;
+                drop(permit);
+            });
+        }
+    }
+    let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+    let running = concurrency - slots.available_permits();
+    if running > 0 {
+        println!("sluice worker {name}: stopping; {running} running task(s) get {:?} to finish", settings.worker_grace);
+    }
+    if tokio::time::timeout(settings.worker_grace, slots.acquire_many(all)).await.is_err() {
+        abandon.trigger();
+        let _ = slots.acquire_many(all).await;
+    }
+    let _ = beating.await;
+    println!("sluice worker {name}: stopped");
+    Ok(())
+}
+
+/// Runs one delivered task instance and acknowledges its entry once the outcome is in
+/// the store. An entry whose task instance is no longer queued (a duplicate, or already
+/// taken) is acknowledged at once. When the store cannot be reached the entry stays
+/// pending, to be reclaimed.
+async fn process(worker: &Worker, broker: &Broker, delivery: &Delivery, abandon: &Shutdown) {
+    let claimed = match worker.claim(delivery.ti_id).await {
+        Ok(Some(claimed)) => claimed,
+        Ok(None) => return ack(broker, delivery).await,
+        Err(e) => return tracing::warn!("task instance {}: {e}", delivery.ti_id),
+    };
+    tokio::select! {
+        finished = worker.run_claimed(&claimed) => match finished {
+            Ok(finished) => {
+                ack(broker, delivery).await;
+                if finished.needs_scheduler()
+                    && let Err(e) = broker.wake_schedulers().await
+                {
+                    tracing::warn!("{e}");
+                }
+            }
+            Err(e) => tracing::warn!("task instance {}: outcome not recorded: {e}", claimed.ti_id),
+        },
+        () = abandon.wait() => {
+            match worker.store().hand_back(claimed.ti_id, claimed.try_number).await {
+                Ok(Some(queued)) => {
+                    tracing::warn!("task instance {} handed back unfinished", claimed.ti_id);
+                    if let Err(e) = broker.publish(&[queued]).await {
+                        tracing::warn!("{e}; the scheduler will dispatch it again");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("task instance {}: cannot hand it back: {e}", claimed.ti_id),
+            }
+            ack(broker, delivery).await;
+        }
+    }
+}
+
+async fn ack(broker: &Broker, delivery: &Delivery) {
+    if let Err(e) = broker.ack(std::slice::from_ref(delivery)).await {
+        tracing::warn!("{e}; the entry will be delivered again and found done");
+    }
+}
+
+/// `sluice webserver`: the UI, the API and `/health`. It listens at once; the database
+/// is reached on first use, so `/health` reports it unhealthy while it is away.
+pub async fn webserver(registry: &'static Registry, settings: &Settings) -> Result<(), String> {
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    let store = Store::connect_lazy(&settings.store_url()).await.map_err(|e| e.to_string())?;
+    let wake = Arc::new(Notify::new());
+    if settings.broker_url.is_some() {
+        let broker = broker(registry, settings)?;
+        let (wake, shutdown) = (wake.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = shutdown.wait() => return,
+                }
+                if let Err(e) = broker.wake_schedulers().await {
+                    tracing::warn!("{e}");
+                }
+            }
+        });
+    }
+    let web = crate::web::serve(store, wake, settings.port, shutdown.clone()).await?;
+    println!("sluice webserver: http://0.0.0.0:{} (health: /health)", settings.port);
+    let _ = web.await;
+    println!("sluice webserver: stopped");
+    Ok(())
+}
+
+/// The broker of `SLUICE_BROKER_URL`.
+pub fn broker(registry: &Registry, settings: &Settings) -> Result<Broker, String> {
+    let url = settings.broker_url.as_deref().ok_or_else(|| {
+        "SLUICE_BROKER_URL is not set: distributed services need the Redis broker, e.g. redis://redis:6379/1 \
+         (or run everything in one process with `sluice standalone`)"
+            .to_string()
+    })?;
+    Broker::new(url, registry.deployment.project).map_err(|e| e.to_string())
+}
+
+/// Tells the schedulers to look now, when a broker is configured (after the CLI changed
+/// something they act on); best effort, as their sweep would find it anyway.
+pub async fn wake_schedulers(registry: &Registry, settings: &Settings) {
+    if settings.broker_url.is_none() {
+        return;
+    }
+    match broker(registry, settings) {
+        Ok(broker) => {
+            if let Err(e) = broker.wake_schedulers().await {
+                tracing::warn!("{e}; the schedulers will notice within their sweep");
+            }
+        }
+        Err(e) => tracing::warn!("{e}"),
+    }
+}
+
+/// Dispatches task instances the CLI queued, when a broker is configured (standalone
+/// picks them up when it notices the change); best effort, as the scheduler dispatches
+/// what stays queued too long.
+pub async fn publish(registry: &Registry, settings: &Settings, queued: &[crate::store::Queued]) {
+    if settings.broker_url.is_none() || queued.is_empty() {
+        return;
+    }
+    match broker(registry, settings).map(|b| async move { b.publish(queued).await }) {
+        Ok(sent) => {
+            if let Err(e) = sent.await {
+                tracing::warn!("{e}; the scheduler will dispatch them again");
+            }
+        }
+        Err(e) => tracing::warn!("{e}"),
+    }
+}
+
+/// The store, once the database answers and `sluice init` has prepared it; `None` when
+/// told to stop first. Waiting says why, with backoff, instead of exiting.
+async fn wait_for_store(registry: &'static Registry, settings: &Settings, shutdown: &Shutdown) -> Option<Store> {
+    let url = settings.store_url();
+    let mut backoff = Backoff::new();
+    loop {
+        let ready = async {
+            let store = Store::connect(&url).await.map_err(|e| e.to_string())?;
+            // The pipelines this binary carries must be known to the store (`init` syncs
+            // them; a newer binary syncs its own).
+            store.sync_pipelines(registry).await.map_err(|e| format!("{e} (has `sluice init` run?)"))?;
+            Ok::<_, String>(store)
+        };
+        match ready.await {
+            Ok(store) => return Some(store),
+            Err(e) => tracing::warn!("waiting for the metadata database: {e}; retrying in {:?}", backoff.peek()),
+        }
+        tokio::select! {
+            () = backoff.wait() => {}
+            () = shutdown.wait() => return None,
+        }
+    }
+}
