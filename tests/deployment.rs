@@ -103,3 +103,39 @@ fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut text).expect("read");
     text
 }
+
+/// `sluice init` is the compose's one-shot service; a restart policy, a second `up` or an
+/// operator may run it again, or twice at once: each run must succeed and leave one
+/// schema, one admin and each pipeline once.
+#[test]
+fn init_is_safe_to_run_twice_and_concurrently() {
+    let compose = infra::Compose::load();
+    let db = Database::fresh("init");
+    let bouncer = infra::Bouncer::start(&compose, &db);
+    let logs = tempfile::tempdir().expect("logs");
+    let fernet = std::process::Command::new(env!("CARGO_BIN_EXE_sluice")).args(["fernet", "generate"]).output();
+    let fernet = String::from_utf8_lossy(&fernet.expect("fernet generate").stdout).trim().to_string();
+    let env = Env::from([
+        ("SLUICE_DATABASE_URL".into(), bouncer.url()),
+        ("SLUICE_DATABASE_DIRECT_URL".into(), db.direct_url()),
+        ("SLUICE_FERNET_KEY".into(), fernet),
+        ("SLUICE_ADMIN_PASSWORD".into(), "init-test-password".into()),
+        ("SLUICE_HOME".into(), logs.path().display().to_string()),
+    ]);
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let spawn = |name: &str| Service::spawn(name, sluice, &["init"], &env, &logs.path().join(format!("{name}.log")));
+    let mut together: Vec<Service> = (1..=3).map(|n| spawn(&format!("init-{n}"))).collect();
+    for init in &mut together {
+        let status = init.wait(Duration::from_secs(60));
+        assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", init.log_tail(20));
+    }
+    let mut again = spawn("init-again");
+    let status = again.wait(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", again.log_tail(20));
+    let count = |sql: &str| infra::psql_at(&db.address(), db.name(), sql).expect("query").trim().to_string();
+    assert_eq!(count("SELECT COUNT(*) FROM _sqlx_migrations"), "2");
+    assert_eq!(count("SELECT COUNT(*) FROM users WHERE role = 'Admin'"), "1");
+    assert_eq!(count("SELECT COUNT(*) FROM pipelines"), "3");
+    assert_eq!(count("SELECT COUNT(DISTINCT conn_id) FROM connections"), count("SELECT COUNT(*) FROM connections"));
+    println!("init: 3 at once and a 4th after all succeeded; 1 schema, 1 admin, 3 pipelines");
+}

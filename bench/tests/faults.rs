@@ -31,6 +31,17 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The body of `GET path` on the web server.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the web server");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read");
+    text
+}
+
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sluice-bench"))
 }
@@ -213,6 +224,7 @@ fn pgbouncer_then_postgres_restart_mid_run() {
     let _serial = serial();
     let postgres = PrivatePostgres::start();
     let mut cluster = Cluster::start_on(&postgres.address(), binary(), Persistence::AsGenerated, tuned());
+    cluster.start_webserver();
     cluster.spawn("scheduler", "scheduler-1");
     cluster.spawn("worker", "worker-1");
     cluster.spawn("worker", "worker-2");
@@ -223,7 +235,12 @@ fn pgbouncer_then_postgres_restart_mid_run() {
     let second = cluster.trigger("slow_chain", r#"{"seconds": 0.5}"#);
     std::thread::sleep(Duration::from_millis(500));
     postgres.crash();
+    // Meanwhile: /health says so instead of failing, and a worker started now waits for
+    // the database instead of exiting (no crash loop).
+    let health_down = http_get(cluster.web_port(), "/health");
+    cluster.spawn("worker", "worker-late");
     std::thread::sleep(Duration::from_secs(2));
+    assert!(cluster.service("worker-late").status().is_none(), "a worker waits for the database\n{}", cluster.logs());
     postgres.start_again();
     let back = Instant::now();
     for run in [&first, &second] {
@@ -239,6 +256,9 @@ fn pgbouncer_then_postgres_restart_mid_run() {
             format!("{}: {state}", s.log_path().display())
         })
         .collect();
+    let health_up = http_get(cluster.web_port(), "/health");
+    assert!(health_down.contains(r#""metadatabase":{"status":"unhealthy"}"#), "{health_down}");
+    assert!(health_up.contains(r#""metadatabase":{"status":"healthy"}"#), "{health_up}");
     println!(
         "PgBouncer then PostgreSQL restarted mid-run: both runs succeeded exactly once, {:?} after PostgreSQL was \
          back; services: {alive:?}",

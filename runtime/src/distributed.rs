@@ -21,6 +21,8 @@ use tokio::sync::{Notify, Semaphore};
 
 /// How often the scheduler checks whether Redis restarted (and lost its streams).
 const BROKER_CHECK: Duration = Duration::from_secs(5);
+/// How long a worker keeps trying to claim a delivered task while the database is away.
+const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
 /// How often a worker claims entries that dead workers left pending.
 const RECLAIM_EVERY: Duration = Duration::from_secs(15);
 
@@ -160,10 +162,20 @@ pub async fn worker(
 /// taken) is acknowledged at once. When the store cannot be reached the entry stays
 /// pending, to be reclaimed.
 async fn process(worker: &Worker, broker: &Broker, delivery: &Delivery, abandon: &Shutdown) {
-    let claimed = match worker.claim(delivery.ti_id).await {
-        Ok(Some(claimed)) => claimed,
-        Ok(None) => return ack(broker, delivery).await,
-        Err(e) => return tracing::warn!("task instance {}: {e}", delivery.ti_id),
+    let mut backoff = Backoff::new();
+    let started = tokio::time::Instant::now();
+    let claimed = loop {
+        match worker.claim(delivery.ti_id).await {
+            Ok(Some(claimed)) => break claimed,
+            Ok(None) => return ack(broker, delivery).await,
+            // The database is away: keep the delivery and try again shortly, rather than
+            // leave it to the stuck-task sweep.
+            Err(e) if started.elapsed() < CLAIM_PATIENCE && !abandon.is_triggered() => {
+                tracing::warn!("task instance {}: {e}; retrying in {:?}", delivery.ti_id, backoff.peek());
+                backoff.wait().await;
+            }
+            Err(e) => return tracing::warn!("task instance {}: {e}", delivery.ti_id),
+        }
     };
     tokio::select! {
         finished = worker.run_claimed(&claimed) => match finished {

@@ -209,7 +209,7 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
         Command::Users { command } => users::main(registry, &settings, command, cli.output).await,
         Command::Fernet { command } => fernet::main(registry, &settings, command, cli.output).await,
         Command::Config { command } => config::main(registry, &settings, command, cli.output).await,
-        Command::Healthcheck { service } => healthcheck(&settings, &service).await,
+        Command::Healthcheck { service } => healthcheck(registry, &settings, &service).await,
         Command::Version => {
             println!("sluice {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -234,7 +234,7 @@ pub(crate) async fn open_store(registry: &'static Registry, settings: &Settings)
     Ok(store)
 }
 
-async fn healthcheck(settings: &Settings, service: &str) -> Result<ExitCode, String> {
+async fn healthcheck(registry: &Registry, settings: &Settings, service: &str) -> Result<ExitCode, String> {
     match service {
         "webserver" => {
             let url = format!("http://127.0.0.1:{}/health", settings.port);
@@ -246,6 +246,10 @@ async fn healthcheck(settings: &Settings, service: &str) -> Result<ExitCode, Str
         "scheduler" | "worker" | "init" => {
             let store = Store::connect(&settings.store_url()).await.map_err(|e| e.to_string())?;
             store.check().await.map_err(|e| e.to_string())?;
+            if service != "init" && settings.broker_url.is_some() {
+                let broker = crate::distributed::broker(registry, settings)?;
+                broker.ping().await.map_err(|e| e.to_string())?;
+            }
         }
         other => return Err(format!("unknown service `{other}`: use webserver, scheduler or worker")),
     }

@@ -252,7 +252,7 @@ impl Store {
             }
         }
         let now = self.now();
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_exclusive("sync_connections").await?;
         for (conn, sealed) in &resolved {
             write(&mut tx, conn, sealed, ConnectionSource::PipelinesYaml, now).await?;
             report.written.push(conn.id.clone());

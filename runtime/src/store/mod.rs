@@ -258,6 +258,22 @@ impl Store {
         .doing("starting a transaction")
     }
 
+    /// A transaction that runs alone among those begun with the same `what` (PostgreSQL:
+    /// a transaction-scoped advisory lock, which PgBouncer's transaction mode keeps
+    /// correct; SQLite: every writer is alone). For work several processes may start at
+    /// once, such as two `sluice init`s syncing the same pipelines.
+    pub(crate) async fn begin_exclusive(&self, what: &str) -> Result<Tx> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            q("SELECT pg_advisory_xact_lock(hashtext($1)) IS NULL AS locked")
+                .bind(format!("sluice:{what}"))
+                .fetch_one(&mut *tx)
+                .await
+                .doing("waiting for a concurrent sync")?;
+        }
+        Ok(tx)
+    }
+
     /// `FOR UPDATE` where the backend has row locks (SQLite serializes writers instead).
     pub(crate) fn for_update(&self) -> &'static str {
         match self.backend {

@@ -30,7 +30,7 @@ impl Store {
     pub async fn sync_pipelines(&self, registry: &Registry) -> Result<SyncReport> {
         let now = self.now();
         let mut report = SyncReport::default();
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_exclusive("sync_pipelines").await?;
         for p in registry.pipelines {
             let existing = q("SELECT version_hash, is_active FROM pipelines WHERE pipeline_id = $1")
                 .bind(p.id)
