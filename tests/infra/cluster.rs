@@ -110,11 +110,17 @@ impl Cluster {
     pub fn spawn(&mut self, service: &str, name: &str) -> &mut Service {
         let spec = self.compose.service(service, &self.vars).unwrap_or_else(|e| panic!("compose: {e}"));
         assert!(!spec.command.is_empty(), "service `{service}` has no command");
+        self.spawn_with(service, name, &spec.command)
+    }
+
+    /// Starts compose service `service`'s environment with another command (`worker
+    /// --queues ml`), as `docker compose run` would.
+    pub fn spawn_with(&mut self, service: &str, name: &str, command: &[String]) -> &mut Service {
         let mut env = self.env(service);
         env.insert("HOSTNAME".into(), name.into());
         let log = self.dir.path().join(format!("{name}.log"));
         std::fs::create_dir_all(self.home()).expect("home");
-        self.services.push(Service::spawn(name, &self.binary, &spec.command, &env, &log));
+        self.services.push(Service::spawn(name, &self.binary, command, &env, &log));
         self.services.last_mut().expect("just pushed")
     }
 

@@ -1,0 +1,113 @@
+//! The Redis Streams broker against a real `redis-server`: delivery through the consumer
+//! group, acknowledgement, reclaiming a dead consumer's entries, a stream lost to a
+//! restart, and scheduler wake-ups.
+
+use sluice_runtime::broker::Broker;
+use sluice_runtime::shutdown::Shutdown;
+use sluice_runtime::store::Queued;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (run scripts/install-test-deps.sh)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server listens");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/1", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn queued(ti_id: i64) -> Queued {
+    Queued { ti_id, queue: "default".into(), priority_weight: 1 }
+}
+
+#[tokio::test]
+async fn entries_go_to_one_consumer_and_a_dead_ones_are_reclaimed() {
+    let redis = RedisServer::start();
+    let broker = Broker::new(&redis.url(), "test").expect("broker");
+    let queues = vec!["default".to_string()];
+    let mut a = broker.reader("worker-a", &queues);
+    let mut b = broker.reader("worker-b", &queues);
+    // Groups are created on first read, from the stream's start: entries published
+    // before any worker existed are delivered.
+    broker.publish(&[queued(1), queued(2), queued(3)]).await.expect("publish");
+    let first = a.read(2).await.expect("read");
+    assert_eq!(first.iter().map(|d| d.ti_id).collect::<Vec<_>>(), [1, 2]);
+    let rest = b.read(10).await.expect("read");
+    assert_eq!(rest.iter().map(|d| d.ti_id).collect::<Vec<_>>(), [3], "each entry goes to one consumer");
+    broker.ack(&first[..1]).await.expect("ack");
+    // worker-a dies holding entry 2: after the idle time another consumer claims it.
+    assert!(broker.reclaim("worker-b", &queues, Duration::from_secs(60)).await.expect("reclaim").is_empty());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let reclaimed = broker.reclaim("worker-b", &queues, Duration::from_millis(10)).await.expect("reclaim");
+    assert_eq!(reclaimed.iter().map(|d| d.ti_id).collect::<Vec<_>>(), [2, 3], "unacknowledged entries, oldest first");
+    broker.ack(&reclaimed).await.expect("ack");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(broker.reclaim("worker-b", &queues, Duration::from_millis(10)).await.expect("reclaim").is_empty());
+    assert!(a.read(10).await.expect("read").is_empty(), "acknowledged entries are gone");
+}
+
+#[tokio::test]
+async fn a_stream_lost_with_its_group_is_recreated() {
+    let redis = RedisServer::start();
+    let broker = Broker::new(&redis.url(), "test").expect("broker");
+    let queues = vec!["default".to_string()];
+    let mut reader = broker.reader("worker-a", &queues);
+    broker.publish(&[queued(1)]).await.expect("publish");
+    assert_eq!(reader.read(10).await.expect("read").len(), 1);
+    let before = broker.server_run_id().await.expect("run id");
+    // What a restart without persistence leaves: nothing.
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("flush");
+    assert!(reader.read(10).await.expect("NOGROUP is recovered from").is_empty());
+    broker.publish(&[queued(7)]).await.expect("publish");
+    assert_eq!(reader.read(10).await.expect("read").iter().map(|d| d.ti_id).collect::<Vec<_>>(), [7]);
+    assert_eq!(broker.server_run_id().await.expect("run id"), before, "same server: same run id");
+}
+
+#[tokio::test]
+async fn a_wake_up_reaches_every_subscribed_scheduler() {
+    let redis = RedisServer::start();
+    let broker = Broker::new(&redis.url(), "test").expect("broker");
+    let shutdown = Shutdown::new();
+    let wakes: Vec<Arc<tokio::sync::Notify>> = (0..2).map(|_| Arc::new(tokio::sync::Notify::new())).collect();
+    for wake in &wakes {
+        let (broker, wake, shutdown) = (broker.clone(), wake.clone(), shutdown.clone());
+        tokio::spawn(async move { broker.forward_wakes(wake, shutdown).await });
+    }
+    // A subscription wakes its scheduler once when it starts; take that one first.
+    for wake in &wakes {
+        tokio::time::timeout(Duration::from_secs(5), wake.notified()).await.expect("subscribed");
+    }
+    broker.wake_schedulers().await.expect("publish a wake-up");
+    for wake in &wakes {
+        tokio::time::timeout(Duration::from_secs(5), wake.notified()).await.expect("woken");
+    }
+    shutdown.trigger();
+}
