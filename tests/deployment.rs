@@ -80,11 +80,11 @@ fn the_generated_deployment_runs_every_sample_pipeline() {
     }
     let workers = cluster.sql("SELECT COUNT(DISTINCT worker) FROM task_tries").trim().to_string();
     let games = infra::psql_on(mlsp.name(), "SELECT COUNT(*) FROM games");
-    println!(
+    infra::report(&format!(
         "deployment: example_dag + 3 sample pipelines succeeded; {workers} worker(s) took tasks; {} games loaded; {:?}",
         games.trim(),
         started.elapsed()
-    );
+    ));
     assert!(games.trim().parse::<i64>().is_ok_and(|n| n > 0), "games loaded into the MLSP database: {games}");
     assert!(home.join("mlflow/registered-models").is_dir(), "the model was registered on the shared volume");
     let health = http_get(cluster.web_port(), "/health");
@@ -149,5 +149,5 @@ fn init_is_safe_to_run_twice_and_concurrently() {
     assert_eq!(count("SELECT COUNT(*) FROM users WHERE role = 'Admin'"), "1");
     assert_eq!(count("SELECT COUNT(*) FROM pipelines"), "3");
     assert_eq!(count("SELECT COUNT(DISTINCT conn_id) FROM connections"), count("SELECT COUNT(*) FROM connections"));
-    println!("init: 3 at once and a 4th after all succeeded; 1 schema, 1 admin, 3 pipelines");
+    infra::report("init: 3 at once and a 4th after all succeeded; 1 schema, 1 admin, 3 pipelines");
 }

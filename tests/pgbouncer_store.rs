@@ -70,14 +70,14 @@ async fn store_gives_every_client_its_own_rows_through_pgbouncer() {
         tally.merge(client.await.expect("a client task panicked"));
     }
     let elapsed = started.elapsed();
-    println!(
+    infra::report(&format!(
         "pgbouncer store: {CLIENTS} clients, {} ops in {:.1} s ({:.0} ops/s), {} errors, {} wrong rows",
         tally.ops,
         elapsed.as_secs_f64(),
         tally.ops as f64 / elapsed.as_secs_f64(),
         tally.errors,
         tally.wrong
-    );
+    ));
 
     // What the clients wrote, read back past the bouncer.
     let crypto = Crypto::plaintext_for_tests();
@@ -144,7 +144,7 @@ async fn control_unprepared_statements_outside_transactions_go_wrong_through_pgb
             tally.merge(client.await.expect("a client task panicked"));
         }
         let elapsed = started.elapsed();
-        println!(
+        infra::report(&format!(
             "pgbouncer control (persistent(false), no transaction), round {round}: {CLIENTS} clients, {} ops in \
              {:.1} s ({:.0} ops/s), {} errors, {} wrong rows",
             tally.ops,
@@ -152,20 +152,23 @@ async fn control_unprepared_statements_outside_transactions_go_wrong_through_pgb
             tally.ops as f64 / elapsed.as_secs_f64(),
             tally.errors,
             tally.wrong
-        );
+        ));
         total.merge(tally);
         if total.errors + total.wrong > 0 {
             break;
         }
     }
     if total.errors + total.wrong == 0 {
-        println!(
+        infra::report(&format!(
             "pgbouncer control: the hazard did NOT show in {} ops on this machine; the store test above proves \
              less than it could",
             total.ops
-        );
+        ));
     } else {
-        println!("pgbouncer control: the hazard is real here; first ones:\n{}", total.samples.join("\n"));
+        infra::report(&format!(
+            "pgbouncer control: the hazard is real here; first ones:\n{}",
+            total.samples.join("\n")
+        ));
     }
 }
 

@@ -116,11 +116,11 @@ fn kill_9_workers_mid_task_repeatedly() {
     let recovered_in = last_kill.elapsed();
     let (tis, tries) = assert_success_exactly_once(&cluster, "sleepers", &run);
     let zombies = cluster.sql("SELECT COUNT(*) FROM task_tries WHERE error LIKE 'zombie:%'");
-    println!(
+    infra::report(&format!(
         "kill -9 workers: {killed} killed while running {killed_tasks} task(s); {tis} tasks each succeeded exactly \
          once over {tries} tries ({} zombie tries); run done {recovered_in:?} after the last kill",
         zombies.trim()
-    );
+    ));
     assert!(killed >= 2, "the test killed busy workers");
     assert_eq!(zombies.trim(), killed_tasks.to_string(), "every killed try was taken for a zombie");
     // Criterion: no task waits longer than the zombie threshold, the retry delay, a
@@ -157,13 +157,13 @@ fn kill_9_one_of_two_schedulers_mid_run() {
     let duplicates = cluster
         .sql("SELECT COUNT(*) FROM (SELECT pipeline_id, logical_date FROM runs GROUP BY 1, 2 HAVING COUNT(*) > 1) d");
     let minutely = cluster.sql("SELECT COUNT(*) FROM runs WHERE pipeline_id = 'minutely'");
-    println!(
+    infra::report(&format!(
         "kill -9 one of two schedulers: {} runs succeeded, {tries} tries for as many task instances, \
          {} duplicate runs, {} scheduled `minutely` run(s)",
         runs.len() + 1,
         duplicates.trim(),
         minutely.trim()
-    );
+    ));
     assert_eq!(duplicates.trim(), "0", "no run created twice");
     // Both schedulers raced to create the latest interval's run of `minutely`: one exists
     // per interval.
@@ -200,11 +200,11 @@ fn redis_restart(persistence: Persistence) {
         wait_success(&cluster, "sleepers", fan, Duration::from_secs(90));
         tasks += assert_success_exactly_once(&cluster, "sleepers", fan).0;
     }
-    println!(
+    infra::report(&format!(
         "Redis restart ({persistence:?}): {backlog} task(s) were queued in it at the restart; {tasks} tasks \
          succeeded exactly once, all done {:?} after it",
         restarted.elapsed()
-    );
+    ));
 }
 
 #[test]
@@ -259,11 +259,11 @@ fn pgbouncer_then_postgres_restart_mid_run() {
     let health_up = http_get(cluster.web_port(), "/health");
     assert!(health_down.contains(r#""metadatabase":{"status":"unhealthy"}"#), "{health_down}");
     assert!(health_up.contains(r#""metadatabase":{"status":"healthy"}"#), "{health_up}");
-    println!(
+    infra::report(&format!(
         "PgBouncer then PostgreSQL restarted mid-run: both runs succeeded exactly once, {:?} after PostgreSQL was \
          back; services: {alive:?}",
         back.elapsed()
-    );
+    ));
     assert!(alive.iter().all(|s| s.ends_with("running")), "no service needed a manual restart: {alive:?}");
 }
 
@@ -292,12 +292,12 @@ fn sigterm_a_worker_mid_task_hands_its_work_back() {
     let (tis, _) = assert_success_exactly_once(&cluster, "sleepers", &run);
     let first_try =
         cluster.sql("SELECT COUNT(*) FROM task_instances WHERE pipeline_id = 'sleepers' AND try_number = 1");
-    println!(
+    infra::report(&format!(
         "SIGTERM a worker mid-task: it stopped in {stopped_in:?} (grace 2 s), {} task(s) handed back, \
          none left running; {tis} tasks then succeeded exactly once, {} on their first counted try",
         handed_back.trim(),
         first_try.trim()
-    );
+    ));
     assert!(handed_back.trim().parse::<i64>().unwrap_or(0) >= 1, "running tasks were handed back");
     assert_eq!(first_try.trim(), tis.to_string(), "a handed-back try does not count");
 }

@@ -43,6 +43,16 @@ use tempfile::TempDir;
 /// Environment variables by name.
 pub type Env = BTreeMap<String, String>;
 
+/// Prints a test's measured result and appends it to `target/tmp/test-results.txt`, which
+/// CI prints after the tests (cargo hides a passing test's output).
+pub fn report(line: &str) {
+    println!("{line}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-results.txt");
+    if let Ok(mut file) = OpenOptions::new().create(true).append(true).open(&path) {
+        let _ = writeln!(file, "{line}");
+    }
+}
+
 const INSTALL_HINT: &str = "run scripts/install-test-deps.sh";
 /// How long a server may take to listen before the test fails.
 const START_LIMIT: Duration = Duration::from_secs(20);
