@@ -233,7 +233,7 @@ pub async fn webserver(registry: &'static Registry, settings: &Settings) -> Resu
             }
         });
     }
-    let web = crate::web::serve(store, wake, settings.port, shutdown.clone()).await?;
+    let web = crate::web::serve(registry, store, wake, settings.port, shutdown.clone()).await?;
     println!("sluice webserver: http://0.0.0.0:{} (health: /health)", settings.port);
     let _ = web.await;
     println!("sluice webserver: stopped");

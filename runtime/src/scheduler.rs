@@ -247,13 +247,25 @@ pub async fn trigger(
     conf: serde_json::Value,
     logical_date: Option<Micros>,
 ) -> Result<RunRow, TriggerError> {
+    trigger_as(store, pipeline, conf, logical_date, None).await
+}
+
+/// [`trigger`] with the run id given (the REST API's `dag_run_id`); by default
+/// `manual__<logical date>`.
+pub async fn trigger_as(
+    store: &Store,
+    pipeline: &PipelineSpec,
+    conf: serde_json::Value,
+    logical_date: Option<Micros>,
+    run_id: Option<String>,
+) -> Result<RunRow, TriggerError> {
     crate::params::resolve(pipeline, &conf).map_err(TriggerError::Params)?;
     let at = logical_date.unwrap_or_else(|| store.now());
     let interval = Timetable::for_pipeline(pipeline)
         .map(|t| t.manual_interval(at))
         .map_err(|e| TriggerError::Params(e.to_string()))?;
     let run = NewRun {
-        run_id: format!("manual__{}", to_rfc3339_micros(at)),
+        run_id: run_id.unwrap_or_else(|| format!("manual__{}", to_rfc3339_micros(at))),
         run_type: "manual",
         logical_date: at,
         data_interval_start: interval.start.min(at),

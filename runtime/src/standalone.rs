@@ -31,7 +31,7 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
     let scheduler = Scheduler::new(registry, store.clone(), dispatch.clone()).with_liveness(settings.liveness());
     let worker = Worker::new(registry, store.clone(), dispatch.clone(), "standalone");
     let shutdown = Shutdown::new();
-    let web = crate::web::serve(store.clone(), scheduler.waker(), settings.port, shutdown.clone()).await?;
+    let web = crate::web::serve(registry, store.clone(), scheduler.waker(), settings.port, shutdown.clone()).await?;
     println!(
         "sluice standalone: http://127.0.0.1:{} (health: /health), store {}",
         settings.port,

@@ -17,7 +17,7 @@ mod variables;
 pub use alerts::{Event, MAX_ATTEMPTS, NotificationRow, SlaMissRow};
 pub use connections::{ConnectionImport, ConnectionInfo, ConnectionSource, ConnectionSyncReport, RotationReport};
 pub use liveness::Zombie;
-pub use pipelines::{PipelineRow, SyncReport};
+pub use pipelines::{PipelineRow, PoolUsage, SyncReport};
 pub use runs::{CLEAN_BATCH, Claimed, NewRun, Outcome, Queued, RunRow, TiRow};
 pub use users::{AdminSetup, NewUser, ROLES, UserRow, generate_password, hash_password, verify_password};
 pub use variables::{OnExisting, Variable, VariableImport, VariableInfo, is_secret_variable};

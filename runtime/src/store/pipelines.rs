@@ -185,6 +185,43 @@ impl Store {
     }
 }
 
+/// A pool and what uses it now.
+#[derive(Debug, Clone)]
+pub struct PoolUsage {
+    pub name: String,
+    pub slots: i64,
+    pub description: String,
+    /// Slots taken by running / queued task instances.
+    pub running: i64,
+    pub queued: i64,
+}
+
+impl Store {
+    /// Every pool with its slots in use, by name.
+    pub async fn pool_usage(&self) -> Result<Vec<PoolUsage>> {
+        let mut tx = self.begin().await?;
+        let rows = q("SELECT p.name, p.slots, p.description, \
+                      CAST(COALESCE((SELECT SUM(ti.pool_slots) FROM task_instances ti WHERE ti.pool = p.name AND ti.state = 'running'), 0) AS BIGINT) AS running, \
+                      CAST(COALESCE((SELECT SUM(ti.pool_slots) FROM task_instances ti WHERE ti.pool = p.name AND ti.state = 'queued'), 0) AS BIGINT) AS queued \
+                      FROM pools p ORDER BY p.name")
+        .fetch_all(&mut *tx)
+        .await
+        .doing("reading pools")?;
+        tx.commit().await.doing("reading pools")?;
+        rows.iter()
+            .map(|r| {
+                Ok(PoolUsage {
+                    name: get(r, "name")?,
+                    slots: get(r, "slots")?,
+                    description: get(r, "description")?,
+                    running: get(r, "running")?,
+                    queued: get(r, "queued")?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A new version of a pipeline while runs are active: task instances of tasks that are
 /// gone become `removed`, new tasks get task instances, as Airflow's integrity check does.
 async fn reconcile_active_runs(tx: &mut super::Tx, p: &crate::spec::PipelineSpec) -> Result<()> {

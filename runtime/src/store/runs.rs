@@ -49,6 +49,12 @@ pub struct TiRow {
     pub error: Option<String>,
     pub start_date: Option<Micros>,
     pub end_date: Option<Micros>,
+    pub pool: String,
+    pub pool_slots: i64,
+    pub queue: String,
+    pub queued_at: Option<Micros>,
+    /// The worker running (or that last ran) it.
+    pub worker: Option<String>,
 }
 
 /// A task instance made ready: hand it to the broker.
@@ -81,8 +87,8 @@ pub enum Outcome {
 
 const RUN_COLUMNS: &str = "id, pipeline_id, run_id, run_type, state, logical_date, data_interval_start, \
                            data_interval_end, conf, start_date, end_date";
-const TI_COLUMNS: &str =
-    "id, run_pk, task_id, state, try_number, max_tries, priority_weight, error, start_date, end_date";
+const TI_COLUMNS: &str = "id, run_pk, task_id, state, try_number, max_tries, priority_weight, error, start_date, \
+                          end_date, pool, pool_slots, queue, queued_at, worker";
 
 fn run_row(row: &sqlx::any::AnyRow) -> Result<RunRow> {
     Ok(RunRow {
@@ -113,6 +119,11 @@ fn ti_row(row: &sqlx::any::AnyRow) -> Result<TiRow> {
         error: opt(row, "error"),
         start_date: opt(row, "start_date"),
         end_date: opt(row, "end_date"),
+        pool: get(row, "pool")?,
+        pool_slots: get(row, "pool_slots")?,
+        queue: get(row, "queue")?,
+        queued_at: opt(row, "queued_at"),
+        worker: opt(row, "worker"),
     })
 }
 
@@ -251,6 +262,95 @@ impl Store {
     }
 
     /// Runs of a pipeline, newest logical date first.
+    /// A page of a pipeline's runs, newest first, and how many there are in all.
+    pub async fn runs_page(&self, pipeline_id: &str, limit: i64, offset: i64) -> Result<(Vec<RunRow>, i64)> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE pipeline_id = $1 ORDER BY logical_date DESC, id DESC LIMIT $2 OFFSET $3"
+        )))
+        .bind(pipeline_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing runs")?;
+        let total: i64 = get(
+            &q("SELECT COUNT(*) AS n FROM runs WHERE pipeline_id = $1")
+                .bind(pipeline_id)
+                .fetch_one(&mut *tx)
+                .await
+                .doing("counting runs")?,
+            "n",
+        )?;
+        tx.commit().await.doing("listing runs")?;
+        Ok((rows.iter().map(run_row).collect::<Result<_>>()?, total))
+    }
+
+    /// Sets a finished-or-not run's outcome by hand, as Airflow's "mark run as": `success`
+    /// makes its unfinished tasks succeed; `failed` fails its running and queued tasks and
+    /// skips those not started. Running tasks are not stopped: their outcome is recorded
+    /// against the try only if the run still waits for it.
+    pub async fn set_run_state(&self, pipeline: &PipelineSpec, run_pk: i64, state: &str) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.begin_locked(pipeline.id).await?;
+        let (done, undone) = match state {
+            "success" => ("success", "success"),
+            "failed" => ("failed", "skipped"),
+            other => return Err(StoreError::Conflict(format!("a run can be marked success or failed, not `{other}`"))),
+        };
+        q("UPDATE task_instances SET state = $2, end_date = $3, next_try_at = NULL WHERE run_pk = $1 \
+           AND state IN ('running', 'queued', 'up_for_retry')")
+        .bind(run_pk)
+        .bind(done)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .doing("marking a run's tasks")?;
+        q("UPDATE task_instances SET state = $2, end_date = $3 WHERE run_pk = $1 AND state IN ('none', 'scheduled')")
+            .bind(run_pk)
+            .bind(undone)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .doing("marking a run's tasks")?;
+        let changed =
+            q("UPDATE runs SET state = $2, end_date = $3, start_date = COALESCE(start_date, $3) WHERE id = $1")
+                .bind(run_pk)
+                .bind(state)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .doing("marking a run")?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("run {run_pk}")));
+        }
+        tx.commit().await.doing("marking a run")
+    }
+
+    /// Deletes a run with its task instances, tries, logs and outputs.
+    pub async fn delete_run(&self, pipeline: &PipelineSpec, run_pk: i64) -> Result<()> {
+        let mut tx = self.begin_locked(pipeline.id).await?;
+        for table in ["task_logs", "task_outputs", "task_tries"] {
+            q(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE ti_id IN (SELECT id FROM task_instances WHERE run_pk = $1)"
+            )))
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await
+            .doing("deleting a run's task data")?;
+        }
+        q("DELETE FROM task_instances WHERE run_pk = $1")
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await
+            .doing("deleting a run's task instances")?;
+        let done = q("DELETE FROM runs WHERE id = $1").bind(run_pk).execute(&mut *tx).await.doing("deleting a run")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("run {run_pk}")));
+        }
+        tx.commit().await.doing("deleting a run")
+    }
+
     pub async fn runs(&self, pipeline_id: &str, limit: i64) -> Result<Vec<RunRow>> {
         let mut tx = self.begin().await?;
         let rows = q(AssertSqlSafe(format!(
@@ -441,7 +541,7 @@ impl Store {
             }
             Outcome::Failed(message) => (TiState::Failed, Some(message.clone()), None),
         };
-        q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5, worker = NULL WHERE id = $1")
+        q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5 WHERE id = $1")
             .bind(ti_id)
             .bind(state.as_str())
             .bind(now)
@@ -592,13 +692,11 @@ async fn advance_in_tx(
     now: Micros,
     parallelism: u32,
 ) -> Result<Vec<Queued>> {
-    let rows = q(AssertSqlSafe(format!(
-        "SELECT {TI_COLUMNS}, next_try_at, pool, pool_slots, queue FROM task_instances WHERE run_pk = $1"
-    )))
-    .bind(run_pk)
-    .fetch_all(&mut **tx)
-    .await
-    .doing("reading task instances")?;
+    let rows = q(AssertSqlSafe(format!("SELECT {TI_COLUMNS}, next_try_at FROM task_instances WHERE run_pk = $1")))
+        .bind(run_pk)
+        .fetch_all(&mut **tx)
+        .await
+        .doing("reading task instances")?;
     let mut states: HashMap<String, TiState> = HashMap::new();
     let mut info: HashMap<String, Slot> = HashMap::new();
     for row in &rows {

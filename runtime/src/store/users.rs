@@ -154,6 +154,23 @@ impl Store {
     }
 
     /// Checks a login; `false` for unknown users, inactive users and wrong passwords alike.
+    /// The role of an active user whose password is `password`; `None` otherwise.
+    pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<String>> {
+        let mut tx = self.begin().await?;
+        let row = q("SELECT password_hash, role FROM users WHERE username = $1 AND active = 1")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("reading a user")?;
+        tx.commit().await.doing("reading a user")?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = get(&row, "password_hash")?;
+        // Verifying is deliberately slow (argon2): off the async threads.
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+        Ok(if ok { Some(get(&row, "role")?) } else { None })
+    }
+
     pub async fn check_password(&self, username: &str, password: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
         let row = q("SELECT password_hash FROM users WHERE username = $1 AND active = 1")

@@ -1,6 +1,11 @@
-//! The web server. For now: `/health` in Airflow's shape and a landing page; the UI and
-//! the REST API mount here.
+//! The web server: `/health` in Airflow's shape, the REST API at `/api/v1` (Airflow's
+//! stable API v1), and a landing page where the UI mounts.
 
+mod api;
+pub mod auth;
+pub mod problem;
+
+use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use axum::extract::State;
@@ -9,19 +14,37 @@ use axum::routing::get;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+/// What every handler sees.
 #[derive(Debug, Clone)]
-struct AppState {
-    store: Store,
+pub struct AppState {
+    pub store: Store,
+    pub registry: &'static Registry,
+    /// Wakes the scheduler(s) after a change they act on (a trigger, an unpause).
+    pub wake: Arc<Notify>,
+}
+
+/// The largest request body accepted (a conf, a connection, a variable).
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Every route, for the server and for handler tests.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .nest("/api/v1", api::router())
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
 }
 
 /// Binds `port` on all interfaces and serves until `shutdown`; returns the server task.
 pub async fn serve(
+    registry: &'static Registry,
     store: Store,
-    _wake_scheduler: Arc<Notify>,
+    wake: Arc<Notify>,
     port: u16,
     shutdown: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let app = axum::Router::new().route("/", get(index)).route("/health", get(health)).with_state(AppState { store });
+    let app = router(AppState { store, registry, wake });
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|e| format!("cannot listen on port {port}: {e}; set SLUICE_WEBSERVER_PORT to a free port"))?;
