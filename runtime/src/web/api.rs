@@ -107,9 +107,8 @@ fn pipeline<'a>(state: &'a AppState, dag_id: &str) -> Result<&'a PipelineSpec, P
     state.registry.pipeline(dag_id).ok_or_else(|| Problem::not_found(format!("DAG `{dag_id}` not found")))
 }
 
-fn crypto(state: &AppState) -> Result<Crypto, Problem> {
-    Crypto::from_env(state.registry.deployment.fernet_key_env)
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+fn crypto(state: &AppState) -> Result<&Crypto, Problem> {
+    Ok(&state.crypto)
 }
 
 // --- monitoring ----------------------------------------------------------------------
@@ -541,13 +540,13 @@ async fn post_connection(
         .ok_or_else(|| Problem::bad_request("give `connection_id`"))?
         .to_string();
     let conn = connection_from_body(&id, body)?;
-    state.store.add_connection(&conn, &crypto(&state)?).await?;
+    state.store.add_connection(&conn, crypto(&state)?).await?;
     ok(connection_json(&conn))
 }
 
 async fn get_connection(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
     caller.require(Role::Op)?;
-    let conn = state.store.connection(&id, &crypto(&state)?).await.map_err(|e| match e {
+    let conn = state.store.connection(&id, crypto(&state)?).await.map_err(|e| match e {
         crate::store::StoreError::NotFound(_) => Problem::not_found(format!("connection `{id}` not found")),
         other => other.into(),
     })?;
@@ -562,12 +561,12 @@ async fn patch_connection(
 ) -> ApiResult {
     caller.require(Role::Op)?;
     let crypto = crypto(&state)?;
-    state.store.connection(&id, &crypto).await?;
+    state.store.connection(&id, crypto).await?;
     if body.get("connection_id").and_then(Value::as_str).is_some_and(|other| other != id) {
         return Err(Problem::bad_request("`connection_id` cannot be changed"));
     }
     let conn = connection_from_body(&id, body)?;
-    state.store.upsert_connection(&conn, crate::store::ConnectionSource::Runtime, &crypto).await?;
+    state.store.upsert_connection(&conn, crate::store::ConnectionSource::Runtime, crypto).await?;
     ok(connection_json(&conn))
 }
 
@@ -629,7 +628,7 @@ async fn post_variable(
     caller.require(Role::Op)?;
     let (key, value, description) = variable_fields(&body)?;
     let secret = is_secret_key(&key);
-    state.store.set_variable(&key, &value, secret, description.as_deref(), &crypto(&state)?).await?;
+    state.store.set_variable(&key, &value, secret, description.as_deref(), crypto(&state)?).await?;
     get_variable(State(state), caller, Path(key)).await
 }
 
@@ -647,7 +646,7 @@ async fn patch_variable(
     if !state.store.variable_infos().await?.iter().any(|v| v.key == key) {
         return Err(Problem::not_found(format!("variable `{key}` not found")));
     }
-    state.store.set_variable(&key, &value, is_secret_key(&key), description.as_deref(), &crypto(&state)?).await?;
+    state.store.set_variable(&key, &value, is_secret_key(&key), description.as_deref(), crypto(&state)?).await?;
     get_variable(State(state), caller, Path(key)).await
 }
 

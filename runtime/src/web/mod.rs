@@ -5,6 +5,7 @@ mod api;
 pub mod auth;
 pub mod problem;
 
+use crate::crypto::Crypto;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub registry: &'static Registry,
     /// Wakes the scheduler(s) after a change they act on (a trigger, an unpause).
     pub wake: Arc<Notify>,
+    /// Seals connection secrets and secret variables written through the API.
+    pub crypto: Arc<Crypto>,
 }
 
 /// The largest request body accepted (a conf, a connection, a variable).
@@ -44,7 +47,8 @@ pub async fn serve(
     port: u16,
     shutdown: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let app = router(AppState { store, registry, wake });
+    let crypto = Crypto::from_env(registry.deployment.fernet_key_env).map_err(|e| e.to_string())?;
+    let app = router(AppState { store, registry, wake, crypto: Arc::new(crypto) });
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|e| format!("cannot listen on port {port}: {e}; set SLUICE_WEBSERVER_PORT to a free port"))?;

@@ -1,0 +1,239 @@
+//! The REST API's handlers over real HTTP: every route answers its role's callers, denies
+//! the others (401 anonymous, 403 too weak a role), and turns bad input into a 4xx RFC 7807
+//! problem, never a 500.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sluice_runtime::crypto::Crypto;
+use sluice_runtime::spec::*;
+use sluice_runtime::store::{NewUser, Store};
+use sluice_runtime::web::{AppState, router};
+use std::sync::Arc;
+use support::*;
+
+static PIPELINES: [PipelineSpec; 1] = [PipelineSpec {
+    params: &[ParamSpec { name: "greeting", ty: ValueType::String, default_json: Some("\"hi\""), description: "" }],
+    ..pipeline("api_dag", Schedule::Manual, &[task("first", &[]), task("second", &["first"])])
+}];
+
+const ROLES: [&str; 4] = ["Viewer", "User", "Op", "Admin"];
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    store: Store,
+}
+
+impl Api {
+    async fn start() -> Api {
+        let store = Store::in_memory().await.expect("store");
+        let registry = registry(&PIPELINES, &[]);
+        store.sync_pipelines(registry).await.expect("sync");
+        for role in ROLES {
+            let name = role.to_lowercase();
+            let user = NewUser { username: &name, email: "", role, password: "pw", first_name: "", last_name: "" };
+            store.add_user(&user).await.expect("user");
+        }
+        let crypto = Crypto::from_env_value(Some(&Crypto::generate_key())).expect("a key");
+        let state = AppState {
+            store: store.clone(),
+            registry,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            crypto: Arc::new(crypto),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        Api { base, client: reqwest::Client::new(), store }
+    }
+
+    async fn call(&self, user: Option<&str>, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(user) = user {
+            request = request.basic_auth(user, Some("pw"));
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await.expect("a response");
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// A 4xx answer must be a problem document naming its status.
+fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode, context: &str) {
+    assert_eq!(status, expected, "{context}: {body}");
+    assert_eq!(body["status"], expected.as_u16(), "{context}: a problem document: {body}");
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{context}: {body}");
+}
+
+#[tokio::test]
+async fn every_route_needs_a_user_and_its_role() {
+    let api = Api::start().await;
+    let run = api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(r#"{"dag_run_id": "r1"}"#)).await;
+    assert_eq!(run.0, StatusCode::OK, "{}", run.1);
+    // (method, path, body, the weakest role allowed)
+    let routes: &[(Method, &str, Option<&str>, &str)] = &[
+        (Method::GET, "/dags", None, "Viewer"),
+        (Method::GET, "/dags/api_dag", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/tasks", None, "Viewer"),
+        (Method::PATCH, "/dags/api_dag?update_mask=is_paused", Some(r#"{"is_paused": false}"#), "User"),
+        (Method::GET, "/dags/api_dag/dagRuns", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first", None, "Viewer"),
+        (Method::POST, "/dags/api_dag/dagRuns", Some("{}"), "User"),
+        (Method::PATCH, "/dags/api_dag/dagRuns/r1", Some(r#"{"state": "failed"}"#), "User"),
+        (Method::GET, "/connections", None, "Op"),
+        (Method::GET, "/variables", None, "Op"),
+        (Method::GET, "/pools", None, "Viewer"),
+        (Method::GET, "/pools/default_pool", None, "Viewer"),
+        (Method::GET, "/version", None, "Viewer"),
+        (Method::GET, "/importErrors", None, "Viewer"),
+    ];
+    for (method, path, body, weakest) in routes {
+        let (status, answer) = api.call(None, method.clone(), path, *body).await;
+        assert_problem(status, &answer, StatusCode::UNAUTHORIZED, &format!("anonymous {method} {path}"));
+        let allowed = ROLES.iter().position(|r| r == weakest).expect("a role");
+        for (i, role) in ROLES.iter().enumerate() {
+            let user = role.to_lowercase();
+            let (status, answer) = api.call(Some(&user), method.clone(), path, *body).await;
+            if i < allowed {
+                assert_problem(status, &answer, StatusCode::FORBIDDEN, &format!("{role} {method} {path}"));
+            } else {
+                assert!(status.is_success(), "{role} {method} {path}: {status} {answer}");
+            }
+        }
+    }
+    let (status, body) = api.call(Some("admin"), Method::GET, "/dags", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["total_entries"], 1);
+    let (status, _) = api.call(Some("viewer"), Method::GET, "/health", None).await;
+    assert_eq!(status, StatusCode::OK, "health answers anyone");
+    let (status, body) = api.call(Some("nobody"), Method::GET, "/dags", None).await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "an unknown user");
+}
+
+#[tokio::test]
+async fn runs_are_triggered_read_marked_and_deleted() {
+    let api = Api::start().await;
+    let conf =
+        r#"{"dag_run_id": "nightly-1", "logical_date": "2024-06-01T00:00:00+00:00", "conf": {"greeting": "hello"}}"#;
+    let (status, run) = api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(conf)).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["dag_run_id"], "nightly-1");
+    assert_eq!(run["logical_date"], "2024-06-01T00:00:00+00:00");
+    assert_eq!(run["conf"]["greeting"], "hello");
+    assert_eq!((run["state"].as_str(), run["run_type"].as_str()), (Some("queued"), Some("manual")));
+    let (status, body) = api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(conf)).await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "the same run id twice");
+    let (status, body) =
+        api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(r#"{"conf": {"greeting": 5}}"#)).await;
+    assert_problem(status, &body, StatusCode::BAD_REQUEST, "a conf of the wrong type");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("greeting")), "{body}");
+    let (status, list) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns?limit=1&offset=0", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((list["total_entries"].as_i64(), list["dag_runs"].as_array().map(Vec::len)), (Some(1), Some(1)));
+    let (_, tis) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/nightly-1/taskInstances", None).await;
+    let ids: Vec<&str> =
+        tis["task_instances"].as_array().expect("list").iter().filter_map(|t| t["task_id"].as_str()).collect();
+    assert_eq!(ids, ["first", "second"]);
+    assert_eq!(tis["task_instances"][0]["state"], Value::Null, "not started: no state, as Airflow");
+    let (status, marked) =
+        api.call(Some("user"), Method::PATCH, "/dags/api_dag/dagRuns/nightly-1", Some(r#"{"state": "success"}"#)).await;
+    assert_eq!((status, marked["state"].as_str()), (StatusCode::OK, Some("success")), "{marked}");
+    let (_, tis) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/nightly-1/taskInstances", None).await;
+    assert!(tis["task_instances"].as_array().expect("list").iter().all(|t| t["state"] == "success"), "{tis}");
+    let (status, body) =
+        api.call(Some("user"), Method::PATCH, "/dags/api_dag/dagRuns/nightly-1", Some(r#"{"state": "paused"}"#)).await;
+    assert_problem(status, &body, StatusCode::BAD_REQUEST, "an unknown state");
+    let (status, _) = api.call(Some("user"), Method::DELETE, "/dags/api_dag/dagRuns/nightly-1", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = api.call(Some("user"), Method::GET, "/dags/api_dag/dagRuns/nightly-1", None).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "a deleted run");
+    assert!(api.store.runs("api_dag", 10).await.expect("runs").is_empty());
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_problem_not_a_500() {
+    let api = Api::start().await;
+    let cases: &[(Method, &str, Option<&str>, StatusCode)] = &[
+        (Method::GET, "/dags/nope", None, StatusCode::NOT_FOUND),
+        (Method::GET, "/dags/api_dag/dagRuns/nope", None, StatusCode::NOT_FOUND),
+        (Method::GET, "/dags/api_dag/dagRuns/nope/taskInstances/first", None, StatusCode::NOT_FOUND),
+        (Method::GET, "/no/such/route", None, StatusCode::NOT_FOUND),
+        (Method::GET, "/dags?limit=0", None, StatusCode::BAD_REQUEST),
+        (Method::GET, "/dags?offset=-1", None, StatusCode::BAD_REQUEST),
+        (Method::GET, "/dags?limit=ten", None, StatusCode::BAD_REQUEST),
+        (Method::PATCH, "/dags/api_dag", Some("{not json"), StatusCode::BAD_REQUEST),
+        (Method::PATCH, "/dags/api_dag", Some(r#"{"is_paused": "yes"}"#), StatusCode::BAD_REQUEST),
+        (Method::PATCH, "/dags/api_dag?update_mask=owners", Some(r#"{"is_paused": true}"#), StatusCode::BAD_REQUEST),
+        (Method::POST, "/dags/api_dag/dagRuns", Some(r#"{"conf": [1]}"#), StatusCode::BAD_REQUEST),
+        (Method::POST, "/dags/api_dag/dagRuns", Some(r#"{"logical_date": "tomorrow"}"#), StatusCode::BAD_REQUEST),
+        (Method::POST, "/variables", Some(r#"{"key": "k"}"#), StatusCode::BAD_REQUEST),
+        (Method::POST, "/variables", Some("[]"), StatusCode::BAD_REQUEST),
+        (Method::GET, "/variables/missing", None, StatusCode::NOT_FOUND),
+        (Method::DELETE, "/variables/missing", None, StatusCode::NOT_FOUND),
+        (Method::POST, "/connections", Some(r#"{"conn_type": "http"}"#), StatusCode::BAD_REQUEST),
+        (
+            Method::POST,
+            "/connections",
+            Some(r#"{"connection_id": "c", "conn_type": "http", "extra": "{oops"}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+        (Method::GET, "/connections/missing", None, StatusCode::NOT_FOUND),
+        (Method::DELETE, "/connections/missing", None, StatusCode::NOT_FOUND),
+        (Method::GET, "/pools/missing", None, StatusCode::NOT_FOUND),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, answer) = api.call(Some("admin"), method.clone(), path, *body).await;
+        if path.contains("limit=ten") {
+            // axum's own query rejection: still a 4xx, never a 500.
+            assert!(status.is_client_error(), "{method} {path}: {status} {answer}");
+            continue;
+        }
+        assert_problem(status, &answer, *expected, &format!("{method} {path}"));
+    }
+    let huge = format!(r#"{{"key": "big", "value": "{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    let (status, answer) = api.call(Some("admin"), Method::POST, "/variables", Some(&huge)).await;
+    assert_problem(status, &answer, StatusCode::PAYLOAD_TOO_LARGE, "an oversized body");
+}
+
+#[tokio::test]
+async fn secrets_never_come_back() {
+    let api = Api::start().await;
+    let conn = r#"{"connection_id": "warehouse", "conn_type": "postgres", "host": "db", "login": "etl",
+                   "password": "hunter2-pw", "schema": "dwh", "extra": "{\"sslmode\": \"require\", \"api_key\": \"k-secret-9\"}"}"#;
+    let (status, created) = api.call(Some("op"), Method::POST, "/connections", Some(conn)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    for path in ["/connections", "/connections/warehouse"] {
+        let (status, body) = api.call(Some("op"), Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK);
+        let text = body.to_string();
+        assert!(!text.contains("hunter2-pw") && !text.contains("k-secret-9"), "{path}: {text}");
+    }
+    let (_, one) = api.call(Some("op"), Method::GET, "/connections/warehouse", None).await;
+    assert_eq!((one["schema"].as_str(), one["login"].as_str()), (Some("dwh"), Some("etl")));
+    assert!(one["extra"].as_str().is_some_and(|e| e.contains("require")), "{one}");
+    let (status, _) =
+        api.call(Some("op"), Method::POST, "/variables", Some(r#"{"key": "db_password", "value": "s3cret"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, plain) =
+        api.call(Some("op"), Method::POST, "/variables", Some(r#"{"key": "region", "value": "eu"}"#)).await;
+    assert_eq!(plain["value"], "eu");
+    for path in ["/variables", "/variables/db_password"] {
+        let (_, body) = api.call(Some("op"), Method::GET, path, None).await;
+        assert!(!body.to_string().contains("s3cret"), "{path}: {body}");
+    }
+    let (status, patched) =
+        api.call(Some("op"), Method::PATCH, "/variables/region", Some(r#"{"key": "region", "value": "us"}"#)).await;
+    assert_eq!((status, patched["value"].as_str()), (StatusCode::OK, Some("us")));
+    let (status, _) = api.call(Some("op"), Method::DELETE, "/connections/warehouse", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.call(Some("op"), Method::GET, "/connections/warehouse", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
