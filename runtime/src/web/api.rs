@@ -472,7 +472,7 @@ async fn get_log(
     if wants_text {
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], content).into_response());
     }
-    ok(json!({ "content": content, "continuation_token": null }))
+    ok(json!({ "content": content }))
 }
 
 // --- connections ---------------------------------------------------------------------

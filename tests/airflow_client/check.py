@@ -1,0 +1,265 @@
+"""Sluice's REST API through the official Airflow Python client (apache-airflow-client 2.10.0).
+
+Uses the client the way an Airflow user does: a Configuration with basic auth, an ApiClient,
+the generated *Api classes and models. The client checks every response against its models,
+so a field of the wrong type or a null where Airflow never sends one fails here too.
+
+Prints one line per step; stops at the first failure with a message naming the step and
+exits 1 (2 for usage errors). Run by tests/airflow_client.rs against `sluice standalone`:
+
+    target/test-venv/bin/python tests/airflow_client/check.py \
+        --url http://127.0.0.1:8080/api/v1 --user admin --password secret
+"""
+
+import argparse
+import datetime
+import importlib.metadata
+import sys
+import time
+import traceback
+import uuid
+
+try:
+    import urllib3
+    import airflow_client.client
+    from airflow_client.client.api import (
+        connection_api,
+        dag_api,
+        dag_run_api,
+        monitoring_api,
+        task_instance_api,
+        variable_api,
+    )
+    from airflow_client.client.exceptions import ApiException, OpenApiException
+    from airflow_client.client.model.connection import Connection
+    from airflow_client.client.model.dag import DAG
+    from airflow_client.client.model.dag_run import DAGRun
+    from airflow_client.client.model.variable import Variable
+except ImportError as error:
+    print(f"FAIL import: {error}; run scripts/install-test-deps.sh", flush=True)
+    sys.exit(1)
+
+CLIENT = "apache-airflow-client"
+PIPELINES = ("example_dag", "sports_data_scraper", "ml_model_training")
+DAG_ID = "example_dag"
+GREETING = "Hello from the client"
+RUN_TIMEOUT_S = 60.0
+POLL_S = 0.5
+
+
+class Failure(Exception):
+    """A check that did not hold: the message says what was expected and what came back."""
+
+
+def expect(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+def state_of(model):
+    """The string of an enum model (DagState, TaskState, HealthStatus); None when absent."""
+    return None if model is None else model.value
+
+
+def component_status(health, name):
+    """`health.<name>.status` as a string; None when the server left it out."""
+    component = health.get(name)
+    return None if component is None else state_of(component.get("status"))
+
+
+def expect_status(status, call):
+    """Runs `call`, which must fail with HTTP `status`."""
+    try:
+        call()
+    except ApiException as error:
+        expect(error.status == status, f"expected HTTP {status}, got {describe_api_error(error)}")
+        return
+    raise Failure(f"expected HTTP {status}, but the call succeeded")
+
+
+def describe_api_error(error):
+    body = (error.body or "").strip()
+    if len(body) > 300:
+        body = body[:300] + "..."
+    return f"HTTP {error.status} {error.reason}: {body or '(no body)'}"
+
+
+def call_site(error):
+    """The line of this script whose client call raised `error`, to tell the calls of a step apart."""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == __file__]
+    return f" [at line {frames[-1].lineno}: {frames[-1].line}]" if frames else ""
+
+
+# --- the steps, in order; each returns the detail of its `ok` line ------------------------------
+
+
+def check_health(api):
+    health = monitoring_api.MonitoringApi(api).get_health()
+    database = component_status(health, "metadatabase")
+    expect(database == "healthy", f"metadatabase status is {database!r}, not 'healthy': {health}")
+    return f"metadatabase {database}, scheduler {component_status(health, 'scheduler')}"
+
+
+def check_list_dags(api):
+    dags = dag_api.DAGApi(api).get_dags()
+    ids = sorted(dag.dag_id for dag in dags.dags)
+    missing = [p for p in PIPELINES if p not in ids]
+    expect(not missing, f"missing {missing} in {ids}")
+    return f"{dags.total_entries} DAG(s): {', '.join(ids)}"
+
+
+def check_get_dag(api):
+    dag = dag_api.DAGApi(api).get_dag(DAG_ID)
+    expect(dag.dag_id == DAG_ID, f"asked for {DAG_ID}, got {dag.dag_id}")
+    return f"{dag.dag_id}: is_paused={dag.is_paused}, owners={dag.owners}"
+
+
+def check_unpause(api):
+    dags = dag_api.DAGApi(api)
+    patched = dags.patch_dag(DAG_ID, DAG(is_paused=False), update_mask=["is_paused"])
+    expect(patched.is_paused is False, f"patch_dag answered is_paused={patched.is_paused}")
+    again = dags.get_dag(DAG_ID)
+    expect(again.is_paused is False, f"get_dag after the patch: is_paused={again.is_paused}")
+    return f"{DAG_ID} unpaused (patch_dag, read back with get_dag)"
+
+
+def check_trigger(api, state):
+    run = dag_run_api.DAGRunApi(api).post_dag_run(DAG_ID, DAGRun(conf={"greeting": GREETING}))
+    expect(run.dag_id == DAG_ID, f"the new run belongs to {run.dag_id}")
+    expect(run.dag_run_id, "the new run has no dag_run_id")
+    expect(run.conf == {"greeting": GREETING}, f"conf came back as {run.conf}")
+    state["run"] = run
+    return f"{run.dag_run_id} ({state_of(run.state)}, logical_date {run.logical_date})"
+
+
+def check_run_succeeds(api, state):
+    runs = dag_run_api.DAGRunApi(api)
+    run_id = state["run"].dag_run_id
+    started = time.monotonic()
+    seen = []
+    while True:
+        run = runs.get_dag_run(DAG_ID, run_id)
+        current = state_of(run.state)
+        if not seen or seen[-1] != current:
+            seen.append(current)
+        if current == "success":
+            break
+        expect(current != "failed", f"{run_id} failed ({' -> '.join(seen)})")
+        elapsed = time.monotonic() - started
+        expect(elapsed < RUN_TIMEOUT_S, f"{run_id} not done after {RUN_TIMEOUT_S:.0f} s: {' -> '.join(seen)}")
+        time.sleep(POLL_S)
+    state["run"] = run
+    return f"{run_id}: {' -> '.join(seen)} in {time.monotonic() - started:.1f} s"
+
+
+def check_task_instances(api, state):
+    run_id = state["run"].dag_run_id
+    tis = task_instance_api.TaskInstanceApi(api).get_task_instances(DAG_ID, run_id)
+    states = {ti.task_id: state_of(ti.state) for ti in tis.task_instances}
+    for task in ("print_hello", "print_date"):
+        expect(states.get(task) == "success", f"{task} is {states.get(task)!r}, not 'success': {states}")
+    return ", ".join(f"{task} {s}" for task, s in sorted(states.items()))
+
+
+def check_log(api, state):
+    run = state["run"]
+    log = task_instance_api.TaskInstanceApi(api).get_log(DAG_ID, run.dag_run_id, "print_date", task_try_number=1)
+    content = log.get("content") or ""
+    expect(GREETING in content, f"{GREETING!r} not in the log of print_date: {content[-500:]!r}")
+    # `{{ ds }}` is the logical date's day in UTC, as in Airflow.
+    if run.logical_date is not None:
+        ds = run.logical_date.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d")
+        expect(f"{GREETING} on {ds}" in content, f"'{GREETING} on {ds}' not in the log: {content[-500:]!r}")
+    line = next(line for line in content.splitlines() if GREETING in line)
+    return f"print_date try 1: {line.strip()[:120]}"
+
+
+def check_variables(api, key):
+    variables = variable_api.VariableApi(api)
+    value = f"value of {key}"
+    created = variables.post_variables(Variable(key=key, value=value))
+    expect((created.key, created.value) == (key, value), f"post_variables answered {created}")
+    read = variables.get_variable(key)
+    expect((read.key, read.value) == (key, value), f"get_variable answered {read}")
+    variables.delete_variable(key)
+    expect_status(404, lambda: variables.get_variable(key))
+    return f"{key}: post_variables, get_variable, delete_variable, then 404"
+
+
+def check_connections(api, connection_id):
+    connections = connection_api.ConnectionApi(api)
+    new = Connection(connection_id=connection_id, conn_type="http", host="example.com", login="u", password="p")
+    for call, answer in (
+        ("post_connection", lambda: connections.post_connection(new)),
+        ("get_connection", lambda: connections.get_connection(connection_id)),
+    ):
+        conn = answer()
+        got = (conn.connection_id, conn.conn_type, conn.get("host"), conn.get("login"))
+        expect(got == (connection_id, "http", "example.com", "u"), f"{call} answered {conn}")
+        expect(conn.get("password") is None, f"{call} gave the password back: {conn}")
+    connections.delete_connection(connection_id)
+    expect_status(404, lambda: connections.get_connection(connection_id))
+    return f"{connection_id}: post_connection, get_connection (no password), delete_connection, then 404"
+
+
+def check_wrong_password(url, user, password):
+    configuration = airflow_client.client.Configuration(host=url, username=user, password=password + "-wrong")
+    with airflow_client.client.ApiClient(configuration) as api:
+        expect_status(401, lambda: dag_api.DAGApi(api).get_dags())
+    return "get_dags with a wrong password: 401"
+
+
+# --- the runner ---------------------------------------------------------------------------------
+
+
+def run_step(name, check, *args):
+    try:
+        detail = check(*args)
+    except Failure as error:
+        fail(name, str(error))
+    except ApiException as error:
+        fail(name, describe_api_error(error) + call_site(error))
+    except OpenApiException as error:
+        # ApiTypeError / ApiValueError / ApiAttributeError: the response does not fit the models.
+        rejected = f"the client rejected the server's response: {type(error).__name__}: {error}"
+        fail(name, rejected + call_site(error))
+    except urllib3.exceptions.HTTPError as error:
+        fail(name, f"cannot reach the server: {error}")
+    print(f"ok   {name}: {detail}", flush=True)
+
+
+def fail(name, message):
+    # One line, as every other step: model reprs and response bodies span several.
+    print(f"FAIL {name}: {' '.join(message.split())}", flush=True)
+    sys.exit(1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="the API root, e.g. http://127.0.0.1:8080/api/v1")
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--password", required=True)
+    args = parser.parse_args()
+
+    version = importlib.metadata.version(CLIENT)
+    print(f"ok   client: {CLIENT} {version} against {args.url} as {args.user}", flush=True)
+    suffix = uuid.uuid4().hex[:8]
+    state = {}
+    configuration = airflow_client.client.Configuration(host=args.url, username=args.user, password=args.password)
+    with airflow_client.client.ApiClient(configuration) as api:
+        run_step("health", check_health, api)
+        run_step("list DAGs", check_list_dags, api)
+        run_step("get DAG", check_get_dag, api)
+        run_step("unpause", check_unpause, api)
+        run_step("trigger", check_trigger, api, state)
+        run_step("run", check_run_succeeds, api, state)
+        run_step("task instances", check_task_instances, api, state)
+        run_step("log", check_log, api, state)
+        run_step("variables", check_variables, api, f"client_check_{suffix}")
+        run_step("connections", check_connections, api, f"client_check_{suffix}")
+    run_step("wrong password", check_wrong_password, args.url, args.user, args.password)
+    print("ok   all checks passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
