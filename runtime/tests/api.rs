@@ -237,3 +237,34 @@ async fn secrets_never_come_back() {
     let (status, _) = api.call(Some("op"), Method::GET, "/connections/warehouse", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn metrics_count_runs_and_tasks_by_state() {
+    let api = Api::start().await;
+    let base = api.base.trim_end_matches("/api/v1").to_string();
+    let anonymous = api.client.get(format!("{base}/metrics")).send().await.expect("response");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    for id in ["m1", "m2"] {
+        let body = format!(r#"{{"dag_run_id": "{id}"}}"#);
+        let (status, _) = api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(&body)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _) =
+        api.call(Some("user"), Method::PATCH, "/dags/api_dag/dagRuns/m1", Some(r#"{"state": "success"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    let response =
+        api.client.get(format!("{base}/metrics")).basic_auth("viewer", Some("pw")).send().await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().is_ok_and(|t| t.starts_with("text/plain; version=0.0.4")));
+    let text = response.text().await.expect("text");
+    for line in [
+        r#"sluice_dag_runs{state="success"} 1"#,
+        r#"sluice_dag_runs{state="queued"} 1"#,
+        r#"sluice_task_instances{state="success"} 2"#,
+        r#"sluice_task_instances{state="none"} 2"#,
+        "# TYPE sluice_scheduling_delay_seconds summary",
+        "# TYPE sluice_heartbeat_age_seconds gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}

@@ -9,6 +9,7 @@
 mod alerts;
 mod connections;
 mod liveness;
+mod metrics;
 mod pipelines;
 mod runs;
 mod users;
@@ -17,6 +18,7 @@ mod variables;
 pub use alerts::{Event, MAX_ATTEMPTS, NotificationRow, SlaMissRow};
 pub use connections::{ConnectionImport, ConnectionInfo, ConnectionSource, ConnectionSyncReport, RotationReport};
 pub use liveness::Zombie;
+pub use metrics::Snapshot;
 pub use pipelines::{PipelineRow, PoolUsage, SyncReport};
 pub use runs::{CLEAN_BATCH, Claimed, NewRun, Outcome, Queued, RunRow, TiRow};
 pub use users::{AdminSetup, NewUser, ROLES, UserRow, generate_password, hash_password, verify_password};

@@ -3,6 +3,7 @@
 
 mod api;
 pub mod auth;
+mod metrics;
 pub mod problem;
 
 use crate::crypto::Crypto;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/", get(index))
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", api::router())
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
