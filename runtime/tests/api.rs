@@ -9,6 +9,7 @@ use serde_json::Value;
 use sluice_runtime::crypto::Crypto;
 use sluice_runtime::spec::*;
 use sluice_runtime::store::{NewUser, Store};
+use sluice_runtime::web::ratelimit::RateLimiter;
 use sluice_runtime::web::{AppState, router};
 use std::sync::Arc;
 use support::*;
@@ -28,6 +29,10 @@ struct Api {
 
 impl Api {
     async fn start() -> Api {
+        Api::start_limited(RateLimiter::in_process()).await
+    }
+
+    async fn start_limited(limiter: RateLimiter) -> Api {
         let store = Store::in_memory().await.expect("store");
         let registry = registry(&PIPELINES, &[]);
         store.sync_pipelines(registry).await.expect("sync");
@@ -42,10 +47,12 @@ impl Api {
             registry,
             wake: Arc::new(tokio::sync::Notify::new()),
             crypto: Arc::new(crypto),
+            limiter,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await });
         Api { base, client: reqwest::Client::new(), store }
     }
 
@@ -267,4 +274,36 @@ async fn metrics_count_runs_and_tasks_by_state() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn failed_logins_and_busy_users_are_slowed_down() {
+    use sluice_runtime::web::ratelimit::Limit;
+    let minute = std::time::Duration::from_secs(60);
+    let limiter =
+        RateLimiter::in_process().with_limits(Limit { max: 3, window: minute }, Limit { max: 5, window: minute });
+    let api = Api::start_limited(limiter).await;
+    let wrong =
+        |n: u32| api.client.get(format!("{}/dags", api.base)).basic_auth("viewer", Some(format!("wrong-{n}"))).send();
+    for n in 0..3 {
+        assert_eq!(wrong(n).await.expect("response").status(), StatusCode::UNAUTHORIZED);
+    }
+    let blocked = wrong(3).await.expect("response");
+    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = blocked.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // Locked out: even the right password waits, so guessing cannot go on.
+    let (status, body) = api.call(Some("viewer"), Method::GET, "/dags", None).await;
+    assert_problem(status, &body, StatusCode::TOO_MANY_REQUESTS, "the right password while locked out");
+    // A user's request budget: 5 a minute, then 429 (a fresh server: the lockout above
+    // holds for the whole address).
+    let limiter =
+        RateLimiter::in_process().with_limits(Limit { max: 3, window: minute }, Limit { max: 5, window: minute });
+    let api = Api::start_limited(limiter).await;
+    for _ in 0..5 {
+        let (status, _) = api.call(Some("admin"), Method::GET, "/version", None).await;
+        assert_eq!(status, StatusCode::OK, "within the budget");
+    }
+    let (status, body) = api.call(Some("admin"), Method::GET, "/version", None).await;
+    assert_problem(status, &body, StatusCode::TOO_MANY_REQUESTS, "over the budget");
 }

@@ -111,3 +111,21 @@ async fn a_wake_up_reaches_every_subscribed_scheduler() {
     }
     shutdown.trigger();
 }
+
+#[tokio::test]
+async fn rate_limits_are_counted_in_redis_across_limiters() {
+    use sluice_runtime::web::ratelimit::{Limit, RateLimiter};
+    let redis = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}/2", redis.port);
+    let limit = Limit { max: 2, window: Duration::from_secs(30) };
+    // Two web servers share one count.
+    let (a, b) = (RateLimiter::redis(&url).expect("limiter"), RateLimiter::redis(&url).expect("limiter"));
+    assert!(a.hit("login-failures:10.0.0.7", limit).await.is_ok());
+    assert!(b.hit("login-failures:10.0.0.7", limit).await.is_ok());
+    assert_eq!(a.blocked("login-failures:10.0.0.7", limit).await.map(|w| w <= Duration::from_secs(30)), Some(true));
+    let wait = b.hit("login-failures:10.0.0.7", limit).await.expect_err("over the limit");
+    assert!(wait > Duration::ZERO && wait <= Duration::from_secs(30), "{wait:?}");
+    assert!(a.hit("login-failures:10.0.0.8", limit).await.is_ok(), "another address has its own count");
+    a.reset("login-failures:10.0.0.7").await;
+    assert_eq!(b.blocked("login-failures:10.0.0.7", limit).await, None);
+}

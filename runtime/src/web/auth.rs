@@ -5,7 +5,7 @@
 
 use super::AppState;
 use super::problem::Problem;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use base64::Engine;
@@ -51,6 +51,12 @@ impl Caller {
     }
 }
 
+fn too_many(wait: std::time::Duration, what: &str) -> Problem {
+    let secs = wait.as_secs().max(1);
+    Problem::new(StatusCode::TOO_MANY_REQUESTS, format!("{what}; try again in {secs} s"))
+        .with_header(header::RETRY_AFTER, &secs.to_string())
+}
+
 fn unauthorized(detail: &str) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, detail).with_header(header::WWW_AUTHENTICATE, r#"Basic realm="Sluice""#)
 }
@@ -70,11 +76,23 @@ impl FromRequestParts<AppState> for Caller {
         let Some((username, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
             return Err(unauthorized("malformed basic auth header"));
         };
-        match state.store.authenticate(username, password).await? {
-            Some(role) => {
-                Ok(Caller { username: username.to_string(), role: Role::parse(&role).unwrap_or(Role::Viewer) })
-            }
-            None => Err(unauthorized("invalid username or password")),
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "local".to_string(), |c| c.0.ip().to_string());
+        let failures = format!("login-failures:{address}");
+        if let Some(wait) = state.limiter.blocked(&failures, state.limiter.login).await {
+            return Err(too_many(wait, "too many failed logins from this address"));
         }
+        let Some(role) = state.store.authenticate(username, password).await? else {
+            return Err(match state.limiter.hit(&failures, state.limiter.login).await {
+                Ok(()) => unauthorized("invalid username or password"),
+                Err(wait) => too_many(wait, "too many failed logins from this address"),
+            });
+        };
+        if let Err(wait) = state.limiter.hit(&format!("api:{username}"), state.limiter.api).await {
+            return Err(too_many(wait, "too many requests for this user"));
+        }
+        Ok(Caller { username: username.to_string(), role: Role::parse(&role).unwrap_or(Role::Viewer) })
     }
 }

@@ -5,6 +5,7 @@ mod api;
 pub mod auth;
 mod metrics;
 pub mod problem;
+pub mod ratelimit;
 
 use crate::crypto::Crypto;
 use crate::registry::Registry;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Seals connection secrets and secret variables written through the API.
     pub crypto: Arc<Crypto>,
+    /// Counts failed logins and requests per user.
+    pub limiter: ratelimit::RateLimiter,
 }
 
 /// The largest request body accepted (a conf, a connection, a variable).
@@ -50,7 +53,9 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let crypto = Crypto::from_env(registry.deployment.fernet_key_env).map_err(|e| e.to_string())?;
-    let app = router(AppState { store, registry, wake, crypto: Arc::new(crypto) });
+    let limiter = ratelimit::RateLimiter::from_env()?;
+    let app = router(AppState { store, registry, wake, crypto: Arc::new(crypto), limiter })
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|e| format!("cannot listen on port {port}: {e}; set SLUICE_WEBSERVER_PORT to a free port"))?;
