@@ -48,6 +48,7 @@ impl Api {
             wake: Arc::new(tokio::sync::Notify::new()),
             crypto: Arc::new(crypto),
             limiter,
+            sessions: sluice_runtime::web::session::Sessions::new(None, false),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
@@ -306,4 +307,84 @@ async fn failed_logins_and_busy_users_are_slowed_down() {
     }
     let (status, body) = api.call(Some("admin"), Method::GET, "/version", None).await;
     assert_problem(status, &body, StatusCode::TOO_MANY_REQUESTS, "over the budget");
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The UI: sign-in, session cookie, CSRF on every form, roles on every action.
+#[tokio::test]
+async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
+    let api = Api::start().await;
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let anonymous = client.get(format!("{site}/")).send().await.expect("response");
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers()["location"], "/login");
+    let login_page = client.get(format!("{site}/login")).send().await.expect("response").text().await.expect("html");
+    assert!(login_page.contains(r#"<form id="login" method="post" action="/login">"#), "{login_page}");
+    let sign_in = |user: &'static str, password: &'static str| {
+        client
+            .post(format!("{site}/login"))
+            .header("content-type", FORM)
+            .body(format!("username={user}&password={password}"))
+            .send()
+    };
+    let wrong = sign_in("user", "nope").await.expect("response");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.text().await.expect("html").contains(r#"class="error""#));
+    let cookie_of = |response: &reqwest::Response| {
+        let set = response.headers()["set-cookie"].to_str().expect("ascii").to_string();
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+        set.split(';').next().expect("name=value").to_string()
+    };
+    let signed = sign_in("user", "pw").await.expect("response");
+    assert_eq!((signed.status(), signed.headers()["location"].to_str().ok()), (StatusCode::SEE_OTHER, Some("/")));
+    let cookie = cookie_of(&signed);
+    let page = client.get(format!("{site}/")).header("cookie", &cookie).send().await.expect("response");
+    let html = page.text().await.expect("html");
+    assert!(html.contains(r#"<tr data-dag-id="api_dag">"#) && html.contains(r#"id="whoami">user<"#), "{html}");
+    let csrf = html.split(r#"name="csrf" value=""#).nth(1).and_then(|s| s.split('"').next()).expect("a csrf token");
+    let trigger = |cookie: String, csrf: String| {
+        client
+            .post(format!("{site}/dags/api_dag/trigger"))
+            .header("cookie", cookie)
+            .header("content-type", FORM)
+            .body(format!("csrf={csrf}"))
+            .send()
+    };
+    let forged = trigger(cookie.clone(), "forged".into()).await.expect("response");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN, "a form without the session's token");
+    assert!(api.store.runs("api_dag", 10).await.expect("runs").is_empty());
+    let done = trigger(cookie.clone(), csrf.to_string()).await.expect("response");
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(api.store.runs("api_dag", 10).await.expect("runs").len(), 1, "the form triggered a run");
+    // The API accepts the session for reads; a change also needs the token in a header.
+    let read = client.get(format!("{site}/api/v1/dags")).header("cookie", &cookie).send().await.expect("response");
+    assert_eq!(read.status(), StatusCode::OK);
+    let write = client
+        .post(format!("{site}/api/v1/dags/api_dag/dagRuns"))
+        .header("cookie", &cookie)
+        .json(&serde_json::json!({}))
+        .send();
+    assert_eq!(write.await.expect("response").status(), StatusCode::FORBIDDEN);
+    // A Viewer sees no buttons and cannot post them.
+    let viewer = cookie_of(&sign_in("viewer", "pw").await.expect("response"));
+    let html = client
+        .get(format!("{site}/"))
+        .header("cookie", &viewer)
+        .send()
+        .await
+        .expect("response")
+        .text()
+        .await
+        .expect("html");
+    assert!(!html.contains(r#"data-action="trigger""#), "{html}");
+    let viewer_csrf = html.split(r#"name="csrf" value=""#).nth(1).and_then(|s| s.split('"').next()).map(str::to_string);
+    assert!(viewer_csrf.is_none(), "a Viewer's page has no forms");
+    let denied = trigger(viewer.clone(), "anything".into()).await.expect("response");
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let conns = client.get(format!("{site}/connections")).header("cookie", &viewer).send().await.expect("response");
+    assert_eq!(conns.status(), StatusCode::FORBIDDEN, "connections need Op");
+    let logout = client.get(format!("{site}/logout")).header("cookie", &cookie).send().await.expect("response");
+    assert!(logout.headers()["set-cookie"].to_str().is_ok_and(|c| c.contains("Max-Age=0")));
 }

@@ -351,6 +351,39 @@ impl Store {
         tx.commit().await.doing("deleting a run")
     }
 
+    /// The newest `per_pipeline` runs of every pipeline, newest first.
+    pub async fn recent_runs(&self, per_pipeline: i64) -> Result<HashMap<String, Vec<RunRow>>> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE (SELECT COUNT(*) FROM runs n WHERE n.pipeline_id = r.pipeline_id \
+             AND (n.logical_date > r.logical_date OR (n.logical_date = r.logical_date AND n.id > r.id))) < $1 \
+             ORDER BY pipeline_id, logical_date DESC, id DESC"
+        )))
+        .bind(per_pipeline)
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing recent runs")?;
+        tx.commit().await.doing("listing recent runs")?;
+        let mut by_pipeline: HashMap<String, Vec<RunRow>> = HashMap::new();
+        for row in &rows {
+            let run = run_row(row)?;
+            by_pipeline.entry(run.pipeline_id.clone()).or_default().push(run);
+        }
+        Ok(by_pipeline)
+    }
+
+    /// The outputs a task instance's successful try recorded.
+    pub async fn outputs(&self, ti_id: i64) -> Result<Option<serde_json::Value>> {
+        let mut tx = self.begin().await?;
+        let row = q("SELECT outputs FROM task_outputs WHERE ti_id = $1")
+            .bind(ti_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("reading task outputs")?;
+        tx.commit().await.doing("reading task outputs")?;
+        Ok(row.map(|r| get::<String>(&r, "outputs")).transpose()?.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
     pub async fn runs(&self, pipeline_id: &str, limit: i64) -> Result<Vec<RunRow>> {
         let mut tx = self.begin().await?;
         let rows = q(AssertSqlSafe(format!(

@@ -66,6 +66,19 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Problem> {
         let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        // A signed-in browser: its session, and for changes the CSRF token in a header.
+        if header.is_none()
+            && let Some(session) = state.sessions.from_headers(&parts.headers)
+        {
+            let reads = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+            let token = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+            if !reads && token != Some(session.csrf.as_str()) {
+                return Err(Problem::forbidden(
+                    "a session request that changes something needs the X-CSRF-Token header",
+                ));
+            }
+            return Ok(Caller { role: session.role(), username: session.username });
+        }
         let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))) else {
             return Err(unauthorized("authentication required: use HTTP basic auth with a Sluice user"));
         };

@@ -6,13 +6,15 @@ pub mod auth;
 mod metrics;
 pub mod problem;
 pub mod ratelimit;
+pub mod session;
+mod ui;
 
 use crate::crypto::Crypto;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use axum::extract::State;
-use axum::response::{Html, IntoResponse, Json};
+use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub crypto: Arc<Crypto>,
     /// Counts failed logins and requests per user.
     pub limiter: ratelimit::RateLimiter,
+    /// Seals the UI's session cookies.
+    pub sessions: session::Sessions,
 }
 
 /// The largest request body accepted (a conf, a connection, a variable).
@@ -36,10 +40,10 @@ const BODY_LIMIT: usize = 1024 * 1024;
 /// Every route, for the server and for handler tests.
 pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
-        .route("/", get(index))
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", api::router())
+        .merge(ui::router())
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -54,7 +58,8 @@ pub async fn serve(
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let crypto = Crypto::from_env(registry.deployment.fernet_key_env).map_err(|e| e.to_string())?;
     let limiter = ratelimit::RateLimiter::from_env()?;
-    let app = router(AppState { store, registry, wake, crypto: Arc::new(crypto), limiter })
+    let sessions = ui::sessions_from_env(registry);
+    let app = router(AppState { store, registry, wake, crypto: Arc::new(crypto), limiter, sessions })
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
@@ -65,12 +70,6 @@ pub async fn serve(
             tracing::warn!("web server stopped: {e}");
         }
     }))
-}
-
-async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><title>Sluice</title><h1>Sluice</h1><p>The scheduler is running. See <a href=\"/health\">/health</a>.</p>",
-    )
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {

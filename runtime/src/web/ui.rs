@@ -1,0 +1,648 @@
+//! The web UI: server-rendered pages (minijinja, auto-escaped), a form login with a
+//! session cookie, and forms that carry a CSRF token. Pages: pipelines (pause, trigger,
+//! recent runs, search and tag filter), a pipeline (grid of runs x tasks, the task graph
+//! with live states, durations of the latest run, a trigger form from the typed params),
+//! a task instance (tries, outputs, log, clear / mark), and lists of connections,
+//! variables and pools (secrets never sent to the browser).
+
+use super::AppState;
+use super::auth::Role;
+use super::session::{Session, Sessions};
+use crate::clock::to_rfc3339;
+use crate::connection::uri::encode;
+use crate::rules::TiState;
+use crate::spec::PipelineSpec;
+use crate::store::{RunRow, TiRow};
+use axum::Form;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use minijinja::{Environment, context};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pipelines))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", get(logout))
+        .route("/dags/{dag_id}", get(pipeline))
+        .route("/dags/{dag_id}/{action}", post(pipeline_action))
+        .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", get(task_instance))
+        .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/{action}", post(task_action))
+        .route("/connections", get(connections))
+        .route("/variables", get(variables))
+        .route("/pools", get(pools))
+}
+
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in [
+            ("base.html", include_str!("templates/base.html")),
+            ("login.html", include_str!("templates/login.html")),
+            ("pipelines.html", include_str!("templates/pipelines.html")),
+            ("pipeline.html", include_str!("templates/pipeline.html")),
+            ("task.html", include_str!("templates/task.html")),
+            ("list.html", include_str!("templates/list.html")),
+        ] {
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!("template {name}: {e}");
+            }
+        }
+        env
+    })
+}
+
+/// A rendered page, or a 500 that says which template failed.
+fn render(name: &str, ctx: minijinja::Value) -> Response {
+    match templates().get_template(name).and_then(|t| t.render(ctx)) {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!("rendering {name}: {e:#}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+        }
+    }
+}
+
+/// Why a page is not shown.
+#[derive(Debug)]
+enum Refused {
+    /// Not signed in: to the login page.
+    SignIn,
+    Forbidden(String),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::SignIn => Redirect::to("/login").into_response(),
+            Refused::Forbidden(why) => (StatusCode::FORBIDDEN, why).into_response(),
+        }
+    }
+}
+
+/// The signed-in user of a page request; anonymous requests go to the login page.
+fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Session, Refused> {
+    state.sessions.from_headers(headers).ok_or(Refused::SignIn)
+}
+
+/// The signed-in user of a form POST, with its CSRF token checked and its role at least
+/// `role`.
+fn authorized_form(state: &AppState, headers: &HeaderMap, csrf: &str, role: Role) -> Result<Session, Refused> {
+    let session = signed_in(state, headers)?;
+    if csrf.is_empty() || csrf != session.csrf {
+        return Err(Refused::Forbidden("the form's CSRF token is missing or stale: reload the page".into()));
+    }
+    if session.role() < role {
+        return Err(Refused::Forbidden(format!("your role {} cannot do this", session.role)));
+    }
+    Ok(session)
+}
+
+fn page_context(session: &Session) -> minijinja::Value {
+    context! {
+        user => context! { username => session.username.clone(), role => session.role.clone() },
+        csrf => session.csrf.clone(),
+        can_edit => session.role() >= Role::User,
+        can_op => session.role() >= Role::Op,
+    }
+}
+
+/// Any serializable value for a template.
+fn v(value: impl serde::Serialize) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(value))
+}
+
+fn with(base: minijinja::Value, extra: minijinja::Value) -> minijinja::Value {
+    context! { ..extra, ..base }
+}
+
+fn store_error(e: crate::store::StoreError) -> Response {
+    match e {
+        crate::store::StoreError::NotFound(what) => {
+            (StatusCode::NOT_FOUND, format!("{what} not found")).into_response()
+        }
+        crate::store::StoreError::Conflict(what) => (StatusCode::CONFLICT, what).into_response(),
+        other => {
+            tracing::warn!("page failed: {other}");
+            (StatusCode::SERVICE_UNAVAILABLE, "the metadata database is not available; try again").into_response()
+        }
+    }
+}
+
+// --- login ---------------------------------------------------------------------------
+
+async fn login_page() -> Response {
+    render("login.html", context! { username => "" })
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    use axum::extract::FromRequest;
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "local".to_string(), |c| c.0.ip().to_string());
+    let form = match Form::<LoginForm>::from_request(request, &state).await {
+        Ok(Form(form)) => form,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    };
+    let failures = format!("login-failures:{address}");
+    let again = |error: String, status: StatusCode| {
+        let mut page = render("login.html", context! { error, username => form.username.clone() });
+        *page.status_mut() = status;
+        page
+    };
+    if let Some(wait) = state.limiter.blocked(&failures, state.limiter.login).await {
+        let mut page = again(
+            format!("Too many failed sign-ins: try again in {} s.", wait.as_secs().max(1)),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            page.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return page;
+    }
+    match state.store.authenticate(&form.username, &form.password).await {
+        Ok(Some(role)) => {
+            state.limiter.reset(&failures).await;
+            let cookie = state.sessions.cookie(&Session::new(&form.username, &role));
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+        }
+        Ok(None) => {
+            let _ = state.limiter.hit(&failures, state.limiter.login).await;
+            again("Invalid username or password.".into(), StatusCode::UNAUTHORIZED)
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn logout(State(state): State<AppState>) -> Response {
+    ([(header::SET_COOKIE, state.sessions.clear_cookie())], Redirect::to("/login")).into_response()
+}
+
+// --- pipelines -----------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct ListFilter {
+    search: Option<String>,
+    tag: Option<String>,
+}
+
+/// The schedule in words, as the list shows it.
+fn schedule_words(p: &PipelineSpec) -> String {
+    match p.schedule {
+        crate::spec::Schedule::Manual => "manual only".into(),
+        crate::spec::Schedule::Once => "once".into(),
+        crate::spec::Schedule::Cron(_) => format!("{} ({})", p.schedule_text, p.timezone),
+    }
+}
+
+async fn pipelines(State(state): State<AppState>, headers: HeaderMap, Query(filter): Query<ListFilter>) -> Response {
+    let session = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let rows = match state.store.pipelines().await {
+        Ok(rows) => rows,
+        Err(e) => return store_error(e),
+    };
+    let recent = match state.store.recent_runs(5).await {
+        Ok(r) => r,
+        Err(e) => return store_error(e),
+    };
+    let search = filter.search.unwrap_or_default();
+    let tag = filter.tag.unwrap_or_default();
+    let mut tags: Vec<&str> = state.registry.pipelines.iter().flat_map(|p| p.tags.iter().copied()).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    let list: Vec<Value> = state
+        .registry
+        .pipelines
+        .iter()
+        .filter(|p| search.is_empty() || p.id.contains(search.as_str()) || p.description.contains(search.as_str()))
+        .filter(|p| tag.is_empty() || p.tags.contains(&tag.as_str()))
+        .filter_map(|p| {
+            let row = rows.iter().find(|r| r.pipeline_id == p.id && r.is_active)?;
+            let runs: Vec<Value> = recent
+                .get(p.id)
+                .map(|runs| runs.iter().map(|r| json!({ "run_id": r.run_id, "state": r.state })).collect())
+                .unwrap_or_default();
+            Some(json!({
+                "id": p.id,
+                "description": p.description,
+                "owner": p.owner,
+                "paused": row.is_paused,
+                "schedule_words": schedule_words(p),
+                "next_run": row.next_run_at.map(to_rfc3339),
+                "runs": runs,
+                "tags": p.tags,
+            }))
+        })
+        .collect();
+    render(
+        "pipelines.html",
+        with(page_context(&session), context! { pipelines => v(&list), search, tag, tags => v(&tags) }),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    fields: HashMap<String, String>,
+}
+
+async fn pipeline_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((dag_id, action)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::User) {
+        return r.into_response();
+    }
+    let Some(p) = state.registry.pipeline(&dag_id) else {
+        return (StatusCode::NOT_FOUND, format!("pipeline `{dag_id}` not found")).into_response();
+    };
+    let done = match action.as_str() {
+        "pause" | "unpause" => state.store.set_paused(p.id, action == "pause").await.map_err(store_error),
+        "trigger" => {
+            let conf = match trigger_conf(p, &form.fields) {
+                Ok(conf) => conf,
+                Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+            };
+            crate::scheduler::trigger(&state.store, p, conf, None).await.map(|_| ()).map_err(|e| match e {
+                crate::scheduler::TriggerError::Params(m) => (StatusCode::BAD_REQUEST, m).into_response(),
+                crate::scheduler::TriggerError::Store(e) => store_error(e),
+            })
+        }
+        _ => return (StatusCode::NOT_FOUND, "unknown action").into_response(),
+    };
+    if let Err(r) = done {
+        return r;
+    }
+    state.wake.notify_one();
+    let back =
+        headers.get(header::REFERER).and_then(|r| r.to_str().ok()).filter(|r| r.contains(&format!("/dags/{dag_id}")));
+    let target = if back.is_some() { format!("/dags/{dag_id}") } else { "/".to_string() };
+    Redirect::to(&target).into_response()
+}
+
+/// The conf of a trigger form: `param.<name>` fields, typed by the declared params
+/// (an empty field keeps the default).
+fn trigger_conf(p: &PipelineSpec, fields: &HashMap<String, String>) -> Result<Value, String> {
+    let mut conf = serde_json::Map::new();
+    for param in p.params {
+        let Some(text) = fields.get(&format!("param.{}", param.name)).filter(|t| !t.is_empty()) else { continue };
+        let value = match param.ty {
+            crate::spec::ValueType::String => Value::String(text.clone()),
+            _ => serde_json::from_str(text)
+                .map_err(|_| format!("param `{}` must be {:?}: `{text}` is not", param.name, param.ty))?,
+        };
+        conf.insert(param.name.to_string(), value);
+    }
+    Ok(Value::Object(conf))
+}
+
+// --- one pipeline --------------------------------------------------------------------
+
+/// Layered layout of the task graph: a column per depth, a row per task in its column.
+fn graph(p: &PipelineSpec, states: &HashMap<String, String>) -> Value {
+    let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+    for _ in 0..p.tasks.len() {
+        for t in p.tasks {
+            let d = t.depends_on.iter().map(|u| depth.get(u).map_or(0, |d| d + 1)).max().unwrap_or(0);
+            depth.insert(t.id, d);
+        }
+    }
+    let (w, gap_x, gap_y) = (160, 40, 44);
+    let mut rows_in: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut pos: HashMap<&str, (usize, usize)> = HashMap::new();
+    for t in p.tasks {
+        let d = depth.get(t.id).copied().unwrap_or(0);
+        let row = rows_in.entry(d).or_insert(0);
+        pos.insert(t.id, (10 + d * (w + gap_x), 10 + *row * gap_y));
+        *row += 1;
+    }
+    let nodes: Vec<Value> = p
+        .tasks
+        .iter()
+        .map(|t| {
+            let (x, y) = pos[t.id];
+            json!({ "id": t.id, "x": x, "y": y, "w": w, "state": states.get(t.id).map_or("none", String::as_str) })
+        })
+        .collect();
+    let edges: Vec<Value> = p
+        .tasks
+        .iter()
+        .flat_map(|t| t.depends_on.iter().map(move |u| (*u, t.id)))
+        .filter_map(|(from, to)| {
+            let ((x1, y1), (x2, y2)) = (pos.get(from)?, pos.get(to)?);
+            Some(json!({ "x1": x1 + w, "y1": y1 + 14, "x2": x2, "y2": y2 + 14 }))
+        })
+        .collect();
+    let width = pos.values().map(|(x, _)| x + w + 10).max().unwrap_or(200);
+    let height = pos.values().map(|(_, y)| y + 40).max().unwrap_or(60);
+    json!({ "nodes": nodes, "edges": edges, "width": width, "height": height })
+}
+
+fn ti_state(ti: &TiRow) -> &'static str {
+    ti.state.as_str()
+}
+
+async fn pipeline(State(state): State<AppState>, headers: HeaderMap, Path(dag_id): Path<String>) -> Response {
+    let session = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let Some(p) = state.registry.pipeline(&dag_id) else {
+        return (StatusCode::NOT_FOUND, format!("pipeline `{dag_id}` not found")).into_response();
+    };
+    let row = match state.store.pipeline(p.id).await {
+        Ok(row) => row,
+        Err(e) => return store_error(e),
+    };
+    let runs = match state.store.runs(p.id, 25).await {
+        Ok(runs) => runs,
+        Err(e) => return store_error(e),
+    };
+    let mut run_views = Vec::new();
+    let mut latest: Option<(&RunRow, Vec<TiRow>)> = None;
+    for run in &runs {
+        let tis = match state.store.task_instances(run.id).await {
+            Ok(tis) => tis,
+            Err(e) => return store_error(e),
+        };
+        let by_task: BTreeMap<String, Value> =
+            tis.iter().map(|ti| (ti.task_id.clone(), json!({ "state": ti_state(ti) }))).collect();
+        run_views.push(json!({
+            "run_id": run.run_id,
+            "run_path": encode(&run.run_id, b""),
+            "state": run.state,
+            "tis": by_task,
+        }));
+        if latest.is_none() {
+            latest = Some((run, tis));
+        }
+    }
+    let states: HashMap<String, String> = latest
+        .as_ref()
+        .map(|(_, tis)| tis.iter().map(|ti| (ti.task_id.clone(), ti_state(ti).to_string())).collect())
+        .unwrap_or_default();
+    let gantt: Vec<Value> = latest
+        .as_ref()
+        .map(|(run, tis)| {
+            let start = run.start_date.unwrap_or(0);
+            let end = tis.iter().filter_map(|t| t.end_date).max().unwrap_or(start).max(start + 1);
+            let scale = 460.0 / (end - start) as f64;
+            tis.iter()
+                .filter_map(|ti| {
+                    let (s, e) = (ti.start_date?, ti.end_date.unwrap_or(end));
+                    Some(json!({
+                        "id": ti.task_id,
+                        "x": ((s - start) as f64 * scale) as i64,
+                        "w": (((e - s) as f64 * scale) as i64).max(2),
+                        "secs": format!("{:.2}", (e - s) as f64 / 1e6),
+                        "state": ti_state(ti),
+                    }))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let active = runs.iter().any(|r| r.state == "queued" || r.state == "running");
+    let params: Vec<Value> = p
+        .params
+        .iter()
+        .map(|param| {
+            let default = param.default_json.map(|d| match serde_json::from_str::<Value>(d) {
+                Ok(Value::String(s)) => s,
+                _ => d.to_string(),
+            });
+            json!({ "name": param.name, "ty": format!("{:?}", param.ty).to_lowercase(), "default": default })
+        })
+        .collect();
+    let view = json!({
+        "id": p.id,
+        "description": p.description,
+        "paused": row.is_paused,
+        "schedule_words": schedule_words(p),
+    });
+    let tasks: Vec<&str> = p.tasks.iter().map(|t| t.id).collect();
+    render(
+        "pipeline.html",
+        with(
+            page_context(&session),
+            context! {
+                p => v(&view),
+                runs => v(&run_views),
+                tasks => v(&tasks),
+                params => v(&params),
+                graph => v(graph(p, &states)),
+                gantt => v(&gantt),
+                latest => latest.map(|(r, _)| r.run_id.clone()),
+                refresh => active,
+            },
+        ),
+    )
+}
+
+// --- one task instance ---------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct TryQuery {
+    #[serde(rename = "try")]
+    try_number: Option<i64>,
+}
+
+async fn task_instance(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Query(query): Query<TryQuery>,
+) -> Response {
+    let session = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let run = match state.store.run_by_id(&dag_id, &run_id).await {
+        Ok(run) => run,
+        Err(e) => return store_error(e),
+    };
+    let tis = match state.store.task_instances(run.id).await {
+        Ok(tis) => tis,
+        Err(e) => return store_error(e),
+    };
+    let Some(ti) = tis.into_iter().find(|t| t.task_id == task_id) else {
+        return (StatusCode::NOT_FOUND, format!("task `{task_id}` not in run `{run_id}`")).into_response();
+    };
+    let shown = query.try_number.unwrap_or(ti.try_number).clamp(1, ti.try_number.max(1));
+    let log = match state.store.logs(ti.id, shown).await {
+        Ok(lines) => lines.join("\n"),
+        Err(e) => return store_error(e),
+    };
+    let outputs =
+        state.store.outputs(ti.id).await.ok().flatten().map(|o| serde_json::to_string_pretty(&o).unwrap_or_default());
+    render(
+        "task.html",
+        with(
+            page_context(&session),
+            context! {
+                dag_id, run_path => encode(&run_id, b""), run_id, task_id,
+                state => ti.state.as_str(),
+                try_number => ti.try_number,
+                max_tries => ti.max_tries,
+                error => ti.error,
+                tries => v((1..=ti.try_number).collect::<Vec<_>>()),
+                shown_try => shown,
+                log,
+                outputs,
+                refresh => matches!(ti.state, TiState::Running | TiState::Queued | TiState::Scheduled),
+            },
+        ),
+    )
+}
+
+async fn task_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((dag_id, run_id, task_id, action)): Path<(String, String, String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::User) {
+        return r.into_response();
+    }
+    let Some(p) = state.registry.pipeline(&dag_id) else {
+        return (StatusCode::NOT_FOUND, format!("pipeline `{dag_id}` not found")).into_response();
+    };
+    let run = match state.store.run_by_id(&dag_id, &run_id).await {
+        Ok(run) => run,
+        Err(e) => return store_error(e),
+    };
+    let parallelism = state.registry.deployment.parallelism;
+    let done = match action.as_str() {
+        "clear" => state.store.clear_task(p, run.id, &task_id, false).await.map(|_| ()),
+        "mark-success" => state.store.mark_task(p, run.id, &task_id, TiState::Success, parallelism).await.map(|_| ()),
+        "mark-failed" => state.store.mark_task(p, run.id, &task_id, TiState::Failed, parallelism).await.map(|_| ()),
+        _ => return (StatusCode::NOT_FOUND, "unknown action").into_response(),
+    };
+    if let Err(e) = done {
+        return store_error(e);
+    }
+    state.wake.notify_one();
+    Redirect::to(&format!("/dags/{dag_id}/runs/{}/tasks/{task_id}", encode(&run_id, b""))).into_response()
+}
+
+// --- lists ---------------------------------------------------------------------------
+
+fn list_page(session: &Session, title: &str, table_id: &str, columns: &[&str], rows: Vec<Vec<String>>) -> Response {
+    render(
+        "list.html",
+        with(page_context(session), context! { title, table_id, columns => v(columns), rows => v(&rows) }),
+    )
+}
+
+async fn connections(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if session.role() < Role::Op {
+        return (StatusCode::FORBIDDEN, "connections need the Op role").into_response();
+    }
+    match state.store.connection_infos().await {
+        Ok(conns) => {
+            let rows = conns
+                .into_iter()
+                .map(|c| {
+                    vec![
+                        c.id,
+                        c.conn_type,
+                        c.host.unwrap_or_default(),
+                        c.port.map(|p| p.to_string()).unwrap_or_default(),
+                        c.login.unwrap_or_default(),
+                        if c.has_password { "***".into() } else { String::new() },
+                        c.description,
+                    ]
+                })
+                .collect();
+            list_page(
+                &session,
+                "Connections",
+                "connections",
+                &["id", "type", "host", "port", "login", "password", "description"],
+                rows,
+            )
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn variables(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if session.role() < Role::Op {
+        return (StatusCode::FORBIDDEN, "variables need the Op role").into_response();
+    }
+    match state.store.variable_infos().await {
+        Ok(vars) => {
+            let rows = vars
+                .into_iter()
+                .map(|v| {
+                    let value = if v.secret { "***".into() } else { v.value.unwrap_or_default() };
+                    vec![v.key, value, v.description]
+                })
+                .collect();
+            list_page(&session, "Variables", "variables", &["key", "value", "description"], rows)
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn pools(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match state.store.pool_usage().await {
+        Ok(pools) => {
+            let rows = pools
+                .into_iter()
+                .map(|p| {
+                    vec![
+                        p.name,
+                        p.slots.to_string(),
+                        p.running.to_string(),
+                        p.queued.to_string(),
+                        (p.slots - p.running - p.queued).to_string(),
+                        p.description,
+                    ]
+                })
+                .collect();
+            list_page(&session, "Pools", "pools", &["name", "slots", "running", "queued", "open", "description"], rows)
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// Builds the session keys of a web server from the environment (`SLUICE_SECRET_KEY`,
+/// by the deployment's name for it).
+pub fn sessions_from_env(registry: &crate::registry::Registry) -> Sessions {
+    let secret = std::env::var(registry.deployment.secret_key_env).ok();
+    let secure = std::env::var("SLUICE_BASE_URL").is_ok_and(|u| u.starts_with("https://"));
+    Sessions::new(secret.as_deref(), secure)
+}
