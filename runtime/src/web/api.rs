@@ -477,20 +477,26 @@ async fn get_log(
 
 // --- connections ---------------------------------------------------------------------
 
-fn connection_json(c: &Connection) -> Value {
-    let extra =
-        if c.extra.is_empty() { Value::Null } else { mask_extra(&Value::Object(c.extra.clone())).to_string().into() };
-    let schema = if c.conn_type == "http" { c.schema.clone() } else { c.database.clone() };
+/// A connection as Airflow lists it: no password, no extra. Airflow's `schema` is the
+/// protocol of an http connection and the database of the others.
+fn connection_item(c: &Connection) -> Value {
     json!({
         "connection_id": c.id,
         "conn_type": c.conn_type,
         "description": if c.description.is_empty() { Value::Null } else { c.description.clone().into() },
         "host": c.host,
         "login": c.login,
-        "schema": schema,
+        "schema": if c.conn_type == "http" { &c.schema } else { &c.database },
         "port": c.port,
-        "extra": extra,
     })
+}
+
+/// One connection: the item and its extra, secret values masked; never the password.
+fn connection_json(c: &Connection) -> Value {
+    let mut item = connection_item(c);
+    item["extra"] =
+        if c.extra.is_empty() { Value::Null } else { mask_extra(&Value::Object(c.extra.clone())).to_string().into() };
+    item
 }
 
 async fn list_connections(State(state): State<AppState>, caller: Caller, Query(page): Query<Page>) -> ApiResult {
@@ -499,15 +505,16 @@ async fn list_connections(State(state): State<AppState>, caller: Caller, Query(p
     let all: Vec<Value> = infos
         .iter()
         .map(|c| {
-            let schema = if c.conn_type == "http" { c.schema.clone() } else { c.database.clone() };
-            json!({
-                "connection_id": c.id,
-                "conn_type": c.conn_type,
-                "description": if c.description.is_empty() { Value::Null } else { c.description.clone().into() },
-                "host": c.host,
-                "login": c.login,
-                "schema": schema,
-                "port": c.port,
+            connection_item(&Connection {
+                id: c.id.clone(),
+                conn_type: c.conn_type.clone(),
+                description: c.description.clone(),
+                host: c.host.clone(),
+                port: c.port,
+                schema: c.schema.clone(),
+                database: c.database.clone(),
+                login: c.login.clone(),
+                ..Connection::default()
             })
         })
         .collect();

@@ -92,6 +92,15 @@ fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Session, Refused> 
     state.sessions.from_headers(headers).ok_or(Refused::SignIn)
 }
 
+/// The signed-in user of a page that needs `role`.
+fn signed_in_as(state: &AppState, headers: &HeaderMap, role: Role) -> Result<Session, Refused> {
+    let session = signed_in(state, headers)?;
+    if session.role() < role {
+        return Err(Refused::Forbidden(format!("this page needs the {role:?} role; yours is {}", session.role)));
+    }
+    Ok(session)
+}
+
 /// The signed-in user of a form POST, with its CSRF token checked and its role at least
 /// `role`.
 fn authorized_form(state: &AppState, headers: &HeaderMap, csrf: &str, role: Role) -> Result<Session, Refused> {
@@ -555,13 +564,10 @@ fn list_page(session: &Session, title: &str, table_id: &str, columns: &[&str], r
 }
 
 async fn connections(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&state, &headers) {
+    let session = match signed_in_as(&state, &headers, Role::Op) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    if session.role() < Role::Op {
-        return (StatusCode::FORBIDDEN, "connections need the Op role").into_response();
-    }
     match state.store.connection_infos().await {
         Ok(conns) => {
             let rows = conns
@@ -591,13 +597,10 @@ async fn connections(State(state): State<AppState>, headers: HeaderMap) -> Respo
 }
 
 async fn variables(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&state, &headers) {
+    let session = match signed_in_as(&state, &headers, Role::Op) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    if session.role() < Role::Op {
-        return (StatusCode::FORBIDDEN, "variables need the Op role").into_response();
-    }
     match state.store.variable_infos().await {
         Ok(vars) => {
             let rows = vars
