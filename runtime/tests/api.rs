@@ -385,6 +385,21 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
     let conns = client.get(format!("{site}/connections")).header("cookie", &viewer).send().await.expect("response");
     assert_eq!(conns.status(), StatusCode::FORBIDDEN, "connections need Op");
+    assert!(!html.contains(r#"id="default-password""#), "no banner for a chosen password");
+    // Signed in with a well-known default password: a banner on every page says to change it.
+    let weak = NewUser { username: "ops", email: "", role: "Admin", password: "admin", first_name: "", last_name: "" };
+    api.store.add_user(&weak).await.expect("user");
+    let weak_cookie = cookie_of(&sign_in("ops", "admin").await.expect("response"));
+    let html = client
+        .get(format!("{site}/"))
+        .header("cookie", &weak_cookie)
+        .send()
+        .await
+        .expect("response")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains(r#"id="default-password""#), "{html}");
     let logout = client.get(format!("{site}/logout")).header("cookie", &cookie).send().await.expect("response");
     assert!(logout.headers()["set-cookie"].to_str().is_ok_and(|c| c.contains("Max-Age=0")));
 }

@@ -26,6 +26,9 @@ pub struct Session {
     /// The token forms must echo back.
     #[serde(rename = "c")]
     pub csrf: String,
+    /// Signed in with a well-known default password: every page says to change it.
+    #[serde(rename = "d", default)]
+    pub default_password: bool,
 }
 
 impl Session {
@@ -33,7 +36,7 @@ impl Session {
         let mut bytes = [0u8; 16];
         OsRng.fill_bytes(&mut bytes);
         let csrf = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Session { username: username.to_string(), role: role.to_string(), csrf }
+        Session { username: username.to_string(), role: role.to_string(), csrf, default_password: false }
     }
 
     pub fn role(&self) -> Role {

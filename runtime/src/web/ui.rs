@@ -120,6 +120,7 @@ fn page_context(session: &Session) -> minijinja::Value {
         csrf => session.csrf.clone(),
         can_edit => session.role() >= Role::User,
         can_op => session.role() >= Role::Op,
+        default_password => session.default_password,
     }
 }
 
@@ -186,7 +187,9 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
     match state.store.authenticate(&form.username, &form.password).await {
         Ok(Some(role)) => {
             state.limiter.reset(&failures).await;
-            let cookie = state.sessions.cookie(&Session::new(&form.username, &role));
+            let mut session = Session::new(&form.username, &role);
+            session.default_password = is_default_password(&form.username, &form.password);
+            let cookie = state.sessions.cookie(&session);
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
         Ok(None) => {
@@ -195,6 +198,11 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
         }
         Err(e) => store_error(e),
     }
+}
+
+/// The passwords a fresh Airflow or Sluice install is known by, and the username itself.
+fn is_default_password(username: &str, password: &str) -> bool {
+    password == username || ["admin", "airflow", "password", "changeme"].contains(&password)
 }
 
 async fn logout(State(state): State<AppState>) -> Response {
