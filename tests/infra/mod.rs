@@ -25,6 +25,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod standalone;
 
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
