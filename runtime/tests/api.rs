@@ -400,6 +400,32 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
         .await
         .expect("html");
     assert!(html.contains(r#"id="default-password""#), "{html}");
+    // Users are managed by an Admin, through forms with the CSRF token.
+    let viewer_users = client.get(format!("{site}/users")).header("cookie", &viewer).send().await.expect("response");
+    assert_eq!(viewer_users.status(), StatusCode::FORBIDDEN);
+    let admin = cookie_of(&sign_in("admin", "pw").await.expect("response"));
+    let page = client.get(format!("{site}/users")).header("cookie", &admin).send().await.expect("response");
+    let html = page.text().await.expect("html");
+    let admin_csrf = html.split(r#"name="csrf" value=""#).nth(1).and_then(|s| s.split('"').next()).expect("token");
+    let add = client
+        .post(format!("{site}/users"))
+        .header("cookie", &admin)
+        .header("content-type", FORM)
+        .body(format!("csrf={admin_csrf}&username=newbie&email=n%40example.com&role=Viewer&password=long-enough-pw"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(add.status(), StatusCode::SEE_OTHER);
+    assert!(api.store.users().await.expect("users").iter().any(|u| u.username == "newbie" && u.role == "Viewer"));
+    let short = client
+        .post(format!("{site}/users"))
+        .header("cookie", &admin)
+        .header("content-type", FORM)
+        .body(format!("csrf={admin_csrf}&username=short&role=Viewer&password=short"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(short.status(), StatusCode::BAD_REQUEST);
     let logout = client.get(format!("{site}/logout")).header("cookie", &cookie).send().await.expect("response");
     assert!(logout.headers()["set-cookie"].to_str().is_ok_and(|c| c.contains("Max-Age=0")));
 }

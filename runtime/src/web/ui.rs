@@ -37,6 +37,8 @@ pub fn router() -> Router<AppState> {
         .route("/connections", get(connections))
         .route("/variables", get(variables))
         .route("/pools", get(pools))
+        .route("/users", get(users).post(add_user))
+        .route("/users/{username}/delete", post(delete_user))
 }
 
 fn templates() -> &'static Environment<'static> {
@@ -50,6 +52,7 @@ fn templates() -> &'static Environment<'static> {
             ("pipeline.html", include_str!("templates/pipeline.html")),
             ("task.html", include_str!("templates/task.html")),
             ("list.html", include_str!("templates/list.html")),
+            ("users.html", include_str!("templates/users.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!("template {name}: {e}");
@@ -120,6 +123,7 @@ fn page_context(session: &Session) -> minijinja::Value {
         csrf => session.csrf.clone(),
         can_edit => session.role() >= Role::User,
         can_op => session.role() >= Role::Op,
+        can_admin => session.role() >= Role::Admin,
         default_password => session.default_password,
     }
 }
@@ -646,6 +650,79 @@ async fn pools(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 .collect();
             list_page(&session, "Pools", "pools", &["name", "slots", "running", "queued", "open", "description"], rows)
         }
+        Err(e) => store_error(e),
+    }
+}
+
+// --- users (Admin) -------------------------------------------------------------------
+
+fn users_page(session: &Session, users: &[crate::store::UserRow], error: Option<String>) -> Response {
+    let rows: Vec<Value> = users
+        .iter()
+        .map(|u| json!({ "username": u.username, "email": u.email, "role": u.role, "active": u.active }))
+        .collect();
+    render(
+        "users.html",
+        with(page_context(session), context! { users => v(&rows), roles => v(crate::store::ROLES), error }),
+    )
+}
+
+async fn users(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match signed_in_as(&state, &headers, Role::Admin) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match state.store.users().await {
+        Ok(users) => users_page(&session, &users, None),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn add_user(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let field = |name: &str| form.fields.get(name).map(String::as_str).unwrap_or_default();
+    let error = if field("password").len() < 8 {
+        Some("The password needs at least 8 characters.".to_string())
+    } else {
+        let user = crate::store::NewUser {
+            username: field("username"),
+            email: field("email"),
+            role: field("role"),
+            password: field("password"),
+            first_name: "",
+            last_name: "",
+        };
+        state.store.add_user(&user).await.err().map(|e| e.to_string())
+    };
+    match (error, state.store.users().await) {
+        (None, _) => Redirect::to("/users").into_response(),
+        (Some(error), Ok(users)) => {
+            let mut page = users_page(&session, &users, Some(error));
+            *page.status_mut() = StatusCode::BAD_REQUEST;
+            page
+        }
+        (Some(_), Err(e)) => store_error(e),
+    }
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if username == session.username {
+        return (StatusCode::BAD_REQUEST, "you cannot delete yourself").into_response();
+    }
+    match state.store.delete_user(&username).await {
+        Ok(()) => Redirect::to("/users").into_response(),
         Err(e) => store_error(e),
     }
 }
