@@ -429,3 +429,42 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
     let logout = client.get(format!("{site}/logout")).header("cookie", &cookie).send().await.expect("response");
     assert!(logout.headers()["set-cookie"].to_str().is_ok_and(|c| c.contains("Max-Age=0")));
 }
+
+/// The served OpenAPI document describes every route the API answers (and no other).
+#[tokio::test]
+async fn the_openapi_document_lists_the_served_routes() {
+    let api = Api::start().await;
+    let response = api.client.get(format!("{}/openapi.yaml", api.base)).send().await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK, "served without a login");
+    let doc: Value = serde_saphyr::from_str(&response.text().await.expect("text")).expect("valid YAML");
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths: Vec<&str> = doc["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
+    let served = [
+        "/health",
+        "/version",
+        "/importErrors",
+        "/dags",
+        "/dags/{dag_id}",
+        "/dags/{dag_id}/tasks",
+        "/dags/{dag_id}/dagRuns",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{task_try_number}",
+        "/connections",
+        "/connections/{connection_id}",
+        "/variables",
+        "/variables/{variable_key}",
+        "/pools",
+        "/pools/{pool_name}",
+    ];
+    let mut listed = paths.clone();
+    listed.sort_unstable();
+    let mut expected = served.to_vec();
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+    for path in served.iter().filter(|p| !p.contains('{')) {
+        let (status, _) = api.call(Some("admin"), Method::GET, path, None).await;
+        assert!(status.is_success(), "{path} is served: {status}");
+    }
+}

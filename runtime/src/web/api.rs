@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(super::health))
         .route("/version", get(version))
+        .route("/openapi.yaml", get(openapi))
         .route("/importErrors", get(import_errors))
         .route("/dags", get(list_dags))
         .route("/dags/{dag_id}", get(get_dag).patch(patch_dag))
@@ -115,6 +116,11 @@ fn crypto(state: &AppState) -> Result<&Crypto, Problem> {
 
 async fn version(_caller: Caller) -> ApiResult {
     ok(json!({ "version": env!("CARGO_PKG_VERSION"), "git_version": null }))
+}
+
+/// This API's OpenAPI document (public, as Airflow serves its own).
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], include_str!("openapi.yaml")).into_response()
 }
 
 async fn import_errors(_caller: Caller) -> ApiResult {
