@@ -468,3 +468,68 @@ async fn the_openapi_document_lists_the_served_routes() {
         assert!(status.is_success(), "{path} is served: {status}");
     }
 }
+
+/// An Op manages connections and variables from the UI; secrets never reach the page.
+#[tokio::test]
+async fn connections_and_variables_are_managed_from_the_ui() {
+    let api = Api::start().await;
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let signed = client
+        .post(format!("{site}/login"))
+        .header("content-type", FORM)
+        .body("username=op&password=pw")
+        .send()
+        .await
+        .expect("response");
+    let cookie = signed.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
+    let page = |path: &'static str| {
+        let (client, cookie, site) = (client.clone(), cookie.clone(), site.clone());
+        async move {
+            client
+                .get(format!("{site}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("response")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+    let html = page("/variables").await;
+    let csrf =
+        html.split(r#"name="csrf" value=""#).nth(1).and_then(|s| s.split('"').next()).expect("token").to_string();
+    let post = |path: &str, body: String| {
+        client.post(format!("{site}{path}")).header("cookie", &cookie).header("content-type", FORM).body(body).send()
+    };
+    let saved = post("/variables", format!("csrf={csrf}&key=api_token&value=tok-123-secret&description="))
+        .await
+        .expect("response");
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let saved =
+        post("/variables", format!("csrf={csrf}&key=region&value=eu-west&description=where")).await.expect("response");
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let html = page("/variables").await;
+    assert!(html.contains("eu-west") && !html.contains("tok-123-secret"), "{html}");
+    let uri = "postgres%3A%2F%2Fetl%3Apg-pw-777%40db%3A5432%2Fdwh";
+    let added = post("/connections", format!("csrf={csrf}&conn_id=warehouse&conn_uri={uri}&description="))
+        .await
+        .expect("response");
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    let bad = post("/connections", format!("csrf={csrf}&conn_id=broken&conn_uri=not%20a%20uri&description="))
+        .await
+        .expect("response");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.expect("html").contains(r#"class="error""#));
+    let html = page("/connections").await;
+    assert!(html.contains(r#"data-id="warehouse""#) && !html.contains("pg-pw-777"), "{html}");
+    let gone = post("/connections/warehouse/delete", format!("csrf={csrf}")).await.expect("response");
+    assert_eq!(gone.status(), StatusCode::SEE_OTHER);
+    let gone = post("/variables/region/delete", format!("csrf={csrf}")).await.expect("response");
+    assert_eq!(gone.status(), StatusCode::SEE_OTHER);
+    assert!(!page("/connections").await.contains(r#"data-id="warehouse""#));
+    assert!(!page("/variables").await.contains("eu-west"));
+    let forged = post("/variables", "csrf=forged&key=x&value=y".to_string()).await.expect("response");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+}

@@ -34,8 +34,10 @@ pub fn router() -> Router<AppState> {
         .route("/dags/{dag_id}/{action}", post(pipeline_action))
         .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", get(task_instance))
         .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/{action}", post(task_action))
-        .route("/connections", get(connections))
-        .route("/variables", get(variables))
+        .route("/connections", get(connections).post(add_connection))
+        .route("/connections/{id}/delete", post(delete_connection))
+        .route("/variables", get(variables).post(set_variable))
+        .route("/variables/{key}/delete", post(delete_variable))
         .route("/pools", get(pools))
         .route("/users", get(users).post(add_user))
         .route("/users/{username}/delete", post(delete_user))
@@ -568,18 +570,57 @@ async fn task_action(
 
 // --- lists ---------------------------------------------------------------------------
 
-fn list_page(session: &Session, title: &str, table_id: &str, columns: &[&str], rows: Vec<Vec<String>>) -> Response {
-    render(
-        "list.html",
-        with(page_context(session), context! { title, table_id, columns => v(columns), rows => v(&rows) }),
-    )
+/// A list, with a delete button per row and a create form when `editable`.
+struct ListPage<'a> {
+    title: &'a str,
+    table_id: &'a str,
+    columns: &'a [&'a str],
+    rows: Vec<Vec<String>>,
+    /// Where rows are deleted (`<base>/<id>/delete`) and created (`<base>`), with the
+    /// create form's `(name, label, input type, required)`.
+    editable: Option<(&'a str, &'a [(&'a str, &'a str, &'a str, bool)])>,
 }
 
-async fn connections(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match signed_in_as(&state, &headers, Role::Op) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
+fn list_page(session: &Session, page: ListPage<'_>, error: Option<String>) -> Response {
+    let (delete_base, create) = match page.editable {
+        Some((base, fields)) => {
+            let fields: Vec<Value> = fields
+                .iter()
+                .map(|(name, label, ty, required)| json!({ "name": name, "label": label, "type": ty, "required": required }))
+                .collect();
+            (Some(base), Some(json!({ "action": base, "fields": fields })))
+        }
+        None => (None, None),
     };
+    let failed = error.is_some();
+    let mut response = render(
+        "list.html",
+        with(
+            page_context(session),
+            context! {
+                title => page.title,
+                table_id => page.table_id,
+                columns => v(page.columns),
+                rows => v(&page.rows),
+                delete_base,
+                create => v(create),
+                error,
+            },
+        ),
+    );
+    if failed {
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    response
+}
+
+const CONNECTION_FIELDS: &[(&str, &str, &str, bool)] = &[
+    ("conn_id", "Id", "text", true),
+    ("conn_uri", "Airflow URI", "text", true),
+    ("description", "Description", "text", false),
+];
+
+async fn connections_page(state: &AppState, session: &Session, error: Option<String>) -> Response {
     match state.store.connection_infos().await {
         Ok(conns) => {
             let rows = conns
@@ -596,23 +637,68 @@ async fn connections(State(state): State<AppState>, headers: HeaderMap) -> Respo
                     ]
                 })
                 .collect();
-            list_page(
-                &session,
-                "Connections",
-                "connections",
-                &["id", "type", "host", "port", "login", "password", "description"],
+            let page = ListPage {
+                title: "Connections",
+                table_id: "connections",
+                columns: &["id", "type", "host", "port", "login", "password", "description"],
                 rows,
-            )
+                editable: Some(("/connections", CONNECTION_FIELDS)),
+            };
+            list_page(session, page, error)
         }
         Err(e) => store_error(e),
     }
 }
 
-async fn variables(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match signed_in_as(&state, &headers, Role::Op) {
+async fn connections(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in_as(&state, &headers, Role::Op) {
+        Ok(session) => connections_page(&state, &session, None).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn add_connection(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
+    let field = |name: &str| form.fields.get(name).map(String::as_str).unwrap_or_default().trim().to_string();
+    let added = match crate::connection::Connection::from_uri(&field("conn_id"), &field("conn_uri")) {
+        Ok(mut conn) => {
+            conn.description = field("description");
+            state.store.add_connection(&conn, &state.crypto).await.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match added {
+        Ok(()) => Redirect::to("/connections").into_response(),
+        Err(error) => connections_page(&state, &session, Some(error)).await,
+    }
+}
+
+async fn delete_connection(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::Op) {
+        return r.into_response();
+    }
+    match state.store.delete_connection(&id).await {
+        Ok(()) => Redirect::to("/connections").into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+const VARIABLE_FIELDS: &[(&str, &str, &str, bool)] = &[
+    ("key", "Key", "text", true),
+    ("value", "Value", "text", true),
+    ("description", "Description", "text", false),
+    ("secret", "Secret (encrypted, masked)", "checkbox", false),
+];
+
+async fn variables_page(state: &AppState, session: &Session, error: Option<String>) -> Response {
     match state.store.variable_infos().await {
         Ok(vars) => {
             let rows = vars
@@ -622,8 +708,52 @@ async fn variables(State(state): State<AppState>, headers: HeaderMap) -> Respons
                     vec![v.key, value, v.description]
                 })
                 .collect();
-            list_page(&session, "Variables", "variables", &["key", "value", "description"], rows)
+            let page = ListPage {
+                title: "Variables",
+                table_id: "variables",
+                columns: &["key", "value", "description"],
+                rows,
+                editable: Some(("/variables", VARIABLE_FIELDS)),
+            };
+            list_page(session, page, error)
         }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn variables(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in_as(&state, &headers, Role::Op) {
+        Ok(session) => variables_page(&state, &session, None).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn set_variable(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let field = |name: &str| form.fields.get(name).map(String::as_str).unwrap_or_default();
+    let key = field("key").trim();
+    let secret = !field("secret").is_empty() || crate::connection::is_secret_key(key);
+    let description = Some(field("description")).filter(|d| !d.is_empty());
+    match state.store.set_variable(key, field("value"), secret, description, &state.crypto).await {
+        Ok(()) => Redirect::to("/variables").into_response(),
+        Err(e) => variables_page(&state, &session, Some(e.to_string())).await,
+    }
+}
+
+async fn delete_variable(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::Op) {
+        return r.into_response();
+    }
+    match state.store.delete_variable(&key).await {
+        Ok(()) => Redirect::to("/variables").into_response(),
         Err(e) => store_error(e),
     }
 }
@@ -648,7 +778,14 @@ async fn pools(State(state): State<AppState>, headers: HeaderMap) -> Response {
                     ]
                 })
                 .collect();
-            list_page(&session, "Pools", "pools", &["name", "slots", "running", "queued", "open", "description"], rows)
+            let page = ListPage {
+                title: "Pools",
+                table_id: "pools",
+                columns: &["name", "slots", "running", "queued", "open", "description"],
+                rows,
+                editable: None,
+            };
+            list_page(&session, page, None)
         }
         Err(e) => store_error(e),
     }
