@@ -570,6 +570,9 @@ async fn task_action(
 
 // --- lists ---------------------------------------------------------------------------
 
+/// A create form's field: `(name, label, input type, required)`.
+type FormField<'a> = (&'a str, &'a str, &'a str, bool);
+
 /// A list, with a delete button per row and a create form when `editable`.
 struct ListPage<'a> {
     title: &'a str,
@@ -578,7 +581,7 @@ struct ListPage<'a> {
     rows: Vec<Vec<String>>,
     /// Where rows are deleted (`<base>/<id>/delete`) and created (`<base>`), with the
     /// create form's `(name, label, input type, required)`.
-    editable: Option<(&'a str, &'a [(&'a str, &'a str, &'a str, bool)])>,
+    editable: Option<(&'a str, &'a [FormField<'a>])>,
 }
 
 fn list_page(session: &Session, page: ListPage<'_>, error: Option<String>) -> Response {
@@ -614,7 +617,7 @@ fn list_page(session: &Session, page: ListPage<'_>, error: Option<String>) -> Re
     response
 }
 
-const CONNECTION_FIELDS: &[(&str, &str, &str, bool)] = &[
+const CONNECTION_FIELDS: &[FormField<'static>] = &[
     ("conn_id", "Id", "text", true),
     ("conn_uri", "Airflow URI", "text", true),
     ("description", "Description", "text", false),
@@ -691,7 +694,7 @@ async fn delete_connection(
     }
 }
 
-const VARIABLE_FIELDS: &[(&str, &str, &str, bool)] = &[
+const VARIABLE_FIELDS: &[FormField<'static>] = &[
     ("key", "Key", "text", true),
     ("value", "Value", "text", true),
     ("description", "Description", "text", false),
