@@ -533,3 +533,30 @@ async fn connections_and_variables_are_managed_from_the_ui() {
     let forged = post("/variables", "csrf=forged&key=x&value=y".to_string()).await.expect("response");
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn pools_are_created_resized_and_deleted() {
+    let api = Api::start().await;
+    let (status, body) = api.call(Some("user"), Method::POST, "/pools", Some(r#"{"name": "gpu", "slots": 2}"#)).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "a User creating a pool");
+    let (status, pool) = api
+        .call(Some("op"), Method::POST, "/pools", Some(r#"{"name": "gpu", "slots": 2, "description": "GPUs"}"#))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pool}");
+    assert_eq!(
+        (pool["slots"].as_i64(), pool["open_slots"].as_i64(), pool["description"].as_str()),
+        (Some(2), Some(2), Some("GPUs"))
+    );
+    let (status, body) = api.call(Some("op"), Method::POST, "/pools", Some(r#"{"name": "gpu", "slots": 1}"#)).await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "the same pool twice");
+    let (status, pool) = api.call(Some("op"), Method::PATCH, "/pools/gpu", Some(r#"{"slots": 4}"#)).await;
+    assert_eq!((status, pool["slots"].as_i64(), pool["description"].as_str()), (StatusCode::OK, Some(4), Some("GPUs")));
+    let (status, body) = api.call(Some("op"), Method::PATCH, "/pools/gpu", Some(r#"{"slots": -1}"#)).await;
+    assert_problem(status, &body, StatusCode::BAD_REQUEST, "negative slots");
+    let (status, body) = api.call(Some("op"), Method::DELETE, "/pools/default_pool", None).await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "deleting default_pool");
+    let (status, _) = api.call(Some("op"), Method::DELETE, "/pools/gpu", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = api.call(Some("op"), Method::GET, "/pools/gpu", None).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "a deleted pool");
+}

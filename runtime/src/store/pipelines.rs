@@ -197,6 +197,49 @@ pub struct PoolUsage {
 }
 
 impl Store {
+    /// Creates or resizes a pool. A pool declared in `pipelines.yaml` gets its declared
+    /// size back at the next start.
+    pub async fn upsert_pool(&self, name: &str, slots: i64, description: &str) -> Result<()> {
+        if name.trim().is_empty() || slots < 0 {
+            return Err(StoreError::Conflict("a pool needs a name and 0 or more slots".into()));
+        }
+        let mut tx = self.begin().await?;
+        q("INSERT INTO pools (name, slots, description) VALUES ($1, $2, $3) \
+           ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, description = excluded.description")
+        .bind(name)
+        .bind(slots)
+        .bind(description)
+        .execute(&mut *tx)
+        .await
+        .doing("saving a pool")?;
+        tx.commit().await.doing("saving a pool")
+    }
+
+    /// Deletes a pool no task instance waits on or runs in; never `default_pool`.
+    pub async fn delete_pool(&self, name: &str) -> Result<()> {
+        if name == "default_pool" {
+            return Err(StoreError::Conflict("`default_pool` cannot be deleted".into()));
+        }
+        let mut tx = self.begin().await?;
+        let busy: i64 = get(
+            &q("SELECT COUNT(*) AS n FROM task_instances WHERE pool = $1 AND state IN ('queued', 'running')")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .doing("checking a pool")?,
+            "n",
+        )?;
+        if busy > 0 {
+            return Err(StoreError::Conflict(format!("pool `{name}` has {busy} task(s) queued or running")));
+        }
+        let done =
+            q("DELETE FROM pools WHERE name = $1").bind(name).execute(&mut *tx).await.doing("deleting a pool")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("pool `{name}`")));
+        }
+        tx.commit().await.doing("deleting a pool")
+    }
+
     /// Every pool with its slots in use, by name.
     pub async fn pool_usage(&self) -> Result<Vec<PoolUsage>> {
         let mut tx = self.begin().await?;

@@ -38,7 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/connections/{id}/delete", post(delete_connection))
         .route("/variables", get(variables).post(set_variable))
         .route("/variables/{key}/delete", post(delete_variable))
-        .route("/pools", get(pools))
+        .route("/pools", get(pools).post(save_pool))
+        .route("/pools/{name}/delete", post(delete_pool))
         .route("/users", get(users).post(add_user))
         .route("/users/{username}/delete", post(delete_user))
 }
@@ -761,11 +762,13 @@ async fn delete_variable(
     }
 }
 
-async fn pools(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&state, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+const POOL_FIELDS: &[FormField<'static>] = &[
+    ("name", "Name", "text", true),
+    ("slots", "Slots", "number", true),
+    ("description", "Description", "text", false),
+];
+
+async fn pools_page(state: &AppState, session: &Session, error: Option<String>) -> Response {
     match state.store.pool_usage().await {
         Ok(pools) => {
             let rows = pools
@@ -786,11 +789,53 @@ async fn pools(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 table_id: "pools",
                 columns: &["name", "slots", "running", "queued", "open", "description"],
                 rows,
-                editable: None,
+                editable: (session.role() >= Role::Op).then_some(("/pools", POOL_FIELDS)),
             };
-            list_page(&session, page, None)
+            list_page(session, page, error)
         }
         Err(e) => store_error(e),
+    }
+}
+
+async fn pools(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers) {
+        Ok(session) => pools_page(&state, &session, None).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+/// Creates a pool or resizes one of that name.
+async fn save_pool(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let field = |name: &str| form.fields.get(name).map(String::as_str).unwrap_or_default().trim();
+    let saved = match field("slots").parse::<i64>() {
+        Ok(slots) => {
+            state.store.upsert_pool(field("name"), slots, field("description")).await.map_err(|e| e.to_string())
+        }
+        Err(_) => Err(format!("slots must be a number, not `{}`", field("slots"))),
+    };
+    match saved {
+        Ok(()) => Redirect::to("/pools").into_response(),
+        Err(error) => pools_page(&state, &session, Some(error)).await,
+    }
+}
+
+async fn delete_pool(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match state.store.delete_pool(&name).await {
+        Ok(()) => Redirect::to("/pools").into_response(),
+        Err(e) => pools_page(&state, &session, Some(e.to_string())).await,
     }
 }
 
