@@ -49,6 +49,7 @@ impl Api {
             crypto: Arc::new(crypto),
             limiter,
             sessions: sluice_runtime::web::session::Sessions::new(None, false),
+            health: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));

@@ -32,6 +32,8 @@ pub struct AppState {
     pub limiter: ratelimit::RateLimiter,
     /// Seals the UI's session cookies.
     pub sessions: session::Sessions,
+    /// The last `/health` reading.
+    pub health: HealthCache,
 }
 
 /// The largest request body accepted (a conf, a connection, a variable).
@@ -59,8 +61,16 @@ pub async fn serve(
     let crypto = Crypto::from_env(registry.deployment.fernet_key_env).map_err(|e| e.to_string())?;
     let limiter = ratelimit::RateLimiter::from_env()?;
     let sessions = ui::sessions_from_env(registry);
-    let app = router(AppState { store, registry, wake, crypto: Arc::new(crypto), limiter, sessions })
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(AppState {
+        store,
+        registry,
+        wake,
+        crypto: Arc::new(crypto),
+        limiter,
+        sessions,
+        health: HealthCache::default(),
+    })
+    .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|e| format!("cannot listen on port {port}: {e}; set SLUICE_WEBSERVER_PORT to a free port"))?;
@@ -72,15 +82,30 @@ pub async fn serve(
     }))
 }
 
+/// How long one health reading answers `/health` (compose health checks and load
+/// balancers poll it often; the database is asked at most this often).
+const HEALTH_TTL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The last health reading and when it was taken.
+pub type HealthCache = Arc<tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>>;
+
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let mut cached = state.health.lock().await;
+    if let Some((at, reading)) = cached.as_ref()
+        && at.elapsed() < HEALTH_TTL
+    {
+        return Json(reading.clone());
+    }
     let db_ok = state.store.check().await.is_ok();
     let beat = if db_ok { state.store.latest_heartbeat("scheduler").await.ok().flatten() } else { None };
     let fresh = beat.is_some_and(|at| state.store.now() - at <= crate::scheduler::HEARTBEAT_TIMEOUT_SECS * 1_000_000);
-    Json(serde_json::json!({
+    let reading = serde_json::json!({
         "metadatabase": { "status": if db_ok { "healthy" } else { "unhealthy" } },
         "scheduler": {
             "status": if fresh { "healthy" } else { "unhealthy" },
             "latest_scheduler_heartbeat": beat.map(crate::clock::to_rfc3339),
         },
-    }))
+    });
+    *cached = Some((std::time::Instant::now(), reading.clone()));
+    Json(reading)
 }
