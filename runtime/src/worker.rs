@@ -172,6 +172,12 @@ impl Worker {
         });
         let env = crate::executor::ExecEnv::new(self.variables_for(&input.log).await);
         let result = crate::executor::execute(self.registry, pipeline, task, input, &env).await;
+        let rendered = env.rendered();
+        if !rendered.is_empty()
+            && let Err(e) = self.store.record_rendered(claimed.ti_id, claimed.try_number, &rendered).await
+        {
+            tracing::warn!("task instance {}: rendered templates not recorded: {e}", claimed.ti_id);
+        }
         // The input (and its log sender) is dropped by now: the log writer drains and ends.
         let _ = logs.await;
         let outcome = match result {

@@ -292,6 +292,19 @@ async fn shell_streams_lines_and_sees_its_environment() {
 }
 
 #[tokio::test]
+async fn rendered_templates_are_kept_with_secrets_masked() {
+    let env = env();
+    // The task's command is `{{ params.cmd }}`: rendered, it is this text.
+    let cmd = json!({ "cmd": "echo eu-west tok-123456" });
+    let input = input("shell_cmd", cmd, vec![]);
+    execute(&REGISTRY, &PIPELINES[0], spec("shell_cmd"), input, &env).await.expect("runs");
+    let rendered = env.rendered();
+    let command = rendered.get("the shell command").expect("the command was kept");
+    assert_eq!(command, "echo eu-west ***");
+    assert!(!command.contains("tok-123456"), "a secret variable is masked: {command}");
+}
+
+#[tokio::test]
 async fn shell_failure_names_the_exit_status_or_signal() {
     let cmd = json!({ "cmd": "echo about to fail; echo oops >&2; exit 3" });
     let (result, lines) = run("shell_cmd", input("shell_cmd", cmd, vec![])).await;

@@ -315,8 +315,11 @@ async function taskInstance() {
     for (const action of ['clear', 'mark-success', 'mark-failed']) {
         expect((await page.locator(`button[data-action="${action}"]`).count()) > 0, `no button[data-action="${action}"]`);
     }
+    const rendered = (await page.locator('dl#rendered').innerText()).trim();
+    expect(rendered.includes('the shell command') && rendered.includes(LOG_TEXT),
+        `dl#rendered does not show the rendered command: "${clip(oneLine(rendered), 200)}"`);
     await screenshot('task.png');
-    return `${pathOf(page)}: pre#log has "${clip(line.trim(), 120)}"; clear, mark-success and mark-failed buttons`;
+    return `${pathOf(page)}: pre#log has "${clip(line.trim(), 120)}"; rendered command shown; clear, mark-success and mark-failed buttons`;
 }
 
 // --- page helpers -----------------------------------------------------------------------------

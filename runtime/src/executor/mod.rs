@@ -40,6 +40,9 @@ pub struct ExecEnv {
     /// How long a timed-out shell command's process group has between SIGTERM and SIGKILL;
     /// also how long processes a finished command left behind get.
     pub kill_grace: Duration,
+    /// The templates this try rendered, by what they are (`the shell command`), secrets
+    /// masked: shown on the task instance's page as Airflow's "Rendered Template".
+    pub rendered: Arc<std::sync::Mutex<BTreeMap<String, String>>>,
 }
 
 impl ExecEnv {
@@ -48,7 +51,7 @@ impl ExecEnv {
 
     /// An environment with these variables and the default kill grace.
     pub fn new(variables: Arc<BTreeMap<String, String>>) -> ExecEnv {
-        ExecEnv { variables, kill_grace: Self::DEFAULT_KILL_GRACE }
+        ExecEnv { variables, kill_grace: Self::DEFAULT_KILL_GRACE, rendered: Arc::default() }
     }
 }
 
@@ -118,8 +121,27 @@ fn timed_out(limit: Duration, detail: &str) -> TaskError {
 }
 
 /// Renders one templated field of the task; `what` names it in the error.
-fn render(what: &str, text: &str, ctx: &TemplateContext) -> Result<String, TaskError> {
-    template::render(text, ctx).map_err(|e| TaskError::new(format!("cannot render {what}: {}", e.message)))
+/// Renders a template of the task and keeps it (secrets masked) in `env.rendered`.
+fn render(
+    env: &ExecEnv,
+    input: &TaskInput,
+    what: &str,
+    text: &str,
+    ctx: &TemplateContext,
+) -> Result<String, TaskError> {
+    let rendered =
+        template::render(text, ctx).map_err(|e| TaskError::new(format!("cannot render {what}: {}", e.message)))?;
+    if let Ok(mut kept) = env.rendered.lock() {
+        kept.insert(what.to_string(), input.log.redact(&rendered));
+    }
+    Ok(rendered)
+}
+
+impl ExecEnv {
+    /// What this try rendered so far.
+    pub fn rendered(&self) -> BTreeMap<String, String> {
+        self.rendered.lock().map(|r| r.clone()).unwrap_or_default()
+    }
 }
 
 /// Masks, in the log and the error, the passwords of the task's connections (as written

@@ -39,7 +39,7 @@ pub(super) async fn run(
     timeout: Option<Duration>,
 ) -> Result<serde_json::Value, TaskError> {
     let ctx = TemplateContext::from_input(input, env.variables.clone());
-    let command = render("the shell command", command, &ctx)?;
+    let command = render(env, input, "the shell command", command, &ctx)?;
     let log = &input.log;
     log.info(format!("Running command: {command}"));
 

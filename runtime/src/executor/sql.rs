@@ -32,7 +32,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) async fn run(conn_id: &str, statement: &str, input: &TaskInput, env: &ExecEnv) -> Result<Value, TaskError> {
     let conn = input.connection(conn_id)?;
     let ctx = TemplateContext::from_input(input, env.variables.clone());
-    let sql = render("the statement", statement, &ctx)?;
+    let sql = render(env, input, "the statement", statement, &ctx)?;
     let log = &input.log;
     log.info(format!("Running statement on `{conn_id}`: {sql}"));
     let (rows, rows_affected) = execute(conn, &sql).await?;

@@ -111,10 +111,12 @@ pub struct Store {
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "metadata", include_str!("../../../migrations/postgres/0001_metadata.sql")),
     (2, "alerts", include_str!("../../../migrations/postgres/0002_alerts.sql")),
+    (3, "rendered", include_str!("../../../migrations/postgres/0003_rendered.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "metadata", include_str!("../../../migrations/sqlite/0001_metadata.sql")),
     (2, "alerts", include_str!("../../../migrations/sqlite/0002_alerts.sql")),
+    (3, "rendered", include_str!("../../../migrations/sqlite/0003_rendered.sql")),
 ];
 
 impl Store {

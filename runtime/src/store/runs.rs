@@ -372,6 +372,38 @@ impl Store {
         Ok(by_pipeline)
     }
 
+    /// Keeps what try `try_number` rendered (already masked).
+    pub async fn record_rendered(
+        &self,
+        ti_id: i64,
+        try_number: i64,
+        rendered: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        q("UPDATE task_tries SET rendered = $3 WHERE ti_id = $1 AND try_number = $2")
+            .bind(ti_id)
+            .bind(try_number)
+            .bind(serde_json::to_string(rendered).unwrap_or_default())
+            .execute(&mut *tx)
+            .await
+            .doing("recording rendered templates")?;
+        tx.commit().await.doing("recording rendered templates")
+    }
+
+    /// What try `try_number` rendered; empty when nothing was recorded.
+    pub async fn rendered(&self, ti_id: i64, try_number: i64) -> Result<BTreeMap<String, String>> {
+        let mut tx = self.begin().await?;
+        let row = q("SELECT rendered FROM task_tries WHERE ti_id = $1 AND try_number = $2")
+            .bind(ti_id)
+            .bind(try_number)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("reading rendered templates")?;
+        tx.commit().await.doing("reading rendered templates")?;
+        let text: Option<String> = row.and_then(|r| opt(&r, "rendered"));
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
+    }
+
     /// The outputs a task instance's successful try recorded.
     pub async fn outputs(&self, ti_id: i64) -> Result<Option<serde_json::Value>> {
         let mut tx = self.begin().await?;

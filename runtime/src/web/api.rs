@@ -452,7 +452,9 @@ async fn get_task_instance(
 ) -> ApiResult {
     let p = pipeline(&state, &dag_id)?;
     let (run, ti) = find_task_instance(&state, &dag_id, &run_id, &task_id).await?;
-    ok(task_instance_json(p, &run, &ti))
+    let mut json = task_instance_json(p, &run, &ti);
+    json["rendered_fields"] = json!(state.store.rendered(ti.id, ti.try_number).await?);
+    ok(json)
 }
 
 async fn get_log(

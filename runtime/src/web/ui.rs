@@ -519,6 +519,7 @@ async fn task_instance(
     };
     let outputs =
         state.store.outputs(ti.id).await.ok().flatten().map(|o| serde_json::to_string_pretty(&o).unwrap_or_default());
+    let rendered = state.store.rendered(ti.id, shown).await.unwrap_or_default();
     render(
         "task.html",
         with(
@@ -533,6 +534,7 @@ async fn task_instance(
                 shown_try => shown,
                 log,
                 outputs,
+                rendered => v(&rendered),
                 refresh => matches!(ti.state, TiState::Running | TiState::Queued | TiState::Scheduled),
             },
         ),
