@@ -427,6 +427,16 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
         .await
         .expect("response");
     assert_eq!(short.status(), StatusCode::BAD_REQUEST);
+    let promote = client
+        .post(format!("{site}/users/newbie/role"))
+        .header("cookie", &admin)
+        .header("content-type", FORM)
+        .body(format!("csrf={admin_csrf}&role=Op"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(promote.status(), StatusCode::SEE_OTHER);
+    assert!(api.store.users().await.expect("users").iter().any(|u| u.username == "newbie" && u.role == "Op"));
     let logout = client.get(format!("{site}/logout")).header("cookie", &cookie).send().await.expect("response");
     assert!(logout.headers()["set-cookie"].to_str().is_ok_and(|c| c.contains("Max-Age=0")));
 }
@@ -525,6 +535,13 @@ async fn connections_and_variables_are_managed_from_the_ui() {
     assert!(bad.text().await.expect("html").contains(r#"class="error""#));
     let html = page("/connections").await;
     assert!(html.contains(r#"data-id="warehouse""#) && !html.contains("pg-pw-777"), "{html}");
+    // Saving the same id again replaces the connection: how one is edited.
+    let uri = "postgres%3A%2F%2Fetl%3Apg-pw-777%40db2%3A5432%2Fdwh";
+    let edited = post("/connections", format!("csrf={csrf}&conn_id=warehouse&conn_uri={uri}&description="))
+        .await
+        .expect("response");
+    assert_eq!(edited.status(), StatusCode::SEE_OTHER);
+    assert!(page("/connections").await.contains("db2"), "the host changed");
     let gone = post("/connections/warehouse/delete", format!("csrf={csrf}")).await.expect("response");
     assert_eq!(gone.status(), StatusCode::SEE_OTHER);
     let gone = post("/variables/region/delete", format!("csrf={csrf}")).await.expect("response");

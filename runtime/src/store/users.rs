@@ -113,6 +113,25 @@ impl Store {
 
     /// Replaces a user's password (stored as a new argon2id hash); an unknown username is
     /// [`StoreError::NotFound`], an empty password a conflict.
+    /// Gives a user another role.
+    pub async fn set_role(&self, username: &str, role: &str) -> Result<()> {
+        if !ROLES.contains(&role) {
+            return Err(StoreError::Conflict(format!("unknown role `{role}`: use one of {}", ROLES.join(", "))));
+        }
+        let mut tx = self.begin().await?;
+        let done = q("UPDATE users SET role = $2 WHERE username = $1")
+            .bind(username)
+            .bind(role)
+            .execute(&mut *tx)
+            .await
+            .doing("changing a role")?;
+        tx.commit().await.doing("changing a role")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user `{username}`")));
+        }
+        Ok(())
+    }
+
     pub async fn set_password(&self, username: &str, password: &str) -> Result<()> {
         if password.is_empty() {
             return Err(StoreError::Conflict("a password cannot be empty".into()));

@@ -42,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/pools/{name}/delete", post(delete_pool))
         .route("/users", get(users).post(add_user))
         .route("/users/{username}/delete", post(delete_user))
+        .route("/users/{username}/role", post(change_role))
 }
 
 fn templates() -> &'static Environment<'static> {
@@ -224,12 +225,42 @@ struct ListFilter {
     tag: Option<String>,
 }
 
-/// The schedule in words, as the list shows it.
+/// The schedule in words, as the list shows it: `every day at 06:00 (UTC)`; a cron
+/// expression with no common reading is shown as written.
 fn schedule_words(p: &PipelineSpec) -> String {
     match p.schedule {
         crate::spec::Schedule::Manual => "manual only".into(),
         crate::spec::Schedule::Once => "once".into(),
-        crate::spec::Schedule::Cron(_) => format!("{} ({})", p.schedule_text, p.timezone),
+        crate::spec::Schedule::Cron(cron) => {
+            let text = cron_words(cron).unwrap_or_else(|| format!("cron `{}`", p.schedule_text));
+            format!("{text} ({})", p.timezone)
+        }
+    }
+}
+
+fn cron_words(cron: &str) -> Option<String> {
+    const DAYS: [&str; 8] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    let fields: Vec<&str> = cron.split_whitespace().collect();
+    let [minute, hour, day, month, weekday] = fields.as_slice() else { return None };
+    let number = |f: &str| f.parse::<u32>().ok();
+    let at = |h: u32, m: u32| format!("at {h:02}:{m:02}");
+    if fields.iter().all(|f| *f == "*") {
+        return Some("every minute".into());
+    }
+    match (number(minute), number(hour), *day, *month, *weekday) {
+        (Some(m), Some(h), "*", "*", "*") => Some(format!("every day {}", at(h, m))),
+        (Some(m), Some(h), "*", "*", "1-5") => Some(format!("every weekday {}", at(h, m))),
+        (Some(m), Some(h), "*", "*", w) => {
+            let day = DAYS.get(usize::try_from(number(w)?).ok()?)?;
+            Some(format!("every {day} {}", at(h, m)))
+        }
+        (Some(m), Some(h), d, "*", "*") => Some(format!("on day {} of every month {}", number(d)?, at(h, m))),
+        (Some(m), None, "*", "*", "*") if *hour == "*" => Some(format!("every hour at minute {m}")),
+        (None, None, "*", "*", "*") if *hour == "*" => {
+            let step = minute.strip_prefix("*/").and_then(number)?;
+            Some(if step == 1 { "every minute".into() } else { format!("every {step} minutes") })
+        }
+        _ => None,
     }
 }
 
@@ -672,7 +703,9 @@ async fn add_connection(State(state): State<AppState>, headers: HeaderMap, Form(
     let added = match crate::connection::Connection::from_uri(&field("conn_id"), &field("conn_uri")) {
         Ok(mut conn) => {
             conn.description = field("description");
-            state.store.add_connection(&conn, &state.crypto).await.map_err(|e| e.to_string())
+            // Saving an id that exists replaces that connection (the way to edit one).
+            let source = crate::store::ConnectionSource::Runtime;
+            state.store.upsert_connection(&conn, source, &state.crypto).await.map_err(|e| e.to_string())
         }
         Err(e) => Err(e.to_string()),
     };
@@ -895,6 +928,26 @@ async fn add_user(State(state): State<AppState>, headers: HeaderMap, Form(form):
     }
 }
 
+async fn change_role(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if username == session.username {
+        return (StatusCode::BAD_REQUEST, "you cannot change your own role").into_response();
+    }
+    let role = form.fields.get("role").map(String::as_str).unwrap_or_default();
+    match state.store.set_role(&username, role).await {
+        Ok(()) => Redirect::to("/users").into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
 async fn delete_user(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -920,4 +973,22 @@ pub fn sessions_from_env(registry: &crate::registry::Registry) -> Sessions {
     let secret = std::env::var(registry.deployment.secret_key_env).ok();
     let secure = std::env::var("SLUICE_BASE_URL").is_ok_and(|u| u.starts_with("https://"));
     Sessions::new(secret.as_deref(), secure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cron_words;
+
+    #[test]
+    fn common_schedules_read_as_words() {
+        let words = |cron| cron_words(cron).unwrap_or_else(|| "-".into());
+        assert_eq!(words("0 6 * * *"), "every day at 06:00");
+        assert_eq!(words("30 2 * * 0"), "every Sunday at 02:30");
+        assert_eq!(words("0 9 * * 1-5"), "every weekday at 09:00");
+        assert_eq!(words("15 4 1 * *"), "on day 1 of every month at 04:15");
+        assert_eq!(words("5 * * * *"), "every hour at minute 5");
+        assert_eq!(words("*/15 * * * *"), "every 15 minutes");
+        assert_eq!(words("* * * * *"), "every minute");
+        assert_eq!(words("0 6 * 1 *"), "-", "anything rarer is shown as written");
+    }
 }
