@@ -85,6 +85,12 @@ async fn every_route_needs_a_user_and_its_role() {
     let api = Api::start().await;
     let run = api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(r#"{"dag_run_id": "r1"}"#)).await;
     assert_eq!(run.0, StatusCode::OK, "{}", run.1);
+    let conn = r#"{"connection_id": "mc", "conn_type": "http", "host": "h"}"#;
+    assert_eq!(api.call(Some("op"), Method::POST, "/connections", Some(conn)).await.0, StatusCode::OK);
+    assert_eq!(
+        api.call(Some("op"), Method::POST, "/pools", Some(r#"{"name": "mp", "slots": 2}"#)).await.0,
+        StatusCode::OK
+    );
     // (method, path, body, the weakest role allowed)
     let routes: &[(Method, &str, Option<&str>, &str)] = &[
         (Method::GET, "/dags", None, "Viewer"),
@@ -103,6 +109,13 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/pools/default_pool", None, "Viewer"),
         (Method::GET, "/version", None, "Viewer"),
         (Method::GET, "/importErrors", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/logs/1", None, "Viewer"),
+        (Method::POST, "/variables", Some(r#"{"key": "m", "value": "v"}"#), "Op"),
+        (Method::GET, "/variables/m", None, "Op"),
+        (Method::PATCH, "/variables/m", Some(r#"{"key": "m", "value": "w"}"#), "Op"),
+        (Method::GET, "/connections/mc", None, "Op"),
+        (Method::PATCH, "/connections/mc", Some(r#"{"conn_type": "http", "host": "h2"}"#), "Op"),
+        (Method::PATCH, "/pools/mp", Some(r#"{"slots": 3}"#), "Op"),
     ];
     for (method, path, body, weakest) in routes {
         let (status, answer) = api.call(None, method.clone(), path, *body).await;
@@ -117,6 +130,20 @@ async fn every_route_needs_a_user_and_its_role() {
                 assert!(status.is_success(), "{role} {method} {path}: {status} {answer}");
             }
         }
+    }
+    // Deletes: refused below the role, done once at it.
+    let deletes: &[(&str, &str)] =
+        &[("/variables/m", "Op"), ("/connections/mc", "Op"), ("/pools/mp", "Op"), ("/dags/api_dag/dagRuns/r1", "User")];
+    for (path, weakest) in deletes {
+        let (status, answer) = api.call(None, Method::DELETE, path, None).await;
+        assert_problem(status, &answer, StatusCode::UNAUTHORIZED, &format!("anonymous DELETE {path}"));
+        let allowed = ROLES.iter().position(|r| r == weakest).expect("a role");
+        for role in &ROLES[..allowed] {
+            let (status, answer) = api.call(Some(&role.to_lowercase()), Method::DELETE, path, None).await;
+            assert_problem(status, &answer, StatusCode::FORBIDDEN, &format!("{role} DELETE {path}"));
+        }
+        let (status, _) = api.call(Some(&weakest.to_lowercase()), Method::DELETE, path, None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{weakest} DELETE {path}");
     }
     let (status, body) = api.call(Some("admin"), Method::GET, "/dags", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -318,9 +345,17 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
     let api = Api::start().await;
     let site = api.base.trim_end_matches("/api/v1").to_string();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let anonymous = client.get(format!("{site}/")).send().await.expect("response");
-    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
-    assert_eq!(anonymous.headers()["location"], "/login");
+    for page in
+        ["/", "/dags/api_dag", "/dags/api_dag/runs/r/tasks/first", "/connections", "/variables", "/pools", "/users"]
+    {
+        let anonymous = client.get(format!("{site}{page}")).send().await.expect("response");
+        assert_eq!(anonymous.status(), StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(anonymous.headers()["location"], "/login", "{page}");
+    }
+    for form in ["/dags/api_dag/trigger", "/variables", "/connections", "/pools", "/users", "/users/user/role"] {
+        let anonymous = client.post(format!("{site}{form}")).header("content-type", FORM).body("csrf=x").send();
+        assert_eq!(anonymous.await.expect("response").status(), StatusCode::SEE_OTHER, "anonymous POST {form}");
+    }
     let login_page = client.get(format!("{site}/login")).send().await.expect("response").text().await.expect("html");
     assert!(login_page.contains(r#"<form id="login" method="post" action="/login">"#), "{login_page}");
     let sign_in = |user: &'static str, password: &'static str| {
