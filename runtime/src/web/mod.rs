@@ -86,6 +86,9 @@ pub async fn serve(
 /// balancers poll it often; the database is asked at most this often).
 const HEALTH_TTL: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// How long `/health` waits for the database before it reports it unhealthy.
+const HEALTH_QUERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The last health reading and when it was taken.
 pub type HealthCache = Arc<tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>>;
 
@@ -96,8 +99,18 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     {
         return Json(reading.clone());
     }
-    let db_ok = state.store.check().await.is_ok();
-    let beat = if db_ok { state.store.latest_heartbeat("scheduler").await.ok().flatten() } else { None };
+    // A database that does not answer within the bound is unhealthy: a health check must
+    // answer, not hang while PostgreSQL or PgBouncer is away.
+    let db_ok = matches!(tokio::time::timeout(HEALTH_QUERY_LIMIT, state.store.check()).await, Ok(Ok(())));
+    let beat = if db_ok {
+        tokio::time::timeout(HEALTH_QUERY_LIMIT, state.store.latest_heartbeat("scheduler"))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    } else {
+        None
+    };
     let fresh = beat.is_some_and(|at| state.store.now() - at <= crate::scheduler::HEARTBEAT_TIMEOUT_SECS * 1_000_000);
     let reading = serde_json::json!({
         "metadatabase": { "status": if db_ok { "healthy" } else { "unhealthy" } },
