@@ -69,6 +69,11 @@ impl Standalone {
         }
     }
 
+    /// The `sluice standalone` process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_tail(&self) -> String {
         let text = read(&self.log);
         let lines: Vec<&str> = text.lines().collect();

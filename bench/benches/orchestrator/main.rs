@@ -1,0 +1,284 @@
+//! Orchestration benchmarks over the pipelines of `bench/pipelines.yaml`, each in
+//! standalone mode and in distributed mode:
+//!
+//! 1. chain40: 40 sequential no-op tasks, trigger to success (1 worker);
+//! 2. fan-out: 1 -> 1,000 -> 1 (2 workers), and how cost grows with the width;
+//! 3. transition latency: upstream end -> downstream start over the chain's hand-overs;
+//! 4. throughput: tasks/s over 60 s windows of independent tasks (4 workers), with the
+//!    store transactions and Redis commands per task;
+//! 6. footprint: peak RSS of the scheduler, workers and web server; the scheduler's CPU
+//!    time over 60 idle seconds.
+//!
+//! `cargo bench -p sluice-bench --bench orchestrator [-- --runs N --wide-binary PATH --out FILE]`
+//! measures (release build); `cargo test` runs it once at a tiny size as a smoke test, with
+//! no assertion on time. `scripts/bench.sh` (`cargo make bench`) puts the tables into
+//! BENCHMARKS.md.
+
+#[path = "../../../tests/infra/mod.rs"]
+mod infra;
+
+mod deployment;
+mod report;
+
+use deployment::{Deployment, Mode, proc_stat};
+use report::{Report, millis, percentile, spread};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Sizes of one pass: the full benchmark, or the smoke test.
+#[derive(Debug, Clone)]
+struct Plan {
+    runs: usize,
+    chain: &'static str,
+    chain_len: usize,
+    fanout: &'static str,
+    fanout_width: usize,
+    /// Widths for the growth table, in increasing order, all in the bench binary.
+    growth: Vec<usize>,
+    throughput_window: Duration,
+    idle: Duration,
+}
+
+impl Plan {
+    fn full(runs: usize) -> Plan {
+        Plan {
+            runs,
+            chain: "chain40",
+            chain_len: 40,
+            fanout: "fanout1000",
+            fanout_width: 1000,
+            growth: vec![10, 100, 1000],
+            throughput_window: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+        }
+    }
+
+    fn smoke() -> Plan {
+        Plan {
+            runs: 1,
+            chain: "chain5",
+            chain_len: 5,
+            fanout: "fanout10",
+            fanout_width: 10,
+            growth: vec![10],
+            throughput_window: Duration::from_secs(2),
+            idle: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How long any one run may take before the benchmark gives up.
+const RUN_LIMIT: Duration = Duration::from_secs(600);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let option = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let full = args.iter().any(|a| a == "--bench");
+    let runs = option("--runs").and_then(|r| r.parse().ok()).unwrap_or(3);
+    let plan = if full { Plan::full(runs) } else { Plan::smoke() };
+    let out = option("--out").map_or_else(|| target_dir().join("bench/orchestrator.md"), PathBuf::from);
+    let wide = option("--wide-binary").map(PathBuf::from);
+    let binary = Path::new(env!("CARGO_BIN_EXE_sluice-bench"));
+    // `--only chain,fanout,throughput` and `--modes standalone,distributed` narrow a pass.
+    let only = option("--only").unwrap_or_else(|| "chain,fanout,throughput".into());
+    let modes: Vec<Mode> = option("--modes")
+        .unwrap_or_else(|| "standalone,distributed".into())
+        .split(',')
+        .map(|m| if m == "standalone" { Mode::Standalone } else { Mode::Distributed })
+        .collect();
+
+    let mut report = Report::new(plan.runs);
+    for &mode in &modes {
+        if only.contains("chain") {
+            chain(binary, mode, &plan, &mut report);
+        }
+        if only.contains("fanout") {
+            fanout(binary, mode, &plan, &mut report);
+        }
+        if only.contains("throughput") {
+            throughput_and_footprint(binary, mode, &plan, &mut report);
+        }
+    }
+    if let Some(wide) = wide {
+        for &mode in &modes {
+            growth(&wide, mode, &[10_000], &mut report);
+        }
+    }
+    report.write(&out);
+    println!("{}", report.markdown());
+    println!("written to {}", out.display());
+}
+
+fn target_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is <target>/tmp.
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// 1 and 3: the chain, one worker; every hand-over's latency.
+fn chain(binary: &Path, mode: Mode, plan: &Plan, report: &mut Report) {
+    let deployment = Deployment::start(mode, binary, 1);
+    deployment.run_once(plan.chain, RUN_LIMIT); // warm-up, not counted
+    let (mut totals, mut gaps) = (Vec::new(), Vec::new());
+    for _ in 0..plan.runs {
+        let (run_id, run) = deployment.run_once(plan.chain, RUN_LIMIT);
+        let tasks = deployment.tasks(plan.chain, &run_id);
+        assert_eq!(tasks.len(), plan.chain_len, "{} has {} tasks", plan.chain, plan.chain_len);
+        gaps.extend(tasks.windows(2).map(|w| millis(w[1].1 - w[0].2)));
+        totals.push(run.duration().as_secs_f64() * 1000.0);
+    }
+    let name = format!("1. {}: {} sequential no-op tasks, 1 worker", plan.chain, plan.chain_len);
+    report.add(&name, "trigger -> success (ms)", "<= 400 distributed", mode, spread(&totals));
+    let per_task: Vec<f64> = totals.iter().map(|t| t / plan.chain_len as f64).collect();
+    report.add(&name, "per task (ms)", "", mode, spread(&per_task));
+    let name = format!("3. transition latency: upstream end -> downstream start, {} hand-overs", gaps.len());
+    report.add(&name, "p50 (ms)", "<= 5", mode, format!("{:.2}", percentile(&gaps, 50.0)));
+    report.add(&name, "p99 (ms)", "<= 20", mode, format!("{:.2}", percentile(&gaps, 99.0)));
+    report.add(&name, "max (ms)", "", mode, format!("{:.2}", percentile(&gaps, 100.0)));
+}
+
+/// 2: the fan-out with two workers, then how cost grows with the width.
+fn fanout(binary: &Path, mode: Mode, plan: &Plan, report: &mut Report) {
+    let deployment = Deployment::start(mode, binary, 2);
+    deployment.run_once("chain5", RUN_LIMIT); // warm-up, not counted
+    let mut totals = Vec::new();
+    for _ in 0..plan.runs {
+        let (_, run) = deployment.run_once(plan.fanout, RUN_LIMIT);
+        totals.push(run.duration().as_secs_f64());
+    }
+    let name = format!("2. fan-out: 1 -> {} parallel no-op tasks -> 1, 2 workers", plan.fanout_width);
+    report.add(&name, "trigger -> success (s)", "<= 3", mode, spread(&totals));
+    let per_task: Vec<f64> = totals.iter().map(|t| t * 1000.0 / (plan.fanout_width + 2) as f64).collect();
+    report.add(&name, "per task (ms)", "", mode, spread(&per_task));
+    drop(deployment);
+    growth(binary, mode, &plan.growth, report);
+}
+
+/// One run per width, each on a fresh deployment with 2 workers: time and peak memory per
+/// task as the width grows.
+fn growth(binary: &Path, mode: Mode, widths: &[usize], report: &mut Report) {
+    let name = "2b. fan-out growth: one run per width, fresh deployment, 2 workers";
+    for &width in widths {
+        let deployment = Deployment::start(mode, binary, 2);
+        let base: Vec<(String, f64)> =
+            deployment.processes().iter().map(|(n, pid)| (n.clone(), proc_stat(*pid).peak_mib)).collect();
+        let (_, run) = deployment.run_once(&format!("fanout{width}"), RUN_LIMIT);
+        let secs = run.duration().as_secs_f64();
+        let tasks = (width + 2) as f64;
+        let peak = |role: &str| -> f64 {
+            deployment
+                .processes()
+                .iter()
+                .filter(|(n, _)| n.starts_with(role))
+                .map(|(_, pid)| proc_stat(*pid).peak_mib)
+                .fold(0.0, f64::max)
+        };
+        let idle = |role: &str| -> f64 {
+            base.iter().filter(|(n, _)| n.starts_with(role)).map(|(_, m)| *m).fold(0.0, f64::max)
+        };
+        let role = if mode == Mode::Standalone { "standalone" } else { "scheduler" };
+        let text = format!(
+            "{secs:.2} s, {:.2} ms/task; peak RSS {role} {:.1} MiB ({:+.1} KiB/task), worker {:.1} MiB",
+            secs * 1000.0 / tasks,
+            peak(role),
+            (peak(role) - idle(role)) * 1024.0 / tasks,
+            peak("worker"),
+        );
+        report.add(name, &format!("width {width}"), "", mode, text);
+    }
+}
+
+/// 4 and 6: sustained throughput with four workers, then the footprint of the same
+/// deployment once idle.
+fn throughput_and_footprint(binary: &Path, mode: Mode, plan: &Plan, report: &mut Report) {
+    let mut deployment = Deployment::start(mode, binary, 4);
+    let dag = "wide100";
+    let keep_active = 6;
+    let warm_up = Duration::from_secs(if plan.runs > 1 { 3 } else { 1 });
+    let started = Instant::now();
+    let mut windows = Vec::new();
+    let mut window_start: Option<(Instant, i64, Option<i64>, Option<i64>)> = None;
+    while windows.len() < plan.runs {
+        if deployment.active_runs(dag) < keep_active {
+            deployment.trigger(dag);
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if started.elapsed() < warm_up {
+            continue;
+        }
+        let redis_total = || deployment.redis_commands().map(|c| c.values().sum::<i64>());
+        match window_start {
+            None => window_start = Some((Instant::now(), now_micros(), deployment.transactions(), redis_total())),
+            Some((at, from, xacts, redis)) if at.elapsed() >= plan.throughput_window => {
+                let to = now_micros();
+                let tasks = deployment.succeeded_between(from, to);
+                assert!(tasks > 0, "no task finished in a throughput window:\n{}", deployment.logs());
+                let per = |before: Option<i64>, after: Option<i64>| {
+                    before.zip(after).map(|(b, a)| (a - b) as f64 / tasks as f64)
+                };
+                windows.push((
+                    tasks as f64 * 1e6 / (to - from) as f64,
+                    per(xacts, deployment.transactions()),
+                    per(redis, redis_total()),
+                ));
+                window_start = Some((Instant::now(), now_micros(), deployment.transactions(), redis_total()));
+            }
+            Some(_) => {}
+        }
+    }
+    let name =
+        format!("4. throughput: independent no-op tasks, {} s windows, 4 workers", plan.throughput_window.as_secs());
+    let rates: Vec<f64> = windows.iter().map(|w| w.0).collect();
+    report.add(&name, "tasks/s", ">= 500", mode, spread(&rates));
+    let xacts: Vec<f64> = windows.iter().filter_map(|w| w.1).collect();
+    let redis: Vec<f64> = windows.iter().filter_map(|w| w.2).collect();
+    if !xacts.is_empty() {
+        report.add(&name, "store transactions per task", "<= 3", mode, spread(&xacts));
+        report.add(&name, "Redis commands per task", "<= 3", mode, spread(&redis));
+    }
+    let limit = Instant::now() + RUN_LIMIT;
+    while deployment.active_runs(dag) > 0 {
+        assert!(Instant::now() < limit, "the throughput runs did not drain:\n{}", deployment.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    footprint(&mut deployment, plan, report);
+}
+
+/// 6: peak RSS after the load, a fresh worker that stays idle, and CPU over idle time.
+fn footprint(deployment: &mut Deployment, plan: &Plan, report: &mut Report) {
+    let mode = deployment.mode;
+    let name =
+        format!("6. footprint: peak RSS after the benchmarks above; CPU over {} idle seconds", plan.idle.as_secs());
+    let idle_worker = deployment.spawn_worker("idle-worker");
+    let main = if mode == Mode::Standalone { "standalone" } else { "scheduler" };
+    let main_pid = deployment.pid_of(main).expect("the scheduling process");
+    std::thread::sleep(Duration::from_secs(2)); // let the idle worker settle
+    let before = proc_stat(main_pid).cpu_secs;
+    std::thread::sleep(plan.idle);
+    let cpu = proc_stat(main_pid).cpu_secs - before;
+    report.add(&name, &format!("{main}: peak RSS (MiB)"), "< 64", mode, format!("{:.1}", proc_stat(main_pid).peak_mib));
+    report.add(
+        &name,
+        &format!("{main}: CPU while idle (s)"),
+        "~ 0",
+        mode,
+        format!("{cpu:.2} ({:.2}% of a core)", cpu * 100.0 / plan.idle.as_secs_f64()),
+    );
+    if let Some(pid) = idle_worker {
+        report.add(&name, "idle worker: peak RSS (MiB)", "< 32", mode, format!("{:.1}", proc_stat(pid).peak_mib));
+        let busy: Vec<f64> = deployment
+            .processes()
+            .iter()
+            .filter(|(n, _)| n.starts_with("worker-"))
+            .map(|(_, pid)| proc_stat(*pid).peak_mib)
+            .collect();
+        report.add(&name, "busy workers: peak RSS (MiB)", "", mode, spread(&busy));
+    }
+    if let Some(pid) = deployment.pid_of("webserver") {
+        report.add(&name, "webserver: peak RSS (MiB)", "", mode, format!("{:.1}", proc_stat(pid).peak_mib));
+    }
+}
