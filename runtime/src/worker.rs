@@ -134,7 +134,7 @@ impl Worker {
 
     /// Claims a queued task instance for this worker (its next try starts).
     pub async fn claim(&self, ti_id: i64) -> Result<Option<Claimed>, StoreError> {
-        self.store.claim(ti_id, &self.name).await
+        self.store.claim(ti_id, &self.name, self.registry.pipelines).await
     }
 
     /// Runs a claimed try and records its outcome. Dropping the future stops the work

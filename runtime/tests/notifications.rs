@@ -157,7 +157,8 @@ async fn finish_all(
 ) -> Vec<Queued> {
     let mut next = Vec::new();
     for q in queued {
-        let claimed = store.claim(q.ti_id, "w1").await.expect("claim").expect("claimed");
+        let claimed =
+            store.claim(q.ti_id, "w1", std::slice::from_ref(pipeline)).await.expect("claim").expect("claimed");
         let done = outcome(&claimed.task_id);
         next.extend(store.finish(pipeline, claimed.ti_id, claimed.try_number, &done, 32).await.expect("finish"));
     }
@@ -322,7 +323,7 @@ async fn sla_misses_are_recorded_and_notified_once() {
         // `quick` succeeds in time; `slow` is still running at the deadline.
         let mut slow_ti = None;
         for q in queued {
-            let claimed = store.claim(q.ti_id, "w1").await.expect("claim").expect("claimed");
+            let claimed = store.claim(q.ti_id, "w1", std::slice::from_ref(p)).await.expect("claim").expect("claimed");
             if claimed.task_id == "quick" {
                 clock.advance_secs(60);
                 store.finish(p, claimed.ti_id, 1, &Outcome::Success(serde_json::json!({})), 32).await.expect("finish");

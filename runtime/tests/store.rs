@@ -19,7 +19,7 @@ fn state_of(all: &[(String, TiState)], task: &str) -> TiState {
 
 /// Claims and finishes one queued task instance with `outcome`; returns what got queued.
 async fn run_one(store: &Store, p: &PipelineSpec, q: &Queued, outcome: Outcome) -> Vec<Queued> {
-    let claimed = store.claim(q.ti_id, "w1").await.expect("claim").expect("was queued");
+    let claimed = store.claim(q.ti_id, "w1", std::slice::from_ref(p)).await.expect("claim").expect("was queued");
     store.finish(p, claimed.ti_id, claimed.try_number, &outcome, 32).await.expect("finish")
 }
 
@@ -78,7 +78,7 @@ async fn a_chain_runs_in_order_and_passes_outputs() {
         assert_eq!(task_id(&store, run.id, &queued[0]).await, "a");
         let next = run_one(&store, p, &queued[0], Outcome::Success(serde_json::json!({"rows": 3}))).await;
         assert_eq!(task_id(&store, run.id, &next[0]).await, "b", "b is queued in the same transaction");
-        let claimed = store.claim(next[0].ti_id, "w1").await.expect("claim").expect("queued");
+        let claimed = store.claim(next[0].ti_id, "w1", std::slice::from_ref(p)).await.expect("claim").expect("queued");
         assert_eq!(claimed.outputs.get("a"), Some(&serde_json::json!({"rows": 3})));
         let next = store
             .finish(p, claimed.ti_id, claimed.try_number, &Outcome::Success(serde_json::Value::Null), 32)
@@ -98,8 +98,12 @@ async fn outcomes_are_recorded_exactly_once() {
         store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
-        let claimed = store.claim(queued[0].ti_id, "w1").await.expect("claim").expect("queued");
-        assert!(store.claim(queued[0].ti_id, "w2").await.expect("claim").is_none(), "a second claim loses");
+        let claimed =
+            store.claim(queued[0].ti_id, "w1", std::slice::from_ref(p)).await.expect("claim").expect("queued");
+        assert!(
+            store.claim(queued[0].ti_id, "w2", std::slice::from_ref(p)).await.expect("claim").is_none(),
+            "a second claim loses"
+        );
         let first = store
             .finish(p, claimed.ti_id, claimed.try_number, &Outcome::Success(serde_json::Value::Null), 32)
             .await
@@ -311,7 +315,7 @@ async fn clearing_reruns_a_task_and_its_downstream() {
         );
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         assert_eq!(task_id(&store, run.id, &queued[0]).await, "b", "the cleared task runs again");
-        let claimed = store.claim(queued[0].ti_id, "w").await.expect("claim").expect("queued");
+        let claimed = store.claim(queued[0].ti_id, "w", std::slice::from_ref(p)).await.expect("claim").expect("queued");
         assert_eq!(claimed.try_number, 2, "tries so far are kept");
     }
 }
@@ -345,7 +349,7 @@ async fn cleaning_deletes_only_old_finished_runs() {
             .expect("old");
         let mut queued = store.advance_pipeline(p, 32).await.expect("advance");
         while let Some(q) = queued.pop() {
-            let claimed = store.claim(q.ti_id, "w").await.expect("claim").expect("queued");
+            let claimed = store.claim(q.ti_id, "w", std::slice::from_ref(p)).await.expect("claim").expect("queued");
             store
                 .append_logs(claimed.ti_id, claimed.try_number, &[("info".into(), "hello".into())])
                 .await
@@ -389,5 +393,64 @@ async fn a_new_version_removes_and_adds_tasks_in_active_runs() {
         assert_eq!(task_id(&store, run.id, &next[0]).await, "new");
         run_one(&store, &V2[0], &next[0], Outcome::Success(serde_json::Value::Null)).await;
         assert_eq!(store.run(run.id).await.expect("run").state, "success", "removed tasks do not hold the run");
+    }
+}
+
+/// A pipeline `wide`: `start`, then `width` parallel tasks, then `end` joining them all;
+/// at most 16 tasks at once.
+fn wide(width: usize) -> &'static [PipelineSpec] {
+    let ids: &'static [&'static str] = Vec::leak((0..width).map(|i| &*String::leak(format!("p{i:03}"))).collect());
+    let mut tasks = vec![task("start", &[])];
+    tasks.extend(ids.iter().map(|id| task(id, &["start"])));
+    tasks.push(task("end", ids));
+    let spec = PipelineSpec { max_active_tasks: 16, ..pipeline("wide", Schedule::Manual, Vec::leak(tasks)) };
+    Vec::leak(vec![spec])
+}
+
+#[tokio::test]
+async fn a_wide_run_waits_for_room_and_its_join_runs_after_the_last_upstream() {
+    // More upstreams than a finish reads row by row: the join's states are counted.
+    let width = 300;
+    let pipelines = wide(width);
+    let p = &pipelines[0];
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        store.sync_pipelines(registry(pipelines, &[])).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let start = store.advance_pipeline(p, 32).await.expect("advance");
+        let mut queued = run_one(&store, p, &start[0], Outcome::Success(serde_json::Value::Null)).await;
+        assert_eq!(queued.len(), 16, "max_active_tasks bounds the fan-out");
+        let all = states(&store, run.id).await;
+        let waiting = all.iter().filter(|(_, s)| *s == TiState::Scheduled).count();
+        assert_eq!(waiting, width - 16, "the rest wait for room as `scheduled`");
+        let mut finished = 0;
+        while let Some(q) = queued.pop() {
+            let task = task_id(&store, run.id, &q).await;
+            if task == "end" {
+                assert_eq!(finished, width, "the join is queued only after every upstream ended");
+            } else {
+                finished += 1;
+            }
+            queued.extend(run_one(&store, p, &q, Outcome::Success(serde_json::Value::Null)).await);
+            assert!(queued.len() <= 16, "never more than max_active_tasks at once");
+        }
+        assert_eq!(state_of(&states(&store, run.id).await, "end"), TiState::Success);
+        assert_eq!(store.run(run.id).await.expect("run").state, "success");
+
+        // One upstream fails: the join is upstream_failed at once, and the run fails when
+        // the rest have ended.
+        let run =
+            sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0 + 1)).await.expect("trigger");
+        let start = store.advance_pipeline(p, 32).await.expect("advance");
+        let mut queued = run_one(&store, p, &start[0], Outcome::Success(serde_json::Value::Null)).await;
+        let first = queued.pop().expect("a task");
+        queued.extend(run_one(&store, p, &first, Outcome::Failed("boom".into())).await);
+        assert_eq!(state_of(&states(&store, run.id).await, "end"), TiState::UpstreamFailed);
+        while let Some(q) = queued.pop() {
+            queued.extend(run_one(&store, p, &q, Outcome::Success(serde_json::Value::Null)).await);
+        }
+        let all = states(&store, run.id).await;
+        assert_eq!(all.iter().filter(|(_, s)| *s == TiState::Success).count(), width, "start and the other upstreams");
+        assert_eq!(store.run(run.id).await.expect("run").state, "failed");
     }
 }

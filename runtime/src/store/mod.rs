@@ -112,11 +112,13 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "metadata", include_str!("../../../migrations/postgres/0001_metadata.sql")),
     (2, "alerts", include_str!("../../../migrations/postgres/0002_alerts.sql")),
     (3, "rendered", include_str!("../../../migrations/postgres/0003_rendered.sql")),
+    (4, "scheduled", include_str!("../../../migrations/postgres/0004_scheduled.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "metadata", include_str!("../../../migrations/sqlite/0001_metadata.sql")),
     (2, "alerts", include_str!("../../../migrations/sqlite/0002_alerts.sql")),
     (3, "rendered", include_str!("../../../migrations/sqlite/0003_rendered.sql")),
+    (4, "scheduled", include_str!("../../../migrations/sqlite/0004_scheduled.sql")),
 ];
 
 impl Store {

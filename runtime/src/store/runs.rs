@@ -6,7 +6,7 @@ use super::alerts::{self, Event};
 use super::{Doing, Result, Store, StoreError, Tx, get, opt, q};
 use crate::clock::Micros;
 use crate::rules::{Decision, TiState, decide};
-use crate::spec::{PipelineSpec, TaskSpec};
+use crate::spec::{PipelineSpec, TaskSpec, TriggerRule};
 use sqlx::AssertSqlSafe;
 use std::collections::{BTreeMap, HashMap};
 
@@ -512,9 +512,10 @@ impl Store {
         Ok(queued)
     }
 
-    /// Claims a queued task instance for `worker`: it becomes `running` with its next try.
-    /// `None` if another worker got it first or it is no longer queued.
-    pub async fn claim(&self, ti_id: i64, worker: &str) -> Result<Option<Claimed>> {
+    /// Claims a queued task instance for `worker`: it becomes `running` with its next try,
+    /// with its upstreams' outputs (looked up in `pipelines`). `None` if another worker got
+    /// it first or it is no longer queued.
+    pub async fn claim(&self, ti_id: i64, worker: &str, pipelines: &[PipelineSpec]) -> Result<Option<Claimed>> {
         let now = self.now();
         let mut tx = self.begin().await?;
         let row = q("UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $2, \
@@ -547,28 +548,30 @@ impl Store {
                 .await
                 .doing("reading a run")?,
         )?;
-        let outputs = q("SELECT ti.task_id, o.outputs FROM task_outputs o JOIN task_instances ti ON ti.id = o.ti_id \
-                         WHERE ti.run_pk = $1 AND ti.state = 'success'")
-        .bind(run_pk)
-        .fetch_all(&mut *tx)
-        .await
-        .doing("reading upstream outputs")?;
+        // Only direct upstreams' outputs reach a task (its typed `Upstream`).
+        let task_id: String = get(&row, "task_id")?;
+        let pipeline_id: String = get(&row, "pipeline_id")?;
+        let upstreams = pipelines
+            .iter()
+            .find(|p| p.id == pipeline_id)
+            .and_then(|p| p.task(&task_id))
+            .map_or(&[][..], |t| t.depends_on);
         let mut by_task = BTreeMap::new();
-        for row in outputs {
-            let task: String = get(&row, "task_id")?;
-            let text: String = get(&row, "outputs")?;
-            by_task.insert(task, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
+        if !upstreams.is_empty() {
+            let sql = format!(
+                "SELECT ti.task_id, o.outputs FROM task_outputs o JOIN task_instances ti ON ti.id = o.ti_id \
+                 WHERE ti.run_pk = $1 AND ti.state = 'success' AND ti.task_id {}",
+                in_json(&tx, 2, false)
+            );
+            let query = q(AssertSqlSafe(sql)).bind(run_pk).bind(json_list(upstreams));
+            for row in query.fetch_all(&mut *tx).await.doing("reading upstream outputs")? {
+                let task: String = get(&row, "task_id")?;
+                let text: String = get(&row, "outputs")?;
+                by_task.insert(task, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
+            }
         }
         tx.commit().await.doing("claiming a task")?;
-        Ok(Some(Claimed {
-            ti_id,
-            run_pk,
-            pipeline_id: get(&row, "pipeline_id")?,
-            task_id: get(&row, "task_id")?,
-            try_number,
-            run,
-            outputs: by_task,
-        }))
+        Ok(Some(Claimed { ti_id, run_pk, pipeline_id, task_id, try_number, run, outputs: by_task }))
     }
 
     /// Records how try `try_number` ended and, in the same transaction, queues whatever
@@ -657,7 +660,8 @@ impl Store {
                 alerts::enqueue(&mut tx, &notice, targets, task.email, now).await?;
             }
         }
-        let queued = advance_in_tx(&mut tx, pipeline, run_pk, now, parallelism).await?;
+        let succeeded = state == TiState::Success;
+        let queued = advance_after(&mut tx, pipeline, run_pk, &task_id, succeeded, now, parallelism).await?;
         tx.commit().await.doing("finishing a task")?;
         Ok(queued)
     }
@@ -736,10 +740,12 @@ pub(super) async fn insert_task_instance(
 /// How many runs `db clean` deletes per transaction.
 pub const CLEAN_BATCH: i64 = 500;
 
-/// What the state machine needs of one task instance of the run being advanced.
+/// What the state machine needs of one task instance it may queue.
 #[derive(Debug)]
 struct Slot {
     id: i64,
+    task_id: String,
+    state: TiState,
     weight: i64,
     next_try: Option<i64>,
     pool: String,
@@ -747,79 +753,88 @@ struct Slot {
     queue: String,
 }
 
-/// Decides every waiting task of a running run, queues what may run within the pool,
-/// pipeline and global limits (highest priority first), and closes the run when all its
-/// tasks are done. Runs inside the caller's transaction.
-async fn advance_in_tx(
-    tx: &mut Tx,
-    pipeline: &PipelineSpec,
-    run_pk: i64,
-    now: Micros,
-    parallelism: u32,
-) -> Result<Vec<Queued>> {
-    let rows = q(AssertSqlSafe(format!("SELECT {TI_COLUMNS}, next_try_at FROM task_instances WHERE run_pk = $1")))
-        .bind(run_pk)
-        .fetch_all(&mut **tx)
-        .await
-        .doing("reading task instances")?;
-    let mut states: HashMap<String, TiState> = HashMap::new();
-    let mut info: HashMap<String, Slot> = HashMap::new();
-    for row in &rows {
-        let ti = ti_row(row)?;
-        let next_try: Option<i64> = opt(row, "next_try_at");
-        let pool: String = get(row, "pool")?;
-        let slots: i64 = get(row, "pool_slots")?;
-        let queue: String = get(row, "queue")?;
-        states.insert(ti.task_id.clone(), ti.state);
-        info.insert(ti.task_id, Slot { id: ti.id, weight: ti.priority_weight, next_try, pool, slots, queue });
-    }
-    // Settle skips and upstream failures until nothing changes (they cascade downstream).
-    let mut ready: Vec<&TaskSpec> = Vec::new();
-    loop {
-        let mut changed = false;
-        ready.clear();
-        for task in pipeline.tasks {
-            let state = states.get(task.id).copied().unwrap_or(TiState::Removed);
-            let waiting = matches!(state, TiState::None | TiState::Scheduled);
-            let retry_due =
-                state == TiState::UpForRetry && info.get(task.id).and_then(|i| i.next_try).is_none_or(|at| at <= now);
-            if retry_due {
-                ready.push(task);
-                continue;
-            }
-            if !waiting {
-                continue;
-            }
-            let ups: Vec<TiState> =
-                task.depends_on.iter().map(|u| states.get(*u).copied().unwrap_or(TiState::Removed)).collect();
-            let new_state = match decide(task.trigger_rule, &ups) {
-                Decision::Run => {
-                    ready.push(task);
-                    continue;
-                }
-                Decision::Wait => continue,
-                Decision::Skip => TiState::Skipped,
-                Decision::UpstreamFailed => TiState::UpstreamFailed,
-            };
-            if let Some(slot) = info.get(task.id) {
-                q("UPDATE task_instances SET state = $2, end_date = $3 WHERE id = $1")
-                    .bind(slot.id)
-                    .bind(new_state.as_str())
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await
-                    .doing("skipping a task")?;
-            }
-            states.insert(task.id.to_string(), new_state);
-            changed = true;
-        }
-        if !changed {
-            break;
-        }
-    }
+const SLOT_COLUMNS: &str = "id, task_id, state, priority_weight, next_try_at, pool, pool_slots, queue";
 
-    let mut queued = Vec::new();
-    if !ready.is_empty() {
+fn slot(row: &sqlx::any::AnyRow) -> Result<Slot> {
+    let state: String = get(row, "state")?;
+    Ok(Slot {
+        id: get(row, "id")?,
+        task_id: get(row, "task_id")?,
+        state: TiState::parse(&state).unwrap_or(TiState::None),
+        weight: get(row, "priority_weight")?,
+        next_try: opt(row, "next_try_at"),
+        pool: get(row, "pool")?,
+        slots: get(row, "pool_slots")?,
+        queue: get(row, "queue")?,
+    })
+}
+
+/// `IN (...)` over a JSON array bound as parameter `$n`: a list of any length is one
+/// parameter (binding thousands of numbered parameters is quadratic in SQLite).
+fn in_json(tx: &Tx, n: usize, of_ids: bool) -> String {
+    match (tx.backend_name() == "PostgreSQL", of_ids) {
+        (true, true) => format!("IN (SELECT json_array_elements_text(${n}::json)::BIGINT)"),
+        (true, false) => format!("IN (SELECT json_array_elements_text(${n}::json))"),
+        (false, _) => format!("IN (SELECT value FROM json_each(${n}))"),
+    }
+}
+
+fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+/// The slots of tasks `ids` of run `run_pk`, by task id.
+async fn slots_of(tx: &mut Tx, run_pk: i64, ids: &[&str]) -> Result<HashMap<String, Slot>> {
+    let mut found = HashMap::new();
+    let sql =
+        format!("SELECT {SLOT_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id {}", in_json(tx, 2, false));
+    let query = q(AssertSqlSafe(sql)).bind(run_pk).bind(json_list(ids));
+    for row in query.fetch_all(&mut **tx).await.doing("reading task instances")? {
+        let slot = slot(&row)?;
+        found.insert(slot.task_id.clone(), slot);
+    }
+    Ok(found)
+}
+
+/// The states of tasks `ids` of run `run_pk`, counted in the database: a join's thousand
+/// upstreams cost a few rows, not a thousand.
+async fn counted_states(tx: &mut Tx, run_pk: i64, ids: &[&str]) -> Result<Vec<TiState>> {
+    let mut states = Vec::new();
+    let sql = format!(
+        "SELECT state, COUNT(*) AS n FROM task_instances WHERE run_pk = $1 AND task_id {} GROUP BY state",
+        in_json(tx, 2, false)
+    );
+    let query = q(AssertSqlSafe(sql)).bind(run_pk).bind(json_list(ids));
+    for row in query.fetch_all(&mut **tx).await.doing("counting upstream states")? {
+        let state: String = get(&row, "state")?;
+        let n: i64 = get(&row, "n")?;
+        let state = TiState::parse(&state).unwrap_or(TiState::None);
+        states.extend(std::iter::repeat_n(state, usize::try_from(n).unwrap_or(0)));
+    }
+    Ok(states)
+}
+
+async fn set_done_state(tx: &mut Tx, id: i64, state: TiState, now: Micros) -> Result<()> {
+    q("UPDATE task_instances SET state = $2, end_date = $3 WHERE id = $1")
+        .bind(id)
+        .bind(state.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .doing("skipping a task")?;
+    Ok(())
+}
+
+/// Room left under `parallelism`, the pipeline's `max_active_tasks` and each pool.
+#[derive(Debug)]
+struct Room {
+    global: i64,
+    pipeline: i64,
+    pools: HashMap<String, i64>,
+}
+
+impl Room {
+    async fn read(tx: &mut Tx, pipeline: &PipelineSpec, parallelism: u32) -> Result<Room> {
         let global: i64 = get(
             &q("SELECT COUNT(*) AS n FROM task_instances WHERE state IN ('queued', 'running')")
                 .fetch_one(&mut **tx)
@@ -839,58 +854,334 @@ async fn advance_in_tx(
         if tx.backend_name() == "PostgreSQL" {
             q("SELECT name FROM pools ORDER BY name FOR UPDATE").fetch_all(&mut **tx).await.doing("locking pools")?;
         }
-        let mut pool_free: HashMap<String, i64> = HashMap::new();
+        let mut pools = HashMap::new();
         for row in q("SELECT p.name, CAST(p.slots - COALESCE((SELECT SUM(ti.pool_slots) FROM task_instances ti \
                       WHERE ti.pool = p.name AND ti.state IN ('queued', 'running')), 0) AS BIGINT) AS free FROM pools p")
         .fetch_all(&mut **tx)
         .await
         .doing("reading pools")?
         {
-            pool_free.insert(get(&row, "name")?, get(&row, "free")?);
+            pools.insert(get(&row, "name")?, get(&row, "free")?);
         }
-        let mut global_room = i64::from(parallelism) - global;
-        let mut pipeline_room = i64::from(pipeline.max_active_tasks) - in_pipeline;
-        ready.sort_by_key(|t| std::cmp::Reverse(info.get(t.id).map_or(0, |i| i.weight)));
-        for task in ready {
-            let Some(Slot { id, weight, pool, slots, queue, .. }) = info.get(task.id) else { continue };
-            let free = pool_free.entry(pool.clone()).or_insert(0);
-            if global_room <= 0 || pipeline_room <= 0 || *free < *slots {
+        Ok(Room {
+            global: i64::from(parallelism) - global,
+            pipeline: i64::from(pipeline.max_active_tasks) - in_pipeline,
+            pools,
+        })
+    }
+
+    /// How many more tasks may be queued at most, whatever their pools.
+    fn at_most(&self) -> i64 {
+        self.global.min(self.pipeline).max(0)
+    }
+}
+
+/// Queues `ready` best first while there is room. Ready tasks that do not fit become
+/// `scheduled`, where a finishing task of their run finds them. Returns what was queued.
+async fn queue_ready(tx: &mut Tx, room: &mut Room, mut ready: Vec<Slot>, now: Micros) -> Result<Vec<Queued>> {
+    ready.sort_by_key(|s| (std::cmp::Reverse(s.weight), s.id));
+    let mut queued = Vec::new();
+    let mut waiting = Vec::new();
+    for slot in ready {
+        let free = room.pools.entry(slot.pool.clone()).or_insert(0);
+        if room.global <= 0 || room.pipeline <= 0 || *free < slot.slots {
+            if slot.state == TiState::None {
+                waiting.push(slot.id);
+            }
+            continue;
+        }
+        let done = q("UPDATE task_instances SET state = 'queued', queued_at = $2, next_try_at = NULL \
+                      WHERE id = $1 AND state IN ('none', 'scheduled', 'up_for_retry')")
+        .bind(slot.id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .doing("queueing a task")?;
+        if done.rows_affected() == 1 {
+            *free -= slot.slots;
+            room.global -= 1;
+            room.pipeline -= 1;
+            queued.push(Queued { ti_id: slot.id, queue: slot.queue, priority_weight: slot.weight });
+        }
+    }
+    if !waiting.is_empty() {
+        let sql = format!(
+            "UPDATE task_instances SET state = 'scheduled' WHERE state = 'none' AND id {}",
+            in_json(tx, 1, true)
+        );
+        q(AssertSqlSafe(sql)).bind(json_list(&waiting)).execute(&mut **tx).await.doing("scheduling tasks")?;
+    }
+    Ok(queued)
+}
+
+/// The tasks that list `id` among their upstreams.
+fn downstream_of<'p>(pipeline: &'p PipelineSpec, id: &str) -> impl Iterator<Item = &'p TaskSpec> {
+    pipeline.tasks.iter().filter(move |t| t.depends_on.contains(&id))
+}
+
+/// Ends run `run_pk` (failed when a leaf task failed) if it is still running.
+async fn close_run(
+    tx: &mut Tx,
+    pipeline: &PipelineSpec,
+    run_pk: i64,
+    states: &HashMap<String, TiState>,
+    now: Micros,
+) -> Result<()> {
+    let failed = pipeline
+        .tasks
+        .iter()
+        .filter(|t| downstream_of(pipeline, t.id).next().is_none())
+        .any(|leaf| matches!(states.get(leaf.id), Some(TiState::Failed | TiState::UpstreamFailed)));
+    let closed = q("UPDATE runs SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'")
+        .bind(run_pk)
+        .bind(if failed { "failed" } else { "success" })
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .doing("closing a run")?;
+    if closed.rows_affected() == 1 {
+        alerts::run_ended(tx, pipeline, run_pk, failed, now).await?;
+    }
+    Ok(())
+}
+
+/// Decides every waiting task of a running run, queues what may run within the pool,
+/// pipeline and global limits (highest priority first), and closes the run when all its
+/// tasks are done. Runs inside the caller's transaction. Reads the whole run: the
+/// scheduler's pass, which also picks up due retries; a finishing task uses
+/// [`advance_after`].
+async fn advance_in_tx(
+    tx: &mut Tx,
+    pipeline: &PipelineSpec,
+    run_pk: i64,
+    now: Micros,
+    parallelism: u32,
+) -> Result<Vec<Queued>> {
+    let rows = q(AssertSqlSafe(format!("SELECT {SLOT_COLUMNS} FROM task_instances WHERE run_pk = $1")))
+        .bind(run_pk)
+        .fetch_all(&mut **tx)
+        .await
+        .doing("reading task instances")?;
+    let mut slots: HashMap<String, Slot> = HashMap::new();
+    for row in &rows {
+        let slot = slot(row)?;
+        slots.insert(slot.task_id.clone(), slot);
+    }
+    let mut states: HashMap<String, TiState> = slots.iter().map(|(id, s)| (id.clone(), s.state)).collect();
+    // Settle skips and upstream failures until nothing changes (they cascade downstream).
+    let mut ready: Vec<&str> = Vec::new();
+    loop {
+        let mut changed = false;
+        ready.clear();
+        for task in pipeline.tasks {
+            let state = states.get(task.id).copied().unwrap_or(TiState::Removed);
+            let waiting = matches!(state, TiState::None | TiState::Scheduled);
+            let retry_due =
+                state == TiState::UpForRetry && slots.get(task.id).and_then(|i| i.next_try).is_none_or(|at| at <= now);
+            if retry_due {
+                ready.push(task.id);
                 continue;
             }
-            let done = q("UPDATE task_instances SET state = 'queued', queued_at = $2, next_try_at = NULL \
-                          WHERE id = $1 AND state IN ('none', 'scheduled', 'up_for_retry')")
-            .bind(*id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await
-            .doing("queueing a task")?;
-            if done.rows_affected() == 1 {
-                *free -= slots;
-                global_room -= 1;
-                pipeline_room -= 1;
-                states.insert(task.id.to_string(), TiState::Queued);
-                queued.push(Queued { ti_id: *id, queue: queue.clone(), priority_weight: *weight });
+            if !waiting {
+                continue;
             }
+            let ups: Vec<TiState> =
+                task.depends_on.iter().map(|u| states.get(*u).copied().unwrap_or(TiState::Removed)).collect();
+            let new_state = match decide(task.trigger_rule, &ups) {
+                Decision::Run => {
+                    ready.push(task.id);
+                    continue;
+                }
+                Decision::Wait => continue,
+                Decision::Skip => TiState::Skipped,
+                Decision::UpstreamFailed => TiState::UpstreamFailed,
+            };
+            if let Some(slot) = slots.get(task.id) {
+                set_done_state(tx, slot.id, new_state, now).await?;
+            }
+            states.insert(task.id.to_string(), new_state);
+            changed = true;
+        }
+        if !changed {
+            break;
         }
     }
 
+    let mut queued = Vec::new();
+    if !ready.is_empty() {
+        let ready: Vec<Slot> = ready.iter().filter_map(|id| slots.remove(*id)).collect();
+        let ids: HashMap<i64, String> = ready.iter().map(|s| (s.id, s.task_id.clone())).collect();
+        let mut room = Room::read(tx, pipeline, parallelism).await?;
+        queued = queue_ready(tx, &mut room, ready, now).await?;
+        for q in &queued {
+            if let Some(task) = ids.get(&q.ti_id) {
+                states.insert(task.clone(), TiState::Queued);
+            }
+        }
+    }
     if states.values().all(|s| s.is_done()) {
-        let leaves: Vec<&str> = pipeline
-            .tasks
-            .iter()
-            .filter(|t| !pipeline.tasks.iter().any(|d| d.depends_on.contains(&t.id)))
-            .map(|t| t.id)
-            .collect();
-        let failed = leaves.iter().any(|l| matches!(states.get(*l), Some(TiState::Failed | TiState::UpstreamFailed)));
-        let closed = q("UPDATE runs SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'")
+        close_run(tx, pipeline, run_pk, &states, now).await?;
+    }
+    Ok(queued)
+}
+
+/// Whether a task waiting under `rule` still waits when one more upstream succeeds while
+/// another is unfinished. Every upstream's end decides its downstream tasks in turn (under
+/// the pipeline's lock), so a join learns nothing new from a success until the last.
+fn waits_after_success(rule: TriggerRule) -> bool {
+    !matches!(
+        rule,
+        TriggerRule::AllFailed
+            | TriggerRule::AllSkipped
+            | TriggerRule::OneSuccess
+            | TriggerRule::OneDone
+            | TriggerRule::Always
+    )
+}
+
+/// Whether an upstream of `task` is unfinished. Looks at a few unfinished task instances
+/// of the run (an index holds only those) before counting all upstreams: in a join,
+/// almost every unfinished task is an upstream.
+async fn upstream_unfinished(tx: &mut Tx, run_pk: i64, task: &TaskSpec) -> Result<bool> {
+    let rows = q("SELECT task_id FROM task_instances WHERE run_pk = $1 AND task_id <> $2 \
+                  AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry') LIMIT 8")
+    .bind(run_pk)
+    .bind(task.id)
+    .fetch_all(&mut **tx)
+    .await
+    .doing("looking for unfinished upstreams")?;
+    for row in rows {
+        let id: String = get(&row, "task_id")?;
+        if task.depends_on.contains(&id.as_str()) {
+            return Ok(true);
+        }
+    }
+    Ok(counted_states(tx, run_pk, task.depends_on).await?.iter().any(|s| !s.is_done()))
+}
+
+/// Above this many upstreams in one decision round, upstream states are counted in the
+/// database instead of read row by row.
+const READ_UPSTREAMS_AT_MOST: usize = 256;
+
+/// After task `finished` of run `run_pk` ended: decides its downstream tasks (and
+/// theirs, as skips and upstream failures cascade), queues what became ready and what of
+/// the run waited for the room it freed, and closes the run when nothing is left. Reads
+/// only what it decides, so one task's finish costs the same however wide the run is.
+async fn advance_after(
+    tx: &mut Tx,
+    pipeline: &PipelineSpec,
+    run_pk: i64,
+    finished: &str,
+    succeeded: bool,
+    now: Micros,
+    parallelism: u32,
+) -> Result<Vec<Queued>> {
+    let mut candidates: Vec<&TaskSpec> = downstream_of(pipeline, finished).collect();
+    let mut ready: Vec<Slot> = Vec::new();
+    let mut unfinished = false;
+    while !candidates.is_empty() {
+        let mut upstreams: Vec<&str> = candidates.iter().flat_map(|c| c.depends_on.iter().copied()).collect();
+        upstreams.sort_unstable();
+        upstreams.dedup();
+        let read_upstreams = upstreams.len() <= READ_UPSTREAMS_AT_MOST;
+        let mut ids: Vec<&str> = candidates.iter().map(|c| c.id).collect();
+        if read_upstreams {
+            ids.extend(&upstreams);
+        }
+        let mut slots = slots_of(tx, run_pk, &ids).await?;
+        let mut next: Vec<&TaskSpec> = Vec::new();
+        for task in &candidates {
+            let Some(state) = slots.get(task.id).map(|s| s.state) else { continue };
+            if !matches!(state, TiState::None | TiState::Scheduled) {
+                unfinished |= !state.is_done();
+                continue;
+            }
+            let ups: Vec<TiState> = if read_upstreams {
+                task.depends_on.iter().map(|u| slots.get(*u).map_or(TiState::Removed, |s| s.state)).collect()
+            } else if succeeded
+                && waits_after_success(task.trigger_rule)
+                && upstream_unfinished(tx, run_pk, task).await?
+            {
+                unfinished = true;
+                continue;
+            } else {
+                counted_states(tx, run_pk, task.depends_on).await?
+            };
+            let new_state = match decide(task.trigger_rule, &ups) {
+                Decision::Run => {
+                    if let Some(slot) = slots.remove(task.id) {
+                        ready.push(slot);
+                    }
+                    unfinished = true;
+                    continue;
+                }
+                Decision::Wait => {
+                    unfinished = true;
+                    continue;
+                }
+                Decision::Skip => TiState::Skipped,
+                Decision::UpstreamFailed => TiState::UpstreamFailed,
+            };
+            if let Some(slot) = slots.get(task.id) {
+                set_done_state(tx, slot.id, new_state, now).await?;
+            }
+            next.extend(downstream_of(pipeline, task.id));
+        }
+        next.sort_unstable_by_key(|t| t.id);
+        next.dedup_by_key(|t| t.id);
+        candidates = next;
+    }
+
+    // The slot this task held is free: the best of the run's waiting tasks may take it.
+    let waiting = q("SELECT id FROM task_instances WHERE run_pk = $1 AND state = 'scheduled' LIMIT 1")
+        .bind(run_pk)
+        .fetch_optional(&mut **tx)
+        .await
+        .doing("looking for waiting tasks")?
+        .is_some();
+    let mut queued = Vec::new();
+    if waiting || !ready.is_empty() {
+        unfinished = true;
+        let mut room = Room::read(tx, pipeline, parallelism).await?;
+        if waiting && room.at_most() > 0 {
+            let sql = format!(
+                "SELECT {SLOT_COLUMNS} FROM task_instances WHERE run_pk = $1 AND state = 'scheduled' \
+                 ORDER BY priority_weight DESC, id LIMIT $2"
+            );
+            let rows = q(AssertSqlSafe(sql))
+                .bind(run_pk)
+                .bind(room.at_most())
+                .fetch_all(&mut **tx)
+                .await
+                .doing("reading waiting tasks")?;
+            for row in &rows {
+                let slot = slot(row)?;
+                if !ready.iter().any(|r| r.id == slot.id) {
+                    ready.push(slot);
+                }
+            }
+        }
+        queued = queue_ready(tx, &mut room, ready, now).await?;
+    }
+    if !unfinished {
+        let left: i64 = get(
+            &q("SELECT COUNT(*) AS n FROM task_instances WHERE run_pk = $1 \
+                AND state NOT IN ('success', 'failed', 'upstream_failed', 'skipped', 'removed')")
             .bind(run_pk)
-            .bind(if failed { "failed" } else { "success" })
-            .bind(now)
-            .execute(&mut **tx)
+            .fetch_one(&mut **tx)
             .await
-            .doing("closing a run")?;
-        if closed.rows_affected() == 1 {
-            alerts::run_ended(tx, pipeline, run_pk, failed, now).await?;
+            .doing("counting unfinished tasks")?,
+            "n",
+        )?;
+        if left == 0 {
+            let leaves: Vec<&str> = pipeline
+                .tasks
+                .iter()
+                .filter(|t| downstream_of(pipeline, t.id).next().is_none())
+                .map(|t| t.id)
+                .collect();
+            let states = slots_of(tx, run_pk, &leaves).await?.into_iter().map(|(id, s)| (id, s.state)).collect();
+            close_run(tx, pipeline, run_pk, &states, now).await?;
         }
     }
     Ok(queued)
