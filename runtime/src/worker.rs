@@ -170,7 +170,13 @@ impl Worker {
                 batch.clear();
             }
         });
-        let env = crate::executor::ExecEnv::new(self.variables_for(&input.log).await);
+        // Variables feed templates; a Rust body has none, and skips the read.
+        let variables = if matches!(task.kind, crate::spec::TaskKind::Rust { .. }) {
+            Arc::clone(&self.variables)
+        } else {
+            self.variables_for(&input.log).await
+        };
+        let env = crate::executor::ExecEnv::new(variables);
         let result = crate::executor::execute(self.registry, pipeline, task, input, &env).await;
         let rendered = env.rendered();
         if !rendered.is_empty()

@@ -587,12 +587,23 @@ impl Store {
     ) -> Result<Vec<Queued>> {
         let now = self.now();
         let mut tx = self.begin_locked(pipeline.id).await?;
-        let row = q("SELECT run_pk, task_id, max_tries FROM task_instances WHERE id = $1 AND state = 'running' AND try_number = $2")
+        // A success is recorded in the statement that finds the running try; a failure
+        // first reads how many tries the task has left.
+        let succeeded = matches!(outcome, Outcome::Success(_));
+        let found = if succeeded {
+            "UPDATE task_instances SET state = 'success', end_date = $3, error = NULL, next_try_at = NULL \
+             WHERE id = $1 AND state = 'running' AND try_number = $2 RETURNING run_pk, task_id, max_tries"
+        } else {
+            "SELECT run_pk, task_id, max_tries FROM task_instances WHERE id = $1 AND state = 'running' AND try_number = $2 \
+             AND $3 = $3"
+        };
+        let row = q(found)
             .bind(ti_id)
             .bind(try_number)
+            .bind(now)
             .fetch_optional(&mut *tx)
             .await
-            .doing("reading a running task")?;
+            .doing("recording a task outcome")?;
         let Some(row) = row else {
             tx.commit().await.doing("finishing a task")?;
             return Ok(Vec::new());
@@ -609,15 +620,17 @@ impl Store {
             }
             Outcome::Failed(message) => (TiState::Failed, Some(message.clone()), None),
         };
-        q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5 WHERE id = $1")
-            .bind(ti_id)
-            .bind(state.as_str())
-            .bind(now)
-            .bind(error.as_deref())
-            .bind(next_try)
-            .execute(&mut *tx)
-            .await
-            .doing("recording a task outcome")?;
+        if !succeeded {
+            q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5 WHERE id = $1")
+                .bind(ti_id)
+                .bind(state.as_str())
+                .bind(now)
+                .bind(error.as_deref())
+                .bind(next_try)
+                .execute(&mut *tx)
+                .await
+                .doing("recording a task outcome")?;
+        }
         q("UPDATE task_tries SET state = $3, end_date = $4, error = $5 WHERE ti_id = $1 AND try_number = $2")
             .bind(ti_id)
             .bind(try_number)
@@ -627,7 +640,10 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("recording a try")?;
-        if let Outcome::Success(outputs) = outcome {
+        // A task without outputs (a unit body) leaves no row.
+        if let Outcome::Success(outputs) = outcome
+            && !outputs.is_null()
+        {
             q("INSERT INTO task_outputs (ti_id, outputs, created_at) VALUES ($1, $2, $3) \
                ON CONFLICT (ti_id) DO UPDATE SET outputs = excluded.outputs, created_at = excluded.created_at")
             .bind(ti_id)
@@ -660,7 +676,6 @@ impl Store {
                 alerts::enqueue(&mut tx, &notice, targets, task.email, now).await?;
             }
         }
-        let succeeded = state == TiState::Success;
         let queued = advance_after(&mut tx, pipeline, run_pk, &task_id, succeeded, now, parallelism).await?;
         tx.commit().await.doing("finishing a task")?;
         Ok(queued)
@@ -835,33 +850,28 @@ struct Room {
 
 impl Room {
     async fn read(tx: &mut Tx, pipeline: &PipelineSpec, parallelism: u32) -> Result<Room> {
-        let global: i64 = get(
-            &q("SELECT COUNT(*) AS n FROM task_instances WHERE state IN ('queued', 'running')")
-                .fetch_one(&mut **tx)
-                .await
-                .doing("counting active tasks")?,
-            "n",
-        )?;
-        let in_pipeline: i64 = get(
-            &q("SELECT COUNT(*) AS n FROM task_instances WHERE pipeline_id = $1 AND state IN ('queued', 'running')")
-                .bind(pipeline.id)
-                .fetch_one(&mut **tx)
-                .await
-                .doing("counting active tasks")?,
-            "n",
-        )?;
-        // Slots are counted across pipelines: concurrent deciders take turns here.
+        // Slots are counted across pipelines: concurrent deciders take turns here, and
+        // count after the lock, so they see each other's queued tasks.
         if tx.backend_name() == "PostgreSQL" {
             q("SELECT name FROM pools ORDER BY name FOR UPDATE").fetch_all(&mut **tx).await.doing("locking pools")?;
         }
-        let mut pools = HashMap::new();
-        for row in q("SELECT p.name, CAST(p.slots - COALESCE((SELECT SUM(ti.pool_slots) FROM task_instances ti \
-                      WHERE ti.pool = p.name AND ti.state IN ('queued', 'running')), 0) AS BIGINT) AS free FROM pools p")
+        // One row per pool, each also carrying the global and the pipeline's counts.
+        let rows = q("SELECT p.name, \
+                        CAST(p.slots - COALESCE((SELECT SUM(ti.pool_slots) FROM task_instances ti \
+                          WHERE ti.pool = p.name AND ti.state IN ('queued', 'running')), 0) AS BIGINT) AS free, \
+                        (SELECT COUNT(*) FROM task_instances WHERE state IN ('queued', 'running')) AS global, \
+                        (SELECT COUNT(*) FROM task_instances WHERE pipeline_id = $1 AND state IN ('queued', 'running')) AS in_pipeline \
+                      FROM pools p")
+        .bind(pipeline.id)
         .fetch_all(&mut **tx)
         .await
-        .doing("reading pools")?
-        {
+        .doing("reading pools and active tasks")?;
+        let (mut global, mut in_pipeline) = (0, 0);
+        let mut pools = HashMap::new();
+        for row in rows {
             pools.insert(get(&row, "name")?, get(&row, "free")?);
+            global = get(&row, "global")?;
+            in_pipeline = get(&row, "in_pipeline")?;
         }
         Ok(Room {
             global: i64::from(parallelism) - global,
