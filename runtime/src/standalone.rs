@@ -72,7 +72,8 @@ async fn watch_other_processes(store: Store, wake: Arc<Notify>, dispatch: Arc<Lo
     let Ok(Some(mut seen)) = store.external_change_marker().await else { return };
     loop {
         tokio::select! {
-            () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            // A read of one counter: cheap enough to notice a trigger within 25 ms.
+            () = tokio::time::sleep(std::time::Duration::from_millis(25)) => {}
             () = shutdown.wait() => return,
         }
         if let Ok(Some(now)) = store.external_change_marker().await

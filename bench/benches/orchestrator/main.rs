@@ -76,7 +76,8 @@ fn main() {
     let full = args.iter().any(|a| a == "--bench");
     let runs = option("--runs").and_then(|r| r.parse().ok()).unwrap_or(3);
     let plan = if full { Plan::full(runs) } else { Plan::smoke() };
-    let out = option("--out").map_or_else(|| target_dir().join("bench/orchestrator.md"), PathBuf::from);
+    let default_out = if full { "bench/orchestrator.md" } else { "tmp/orchestrator-smoke.md" };
+    let out = option("--out").map_or_else(|| target_dir().join(default_out), PathBuf::from);
     let wide = option("--wide-binary").map(PathBuf::from);
     let binary = Path::new(env!("CARGO_BIN_EXE_sluice-bench"));
     // `--only chain,fanout,throughput` and `--modes standalone,distributed` narrow a pass.
@@ -87,6 +88,11 @@ fn main() {
         .map(|m| if m == "standalone" { Mode::Standalone } else { Mode::Distributed })
         .collect();
 
+    if args.iter().any(|a| a == "--peer") {
+        let out = option("--out").map_or_else(|| target_dir().join("bench/peer-sluice.json"), PathBuf::from);
+        peer(binary, if full { runs } else { 1 }, &out);
+        return;
+    }
     let mut report = Report::new(plan.runs);
     for &mode in &modes {
         if only.contains("chain") {
@@ -281,4 +287,54 @@ fn footprint(deployment: &mut Deployment, plan: &Plan, report: &mut Report) {
     if let Some(pid) = deployment.pid_of("webserver") {
         report.add(&name, "webserver: peak RSS (MiB)", "", mode, format!("{:.1}", proc_stat(pid).peak_mib));
     }
+}
+
+/// The shapes of the Airflow peer harness (`../shared/bench-peer-airflow`), each run
+/// `runs` times in both modes (2 workers), and the CLI's cold starts; seconds, as JSON for
+/// `scripts/bench-peer.sh`.
+fn peer(binary: &Path, runs: usize, out: &Path) {
+    let shapes = [("sports_data_scraper", "scraper_shape"), ("chain40", "chain40"), ("fanout100", "fanout100")];
+    let mut figures = serde_json::Map::new();
+    for mode in [Mode::Standalone, Mode::Distributed] {
+        let deployment = Deployment::start(mode, binary, 2);
+        deployment.run_once("scraper_shape", RUN_LIMIT); // warm-up, not counted
+        let mut by_shape = serde_json::Map::new();
+        for (shape, dag) in shapes {
+            let secs: Vec<f64> =
+                (0..runs).map(|_| deployment.run_once(dag, RUN_LIMIT).1.duration().as_secs_f64()).collect();
+            println!("{mode:?} {shape}: {secs:?} s");
+            by_shape.insert(shape.into(), secs.into());
+        }
+        let main = if mode == Mode::Standalone { "standalone" } else { "scheduler" };
+        let pid = deployment.pid_of(main).expect("the scheduling process");
+        by_shape.insert("scheduler_peak_rss_mib".into(), proc_stat(pid).peak_mib.into());
+        figures.insert(format!("{mode:?}").to_lowercase(), by_shape.into());
+    }
+    let home = tempfile::tempdir().expect("temp SLUICE_HOME");
+    let cli = |args: &[&str]| {
+        let started = Instant::now();
+        let status = std::process::Command::new(binary)
+            .args(args)
+            .env("SLUICE_HOME", home.path())
+            .env_remove("SLUICE_DATABASE_URL")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run the CLI");
+        assert!(status.success(), "sluice {args:?} failed");
+        started.elapsed().as_secs_f64()
+    };
+    cli(&["init"]);
+    let mut commands = serde_json::Map::new();
+    for (name, args) in [("dags list", &["dags", "list"][..]), ("dags test chain40", &["dags", "test", "chain40"][..])]
+    {
+        let secs: Vec<f64> = (0..runs.max(3)).map(|_| cli(args)).collect();
+        println!("cli {name}: {secs:?} s");
+        commands.insert(name.into(), secs.into());
+    }
+    figures.insert("cli".into(), commands.into());
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).expect("output directory");
+    }
+    std::fs::write(out, serde_json::Value::Object(figures).to_string()).expect("write the peer figures");
+    println!("written to {}", out.display());
 }

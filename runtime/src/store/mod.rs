@@ -121,6 +121,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "scheduled", include_str!("../../../migrations/sqlite/0004_scheduled.sql")),
 ];
 
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+];
+
 impl Store {
     /// Connects to `postgres://...` or `sqlite://path` (created when missing).
     pub async fn connect(url: &str) -> Result<Store> {
@@ -148,7 +155,15 @@ impl Store {
         let options = match backend {
             // SQLite has one writer: one connection serializes transactions in-process
             // instead of failing them with SQLITE_BUSY.
-            Backend::Sqlite => AnyPoolOptions::new().max_connections(1),
+            // Settings are per connection: every connection the pool opens gets them.
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(1).after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in SQLITE_PRAGMAS {
+                        sqlx::Executor::execute(&mut *conn, *pragma).await?;
+                    }
+                    Ok(())
+                })
+            }),
             Backend::Postgres => AnyPoolOptions::new().max_connections(10).test_before_acquire(false),
         };
         let url_with_options = match backend {
@@ -161,18 +176,7 @@ impl Store {
             options.connect(&url_with_options).await
         }
         .map_err(|source| StoreError::Connect { url: redact(url), source })?;
-        let store = Store { pool, backend, clock: Arc::new(SystemClock) };
-        if backend == Backend::Sqlite {
-            for pragma in [
-                "PRAGMA foreign_keys = ON",
-                "PRAGMA busy_timeout = 10000",
-                "PRAGMA journal_mode = WAL",
-                "PRAGMA synchronous = NORMAL",
-            ] {
-                q(pragma).execute(&store.pool).await.doing("configuring SQLite")?;
-            }
-        }
-        Ok(store)
+        Ok(Store { pool, backend, clock: Arc::new(SystemClock) })
     }
 
     /// An empty store in memory: `dags test` and tests.
