@@ -14,8 +14,11 @@ mkdir -p "$out"
 [ -f "$peer_dir/run.sh" ] || { echo "bench-peer: the Airflow harness is not at $peer_dir (set PEER_DIR)" >&2; exit 1; }
 
 export BENCH_ROOT=${BENCH_ROOT:-/tmp/airflow-bench}
-REPEATS=$runs QUIET_WAIT=${QUIET_WAIT:-120} RESULT_MD="$PWD/$out/airflow-baseline.md" \
-  DAGS=sports_data_scraper,chain40,fanout100 bash "$peer_dir/run.sh"
+# SKIP_AIRFLOW=1 reuses the Airflow figures already in $BENCH_ROOT/results.
+if [ "${SKIP_AIRFLOW:-0}" != 1 ]; then
+  REPEATS=$runs QUIET_WAIT=${QUIET_WAIT:-120} RESULT_MD="$PWD/$out/airflow-baseline.md" \
+    DAGS=sports_data_scraper,chain40,fanout100 bash "$peer_dir/run.sh"
+fi
 
 cargo bench --quiet -p sluice-bench --bench orchestrator -- --peer --runs "$runs" --out "$out/peer-sluice.json"
 

@@ -95,7 +95,7 @@ pub async fn worker(
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     let name = format!("{host}-{}", std::process::id());
     let dispatch = Arc::new(RedisDispatch::start(broker.clone()));
-    let worker = Worker::new(registry, store.clone(), dispatch, name.clone());
+    let worker = Worker::new(registry, store.clone(), dispatch, name.clone()).taking_next(&queues);
     let beating = tokio::spawn(worker.clone().heartbeat(settings.heartbeat_every, shutdown.clone()));
     let concurrency = concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -177,30 +177,44 @@ async fn process(worker: &Worker, broker: &Broker, delivery: &Delivery, abandon:
             Err(e) => return tracing::warn!("task instance {}: {e}", delivery.ti_id),
         }
     };
-    tokio::select! {
-        finished = worker.run_claimed(&claimed) => match finished {
-            Ok(finished) => {
-                ack(broker, delivery).await;
-                if finished.needs_scheduler()
-                    && let Err(e) = broker.wake_schedulers().await
-                {
-                    tracing::warn!("{e}");
-                }
-            }
-            Err(e) => tracing::warn!("task instance {}: outcome not recorded: {e}", claimed.ti_id),
-        },
-        () = abandon.wait() => {
-            match worker.store().hand_back(claimed.ti_id, claimed.try_number).await {
-                Ok(Some(queued)) => {
-                    tracing::warn!("task instance {} handed back unfinished", claimed.ti_id);
-                    if let Err(e) = broker.publish(&[queued]).await {
-                        tracing::warn!("{e}; the scheduler will dispatch it again");
+    // The delivered task, then whatever this worker claimed while finishing the one before.
+    let mut claimed = claimed;
+    let mut delivered = Some(delivery);
+    loop {
+        tokio::select! {
+            finished = worker.run_claimed(&claimed) => match finished {
+                Ok(mut finished) => {
+                    if let Some(delivery) = delivered.take() {
+                        ack(broker, delivery).await;
+                    }
+                    if finished.needs_scheduler()
+                        && let Err(e) = broker.wake_schedulers().await
+                    {
+                        tracing::warn!("{e}");
+                    }
+                    match finished.next.take() {
+                        Some(next) => claimed = next,
+                        None => return,
                     }
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!("task instance {}: cannot hand it back: {e}", claimed.ti_id),
+                Err(e) => return tracing::warn!("task instance {}: outcome not recorded: {e}", claimed.ti_id),
+            },
+            () = abandon.wait() => {
+                match worker.store().hand_back(claimed.ti_id, claimed.try_number).await {
+                    Ok(Some(queued)) => {
+                        tracing::warn!("task instance {} handed back unfinished", claimed.ti_id);
+                        if let Err(e) = broker.publish(&[queued]).await {
+                            tracing::warn!("{e}; the scheduler will dispatch it again");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("task instance {}: cannot hand it back: {e}", claimed.ti_id),
+                }
+                if let Some(delivery) = delivered.take() {
+                    ack(broker, delivery).await;
+                }
+                return;
             }
-            ack(broker, delivery).await;
         }
     }
 }

@@ -43,15 +43,18 @@ const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300)
 
 /// How a try ended, for the caller to decide whether the scheduler must look: a
 /// failure may mean a retry to time, and a finish that queued nothing may end a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Finished {
     pub failed: bool,
     /// How many task instances it queued downstream.
     pub queued: usize,
+    /// The task this worker claimed in the same transaction, to run next (see
+    /// [`Worker::taking_next`]).
+    pub next: Option<Claimed>,
 }
 
 impl Finished {
-    pub fn needs_scheduler(self) -> bool {
+    pub fn needs_scheduler(&self) -> bool {
         self.failed || self.queued == 0
     }
 }
@@ -69,6 +72,9 @@ pub struct Worker {
     /// Sends the notifications a finished try queued, right after it (the scheduler's
     /// pass is the safety net); `None` leaves them to the caller.
     notifier: Option<Notifier>,
+    /// The queues from which a finishing task's worker takes the next ready task itself
+    /// (empty: all); `None`: everything goes through the dispatch.
+    takes_next: Option<Arc<[String]>>,
 }
 
 impl Worker {
@@ -85,8 +91,17 @@ impl Worker {
             variables: Arc::new(BTreeMap::new()),
             connections: Resolver::from_env(registry),
             notifier: Some(Notifier::new(store.clone(), Resolver::from_env(registry), base_url_from_env(registry))),
+            takes_next: None,
             store,
         }
+    }
+
+    /// When a finish makes a task on one of `queues` ready (all queues when empty), this
+    /// worker claims it in the same transaction and runs it next in the slot it holds: a
+    /// chain's hand-over costs one transaction and no trip through the broker.
+    pub fn taking_next(mut self, queues: &[String]) -> Worker {
+        self.takes_next = Some(queues.into());
+        self
     }
 
     /// Where connections come from; [`Worker::new`] reads it from the environment.
@@ -127,9 +142,16 @@ impl Worker {
 
     /// Claims, runs and records one task instance; `None` when another worker claimed
     /// it first or it is no longer queued (not an error).
+    /// With [`Worker::taking_next`], what it claimed while finishing runs next, here.
     pub async fn run_task(&self, ti_id: i64) -> Result<Option<Finished>, StoreError> {
-        let Some(claimed) = self.claim(ti_id).await? else { return Ok(None) };
-        self.run_claimed(&claimed).await.map(Some)
+        let Some(mut claimed) = self.claim(ti_id).await? else { return Ok(None) };
+        loop {
+            let mut finished = self.run_claimed(&claimed).await?;
+            match finished.next.take() {
+                Some(next) => claimed = next,
+                None => return Ok(Some(finished)),
+            }
+        }
     }
 
     /// Claims a queued task instance for this worker (its next try starts).
@@ -253,9 +275,9 @@ impl Worker {
         if let Outcome::Failed(message) = &outcome {
             self.store.append_logs(claimed.ti_id, claimed.try_number, &[("error".into(), message.clone())]).await?;
         }
-        let Some(pipeline) = pipeline else { return Ok(Finished { failed, queued: 0 }) };
-        let queued = self.finish_patiently(pipeline, claimed, &outcome).await?;
-        let finished = Finished { failed, queued: queued.len() };
+        let Some(pipeline) = pipeline else { return Ok(Finished { failed, queued: 0, next: None }) };
+        let (queued, next) = self.finish_patiently(pipeline, claimed, &outcome).await?;
+        let finished = Finished { failed, queued: queued.len() + usize::from(next.is_some()), next };
         self.dispatch.dispatch(queued);
         if let Some(notifier) = &self.notifier
             && pipeline.task(&claimed.task_id).is_some_and(|t| has_notifications(pipeline, t))
@@ -273,13 +295,19 @@ impl Worker {
         pipeline: &PipelineSpec,
         claimed: &Claimed,
         outcome: &Outcome,
-    ) -> Result<Vec<crate::store::Queued>, StoreError> {
+    ) -> Result<(Vec<crate::store::Queued>, Option<Claimed>), StoreError> {
         let started = tokio::time::Instant::now();
         let mut backoff = crate::broker::Backoff::new();
+        let take = self.takes_next.as_deref().map(|queues| crate::store::Take {
+            worker: &self.name,
+            queues,
+            pipelines: self.registry.pipelines,
+        });
         loop {
             let parallelism = self.registry.deployment.parallelism;
-            match self.store.finish(pipeline, claimed.ti_id, claimed.try_number, outcome, parallelism).await {
-                Ok(queued) => return Ok(queued),
+            let (ti, try_number) = (claimed.ti_id, claimed.try_number);
+            match self.store.finish_and_take(pipeline, ti, try_number, outcome, parallelism, take).await {
+                Ok(done) => return Ok(done),
                 Err(e @ (StoreError::Connect { .. } | StoreError::Query { .. }))
                     if started.elapsed() < RECORD_PATIENCE =>
                 {

@@ -6,7 +6,7 @@ mod support;
 
 use sluice_runtime::rules::TiState;
 use sluice_runtime::spec::*;
-use sluice_runtime::store::{Outcome, Queued, Store};
+use sluice_runtime::store::{Outcome, Queued, Store, Take};
 use support::*;
 
 async fn states(store: &Store, run_pk: i64) -> Vec<(String, TiState)> {
@@ -452,5 +452,38 @@ async fn a_wide_run_waits_for_room_and_its_join_runs_after_the_last_upstream() {
         let all = states(&store, run.id).await;
         assert_eq!(all.iter().filter(|(_, s)| *s == TiState::Success).count(), width, "start and the other upstreams");
         assert_eq!(store.run(run.id).await.expect("run").state, "failed");
+    }
+}
+
+#[tokio::test]
+async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transaction() {
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let p = &CHAIN[0];
+        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        let a = store.claim(queued[0].ti_id, "w1", &CHAIN).await.expect("claim").expect("queued");
+        let elsewhere = ["ml".to_string()];
+        let take = Take { worker: "w1", queues: &elsewhere, pipelines: &CHAIN };
+        let success = Outcome::Success(serde_json::json!({"rows": 1}));
+        let (left, next) =
+            store.finish_and_take(p, a.ti_id, a.try_number, &success, 32, Some(take)).await.expect("finish");
+        assert!(next.is_none(), "b is on the default queue, which this worker does not read");
+        assert_eq!(left.len(), 1, "b is left to the broker");
+
+        let b = store.claim(left[0].ti_id, "w1", &CHAIN).await.expect("claim").expect("queued");
+        let take = Take { worker: "w1", queues: &[], pipelines: &CHAIN };
+        let (left, next) =
+            store.finish_and_take(p, b.ti_id, b.try_number, &success, 32, Some(take)).await.expect("finish");
+        assert!(left.is_empty(), "nothing left to dispatch");
+        let c = next.expect("c claimed with b's finish");
+        assert_eq!((c.task_id.as_str(), c.try_number), ("c", 1));
+        assert_eq!(c.outputs.get("b"), Some(&serde_json::json!({"rows": 1})), "with its upstream's outputs");
+        let tis = store.task_instances(run.id).await.expect("tis");
+        let c_row = tis.iter().find(|t| t.task_id == "c").expect("c");
+        assert_eq!((c_row.state, c_row.worker.as_deref()), (TiState::Running, Some("w1")));
+        store.finish(p, c.ti_id, c.try_number, &success, 32).await.expect("finish");
+        assert_eq!(store.run(run.id).await.expect("run").state, "success");
     }
 }

@@ -41,8 +41,14 @@ impl RunTimes {
     }
 }
 
-/// One task instance's last try: (task id, start, end), microseconds since the epoch.
-pub type TaskTimes = (String, i64, i64);
+/// One task instance's last try, microseconds since the epoch.
+#[derive(Debug, Clone)]
+pub struct TaskTimes {
+    /// Claimed by a worker.
+    pub start: i64,
+    /// Its end recorded.
+    pub end: i64,
+}
 
 #[derive(Debug)]
 pub struct Deployment {
@@ -182,13 +188,11 @@ impl Deployment {
     /// Every task instance of the run, ordered by start.
     pub fn tasks(&self, dag: &str, run_id: &str) -> Vec<TaskTimes> {
         let rows = self.rows(&format!(
-            "SELECT ti.task_id, ti.start_date, ti.end_date FROM task_instances ti JOIN runs r ON r.id = ti.run_pk \
+            "SELECT ti.start_date, ti.end_date FROM task_instances ti JOIN runs r ON r.id = ti.run_pk \
              WHERE r.pipeline_id = '{dag}' AND r.run_id = '{run_id}' ORDER BY ti.start_date"
         ));
         rows.iter()
-            .map(|r| {
-                (r.try_get(0).unwrap_or_default(), r.try_get(1).unwrap_or_default(), r.try_get(2).unwrap_or_default())
-            })
+            .map(|r| TaskTimes { start: r.try_get(0).unwrap_or_default(), end: r.try_get(1).unwrap_or_default() })
             .collect()
     }
 

@@ -20,7 +20,7 @@ pub use connections::{ConnectionImport, ConnectionInfo, ConnectionSource, Connec
 pub use liveness::Zombie;
 pub use metrics::Snapshot;
 pub use pipelines::{PipelineRow, PoolUsage, SyncReport};
-pub use runs::{CLEAN_BATCH, Claimed, NewRun, Outcome, Queued, RunRow, TiRow};
+pub use runs::{CLEAN_BATCH, Claimed, NewRun, Outcome, Queued, RunRow, Take, TiRow};
 pub use users::{AdminSetup, NewUser, ROLES, UserRow, generate_password, hash_password, verify_password};
 pub use variables::{OnExisting, Variable, VariableImport, VariableInfo, is_secret_variable};
 

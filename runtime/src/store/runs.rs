@@ -65,6 +65,22 @@ pub struct Queued {
     pub priority_weight: i64,
 }
 
+/// What a finishing worker may run next itself (see [`Store::finish_and_take`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Take<'a> {
+    pub worker: &'a str,
+    /// The queues the worker reads; empty: every queue.
+    pub queues: &'a [String],
+    /// Where the claimed task's upstreams are looked up.
+    pub pipelines: &'a [PipelineSpec],
+}
+
+impl Take<'_> {
+    fn serves(&self, queue: &str) -> bool {
+        self.queues.is_empty() || self.queues.iter().any(|q| q == queue)
+    }
+}
+
 /// What a worker needs to run a claimed task instance.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -518,60 +534,9 @@ impl Store {
     pub async fn claim(&self, ti_id: i64, worker: &str, pipelines: &[PipelineSpec]) -> Result<Option<Claimed>> {
         let now = self.now();
         let mut tx = self.begin().await?;
-        let row = q("UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $2, \
-                     end_date = NULL, worker = $3, heartbeat_at = $2, error = NULL \
-                     WHERE id = $1 AND state = 'queued' RETURNING run_pk, pipeline_id, task_id, try_number")
-        .bind(ti_id)
-        .bind(now)
-        .bind(worker)
-        .fetch_optional(&mut *tx)
-        .await
-        .doing("claiming a task")?;
-        let Some(row) = row else {
-            tx.commit().await.doing("claiming a task")?;
-            return Ok(None);
-        };
-        let run_pk: i64 = get(&row, "run_pk")?;
-        let try_number: i64 = get(&row, "try_number")?;
-        q("INSERT INTO task_tries (ti_id, try_number, state, start_date, worker) VALUES ($1, $2, 'running', $3, $4)")
-            .bind(ti_id)
-            .bind(try_number)
-            .bind(now)
-            .bind(worker)
-            .execute(&mut *tx)
-            .await
-            .doing("recording a try")?;
-        let run = run_row(
-            &q(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
-                .bind(run_pk)
-                .fetch_one(&mut *tx)
-                .await
-                .doing("reading a run")?,
-        )?;
-        // Only direct upstreams' outputs reach a task (its typed `Upstream`).
-        let task_id: String = get(&row, "task_id")?;
-        let pipeline_id: String = get(&row, "pipeline_id")?;
-        let upstreams = pipelines
-            .iter()
-            .find(|p| p.id == pipeline_id)
-            .and_then(|p| p.task(&task_id))
-            .map_or(&[][..], |t| t.depends_on);
-        let mut by_task = BTreeMap::new();
-        if !upstreams.is_empty() {
-            let sql = format!(
-                "SELECT ti.task_id, o.outputs FROM task_outputs o JOIN task_instances ti ON ti.id = o.ti_id \
-                 WHERE ti.run_pk = $1 AND ti.state = 'success' AND ti.task_id {}",
-                in_json(&tx, 2, false)
-            );
-            let query = q(AssertSqlSafe(sql)).bind(run_pk).bind(json_list(upstreams));
-            for row in query.fetch_all(&mut *tx).await.doing("reading upstream outputs")? {
-                let task: String = get(&row, "task_id")?;
-                let text: String = get(&row, "outputs")?;
-                by_task.insert(task, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
-            }
-        }
+        let claimed = claim_in_tx(&mut tx, ti_id, worker, pipelines, now).await?;
         tx.commit().await.doing("claiming a task")?;
-        Ok(Some(Claimed { ti_id, run_pk, pipeline_id, task_id, try_number, run, outputs: by_task }))
+        Ok(claimed)
     }
 
     /// Records how try `try_number` ended and, in the same transaction, queues whatever
@@ -585,6 +550,21 @@ impl Store {
         outcome: &Outcome,
         parallelism: u32,
     ) -> Result<Vec<Queued>> {
+        Ok(self.finish_and_take(pipeline, ti_id, try_number, outcome, parallelism, None).await?.0)
+    }
+
+    /// As [`Store::finish`]; with `take`, the worker also claims, in the same transaction,
+    /// the first task it queued that the worker serves, and runs it next without a trip
+    /// through the broker. Returns the queued tasks left to dispatch, and the claimed one.
+    pub async fn finish_and_take(
+        &self,
+        pipeline: &PipelineSpec,
+        ti_id: i64,
+        try_number: i64,
+        outcome: &Outcome,
+        parallelism: u32,
+        take: Option<Take<'_>>,
+    ) -> Result<(Vec<Queued>, Option<Claimed>)> {
         let now = self.now();
         let mut tx = self.begin_locked(pipeline.id).await?;
         // A success is recorded in the statement that finds the running try; a failure
@@ -606,7 +586,7 @@ impl Store {
             .doing("recording a task outcome")?;
         let Some(row) = row else {
             tx.commit().await.doing("finishing a task")?;
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         let run_pk: i64 = get(&row, "run_pk")?;
         let task_id: String = get(&row, "task_id")?;
@@ -676,9 +656,16 @@ impl Store {
                 alerts::enqueue(&mut tx, &notice, targets, task.email, now).await?;
             }
         }
-        let queued = advance_after(&mut tx, pipeline, run_pk, &task_id, succeeded, now, parallelism).await?;
+        let mut queued = advance_after(&mut tx, pipeline, run_pk, &task_id, succeeded, now, parallelism).await?;
+        let mut claimed = None;
+        if let Some(take) = take
+            && let Some(index) = queued.iter().position(|q| take.serves(&q.queue))
+        {
+            let next = queued.remove(index);
+            claimed = claim_in_tx(&mut tx, next.ti_id, take.worker, take.pipelines, now).await?;
+        }
         tx.commit().await.doing("finishing a task")?;
-        Ok(queued)
+        Ok((queued, claimed))
     }
 
     /// Appends lines to a try's log.
@@ -725,6 +712,63 @@ impl Store {
         tx.commit().await.doing("reading retries")?;
         Ok(opt(&row, "at"))
     }
+}
+
+/// Claims queued task instance `ti_id` for `worker` inside `tx` (see [`Store::claim`]).
+async fn claim_in_tx(
+    tx: &mut Tx,
+    ti_id: i64,
+    worker: &str,
+    pipelines: &[PipelineSpec],
+    now: Micros,
+) -> Result<Option<Claimed>> {
+    let row = q("UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $2, \
+                     end_date = NULL, worker = $3, heartbeat_at = $2, error = NULL \
+                     WHERE id = $1 AND state = 'queued' RETURNING run_pk, pipeline_id, task_id, try_number")
+    .bind(ti_id)
+    .bind(now)
+    .bind(worker)
+    .fetch_optional(&mut **tx)
+    .await
+    .doing("claiming a task")?;
+    let Some(row) = row else { return Ok(None) };
+    let run_pk: i64 = get(&row, "run_pk")?;
+    let try_number: i64 = get(&row, "try_number")?;
+    q("INSERT INTO task_tries (ti_id, try_number, state, start_date, worker) VALUES ($1, $2, 'running', $3, $4)")
+        .bind(ti_id)
+        .bind(try_number)
+        .bind(now)
+        .bind(worker)
+        .execute(&mut **tx)
+        .await
+        .doing("recording a try")?;
+    let run = run_row(
+        &q(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
+            .bind(run_pk)
+            .fetch_one(&mut **tx)
+            .await
+            .doing("reading a run")?,
+    )?;
+    // Only direct upstreams' outputs reach a task (its typed `Upstream`).
+    let task_id: String = get(&row, "task_id")?;
+    let pipeline_id: String = get(&row, "pipeline_id")?;
+    let upstreams =
+        pipelines.iter().find(|p| p.id == pipeline_id).and_then(|p| p.task(&task_id)).map_or(&[][..], |t| t.depends_on);
+    let mut by_task = BTreeMap::new();
+    if !upstreams.is_empty() {
+        let sql = format!(
+            "SELECT ti.task_id, o.outputs FROM task_outputs o JOIN task_instances ti ON ti.id = o.ti_id \
+                 WHERE ti.run_pk = $1 AND ti.state = 'success' AND ti.task_id {}",
+            in_json(tx, 2, false)
+        );
+        let query = q(AssertSqlSafe(sql)).bind(run_pk).bind(json_list(upstreams));
+        for row in query.fetch_all(&mut **tx).await.doing("reading upstream outputs")? {
+            let task: String = get(&row, "task_id")?;
+            let text: String = get(&row, "outputs")?;
+            by_task.insert(task, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
+        }
+    }
+    Ok(Some(Claimed { ti_id, run_pk, pipeline_id, task_id, try_number, run, outputs: by_task }))
 }
 
 /// A new task instance of `task` in run `run_pk`, waiting for its upstreams.
