@@ -150,13 +150,6 @@ fn chain(binary: &Path, mode: Mode, plan: &Plan, report: &mut Report) {
     report.add(&name, "p50 (ms)", "<= 5", mode, format!("{:.2}", percentile(&gaps, 50.0)));
     report.add(&name, "p99 (ms)", "<= 20", mode, format!("{:.2}", percentile(&gaps, 99.0)));
     report.add(&name, "max (ms)", "", mode, format!("{:.2}", percentile(&gaps, 100.0)));
-    report.add(
-        &name,
-        "claimed -> end recorded, per task (median ms)",
-        "",
-        mode,
-        format!("{:.2}", percentile(&running, 50.0)),
-    );
 }
 
 /// 2: the fan-out with two workers, then how cost grows with the width.
