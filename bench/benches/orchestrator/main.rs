@@ -136,6 +136,7 @@ fn chain(binary: &Path, mode: Mode, plan: &Plan, report: &mut Report) {
         // A worker claims the next task in the transaction that records the end of the one
         // before, so a hand-over is measured end to end: upstream end recorded -> the
         // downstream no-op run and its own end recorded.
+        assert!(tasks.windows(2).all(|w| w[1].start >= w[0].end), "a chain task started before its upstream ended");
         gaps.extend(tasks.windows(2).map(|w| millis(w[1].end - w[0].end)));
         totals.push(run.duration().as_secs_f64() * 1000.0);
     }
