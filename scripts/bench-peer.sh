@@ -20,7 +20,7 @@ if [ "${SKIP_AIRFLOW:-0}" != 1 ]; then
     DAGS=sports_data_scraper,chain40,fanout100 bash "$peer_dir/run.sh"
 fi
 
-cargo bench --quiet -p sluice-bench --bench orchestrator -- --peer --runs "$runs" --out "$out/peer-sluice.json"
+cargo bench --quiet -p sluice-bench --bench orchestrator -- --peer --runs "$runs" --out "$PWD/$out/peer-sluice.json"
 
 python3 - "$BENCH_ROOT/results" "$out/peer-sluice.json" "$out/peer.md" "$runs" <<'PY'
 import json, statistics, subprocess, sys

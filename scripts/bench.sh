@@ -82,7 +82,7 @@ PY
   user_crate "$out/wide" sluice-wide "$out/wide.yaml"
   wide_args=(--wide-binary "$root/target/release/sluice-wide")
 fi
-cargo bench --quiet -p sluice-bench --bench orchestrator -- --runs "$runs" "${wide_args[@]}" --out "$out/orchestrator.md"
+cargo bench --quiet -p sluice-bench --bench orchestrator -- --runs "$runs" "${wide_args[@]}" --out "$root/$out/orchestrator.md"
 
 # --- CLI -----------------------------------------------------------------------------
 cargo build --quiet --release --bin sluice
