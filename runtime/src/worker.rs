@@ -1,6 +1,7 @@
 //! The worker: claims queued task instances, runs them through the executors, streams
 //! their logs into the store, and records the outcome — which, in the same transaction,
-//! queues whatever became ready downstream.
+//! queues whatever became ready downstream. Outcomes that end while another batch is
+//! being recorded share the next transaction (see [`record_batches`]).
 
 use crate::clock::to_rfc3339;
 use crate::notify::{Notifier, base_url_from_env};
@@ -9,11 +10,11 @@ use crate::resolver::Resolver;
 use crate::scheduler::Dispatch;
 use crate::shutdown::Shutdown;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
-use crate::store::{Claimed, Outcome, Queued, Store, StoreError};
+use crate::store::{Claimed, Finish, Outcome, Queued, Recorded, Store, StoreError, Take};
 use crate::task::{Logger, RunInfo, TaskInput};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// The in-process queue of standalone mode: task instance ids in dispatch order.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ impl Dispatch for LocalQueue {
 
 /// How long a worker keeps trying to record an outcome while the database is away.
 const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+/// The most outcomes one transaction records.
+const BATCH_AT_MOST: usize = 64;
 
 /// How a try ended, for the caller to decide whether the scheduler must look: a
 /// failure may mean a retry to time, and a finish that queued nothing may end a run.
@@ -75,6 +78,8 @@ pub struct Worker {
     /// The queues from which a finishing task's worker takes the next ready task itself
     /// (empty: all); `None`: everything goes through the dispatch.
     takes_next: Option<Arc<[String]>>,
+    /// Where outcomes wait for their batch; the batching task starts on first use.
+    recorder: Arc<OnceLock<mpsc::UnboundedSender<PendingFinish>>>,
 }
 
 impl Worker {
@@ -92,6 +97,7 @@ impl Worker {
             connections: Resolver::from_env(registry),
             notifier: Some(Notifier::new(store.clone(), Resolver::from_env(registry), base_url_from_env(registry))),
             takes_next: None,
+            recorder: Arc::new(OnceLock::new()),
             store,
         }
     }
@@ -267,7 +273,7 @@ impl Worker {
 
     async fn record(
         &self,
-        pipeline: Option<&PipelineSpec>,
+        pipeline: Option<&'static PipelineSpec>,
         claimed: &Claimed,
         outcome: Outcome,
     ) -> Result<Finished, StoreError> {
@@ -276,9 +282,8 @@ impl Worker {
             self.store.append_logs(claimed.ti_id, claimed.try_number, &[("error".into(), message.clone())]).await?;
         }
         let Some(pipeline) = pipeline else { return Ok(Finished { failed, queued: 0, next: None }) };
-        let (queued, next) = self.finish_patiently(pipeline, claimed, &outcome).await?;
-        let finished = Finished { failed, queued: queued.len() + usize::from(next.is_some()), next };
-        self.dispatch.dispatch(queued);
+        let recorded = self.finish_patiently(pipeline, claimed, outcome).await?;
+        let finished = Finished { failed, queued: recorded.run_queued, next: recorded.next };
         if let Some(notifier) = &self.notifier
             && pipeline.task(&claimed.task_id).is_some_and(|t| has_notifications(pipeline, t))
         {
@@ -289,25 +294,32 @@ impl Worker {
     }
 
     /// Records an outcome, retrying with backoff while the database is away (the work is
-    /// done; losing its outcome would run it again) for up to [`RECORD_PATIENCE`].
+    /// done; losing its outcome would run it again) for up to [`RECORD_PATIENCE`]. After a
+    /// failed batch the outcome is recorded on its own, so that one bad outcome cannot
+    /// hold back others.
     async fn finish_patiently(
         &self,
-        pipeline: &PipelineSpec,
+        pipeline: &'static PipelineSpec,
         claimed: &Claimed,
-        outcome: &Outcome,
-    ) -> Result<(Vec<crate::store::Queued>, Option<Claimed>), StoreError> {
+        outcome: Outcome,
+    ) -> Result<Recorded, StoreError> {
         let started = tokio::time::Instant::now();
         let mut backoff = crate::broker::Backoff::new();
-        let take = self.takes_next.as_deref().map(|queues| crate::store::Take {
-            worker: &self.name,
-            queues,
-            pipelines: self.registry.pipelines,
-        });
+        let mut alone = false;
         loop {
-            let parallelism = self.registry.deployment.parallelism;
-            let (ti, try_number) = (claimed.ti_id, claimed.try_number);
-            match self.store.finish_and_take(pipeline, ti, try_number, outcome, parallelism, take).await {
-                Ok(done) => return Ok(done),
+            let (reply, answer) = oneshot::channel();
+            let pending = PendingFinish {
+                pipeline,
+                ti_id: claimed.ti_id,
+                try_number: claimed.try_number,
+                outcome: outcome.clone(),
+                alone,
+                reply,
+            };
+            let stopped = || StoreError::Conflict("the worker's outcome recorder stopped".into());
+            self.recorder().send(pending).map_err(|_| stopped())?;
+            match answer.await.map_err(|_| stopped())? {
+                Ok(recorded) => return Ok(recorded),
                 Err(e @ (StoreError::Connect { .. } | StoreError::Query { .. }))
                     if started.elapsed() < RECORD_PATIENCE =>
                 {
@@ -317,10 +329,29 @@ impl Worker {
                         backoff.peek()
                     );
                     backoff.wait().await;
+                    alone = true;
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The queue of outcomes to record; starts [`record_batches`] on first use. The task
+    /// ends when the last clone of this worker is dropped.
+    fn recorder(&self) -> &mpsc::UnboundedSender<PendingFinish> {
+        self.recorder.get_or_init(|| {
+            let (sender, pending) = mpsc::unbounded_channel();
+            let batches = Batches {
+                store: self.store.clone(),
+                dispatch: Arc::clone(&self.dispatch),
+                parallelism: self.registry.deployment.parallelism,
+                pipelines: self.registry.pipelines,
+                worker: self.name.clone(),
+                takes_next: self.takes_next.clone(),
+            };
+            tokio::spawn(record_batches(batches, pending));
+            sender
+        })
     }
 
     /// The untyped input of a task instance: run info, params, the connections it
@@ -363,6 +394,81 @@ impl Worker {
             upstream_outputs: claimed.outputs.clone(),
             log,
         })
+    }
+}
+
+/// An outcome waiting to be recorded with others.
+#[derive(Debug)]
+struct PendingFinish {
+    pipeline: &'static PipelineSpec,
+    ti_id: i64,
+    try_number: i64,
+    outcome: Outcome,
+    /// Recorded in a transaction of its own (after its batch failed).
+    alone: bool,
+    reply: oneshot::Sender<Result<Recorded, StoreError>>,
+}
+
+/// What [`record_batches`] needs of its worker.
+struct Batches {
+    store: Store,
+    dispatch: Arc<dyn Dispatch>,
+    parallelism: u32,
+    pipelines: &'static [PipelineSpec],
+    worker: String,
+    takes_next: Option<Arc<[String]>>,
+}
+
+/// Records outcomes as they come, one transaction for all that are waiting: while one
+/// batch holds its pipeline's lock, the outcomes that end meanwhile gather for the next.
+/// An idle worker records each outcome at once; a busy one pays one transaction (and one
+/// turn on the lock) per batch rather than per task.
+async fn record_batches(batches: Batches, mut pending: mpsc::UnboundedReceiver<PendingFinish>) {
+    while let Some(first) = pending.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < BATCH_AT_MOST
+            && let Ok(more) = pending.try_recv()
+        {
+            waiting.push(more);
+        }
+        let (alone, together): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|p| p.alone);
+        for one in alone {
+            batches.record(vec![one]).await;
+        }
+        if !together.is_empty() {
+            batches.record(together).await;
+        }
+    }
+}
+
+impl Batches {
+    async fn record(&self, batch: Vec<PendingFinish>) {
+        let finishes: Vec<Finish> = batch
+            .iter()
+            .map(|p| Finish { pipeline: p.pipeline, ti_id: p.ti_id, try_number: p.try_number, outcome: &p.outcome })
+            .collect();
+        let take =
+            self.takes_next.as_deref().map(|queues| Take { worker: &self.worker, queues, pipelines: self.pipelines });
+        match self.store.finish_many(&finishes, self.parallelism, take).await {
+            Ok(recorded) => {
+                self.dispatch.dispatch(recorded.queued);
+                for (pending, each) in batch.into_iter().zip(recorded.each) {
+                    // The caller is gone (its task was abandoned): what it claimed to run
+                    // next goes back to the queue.
+                    if let Err(Ok(Recorded { next: Some(next), .. })) = pending.reply.send(Ok(each)) {
+                        match self.store.hand_back(next.ti_id, next.try_number).await {
+                            Ok(queued) => self.dispatch.dispatch(queued.into_iter().collect()),
+                            Err(e) => tracing::warn!("task instance {}: cannot hand it back: {e}", next.ti_id),
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                for pending in batch {
+                    let _ = pending.reply.send(Err(e.for_each_caller()));
+                }
+            }
+        }
     }
 }
 

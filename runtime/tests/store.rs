@@ -6,7 +6,7 @@ mod support;
 
 use sluice_runtime::rules::TiState;
 use sluice_runtime::spec::*;
-use sluice_runtime::store::{Outcome, Queued, Store, Take};
+use sluice_runtime::store::{Finish, Outcome, Queued, Store, Take};
 use support::*;
 
 async fn states(store: &Store, run_pk: i64) -> Vec<(String, TiState)> {
@@ -467,17 +467,18 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
         let elsewhere = ["ml".to_string()];
         let take = Take { worker: "w1", queues: &elsewhere, pipelines: &CHAIN };
         let success = Outcome::Success(serde_json::json!({"rows": 1}));
-        let (left, next) =
-            store.finish_and_take(p, a.ti_id, a.try_number, &success, 32, Some(take)).await.expect("finish");
-        assert!(next.is_none(), "b is on the default queue, which this worker does not read");
+        let finish = Finish { pipeline: p, ti_id: a.ti_id, try_number: a.try_number, outcome: &success };
+        let done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
+        assert!(done.each[0].next.is_none(), "b is on the default queue, which this worker does not read");
+        let left = done.queued;
         assert_eq!(left.len(), 1, "b is left to the broker");
 
         let b = store.claim(left[0].ti_id, "w1", &CHAIN).await.expect("claim").expect("queued");
         let take = Take { worker: "w1", queues: &[], pipelines: &CHAIN };
-        let (left, next) =
-            store.finish_and_take(p, b.ti_id, b.try_number, &success, 32, Some(take)).await.expect("finish");
-        assert!(left.is_empty(), "nothing left to dispatch");
-        let c = next.expect("c claimed with b's finish");
+        let finish = Finish { pipeline: p, ti_id: b.ti_id, try_number: b.try_number, outcome: &success };
+        let mut done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
+        assert!(done.queued.is_empty(), "nothing left to dispatch");
+        let c = done.each[0].next.take().expect("c claimed with b's finish");
         assert_eq!((c.task_id.as_str(), c.try_number), ("c", 1));
         assert_eq!(c.outputs.get("b"), Some(&serde_json::json!({"rows": 1})), "with its upstream's outputs");
         let tis = store.task_instances(run.id).await.expect("tis");
@@ -485,5 +486,64 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
         assert_eq!((c_row.state, c_row.worker.as_deref()), (TiState::Running, Some("w1")));
         store.finish(p, c.ti_id, c.try_number, &success, 32).await.expect("finish");
         assert_eq!(store.run(run.id).await.expect("run").state, "success");
+    }
+}
+
+#[tokio::test]
+async fn outcomes_recorded_together_decide_each_run_once() {
+    let pipelines = wide(6);
+    let p = &pipelines[0];
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        store.sync_pipelines(registry(pipelines, &[])).await.expect("sync");
+        let mut runs = Vec::new();
+        let mut middles = Vec::new();
+        for at in [1, 2] {
+            let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0 + at))
+                .await
+                .expect("trigger");
+            runs.push(run.id);
+        }
+        for start in store.advance_pipeline(p, 32).await.expect("advance") {
+            middles.extend(run_one(&store, p, &start, Outcome::Success(serde_json::json!({"n": 1}))).await);
+        }
+        assert_eq!(middles.len(), 12, "both runs fan out to six");
+        let ids: Vec<i64> = middles.iter().map(|q| q.ti_id).collect();
+        let claimed = store.claim_many(&ids, "w1", pipelines).await.expect("claim");
+        assert_eq!(claimed.len(), 12, "one transaction claims them all");
+        assert!(claimed.iter().all(|c| c.outputs.get("start") == Some(&serde_json::json!({"n": 1}))));
+        assert!(store.claim_many(&ids, "w2", pipelines).await.expect("claim").is_empty(), "claimed once");
+
+        // One middle task fails for good; a stale report of another try changes nothing.
+        let success = Outcome::Success(serde_json::Value::Null);
+        let failure = Outcome::Failed("boom".into());
+        let mut finishes: Vec<Finish> = claimed
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Finish {
+                pipeline: p,
+                ti_id: c.ti_id,
+                try_number: c.try_number,
+                outcome: if i == 0 { &failure } else { &success },
+            })
+            .collect();
+        finishes.push(Finish { pipeline: p, ti_id: claimed[1].ti_id, try_number: 7, outcome: &failure });
+        let take = Take { worker: "w1", queues: &[], pipelines };
+        let mut done = store.finish_many(&finishes, 32, Some(take)).await.expect("finish");
+        assert_eq!(done.each.len(), 13);
+        assert!(done.each[0].failed && !done.each[1].failed);
+        assert!(done.each[12].next.is_none() && done.each[12].run_queued == 0, "the stale report did nothing");
+        let failed_run = claimed[0].run_pk;
+        let other_run = runs.iter().copied().find(|r| *r != failed_run).expect("two runs");
+        assert_eq!(state_of(&states(&store, failed_run).await, "end"), TiState::UpstreamFailed);
+        assert_eq!(store.run(failed_run).await.expect("run").state, "failed");
+        let end = done.each.iter_mut().find_map(|r| r.next.take()).expect("the other run's join, taken");
+        assert_eq!((end.task_id.as_str(), end.run_pk), ("end", other_run));
+        assert!(done.each.iter().all(|r| r.next.is_none()), "taken once");
+        assert!(done.queued.is_empty());
+        let tis = store.task_instances(other_run).await.expect("tis");
+        assert!(tis.iter().filter(|t| t.task_id != "end").all(|t| t.state == TiState::Success));
+        store.finish(p, end.ti_id, end.try_number, &success, 32).await.expect("finish");
+        assert_eq!(store.run(other_run).await.expect("run").state, "success");
     }
 }

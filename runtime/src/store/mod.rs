@@ -20,7 +20,7 @@ pub use connections::{ConnectionImport, ConnectionInfo, ConnectionSource, Connec
 pub use liveness::Zombie;
 pub use metrics::Snapshot;
 pub use pipelines::{PipelineRow, PoolUsage, SyncReport};
-pub use runs::{CLEAN_BATCH, Claimed, NewRun, Outcome, Queued, RunRow, Take, TiRow};
+pub use runs::{CLEAN_BATCH, Claimed, Finish, NewRun, Outcome, Queued, Recorded, RecordedBatch, RunRow, Take, TiRow};
 pub use users::{AdminSetup, NewUser, ROLES, UserRow, generate_password, hash_password, verify_password};
 pub use variables::{OnExisting, Variable, VariableImport, VariableInfo, is_secret_variable};
 
@@ -75,6 +75,20 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// The same failure, for each of several callers whose work shared the transaction
+    /// that failed (the database error itself cannot be copied; its message is kept).
+    /// Connection and statement failures stay retryable.
+    pub fn for_each_caller(&self) -> StoreError {
+        match self {
+            StoreError::Connect { .. } | StoreError::Query { .. } => {
+                StoreError::Query { doing: "recording a task outcome", source: sqlx::Error::Protocol(self.to_string()) }
+            }
+            other => StoreError::Conflict(other.to_string()),
+        }
+    }
+}
 
 fn first_line(e: &sqlx::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()

@@ -65,7 +65,7 @@ pub struct Queued {
     pub priority_weight: i64,
 }
 
-/// What a finishing worker may run next itself (see [`Store::finish_and_take`]).
+/// What a finishing worker may run next itself (see [`Store::finish_many`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Take<'a> {
     pub worker: &'a str,
@@ -92,6 +92,46 @@ pub struct Claimed {
     pub run: RunRow,
     /// Outputs of the run's finished tasks, by task id.
     pub outputs: BTreeMap<String, serde_json::Value>,
+}
+
+/// One try's end to record (see [`Store::finish_many`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    pub pipeline: &'a PipelineSpec,
+    pub ti_id: i64,
+    pub try_number: i64,
+    pub outcome: &'a Outcome,
+}
+
+/// What recording one [`Finish`] did. All default when the try was not running (a late
+/// or duplicate report).
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// The try failed (it may be retried).
+    pub failed: bool,
+    /// How many task instances its run queued in that transaction (taken ones included):
+    /// none may mean the run ended, or freed room that other runs wait for.
+    pub run_queued: usize,
+    /// The task its worker slot claimed to run next (with [`Take`]).
+    pub next: Option<Claimed>,
+}
+
+/// What [`Store::finish_many`] did: the task instances queued and not taken, to hand to
+/// the broker, and what became of each finish, in order.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedBatch {
+    pub queued: Vec<Queued>,
+    pub each: Vec<Recorded>,
+}
+
+/// A try whose end was recorded: `finishes[index]`.
+#[derive(Debug)]
+struct Ended {
+    index: usize,
+    run_pk: i64,
+    task_id: String,
+    state: TiState,
+    error: Option<String>,
 }
 
 /// How a try ended.
@@ -182,17 +222,18 @@ pub fn retry_delay_secs(task: &TaskSpec, next_try: i64) -> u64 {
 }
 
 impl Store {
-    /// A transaction holding pipeline `id`'s row lock (PostgreSQL): every state change
-    /// of one pipeline's runs takes its turn, however many schedulers and workers decide.
+    /// A transaction holding the row locks of pipelines `ids` (PostgreSQL; sorted, so
+    /// that lockers never wait on each other in a circle): every state change of one
+    /// pipeline's runs takes its turn, however many schedulers and workers decide.
     /// SQLite has one writer, so it needs none.
-    async fn begin_locked(&self, id: &str) -> Result<Tx> {
+    async fn begin_locked(&self, ids: &[&str]) -> Result<Tx> {
         let mut tx = self.begin().await?;
         if self.backend == super::Backend::Postgres {
-            q("SELECT pipeline_id FROM pipelines WHERE pipeline_id = $1 FOR UPDATE")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .doing("locking a pipeline")?;
+            let sql = format!(
+                "SELECT pipeline_id FROM pipelines WHERE pipeline_id {} ORDER BY pipeline_id FOR UPDATE",
+                in_json(&tx, 1, false)
+            );
+            q(AssertSqlSafe(sql)).bind(json_list(ids)).fetch_all(&mut *tx).await.doing("locking a pipeline")?;
         }
         Ok(tx)
     }
@@ -308,7 +349,7 @@ impl Store {
     /// against the try only if the run still waits for it.
     pub async fn set_run_state(&self, pipeline: &PipelineSpec, run_pk: i64, state: &str) -> Result<()> {
         let now = self.now();
-        let mut tx = self.begin_locked(pipeline.id).await?;
+        let mut tx = self.begin_locked(&[pipeline.id]).await?;
         let (done, undone) = match state {
             "success" => ("success", "success"),
             "failed" => ("failed", "skipped"),
@@ -345,7 +386,7 @@ impl Store {
 
     /// Deletes a run with its task instances, tries, logs and outputs.
     pub async fn delete_run(&self, pipeline: &PipelineSpec, run_pk: i64) -> Result<()> {
-        let mut tx = self.begin_locked(pipeline.id).await?;
+        let mut tx = self.begin_locked(&[pipeline.id]).await?;
         for table in ["task_logs", "task_outputs", "task_tries"] {
             q(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE ti_id IN (SELECT id FROM task_instances WHERE run_pk = $1)"
@@ -486,7 +527,7 @@ impl Store {
     /// is ready in each of its running runs. Returns the task instances it queued.
     pub async fn advance_pipeline(&self, pipeline: &PipelineSpec, parallelism: u32) -> Result<Vec<Queued>> {
         let now = self.now();
-        let mut tx = self.begin_locked(pipeline.id).await?;
+        let mut tx = self.begin_locked(&[pipeline.id]).await?;
         let running: i64 = get(
             &q("SELECT COUNT(*) AS n FROM runs WHERE pipeline_id = $1 AND state = 'running'")
                 .bind(pipeline.id)
@@ -532,9 +573,15 @@ impl Store {
     /// with its upstreams' outputs (looked up in `pipelines`). `None` if another worker got
     /// it first or it is no longer queued.
     pub async fn claim(&self, ti_id: i64, worker: &str, pipelines: &[PipelineSpec]) -> Result<Option<Claimed>> {
+        Ok(self.claim_many(&[ti_id], worker, pipelines).await?.pop())
+    }
+
+    /// [`Store::claim`] for several task instances in one transaction; returns those
+    /// still queued, now claimed, in the order given.
+    pub async fn claim_many(&self, ti_ids: &[i64], worker: &str, pipelines: &[PipelineSpec]) -> Result<Vec<Claimed>> {
         let now = self.now();
         let mut tx = self.begin().await?;
-        let claimed = claim_in_tx(&mut tx, ti_id, worker, pipelines, now).await?;
+        let claimed = claim_in_tx(&mut tx, ti_ids, worker, pipelines, now).await?;
         tx.commit().await.doing("claiming a task")?;
         Ok(claimed)
     }
@@ -550,122 +597,73 @@ impl Store {
         outcome: &Outcome,
         parallelism: u32,
     ) -> Result<Vec<Queued>> {
-        Ok(self.finish_and_take(pipeline, ti_id, try_number, outcome, parallelism, None).await?.0)
+        let finish = Finish { pipeline, ti_id, try_number, outcome };
+        Ok(self.finish_many(&[finish], parallelism, None).await?.queued)
     }
 
-    /// As [`Store::finish`]; with `take`, the worker also claims, in the same transaction,
-    /// the first task it queued that the worker serves, and runs it next without a trip
-    /// through the broker. Returns the queued tasks left to dispatch, and the claimed one.
-    pub async fn finish_and_take(
+    /// Records several outcomes in one transaction (see [`Store::finish`]), deciding each
+    /// affected run once for all of its finished tasks: outcomes that arrive together
+    /// share one turn on their pipelines' locks. With `take`, each finished try's worker
+    /// slot also claims, in the same transaction, a task it queued that the worker serves,
+    /// to run next without a trip through the broker.
+    pub async fn finish_many(
         &self,
-        pipeline: &PipelineSpec,
-        ti_id: i64,
-        try_number: i64,
-        outcome: &Outcome,
+        finishes: &[Finish<'_>],
         parallelism: u32,
         take: Option<Take<'_>>,
-    ) -> Result<(Vec<Queued>, Option<Claimed>)> {
+    ) -> Result<RecordedBatch> {
         let now = self.now();
-        let mut tx = self.begin_locked(pipeline.id).await?;
-        // A success is recorded in the statement that finds the running try; a failure
-        // first reads how many tries the task has left.
-        let succeeded = matches!(outcome, Outcome::Success(_));
-        let found = if succeeded {
-            "UPDATE task_instances SET state = 'success', end_date = $3, error = NULL, next_try_at = NULL \
-             WHERE id = $1 AND state = 'running' AND try_number = $2 RETURNING run_pk, task_id, max_tries"
-        } else {
-            "SELECT run_pk, task_id, max_tries FROM task_instances WHERE id = $1 AND state = 'running' AND try_number = $2 \
-             AND $3 = $3"
-        };
-        let row = q(found)
-            .bind(ti_id)
-            .bind(try_number)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await
-            .doing("recording a task outcome")?;
-        let Some(row) = row else {
-            tx.commit().await.doing("finishing a task")?;
-            return Ok((Vec::new(), None));
-        };
-        let run_pk: i64 = get(&row, "run_pk")?;
-        let task_id: String = get(&row, "task_id")?;
-        let max_tries: i64 = get(&row, "max_tries")?;
-        let (state, error, next_try) = match outcome {
-            Outcome::Success(_) => (TiState::Success, None, None),
-            Outcome::Failed(message) if try_number < max_tries => {
-                let delay = pipeline.task(&task_id).map_or(0, |t| retry_delay_secs(t, try_number + 1));
-                let at = now + i64::try_from(delay).unwrap_or(i64::MAX / 2_000_000) * 1_000_000;
-                (TiState::UpForRetry, Some(message.clone()), Some(at))
-            }
-            Outcome::Failed(message) => (TiState::Failed, Some(message.clone()), None),
-        };
-        if !succeeded {
-            q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5 WHERE id = $1")
-                .bind(ti_id)
-                .bind(state.as_str())
-                .bind(now)
-                .bind(error.as_deref())
-                .bind(next_try)
-                .execute(&mut *tx)
-                .await
-                .doing("recording a task outcome")?;
-        }
-        q("UPDATE task_tries SET state = $3, end_date = $4, error = $5 WHERE ti_id = $1 AND try_number = $2")
-            .bind(ti_id)
-            .bind(try_number)
-            .bind(if state == TiState::UpForRetry { "failed" } else { state.as_str() })
-            .bind(now)
-            .bind(error.as_deref())
-            .execute(&mut *tx)
-            .await
-            .doing("recording a try")?;
-        // A task without outputs (a unit body) leaves no row.
-        if let Outcome::Success(outputs) = outcome
-            && !outputs.is_null()
-        {
-            q("INSERT INTO task_outputs (ti_id, outputs, created_at) VALUES ($1, $2, $3) \
-               ON CONFLICT (ti_id) DO UPDATE SET outputs = excluded.outputs, created_at = excluded.created_at")
-            .bind(ti_id)
-            .bind(outputs.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .doing("recording task outputs")?;
-        }
-        if let Some(task) = pipeline.task(&task_id) {
-            let event = match state {
-                TiState::Success => Event::Success,
-                TiState::UpForRetry => Event::Retry,
-                _ => Event::Failure,
-            };
-            let targets = event.task_targets(task);
-            if !targets.is_empty() {
-                let (run_id, logical_date) = alerts::run_identity(&mut tx, run_pk).await?;
-                let notice = alerts::Notice {
-                    event,
-                    pipeline_id: pipeline.id,
-                    run_id: &run_id,
-                    logical_date,
-                    task_id: Some(task.id),
-                    try_number: Some(try_number),
-                    state: state.as_str(),
-                    error: error.as_deref(),
-                    sla_deadline: None,
-                };
-                alerts::enqueue(&mut tx, &notice, targets, task.email, now).await?;
+        let mut pipeline_ids: Vec<&str> = finishes.iter().map(|f| f.pipeline.id).collect();
+        pipeline_ids.sort_unstable();
+        pipeline_ids.dedup();
+        let mut tx = self.begin_locked(&pipeline_ids).await?;
+        let mut ended = record_successes(&mut tx, finishes, now).await?;
+        for (index, finish) in finishes.iter().enumerate() {
+            if let Outcome::Failed(message) = finish.outcome
+                && let Some(end) = record_failure(&mut tx, index, finish, message, now).await?
+            {
+                ended.push(end);
             }
         }
-        let mut queued = advance_after(&mut tx, pipeline, run_pk, &task_id, succeeded, now, parallelism).await?;
-        let mut claimed = None;
-        if let Some(take) = take
-            && let Some(index) = queued.iter().position(|q| take.serves(&q.queue))
-        {
-            let next = queued.remove(index);
-            claimed = claim_in_tx(&mut tx, next.ti_id, take.worker, take.pipelines, now).await?;
+        for end in &ended {
+            queue_task_alerts(&mut tx, &finishes[end.index], end, now).await?;
+        }
+
+        // Each run is decided once, for all of its tasks that ended.
+        let mut report = RecordedBatch { queued: Vec::new(), each: vec![Recorded::default(); finishes.len()] };
+        let mut runs: Vec<i64> = ended.iter().map(|e| e.run_pk).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        for run_pk in runs {
+            let of_run: Vec<&Ended> = ended.iter().filter(|e| e.run_pk == run_pk).collect();
+            let pipeline = finishes[of_run[0].index].pipeline;
+            let tasks: Vec<&str> = of_run.iter().map(|e| e.task_id.as_str()).collect();
+            let all_succeeded = of_run.iter().all(|e| e.state == TiState::Success);
+            let queued = advance_after(&mut tx, pipeline, run_pk, &tasks, all_succeeded, now, parallelism).await?;
+            for end in &of_run {
+                report.each[end.index] =
+                    Recorded { failed: end.state != TiState::Success, run_queued: queued.len(), next: None };
+            }
+            report.queued.extend(queued);
+        }
+
+        if let Some(take) = take {
+            let mut takers = Vec::new();
+            let mut ids = Vec::new();
+            for end in &ended {
+                if let Some(at) = report.queued.iter().position(|q| take.serves(&q.queue)) {
+                    ids.push(report.queued.remove(at).ti_id);
+                    takers.push(end.index);
+                }
+            }
+            for claimed in claim_in_tx(&mut tx, &ids, take.worker, take.pipelines, now).await? {
+                if let Some(at) = ids.iter().position(|id| *id == claimed.ti_id) {
+                    report.each[takers[at]].next = Some(claimed);
+                }
+            }
         }
         tx.commit().await.doing("finishing a task")?;
-        Ok((queued, claimed))
+        Ok(report)
     }
 
     /// Appends lines to a try's log.
@@ -714,61 +712,228 @@ impl Store {
     }
 }
 
-/// Claims queued task instance `ti_id` for `worker` inside `tx` (see [`Store::claim`]).
-async fn claim_in_tx(
+/// Records the successes among `finishes` whose try is running: two statements however
+/// many there are. Outputs other than unit leave a row each.
+async fn record_successes(tx: &mut Tx, finishes: &[Finish<'_>], now: Micros) -> Result<Vec<Ended>> {
+    let tries: Vec<(i64, i64)> =
+        finishes.iter().filter(|f| matches!(f.outcome, Outcome::Success(_))).map(|f| (f.ti_id, f.try_number)).collect();
+    if tries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE task_instances SET state = 'success', end_date = $1, error = NULL, next_try_at = NULL \
+         WHERE state = 'running' AND {} RETURNING id, run_pk, task_id, try_number",
+        in_json_tries(tx, "id", "try_number", 2)
+    );
+    let rows = q(AssertSqlSafe(sql))
+        .bind(now)
+        .bind(json_list(&tries))
+        .fetch_all(&mut **tx)
+        .await
+        .doing("recording a task outcome")?;
+    let mut ended = Vec::new();
+    let mut recorded = Vec::new();
+    for row in &rows {
+        let (ti_id, try_number): (i64, i64) = (get(row, "id")?, get(row, "try_number")?);
+        let Some(index) = finishes.iter().position(|f| f.ti_id == ti_id && f.try_number == try_number) else {
+            continue;
+        };
+        recorded.push((ti_id, try_number));
+        let task_id = get(row, "task_id")?;
+        ended.push(Ended { index, run_pk: get(row, "run_pk")?, task_id, state: TiState::Success, error: None });
+    }
+    if recorded.is_empty() {
+        return Ok(ended);
+    }
+    let sql = format!(
+        "UPDATE task_tries SET state = 'success', end_date = $1, error = NULL WHERE {}",
+        in_json_tries(tx, "ti_id", "try_number", 2)
+    );
+    q(AssertSqlSafe(sql)).bind(now).bind(json_list(&recorded)).execute(&mut **tx).await.doing("recording a try")?;
+    for end in &ended {
+        let finish = &finishes[end.index];
+        if let Outcome::Success(outputs) = finish.outcome
+            && !outputs.is_null()
+        {
+            q("INSERT INTO task_outputs (ti_id, outputs, created_at) VALUES ($1, $2, $3) \
+               ON CONFLICT (ti_id) DO UPDATE SET outputs = excluded.outputs, created_at = excluded.created_at")
+            .bind(finish.ti_id)
+            .bind(outputs.to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .doing("recording task outputs")?;
+        }
+    }
+    Ok(ended)
+}
+
+/// Records that `finishes[index]` failed with `message`, if its try is running: up for
+/// retry while it has tries left, else failed.
+async fn record_failure(
     tx: &mut Tx,
-    ti_id: i64,
-    worker: &str,
-    pipelines: &[PipelineSpec],
+    index: usize,
+    finish: &Finish<'_>,
+    message: &str,
     now: Micros,
-) -> Result<Option<Claimed>> {
-    let row = q("UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $2, \
-                     end_date = NULL, worker = $3, heartbeat_at = $2, error = NULL \
-                     WHERE id = $1 AND state = 'queued' RETURNING run_pk, pipeline_id, task_id, try_number")
-    .bind(ti_id)
-    .bind(now)
-    .bind(worker)
+) -> Result<Option<Ended>> {
+    let row = q("SELECT run_pk, task_id, max_tries FROM task_instances WHERE id = $1 AND state = 'running' \
+                 AND try_number = $2")
+    .bind(finish.ti_id)
+    .bind(finish.try_number)
     .fetch_optional(&mut **tx)
     .await
-    .doing("claiming a task")?;
+    .doing("recording a task outcome")?;
     let Some(row) = row else { return Ok(None) };
-    let run_pk: i64 = get(&row, "run_pk")?;
-    let try_number: i64 = get(&row, "try_number")?;
-    q("INSERT INTO task_tries (ti_id, try_number, state, start_date, worker) VALUES ($1, $2, 'running', $3, $4)")
-        .bind(ti_id)
-        .bind(try_number)
+    let task_id: String = get(&row, "task_id")?;
+    let max_tries: i64 = get(&row, "max_tries")?;
+    let (state, next_try) = if finish.try_number < max_tries {
+        let delay = finish.pipeline.task(&task_id).map_or(0, |t| retry_delay_secs(t, finish.try_number + 1));
+        (TiState::UpForRetry, Some(now + i64::try_from(delay).unwrap_or(i64::MAX / 2_000_000) * 1_000_000))
+    } else {
+        (TiState::Failed, None)
+    };
+    q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5 WHERE id = $1")
+        .bind(finish.ti_id)
+        .bind(state.as_str())
         .bind(now)
-        .bind(worker)
+        .bind(message)
+        .bind(next_try)
+        .execute(&mut **tx)
+        .await
+        .doing("recording a task outcome")?;
+    q("UPDATE task_tries SET state = 'failed', end_date = $3, error = $4 WHERE ti_id = $1 AND try_number = $2")
+        .bind(finish.ti_id)
+        .bind(finish.try_number)
+        .bind(now)
+        .bind(message)
         .execute(&mut **tx)
         .await
         .doing("recording a try")?;
-    let run = run_row(
-        &q(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
-            .bind(run_pk)
-            .fetch_one(&mut **tx)
-            .await
-            .doing("reading a run")?,
-    )?;
+    let run_pk = get(&row, "run_pk")?;
+    Ok(Some(Ended { index, run_pk, task_id, state, error: Some(message.to_string()) }))
+}
+
+/// Queues the notifications the task asked for on this end (success, retry, failure).
+async fn queue_task_alerts(tx: &mut Tx, finish: &Finish<'_>, end: &Ended, now: Micros) -> Result<()> {
+    let Some(task) = finish.pipeline.task(&end.task_id) else { return Ok(()) };
+    let event = match end.state {
+        TiState::Success => Event::Success,
+        TiState::UpForRetry => Event::Retry,
+        _ => Event::Failure,
+    };
+    let targets = event.task_targets(task);
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let (run_id, logical_date) = alerts::run_identity(tx, end.run_pk).await?;
+    let notice = alerts::Notice {
+        event,
+        pipeline_id: finish.pipeline.id,
+        run_id: &run_id,
+        logical_date,
+        task_id: Some(task.id),
+        try_number: Some(finish.try_number),
+        state: end.state.as_str(),
+        error: end.error.as_deref(),
+        sla_deadline: None,
+    };
+    alerts::enqueue(tx, &notice, targets, task.email, now).await
+}
+
+/// Claims queued task instances `ti_ids` for `worker` inside `tx` (see
+/// [`Store::claim_many`]): four statements however many there are.
+async fn claim_in_tx(
+    tx: &mut Tx,
+    ti_ids: &[i64],
+    worker: &str,
+    pipelines: &[PipelineSpec],
+    now: Micros,
+) -> Result<Vec<Claimed>> {
+    if ti_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $2, \
+         end_date = NULL, worker = $3, heartbeat_at = $2, error = NULL \
+         WHERE id {} AND state = 'queued' RETURNING id, run_pk, pipeline_id, task_id, try_number",
+        in_json(tx, 1, true)
+    );
+    let rows = q(AssertSqlSafe(sql))
+        .bind(json_list(ti_ids))
+        .bind(now)
+        .bind(worker)
+        .fetch_all(&mut **tx)
+        .await
+        .doing("claiming a task")?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut claimed = Vec::new();
+    for row in &rows {
+        claimed.push((
+            get::<i64>(row, "id")?,
+            get::<i64>(row, "run_pk")?,
+            get::<String>(row, "pipeline_id")?,
+            get::<String>(row, "task_id")?,
+            get::<i64>(row, "try_number")?,
+        ));
+    }
+    let ids: Vec<i64> = claimed.iter().map(|c| c.0).collect();
+    let sql = format!(
+        "INSERT INTO task_tries (ti_id, try_number, state, start_date, worker) \
+         SELECT id, try_number, 'running', start_date, worker FROM task_instances WHERE id {}",
+        in_json(tx, 1, true)
+    );
+    q(AssertSqlSafe(sql)).bind(json_list(&ids)).execute(&mut **tx).await.doing("recording a try")?;
+
+    let mut run_pks: Vec<i64> = claimed.iter().map(|c| c.1).collect();
+    run_pks.sort_unstable();
+    run_pks.dedup();
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id {}", in_json(tx, 1, true));
+    let mut runs = HashMap::new();
+    for row in q(AssertSqlSafe(sql)).bind(json_list(&run_pks)).fetch_all(&mut **tx).await.doing("reading a run")? {
+        let run = run_row(&row)?;
+        runs.insert(run.id, run);
+    }
+
     // Only direct upstreams' outputs reach a task (its typed `Upstream`).
-    let task_id: String = get(&row, "task_id")?;
-    let pipeline_id: String = get(&row, "pipeline_id")?;
-    let upstreams =
-        pipelines.iter().find(|p| p.id == pipeline_id).and_then(|p| p.task(&task_id)).map_or(&[][..], |t| t.depends_on);
-    let mut by_task = BTreeMap::new();
+    let upstreams_of = |pipeline_id: &str, task_id: &str| {
+        pipelines.iter().find(|p| p.id == pipeline_id).and_then(|p| p.task(task_id)).map_or(&[][..], |t| t.depends_on)
+    };
+    let mut upstreams: Vec<&str> = claimed.iter().flat_map(|c| upstreams_of(&c.2, &c.3).iter().copied()).collect();
+    upstreams.sort_unstable();
+    upstreams.dedup();
+    let mut outputs: HashMap<(i64, String), serde_json::Value> = HashMap::new();
     if !upstreams.is_empty() {
         let sql = format!(
-            "SELECT ti.task_id, o.outputs FROM task_outputs o JOIN task_instances ti ON ti.id = o.ti_id \
-                 WHERE ti.run_pk = $1 AND ti.state = 'success' AND ti.task_id {}",
+            "SELECT ti.run_pk, ti.task_id, o.outputs FROM task_outputs o JOIN task_instances ti ON ti.id = o.ti_id \
+             WHERE ti.run_pk {} AND ti.task_id {} AND ti.state = 'success'",
+            in_json(tx, 1, true),
             in_json(tx, 2, false)
         );
-        let query = q(AssertSqlSafe(sql)).bind(run_pk).bind(json_list(upstreams));
+        let query = q(AssertSqlSafe(sql)).bind(json_list(&run_pks)).bind(json_list(&upstreams));
         for row in query.fetch_all(&mut **tx).await.doing("reading upstream outputs")? {
-            let task: String = get(&row, "task_id")?;
             let text: String = get(&row, "outputs")?;
-            by_task.insert(task, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
+            let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+            outputs.insert((get(&row, "run_pk")?, get(&row, "task_id")?), value);
         }
     }
-    Ok(Some(Claimed { ti_id, run_pk, pipeline_id, task_id, try_number, run, outputs: by_task }))
+
+    let mut done = Vec::new();
+    for id in ti_ids {
+        let Some((ti_id, run_pk, pipeline_id, task_id, try_number)) = claimed.iter().find(|c| c.0 == *id).cloned()
+        else {
+            continue;
+        };
+        let Some(run) = runs.get(&run_pk).cloned() else { continue };
+        let by_task = upstreams_of(&pipeline_id, &task_id)
+            .iter()
+            .filter_map(|u| outputs.get(&(run_pk, (*u).to_string())).map(|v| ((*u).to_string(), v.clone())))
+            .collect();
+        done.push(Claimed { ti_id, run_pk, pipeline_id, task_id, try_number, run, outputs: by_task });
+    }
+    Ok(done)
 }
 
 /// A new task instance of `task` in run `run_pk`, waiting for its upstreams.
@@ -828,13 +993,30 @@ fn slot(row: &sqlx::any::AnyRow) -> Result<Slot> {
     })
 }
 
-/// `IN (...)` over a JSON array bound as parameter `$n`: a list of any length is one
-/// parameter (binding thousands of numbered parameters is quadratic in SQLite).
+/// Membership in a JSON array bound as parameter `$n`: a list of any length is one
+/// parameter (binding thousands of numbered parameters is quadratic in SQLite). On
+/// PostgreSQL the array is built once and matched with `= ANY`, which plans as a plain
+/// index lookup.
 fn in_json(tx: &Tx, n: usize, of_ids: bool) -> String {
     match (tx.backend_name() == "PostgreSQL", of_ids) {
-        (true, true) => format!("IN (SELECT json_array_elements_text(${n}::json)::BIGINT)"),
-        (true, false) => format!("IN (SELECT json_array_elements_text(${n}::json))"),
+        (true, true) => format!("= ANY(ARRAY(SELECT json_array_elements_text(${n}::json)::BIGINT))"),
+        (true, false) => format!("= ANY(ARRAY(SELECT json_array_elements_text(${n}::json)))"),
         (false, _) => format!("IN (SELECT value FROM json_each(${n}))"),
+    }
+}
+
+/// `(id, try_number)` (columns `id` and `try`) among a JSON array of `[id, try]` pairs
+/// bound as parameter `$n`.
+fn in_json_tries(tx: &Tx, id: &str, try_number: &str, n: usize) -> String {
+    if tx.backend_name() == "PostgreSQL" {
+        format!(
+            "{id} = ANY(ARRAY(SELECT (e->>0)::BIGINT FROM json_array_elements(${n}::json) AS e)) \
+             AND ({id}, {try_number}) IN (SELECT (e->>0)::BIGINT, (e->>1)::BIGINT FROM json_array_elements(${n}::json) AS e)"
+        )
+    } else {
+        format!(
+            "({id}, {try_number}) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(${n}))"
+        )
     }
 }
 
@@ -930,11 +1112,12 @@ impl Room {
     }
 }
 
-/// Queues `ready` best first while there is room. Ready tasks that do not fit become
-/// `scheduled`, where a finishing task of their run finds them. Returns what was queued.
+/// Queues `ready` best first while there is room (one statement for all). Ready tasks
+/// that do not fit become `scheduled`, where a finishing task of their run finds them.
+/// Returns what was queued, best first.
 async fn queue_ready(tx: &mut Tx, room: &mut Room, mut ready: Vec<Slot>, now: Micros) -> Result<Vec<Queued>> {
     ready.sort_by_key(|s| (std::cmp::Reverse(s.weight), s.id));
-    let mut queued = Vec::new();
+    let mut fitting = Vec::new();
     let mut waiting = Vec::new();
     for slot in ready {
         let free = room.pools.entry(slot.pool.clone()).or_insert(0);
@@ -944,19 +1127,34 @@ async fn queue_ready(tx: &mut Tx, room: &mut Room, mut ready: Vec<Slot>, now: Mi
             }
             continue;
         }
-        let done = q("UPDATE task_instances SET state = 'queued', queued_at = $2, next_try_at = NULL \
-                      WHERE id = $1 AND state IN ('none', 'scheduled', 'up_for_retry')")
-        .bind(slot.id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .doing("queueing a task")?;
-        if done.rows_affected() == 1 {
-            *free -= slot.slots;
-            room.global -= 1;
-            room.pipeline -= 1;
-            queued.push(Queued { ti_id: slot.id, queue: slot.queue, priority_weight: slot.weight });
+        *free -= slot.slots;
+        room.global -= 1;
+        room.pipeline -= 1;
+        fitting.push(slot);
+    }
+    let mut queued = Vec::new();
+    if !fitting.is_empty() {
+        let ids: Vec<i64> = fitting.iter().map(|s| s.id).collect();
+        let sql = format!(
+            "UPDATE task_instances SET state = 'queued', queued_at = $2, next_try_at = NULL \
+             WHERE id {} AND state IN ('none', 'scheduled', 'up_for_retry') RETURNING id",
+            in_json(tx, 1, true)
+        );
+        let rows = q(AssertSqlSafe(sql))
+            .bind(json_list(&ids))
+            .bind(now)
+            .fetch_all(&mut **tx)
+            .await
+            .doing("queueing a task")?;
+        let mut done = std::collections::HashSet::new();
+        for row in &rows {
+            done.insert(get::<i64>(row, "id")?);
         }
+        queued = fitting
+            .into_iter()
+            .filter(|s| done.contains(&s.id))
+            .map(|s| Queued { ti_id: s.id, queue: s.queue, priority_weight: s.weight })
+            .collect();
     }
     if !waiting.is_empty() {
         let sql = format!(
@@ -1117,7 +1315,7 @@ async fn upstream_unfinished(tx: &mut Tx, run_pk: i64, task: &TaskSpec) -> Resul
 /// database instead of read row by row.
 const READ_UPSTREAMS_AT_MOST: usize = 256;
 
-/// After task `finished` of run `run_pk` ended: decides its downstream tasks (and
+/// After tasks `finished` of run `run_pk` ended: decides their downstream tasks (and
 /// theirs, as skips and upstream failures cascade), queues what became ready and what of
 /// the run waited for the room it freed, and closes the run when nothing is left. Reads
 /// only what it decides, so one task's finish costs the same however wide the run is.
@@ -1125,12 +1323,14 @@ async fn advance_after(
     tx: &mut Tx,
     pipeline: &PipelineSpec,
     run_pk: i64,
-    finished: &str,
+    finished: &[&str],
     succeeded: bool,
     now: Micros,
     parallelism: u32,
 ) -> Result<Vec<Queued>> {
-    let mut candidates: Vec<&TaskSpec> = downstream_of(pipeline, finished).collect();
+    let mut candidates: Vec<&TaskSpec> = finished.iter().flat_map(|f| downstream_of(pipeline, f)).collect();
+    candidates.sort_unstable_by_key(|t| t.id);
+    candidates.dedup_by_key(|t| t.id);
     let mut ready: Vec<Slot> = Vec::new();
     let mut unfinished = false;
     while !candidates.is_empty() {
@@ -1319,7 +1519,7 @@ impl Store {
         if downstream {
             ids.extend(descendants(pipeline, task_id).into_iter().map(str::to_string));
         }
-        let mut tx = self.begin_locked(pipeline.id).await?;
+        let mut tx = self.begin_locked(&[pipeline.id]).await?;
         for id in &ids {
             let retries = pipeline.task(id).map_or(0, |t| i64::from(t.retry.retries));
             let done = q("UPDATE task_instances SET state = 'none', end_date = NULL, next_try_at = NULL, error = NULL, \
@@ -1365,7 +1565,7 @@ impl Store {
             return Err(StoreError::Conflict("a task can only be marked success or failed".into()));
         }
         let now = self.now();
-        let mut tx = self.begin_locked(pipeline.id).await?;
+        let mut tx = self.begin_locked(&[pipeline.id]).await?;
         let done = q("UPDATE task_instances SET state = $3, end_date = $4, next_try_at = NULL \
                       WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
         .bind(run_pk)
