@@ -10,7 +10,7 @@ use crate::resolver::Resolver;
 use crate::scheduler::Dispatch;
 use crate::shutdown::Shutdown;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
-use crate::store::{Claimed, Finish, Outcome, Queued, Recorded, Store, StoreError, Take};
+use crate::store::{Claimed, Finish, Outcome, Queued, Recorded, RunRow, Store, StoreError, Take};
 use crate::task::{Logger, RunInfo, TaskInput};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -313,6 +313,7 @@ impl Worker {
                 ti_id: claimed.ti_id,
                 try_number: claimed.try_number,
                 outcome: outcome.clone(),
+                run: claimed.run.clone(),
                 alone,
                 reply,
             };
@@ -404,6 +405,7 @@ struct PendingFinish {
     ti_id: i64,
     try_number: i64,
     outcome: Outcome,
+    run: RunRow,
     /// Recorded in a transaction of its own (after its batch failed).
     alone: bool,
     reply: oneshot::Sender<Result<Recorded, StoreError>>,
@@ -445,7 +447,13 @@ impl Batches {
     async fn record(&self, batch: Vec<PendingFinish>) {
         let finishes: Vec<Finish> = batch
             .iter()
-            .map(|p| Finish { pipeline: p.pipeline, ti_id: p.ti_id, try_number: p.try_number, outcome: &p.outcome })
+            .map(|p| Finish {
+                pipeline: p.pipeline,
+                ti_id: p.ti_id,
+                try_number: p.try_number,
+                outcome: &p.outcome,
+                run: Some(&p.run),
+            })
             .collect();
         let take =
             self.takes_next.as_deref().map(|queues| Take { worker: &self.worker, queues, pipelines: self.pipelines });

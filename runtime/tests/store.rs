@@ -467,7 +467,7 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
         let elsewhere = ["ml".to_string()];
         let take = Take { worker: "w1", queues: &elsewhere, pipelines: &CHAIN };
         let success = Outcome::Success(serde_json::json!({"rows": 1}));
-        let finish = Finish { pipeline: p, ti_id: a.ti_id, try_number: a.try_number, outcome: &success };
+        let finish = Finish { pipeline: p, ti_id: a.ti_id, try_number: a.try_number, outcome: &success, run: None };
         let done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
         assert!(done.each[0].next.is_none(), "b is on the default queue, which this worker does not read");
         let left = done.queued;
@@ -475,7 +475,7 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
 
         let b = store.claim(left[0].ti_id, "w1", &CHAIN).await.expect("claim").expect("queued");
         let take = Take { worker: "w1", queues: &[], pipelines: &CHAIN };
-        let finish = Finish { pipeline: p, ti_id: b.ti_id, try_number: b.try_number, outcome: &success };
+        let finish = Finish { pipeline: p, ti_id: b.ti_id, try_number: b.try_number, outcome: &success, run: None };
         let mut done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
         assert!(done.queued.is_empty(), "nothing left to dispatch");
         let c = done.each[0].next.take().expect("c claimed with b's finish");
@@ -525,9 +525,10 @@ async fn outcomes_recorded_together_decide_each_run_once() {
                 ti_id: c.ti_id,
                 try_number: c.try_number,
                 outcome: if i == 0 { &failure } else { &success },
+                run: Some(&c.run),
             })
             .collect();
-        finishes.push(Finish { pipeline: p, ti_id: claimed[1].ti_id, try_number: 7, outcome: &failure });
+        finishes.push(Finish { pipeline: p, ti_id: claimed[1].ti_id, try_number: 7, outcome: &failure, run: None });
         let take = Take { worker: "w1", queues: &[], pipelines };
         let mut done = store.finish_many(&finishes, 32, Some(take)).await.expect("finish");
         assert_eq!(done.each.len(), 13);

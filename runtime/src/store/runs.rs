@@ -101,6 +101,9 @@ pub struct Finish<'a> {
     pub ti_id: i64,
     pub try_number: i64,
     pub outcome: &'a Outcome,
+    /// The try's run, when the caller has it: a task of the same run claimed next with
+    /// [`Take`] needs it, and need not read it again.
+    pub run: Option<&'a RunRow>,
 }
 
 /// What recording one [`Finish`] did. All default when the try was not running (a late
@@ -581,7 +584,7 @@ impl Store {
     pub async fn claim_many(&self, ti_ids: &[i64], worker: &str, pipelines: &[PipelineSpec]) -> Result<Vec<Claimed>> {
         let now = self.now();
         let mut tx = self.begin().await?;
-        let claimed = claim_in_tx(&mut tx, ti_ids, worker, pipelines, now).await?;
+        let claimed = claim_in_tx(&mut tx, ti_ids, worker, pipelines, &Known::default(), now).await?;
         tx.commit().await.doing("claiming a task")?;
         Ok(claimed)
     }
@@ -597,7 +600,7 @@ impl Store {
         outcome: &Outcome,
         parallelism: u32,
     ) -> Result<Vec<Queued>> {
-        let finish = Finish { pipeline, ti_id, try_number, outcome };
+        let finish = Finish { pipeline, ti_id, try_number, outcome, run: None };
         Ok(self.finish_many(&[finish], parallelism, None).await?.queued)
     }
 
@@ -656,7 +659,8 @@ impl Store {
                     takers.push(end.index);
                 }
             }
-            for claimed in claim_in_tx(&mut tx, &ids, take.worker, take.pipelines, now).await? {
+            let known = Known::of(finishes, &ended);
+            for claimed in claim_in_tx(&mut tx, &ids, take.worker, take.pipelines, &known, now).await? {
                 if let Some(at) = ids.iter().position(|id| *id == claimed.ti_id) {
                     report.each[takers[at]].next = Some(claimed);
                 }
@@ -841,6 +845,30 @@ async fn queue_task_alerts(tx: &mut Tx, finish: &Finish<'_>, end: &Ended, now: M
     alerts::enqueue(tx, &notice, targets, task.email, now).await
 }
 
+/// What a finishing transaction already holds when it claims: the runs its callers
+/// passed, and the tasks that succeeded in it with their outputs (unit ones have none).
+#[derive(Debug, Default)]
+struct Known<'a> {
+    runs: Vec<&'a RunRow>,
+    succeeded: Vec<(i64, &'a str)>,
+    outputs: Vec<((i64, &'a str), &'a serde_json::Value)>,
+}
+
+impl<'a> Known<'a> {
+    fn of(finishes: &[Finish<'a>], ended: &'a [Ended]) -> Known<'a> {
+        let mut known = Known { runs: finishes.iter().filter_map(|f| f.run).collect(), ..Known::default() };
+        for end in ended {
+            if let Outcome::Success(value) = finishes[end.index].outcome {
+                known.succeeded.push((end.run_pk, end.task_id.as_str()));
+                if !value.is_null() {
+                    known.outputs.push(((end.run_pk, end.task_id.as_str()), value));
+                }
+            }
+        }
+        known
+    }
+}
+
 /// Claims queued task instances `ti_ids` for `worker` inside `tx` (see
 /// [`Store::claim_many`]): four statements however many there are.
 async fn claim_in_tx(
@@ -848,6 +876,7 @@ async fn claim_in_tx(
     ti_ids: &[i64],
     worker: &str,
     pipelines: &[PipelineSpec],
+    known: &Known<'_>,
     now: Micros,
 ) -> Result<Vec<Claimed>> {
     if ti_ids.is_empty() {
@@ -890,11 +919,14 @@ async fn claim_in_tx(
     let mut run_pks: Vec<i64> = claimed.iter().map(|c| c.1).collect();
     run_pks.sort_unstable();
     run_pks.dedup();
-    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id {}", in_json(tx, 1, true));
-    let mut runs = HashMap::new();
-    for row in q(AssertSqlSafe(sql)).bind(json_list(&run_pks)).fetch_all(&mut **tx).await.doing("reading a run")? {
-        let run = run_row(&row)?;
-        runs.insert(run.id, run);
+    let mut runs: HashMap<i64, RunRow> =
+        known.runs.iter().filter(|r| run_pks.contains(&r.id)).map(|r| (r.id, (*r).clone())).collect();
+    if runs.len() < run_pks.len() {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id {}", in_json(tx, 1, true));
+        for row in q(AssertSqlSafe(sql)).bind(json_list(&run_pks)).fetch_all(&mut **tx).await.doing("reading a run")? {
+            let run = run_row(&row)?;
+            runs.insert(run.id, run);
+        }
     }
 
     // Only direct upstreams' outputs reach a task (its typed `Upstream`).
@@ -905,7 +937,14 @@ async fn claim_in_tx(
     upstreams.sort_unstable();
     upstreams.dedup();
     let mut outputs: HashMap<(i64, String), serde_json::Value> = HashMap::new();
-    if !upstreams.is_empty() {
+    let all_known = claimed.iter().all(|c| {
+        upstreams_of(&c.2, &c.3).iter().all(|u| known.succeeded.iter().any(|(run, task)| *run == c.1 && task == u))
+    });
+    if all_known {
+        for ((run_pk, task), value) in &known.outputs {
+            outputs.insert((*run_pk, (*task).to_string()), (*value).clone());
+        }
+    } else if !upstreams.is_empty() {
         let sql = format!(
             "SELECT ti.run_pk, ti.task_id, o.outputs FROM task_outputs o JOIN task_instances ti ON ti.id = o.ti_id \
              WHERE ti.run_pk {} AND ti.task_id {} AND ti.state = 'success'",
@@ -1037,6 +1076,36 @@ async fn slots_of(tx: &mut Tx, run_pk: i64, ids: &[&str]) -> Result<HashMap<Stri
     Ok(found)
 }
 
+/// [`slots_of`], and in the same statement the best of the run's tasks that wait for
+/// room (`scheduled`), as many as could be queued at most.
+async fn slots_and_waiting(
+    tx: &mut Tx,
+    pipeline: &PipelineSpec,
+    run_pk: i64,
+    ids: &[&str],
+    parallelism: u32,
+) -> Result<(HashMap<String, Slot>, Vec<Slot>)> {
+    let sql = format!(
+        "SELECT {SLOT_COLUMNS}, CAST(0 AS BIGINT) AS waiting FROM task_instances WHERE run_pk = $1 AND task_id {} \
+         UNION ALL SELECT * FROM (SELECT {SLOT_COLUMNS}, CAST(1 AS BIGINT) AS waiting FROM task_instances \
+         WHERE run_pk = $1 AND state = 'scheduled' ORDER BY priority_weight DESC, id LIMIT $3) AS w",
+        in_json(tx, 2, false)
+    );
+    let at_most = pipeline.max_active_tasks.min(parallelism);
+    let query = q(AssertSqlSafe(sql)).bind(run_pk).bind(json_list(ids)).bind(i64::from(at_most));
+    let mut found = HashMap::new();
+    let mut waiting = Vec::new();
+    for row in query.fetch_all(&mut **tx).await.doing("reading task instances")? {
+        let slot = slot(&row)?;
+        if get::<i64>(&row, "waiting")? == 1 {
+            waiting.push(slot);
+        } else {
+            found.insert(slot.task_id.clone(), slot);
+        }
+    }
+    Ok((found, waiting))
+}
+
 /// The states of tasks `ids` of run `run_pk`, counted in the database: a join's thousand
 /// upstreams cost a few rows, not a thousand.
 async fn counted_states(tx: &mut Tx, run_pk: i64, ids: &[&str]) -> Result<Vec<TiState>> {
@@ -1104,11 +1173,6 @@ impl Room {
             pipeline: i64::from(pipeline.max_active_tasks) - in_pipeline,
             pools,
         })
-    }
-
-    /// How many more tasks may be queued at most, whatever their pools.
-    fn at_most(&self) -> i64 {
-        self.global.min(self.pipeline).max(0)
     }
 }
 
@@ -1333,6 +1397,10 @@ async fn advance_after(
     candidates.dedup_by_key(|t| t.id);
     let mut ready: Vec<Slot> = Vec::new();
     let mut unfinished = false;
+    // The run's tasks that wait for room (best first), read with the first round: the
+    // slots these tasks held are free, and the best waiting tasks may take them.
+    let mut waiting: Option<Vec<Slot>> = None;
+    let mut decided: Vec<&str> = Vec::new();
     while !candidates.is_empty() {
         let mut upstreams: Vec<&str> = candidates.iter().flat_map(|c| c.depends_on.iter().copied()).collect();
         upstreams.sort_unstable();
@@ -1342,7 +1410,14 @@ async fn advance_after(
         if read_upstreams {
             ids.extend(&upstreams);
         }
-        let mut slots = slots_of(tx, run_pk, &ids).await?;
+        let mut slots = if waiting.is_none() {
+            let (slots, first_waiting) = slots_and_waiting(tx, pipeline, run_pk, &ids, parallelism).await?;
+            waiting = Some(first_waiting);
+            slots
+        } else {
+            slots_of(tx, run_pk, &ids).await?
+        };
+        decided.extend(candidates.iter().map(|c| c.id));
         let mut next: Vec<&TaskSpec> = Vec::new();
         for task in &candidates {
             let Some(state) = slots.get(task.id).map(|s| s.state) else { continue };
@@ -1386,33 +1461,17 @@ async fn advance_after(
         candidates = next;
     }
 
-    // The slot this task held is free: the best of the run's waiting tasks may take it.
-    let waiting = q("SELECT id FROM task_instances WHERE run_pk = $1 AND state = 'scheduled' LIMIT 1")
-        .bind(run_pk)
-        .fetch_optional(&mut **tx)
-        .await
-        .doing("looking for waiting tasks")?
-        .is_some();
+    let waiting = match waiting {
+        Some(waiting) => waiting,
+        None => slots_and_waiting(tx, pipeline, run_pk, &[], parallelism).await?.1,
+    };
     let mut queued = Vec::new();
-    if waiting || !ready.is_empty() {
+    if !waiting.is_empty() || !ready.is_empty() {
         unfinished = true;
         let mut room = Room::read(tx, pipeline, parallelism).await?;
-        if waiting && room.at_most() > 0 {
-            let sql = format!(
-                "SELECT {SLOT_COLUMNS} FROM task_instances WHERE run_pk = $1 AND state = 'scheduled' \
-                 ORDER BY priority_weight DESC, id LIMIT $2"
-            );
-            let rows = q(AssertSqlSafe(sql))
-                .bind(run_pk)
-                .bind(room.at_most())
-                .fetch_all(&mut **tx)
-                .await
-                .doing("reading waiting tasks")?;
-            for row in &rows {
-                let slot = slot(row)?;
-                if !ready.iter().any(|r| r.id == slot.id) {
-                    ready.push(slot);
-                }
+        for slot in waiting {
+            if !decided.contains(&slot.task_id.as_str()) && !ready.iter().any(|r| r.id == slot.id) {
+                ready.push(slot);
             }
         }
         queued = queue_ready(tx, &mut room, ready, now).await?;
