@@ -1,4 +1,4 @@
-//! Rust: static spec tables, a typed context per task, one dispatch `match`.
+//! Rust: static spec tables, a typed context per task, one dispatch table.
 //!
 //! Everything the runtime needs is data here; the only code is the glue that turns the
 //! runtime's untyped [`TaskInput`] into each Rust task's typed context and calls the
@@ -52,15 +52,21 @@ fn file(config: &Config, source: &str) -> TokenStream {
     let pipelines: Vec<TokenStream> =
         config.pipelines.iter().map(|p| pipeline_spec(p, has_smtp_default(config))).collect();
     let modules: Vec<TokenStream> = config.pipelines.iter().map(pipeline_module).collect();
-    let arms: Vec<TokenStream> = config
+    // Sorted as `str` orders, for the binary search in `dispatch`: a table, not a
+    // `match`, so that thousands of tasks cost rustc a slice rather than a decision tree.
+    let mut rust_tasks: Vec<(&str, &str)> = config
         .pipelines
         .iter()
         .flat_map(|p| p.tasks.iter().map(move |t| (p, t)))
         .filter(|(_, t)| matches!(t.kind, TaskKind::Rust { .. }))
-        .map(|(p, t)| {
-            let (pid, tid) = (&p.id.value, &t.id.value);
+        .map(|(p, t)| (p.id.value.as_str(), t.id.value.as_str()))
+        .collect();
+    rust_tasks.sort_unstable();
+    let entries: Vec<TokenStream> = rust_tasks
+        .iter()
+        .map(|(pid, tid)| {
             let (pm, tm) = (ident(pid), ident(tid));
-            quote!((#pid, #tid) => Some(#pm::#tm::run(input)),)
+            quote!((#pid, #tid, #pm::#tm::run),)
         })
         .collect();
     quote! {
@@ -79,12 +85,13 @@ fn file(config: &Config, source: &str) -> TokenStream {
 
         static DEPLOYMENT: DeploymentSpec = #deployment;
 
+        /// Every Rust task's body, by pipeline and task id, sorted.
+        static RUST_TASKS: &[(&str, &str, fn(&TaskInput) -> TaskFuture<'_>)] = &[#(#entries)*];
+
         /// Runs a Rust task by pipeline and task id.
         pub fn dispatch<'a>(pipeline: &str, task: &str, input: &'a TaskInput) -> Option<TaskFuture<'a>> {
-            match (pipeline, task) {
-                #(#arms)*
-                _ => None,
-            }
+            let at = RUST_TASKS.binary_search_by(|(p, t, _)| (*p, *t).cmp(&(pipeline, task))).ok()?;
+            Some((RUST_TASKS[at].2)(input))
         }
 
         #(#modules)*
