@@ -13,8 +13,9 @@ use crate::registry::Registry;
 use crate::scheduler::{Dispatch, Scheduler};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::{Claimed, Store};
 use crate::worker::Worker;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -134,11 +135,23 @@ pub async fn worker(
             }
             last_reclaim = Some(tokio::time::Instant::now());
         }
+        if deliveries.is_empty() {
+            continue;
+        }
+        // Claimed together, in one transaction; what is left unclaimed stays pending in
+        // the stream, to be reclaimed.
+        let Some(claimed) = claim_patiently(&worker, &deliveries, &shutdown).await else { continue };
+        let mut claimed: HashMap<i64, Claimed> = claimed.into_iter().map(|c| (c.ti_id, c)).collect();
         for delivery in deliveries {
+            // A duplicate entry, or a task instance no longer queued: nothing to run.
+            let Some(claimed) = claimed.remove(&delivery.ti_id) else {
+                ack(&broker, &delivery).await;
+                continue;
+            };
             let Ok(permit) = slots.clone().acquire_owned().await else { break };
             let (worker, broker, abandon) = (worker.clone(), broker.clone(), abandon.clone());
             tokio::spawn(async move {
-                process(&worker, &broker, &delivery, &abandon).await;
+                process(&worker, &broker, &delivery, claimed, &abandon).await;
                 drop(permit);
             });
         }
@@ -157,28 +170,35 @@ pub async fn worker(
     Ok(())
 }
 
-/// Runs one delivered task instance and acknowledges its entry once the outcome is in
-/// the store. An entry whose task instance is no longer queued (a duplicate, or already
-/// taken) is acknowledged at once. When the store cannot be reached the entry stays
-/// pending, to be reclaimed.
-async fn process(worker: &Worker, broker: &Broker, delivery: &Delivery, abandon: &Shutdown) {
+/// Claims delivered task instances for this worker in one transaction, retrying while
+/// the database is away (rather than leave them to the stuck-task sweep); `None` when it
+/// stays away for [`CLAIM_PATIENCE`] or the worker stops.
+async fn claim_patiently(worker: &Worker, deliveries: &[Delivery], shutdown: &Shutdown) -> Option<Vec<Claimed>> {
+    let ids: Vec<i64> = deliveries.iter().map(|d| d.ti_id).collect();
     let mut backoff = Backoff::new();
     let started = tokio::time::Instant::now();
-    let claimed = loop {
-        match worker.claim(delivery.ti_id).await {
-            Ok(Some(claimed)) => break claimed,
-            Ok(None) => return ack(broker, delivery).await,
-            // The database is away: keep the delivery and try again shortly, rather than
-            // leave it to the stuck-task sweep.
-            Err(e) if started.elapsed() < CLAIM_PATIENCE && !abandon.is_triggered() => {
-                tracing::warn!("task instance {}: {e}; retrying in {:?}", delivery.ti_id, backoff.peek());
-                backoff.wait().await;
+    loop {
+        match worker.claim_many(&ids).await {
+            Ok(claimed) => return Some(claimed),
+            Err(e) if started.elapsed() < CLAIM_PATIENCE => {
+                tracing::warn!("task instances {ids:?}: {e}; retrying in {:?}", backoff.peek());
+                tokio::select! {
+                    () = backoff.wait() => {}
+                    () = shutdown.wait() => return None,
+                }
             }
-            Err(e) => return tracing::warn!("task instance {}: {e}", delivery.ti_id),
+            Err(e) => {
+                tracing::warn!("task instances {ids:?}: {e}; left pending for another try");
+                return None;
+            }
         }
-    };
+    }
+}
+
+/// Runs one delivered, claimed task instance and acknowledges its entry once the outcome
+/// is in the store.
+async fn process(worker: &Worker, broker: &Broker, delivery: &Delivery, mut claimed: Claimed, abandon: &Shutdown) {
     // The delivered task, then whatever this worker claimed while finishing the one before.
-    let mut claimed = claimed;
     let mut delivered = Some(delivery);
     loop {
         tokio::select! {

@@ -165,6 +165,11 @@ impl Worker {
         self.store.claim(ti_id, &self.name, self.registry.pipelines).await
     }
 
+    /// Claims several queued task instances in one transaction; returns those claimed.
+    pub async fn claim_many(&self, ti_ids: &[i64]) -> Result<Vec<Claimed>, StoreError> {
+        self.store.claim_many(ti_ids, &self.name, self.registry.pipelines).await
+    }
+
     /// Runs a claimed try and records its outcome. Dropping the future stops the work
     /// (a shell task's whole process group is killed); the try is then still `running`
     /// in the store, for [`Store::hand_back`] or the zombie sweep.
