@@ -20,15 +20,9 @@ stats() { # min / median / max of the arguments
 }
 
 # A user crate in $1 named $2 over pipelines file $3, built in release like a deployment;
-# its Rust tasks are one no-op, `crate::tasks::noop`. With $4 = glue-unoptimized, the
-# crate's own code (the generated glue and the no-op) is compiled without optimization,
-# the runtime still fully: 10,000 typed tasks compile in minutes rather than an hour.
+# its Rust tasks are one no-op, `crate::tasks::noop`.
 user_crate() {
-  local dir=$1 name=$2 profile=""
-  if [ "${4:-}" = glue-unoptimized ]; then
-    profile="[profile.release.package.$name]
-opt-level = 0"
-  fi
+  local dir=$1 name=$2
   mkdir -p "$dir/src"
   cat > "$dir/Cargo.toml" <<TOML
 [package]
@@ -38,8 +32,6 @@ edition = "2024"
 publish = false
 
 [workspace]
-
-$profile
 
 [dependencies]
 sluice-runtime = { path = "$root/runtime" }
@@ -70,11 +62,11 @@ RS
 }
 
 # --- orchestration -------------------------------------------------------------------
-# BENCH_WIDE=1 also runs a 10,000-wide fan-out once, from its own crate: bench/pipelines.yaml's
-# deployment with one pipeline added (compiling 10,000 tasks into every test build would cost
-# minutes; in release it takes longer than the rest of this script).
+# A 10,000-wide fan-out runs once, from its own crate: bench/pipelines.yaml's deployment with
+# one pipeline added (10,000 tasks would add minutes to every test build of sluice-bench; here
+# the release build takes about 3 minutes). BENCH_WIDE=0 skips it.
 wide_args=()
-if [ "${BENCH_WIDE:-0}" = 1 ]; then
+if [ "${BENCH_WIDE:-1}" = 1 ]; then
   python3 - bench/pipelines.yaml "$out/wide.yaml" <<'PY'
 import sys
 text = open(sys.argv[1]).read()
@@ -87,7 +79,7 @@ lines += ["      - id: end", "        rust: crate::tasks::noop",
           "        depends_on: [" + ", ".join(f"p{i:05d}" for i in range(1, n + 1)) + "]"]
 open(sys.argv[2], "w").write("\n".join(lines) + "\n")
 PY
-  user_crate "$out/wide" sluice-wide "$out/wide.yaml" glue-unoptimized
+  user_crate "$out/wide" sluice-wide "$out/wide.yaml"
   wide_args=(--wide-binary "$root/target/release/sluice-wide")
 fi
 cargo bench --quiet -p sluice-bench --bench orchestrator -- --runs "$runs" "${wide_args[@]}" --out "$root/$out/orchestrator.md"
