@@ -513,6 +513,11 @@ async fn outcomes_recorded_together_decide_each_run_once() {
         assert_eq!(claimed.len(), 12, "one transaction claims them all");
         assert!(claimed.iter().all(|c| c.outputs.get("start") == Some(&serde_json::json!({"n": 1}))));
         assert!(store.claim_many(&ids, "w2", pipelines).await.expect("claim").is_empty(), "claimed once");
+        let rendered = std::collections::BTreeMap::from([("cmd".to_string(), "true".to_string())]);
+        for c in &claimed {
+            store.record_rendered(c.ti_id, c.try_number, &rendered).await.expect("rendered");
+            assert_eq!(store.rendered(c.ti_id, c.try_number).await.expect("read"), rendered, "each claim starts a try");
+        }
 
         // One middle task fails for good; a stale report of another try changes nothing.
         let success = Outcome::Success(serde_json::Value::Null);
@@ -546,5 +551,7 @@ async fn outcomes_recorded_together_decide_each_run_once() {
         assert!(tis.iter().filter(|t| t.task_id != "end").all(|t| t.state == TiState::Success));
         store.finish(p, end.ti_id, end.try_number, &success, 32).await.expect("finish");
         assert_eq!(store.run(other_run).await.expect("run").state, "success");
+        let ended_tries = store.metrics(0).await.expect("metrics").durations;
+        assert_eq!(ended_tries, [("wide".to_string(), 2 + 12 + 1, 0)], "every try that ran has ended, once");
     }
 }

@@ -726,11 +726,22 @@ async fn record_successes(tx: &mut Tx, finishes: &[Finish<'_>], now: Micros) -> 
     if tries.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
+    let update = format!(
         "UPDATE task_instances SET state = 'success', end_date = $1, error = NULL, next_try_at = NULL \
          WHERE state = 'running' AND {} RETURNING id, run_pk, task_id, try_number",
         in_json_tries(tx, "id", "try_number", 2)
     );
+    // PostgreSQL ends the tries in the same statement (one round trip fewer).
+    let postgres = tx.backend_name() == "PostgreSQL";
+    let sql = if postgres {
+        format!(
+            "WITH done AS ({update}), tries AS (UPDATE task_tries t SET state = 'success', end_date = $1, \
+             error = NULL FROM done WHERE t.ti_id = done.id AND t.try_number = done.try_number) \
+             SELECT id, run_pk, task_id, try_number FROM done"
+        )
+    } else {
+        update
+    };
     let rows = q(AssertSqlSafe(sql))
         .bind(now)
         .bind(json_list(&tries))
@@ -748,14 +759,13 @@ async fn record_successes(tx: &mut Tx, finishes: &[Finish<'_>], now: Micros) -> 
         let task_id = get(row, "task_id")?;
         ended.push(Ended { index, run_pk: get(row, "run_pk")?, task_id, state: TiState::Success, error: None });
     }
-    if recorded.is_empty() {
-        return Ok(ended);
+    if !postgres && !recorded.is_empty() {
+        let sql = format!(
+            "UPDATE task_tries SET state = 'success', end_date = $1, error = NULL WHERE {}",
+            in_json_tries(tx, "ti_id", "try_number", 2)
+        );
+        q(AssertSqlSafe(sql)).bind(now).bind(json_list(&recorded)).execute(&mut **tx).await.doing("recording a try")?;
     }
-    let sql = format!(
-        "UPDATE task_tries SET state = 'success', end_date = $1, error = NULL WHERE {}",
-        in_json_tries(tx, "ti_id", "try_number", 2)
-    );
-    q(AssertSqlSafe(sql)).bind(now).bind(json_list(&recorded)).execute(&mut **tx).await.doing("recording a try")?;
     for end in &ended {
         let finish = &finishes[end.index];
         if let Outcome::Success(outputs) = finish.outcome
@@ -884,12 +894,23 @@ async fn claim_in_tx(
     if ti_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
+    let update = format!(
         "UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $2, \
          end_date = NULL, worker = $3, heartbeat_at = $2, error = NULL \
          WHERE id {} AND state = 'queued' RETURNING id, run_pk, pipeline_id, task_id, try_number",
         in_json(tx, 1, true)
     );
+    // PostgreSQL starts the tries in the same statement (one round trip fewer).
+    let postgres = tx.backend_name() == "PostgreSQL";
+    let sql = if postgres {
+        format!(
+            "WITH claimed AS ({update}), tries AS (INSERT INTO task_tries (ti_id, try_number, state, start_date, \
+             worker) SELECT id, try_number, 'running', $2, $3 FROM claimed) \
+             SELECT id, run_pk, pipeline_id, task_id, try_number FROM claimed"
+        )
+    } else {
+        update
+    };
     let rows = q(AssertSqlSafe(sql))
         .bind(json_list(ti_ids))
         .bind(now)
@@ -910,13 +931,15 @@ async fn claim_in_tx(
             get::<i64>(row, "try_number")?,
         ));
     }
-    let ids: Vec<i64> = claimed.iter().map(|c| c.0).collect();
-    let sql = format!(
-        "INSERT INTO task_tries (ti_id, try_number, state, start_date, worker) \
-         SELECT id, try_number, 'running', start_date, worker FROM task_instances WHERE id {}",
-        in_json(tx, 1, true)
-    );
-    q(AssertSqlSafe(sql)).bind(json_list(&ids)).execute(&mut **tx).await.doing("recording a try")?;
+    if !postgres {
+        let ids: Vec<i64> = claimed.iter().map(|c| c.0).collect();
+        let sql = format!(
+            "INSERT INTO task_tries (ti_id, try_number, state, start_date, worker) \
+             SELECT id, try_number, 'running', start_date, worker FROM task_instances WHERE id {}",
+            in_json(tx, 1, true)
+        );
+        q(AssertSqlSafe(sql)).bind(json_list(&ids)).execute(&mut **tx).await.doing("recording a try")?;
+    }
 
     let mut run_pks: Vec<i64> = claimed.iter().map(|c| c.1).collect();
     run_pks.sort_unstable();
