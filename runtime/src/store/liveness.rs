@@ -21,16 +21,21 @@ fn queued_row(row: &sqlx::any::AnyRow) -> Result<Queued> {
     Ok(Queued { ti_id: get(row, "id")?, queue: get(row, "queue")?, priority_weight: get(row, "priority_weight")? })
 }
 
+// The liveness queries repeat `state IN ('queued', 'running')`, the condition of the
+// partial index `task_instances_live`: SQLite uses a partial index only when the query
+// names its condition, and would otherwise scan every task instance on every sweep.
+
 impl Store {
     /// Records that `worker` is alive and still running its task instances.
     pub async fn beat_running_tasks(&self, worker: &str) -> Result<u64> {
         let mut tx = self.begin().await?;
-        let done = q("UPDATE task_instances SET heartbeat_at = $2 WHERE state = 'running' AND worker = $1")
-            .bind(worker)
-            .bind(self.now())
-            .execute(&mut *tx)
-            .await
-            .doing("recording task heartbeats")?;
+        let done = q("UPDATE task_instances SET heartbeat_at = $2 \
+                      WHERE state = 'running' AND worker = $1 AND state IN ('queued', 'running')")
+        .bind(worker)
+        .bind(self.now())
+        .execute(&mut *tx)
+        .await
+        .doing("recording task heartbeats")?;
         tx.commit().await.doing("recording task heartbeats")?;
         Ok(done.rows_affected())
     }
@@ -39,7 +44,8 @@ impl Store {
     pub async fn zombies(&self, before: Micros) -> Result<Vec<Zombie>> {
         let mut tx = self.begin().await?;
         let rows = q("SELECT id, try_number, pipeline_id, task_id, worker, heartbeat_at FROM task_instances \
-                      WHERE state = 'running' AND heartbeat_at < $1 ORDER BY id LIMIT 1000")
+                      WHERE state = 'running' AND heartbeat_at < $1 AND state IN ('queued', 'running') \
+                      ORDER BY id LIMIT 1000")
         .bind(before)
         .fetch_all(&mut *tx)
         .await
@@ -65,7 +71,8 @@ impl Store {
     /// takes a task instance only once.
     pub async fn requeue_stuck(&self, before: Micros) -> Result<Vec<Queued>> {
         let mut tx = self.begin().await?;
-        let rows = q("UPDATE task_instances SET queued_at = $2 WHERE state = 'queued' AND queued_at < $1 \
+        let rows = q("UPDATE task_instances SET queued_at = $2 \
+                      WHERE state = 'queued' AND queued_at < $1 AND state IN ('queued', 'running') \
                       RETURNING id, queue, priority_weight")
         .bind(before)
         .bind(self.now())
@@ -80,11 +87,11 @@ impl Store {
     /// carry again.
     pub async fn all_queued(&self) -> Result<Vec<Queued>> {
         let mut tx = self.begin().await?;
-        let rows =
-            q("SELECT id, queue, priority_weight FROM task_instances WHERE state = 'queued' ORDER BY queued_at, id")
-                .fetch_all(&mut *tx)
-                .await
-                .doing("listing queued tasks")?;
+        let rows = q("SELECT id, queue, priority_weight FROM task_instances \
+               WHERE state = 'queued' AND state IN ('queued', 'running') ORDER BY queued_at, id")
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing queued tasks")?;
         tx.commit().await.doing("listing queued tasks")?;
         rows.iter().map(queued_row).collect()
     }
