@@ -266,6 +266,9 @@ fn footprint(deployment: &mut Deployment, plan: &Plan, report: &mut Report) {
     let mode = deployment.mode;
     let name =
         format!("6. footprint: peak RSS after the benchmarks above; CPU over {} idle seconds", plan.idle.as_secs());
+    // Idle means nothing is due: the one scheduled pipeline (`minutely`) would run in
+    // the window.
+    deployment.cli(&["dags", "pause", "minutely"]);
     let idle_worker = deployment.spawn_worker("idle-worker");
     let main = if mode == Mode::Standalone { "standalone" } else { "scheduler" };
     let main_pid = deployment.pid_of(main).expect("the scheduling process");
