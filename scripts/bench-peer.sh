@@ -23,7 +23,7 @@ fi
 cargo bench --quiet -p sluice-bench --bench orchestrator -- --peer --runs "$runs" --out "$PWD/$out/peer-sluice.json"
 
 python3 - "$BENCH_ROOT/results" "$out/peer-sluice.json" "$out/peer.md" "$runs" <<'PY'
-import json, statistics, subprocess, sys
+import datetime, json, os, statistics, subprocess, sys
 results, sluice_path, out_path, runs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 airflow_runs = json.load(open(f"{results}/runs-default.json"))
 airflow_cli = json.load(open(f"{results}/cli.json"))
@@ -45,10 +45,13 @@ for name, airflow_name in [("dags list", "airflow dags list"), ("dags test chain
 
 mem = airflow_runs.get("memory", {})
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+def taken(path):
+    return datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 lines = [
     "## Side by side with Apache Airflow",
     "",
-    f"Same machine, same invocation (`cargo make bench-peer`, commit {commit}); medians of {runs} runs. Airflow 2.10.5 runs",
+    f"Same machine, `cargo make bench-peer` at commit {commit}; medians of {runs} runs. Airflow's figures were taken at",
+    f"{taken(f'{results}/runs-default.json')}, Sluice's at {taken(sluice_path)}. Airflow 2.10.5 runs",
     "with LocalExecutor on a private PostgreSQL at its out-of-the-box settings (harness: `../shared/bench-peer-airflow`);",
     "its figure is `dag_run.queued_at -> end_date`, Sluice's is the run's creation -> its success, both read from the",
     "metadata database. Sluice distributed: PostgreSQL through the generated PgBouncer config, Redis, 2 worker processes.",
