@@ -62,6 +62,8 @@ RS
 }
 
 # --- orchestration -------------------------------------------------------------------
+# wrk loads `/health` here and in the web section below.
+command -v wrk >/dev/null 2>&1 || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo; $sudo apt-get install -y -qq wrk >/dev/null; }
 # A 10,000-wide fan-out runs once, from its own crate: bench/pipelines.yaml's deployment with
 # one pipeline added (10,000 tasks would add minutes to every test build of sluice-bench; here
 # the release build takes about 3 minutes). BENCH_WIDE=0 skips it.
@@ -152,7 +154,6 @@ for i in range(1000):
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
 user_crate "$web" sluice-web-bench "$out/web-pipelines.yaml"
-command -v wrk >/dev/null 2>&1 || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo; $sudo apt-get install -y -qq wrk >/dev/null; }
 home="$out/web-home"; rm -rf "$home"; mkdir -p "$home"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 SLUICE_HOME="$home" SLUICE_WEBSERVER_PORT=$port SLUICE_ADMIN_PASSWORD=bench-password \

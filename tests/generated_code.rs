@@ -130,4 +130,10 @@ fn dispatch_knows_only_rust_tasks() {
     assert!(REGISTRY.run_rust("example_dag", "print_date", &input).is_none(), "a shell task");
     assert!(REGISTRY.run_rust("example_dag", "nope", &input).is_none());
     assert!(REGISTRY.run_rust("nope", "print_hello", &input).is_none());
+    // Every Rust task of every pipeline is found (the table's order is the search's).
+    for pipeline in REGISTRY.pipelines {
+        for task in pipeline.tasks.iter().filter(|t| matches!(t.kind, TaskKind::Rust { .. })) {
+            assert!(REGISTRY.run_rust(pipeline.id, task.id, &input).is_some(), "{}.{}", pipeline.id, task.id);
+        }
+    }
 }

@@ -117,6 +117,14 @@ impl Deployment {
         }
     }
 
+    /// The port of the web server (standalone's own, or the `webserver` service's).
+    pub fn web_port(&self) -> u16 {
+        match &self.services {
+            Services::Distributed(cluster) => cluster.web_port(),
+            Services::Standalone(standalone) => standalone.port,
+        }
+    }
+
     /// `sluice <args>` as an operator runs it beside the deployment; its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         match &self.services {

@@ -7,7 +7,8 @@
 //! 4. throughput: tasks/s over 60 s windows of independent tasks (4 workers), with the
 //!    store transactions and Redis commands per task;
 //! 6. footprint: peak RSS of the scheduler, workers and web server; the scheduler's CPU
-//!    time over 60 idle seconds.
+//!    time over 60 idle seconds;
+//! 7. and 8. `sluice dags list` and `/health` (under wrk) on each deployment's own store.
 //!
 //! `cargo bench -p sluice-bench --bench orchestrator [-- --runs N --wide-binary PATH --out FILE]`
 //! measures (release build); `cargo test` runs it once at a tiny size as a smoke test, with
@@ -37,6 +38,9 @@ struct Plan {
     growth: Vec<usize>,
     throughput_window: Duration,
     idle: Duration,
+    /// How many times each CLI command runs, and how long wrk loads `/health`.
+    cli_runs: usize,
+    load: Duration,
 }
 
 impl Plan {
@@ -50,6 +54,8 @@ impl Plan {
             growth: vec![10, 100, 1000],
             throughput_window: Duration::from_secs(60),
             idle: Duration::from_secs(60),
+            cli_runs: 10,
+            load: Duration::from_secs(5),
         }
     }
 
@@ -63,6 +69,8 @@ impl Plan {
             growth: vec![10],
             throughput_window: Duration::from_secs(2),
             idle: Duration::from_secs(1),
+            cli_runs: 2,
+            load: Duration::from_secs(1),
         }
     }
 }
@@ -80,8 +88,8 @@ fn main() {
     let out = option("--out").map_or_else(|| target_dir().join(default_out), PathBuf::from);
     let wide = option("--wide-binary").map(PathBuf::from);
     let binary = Path::new(env!("CARGO_BIN_EXE_sluice-bench"));
-    // `--only chain,fanout,throughput` and `--modes standalone,distributed` narrow a pass.
-    let only = option("--only").unwrap_or_else(|| "chain,fanout,throughput".into());
+    // `--only chain,fanout,throughput,cli` and `--modes standalone,distributed` narrow a pass.
+    let only = option("--only").unwrap_or_else(|| "chain,fanout,throughput,cli".into());
     let modes: Vec<Mode> = option("--modes")
         .unwrap_or_else(|| "standalone,distributed".into())
         .split(',')
@@ -103,6 +111,9 @@ fn main() {
         }
         if only.contains("throughput") {
             throughput_and_footprint(binary, mode, &plan, &mut report);
+        }
+        if only.contains("cli") {
+            operator(binary, mode, &plan, &mut report);
         }
     }
     if let Some(wide) = wide {
@@ -297,6 +308,35 @@ fn footprint(deployment: &mut Deployment, plan: &Plan, report: &mut Report) {
     if let Some(pid) = deployment.pid_of("webserver") {
         report.add(&name, "webserver: peak RSS (MiB)", "", mode, format!("{:.1}", proc_stat(pid).peak_mib));
     }
+}
+
+/// 7 and 8 against the deployment's own store: `sluice dags list` as an operator runs it
+/// beside the services (distributed: through PgBouncer), and `/health` under wrk from a
+/// second process (skipped when wrk is not installed).
+fn operator(binary: &Path, mode: Mode, plan: &Plan, report: &mut Report) {
+    let name = "7-8. CLI and `/health` on the deployment's store";
+    let deployment = Deployment::start(mode, binary, 1);
+    let list: Vec<f64> = (0..plan.cli_runs)
+        .map(|_| {
+            let started = Instant::now();
+            let out = deployment.cli(&["dags", "list"]);
+            assert!(out.contains("chain40"), "dags list lists the pipelines: {out}");
+            started.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    report.add(name, "`sluice dags list` (ms)", "< 50", mode, spread(&list));
+    let url = format!("http://127.0.0.1:{}/health", deployment.web_port());
+    let seconds = format!("{}s", plan.load.as_secs().max(1));
+    let wrk = std::process::Command::new("wrk").args(["-t2", "-c64", "-d", &seconds, &url]).output();
+    let rate = match wrk {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("Requests/sec:").map(|r| r.trim().to_string()))
+            .unwrap_or_else(|| "-".into()),
+        Ok(_) => "- (wrk failed)".into(),
+        Err(_) => "- (wrk not installed)".into(),
+    };
+    report.add(name, "`/health` (requests/s, wrk: 2 threads, 64 connections)", ">= 5,000", mode, rate);
 }
 
 /// The shapes of the Airflow peer harness (`../shared/bench-peer-airflow`), each run
