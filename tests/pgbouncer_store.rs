@@ -423,7 +423,7 @@ const fn task(id: &'static str, depends_on: &'static [&'static str]) -> TaskSpec
     TaskSpec {
         id,
         description: "",
-        kind: TaskKind::Shell { command: "true" },
+        kind: TaskKind::Shell { command: "true", env: &[] },
         depends_on,
         trigger_rule: TriggerRule::AllSuccess,
         retry: RetryPolicy {

@@ -61,6 +61,7 @@ pub const TASK_KEYS: &[&str] = &[
     "description",
     "rust",
     "shell",
+    "env",
     "http",
     "sql",
     "depends_on",
@@ -86,6 +87,8 @@ pub const TASK_KEYS: &[&str] = &[
     "sla",
 ];
 const TASK_KINDS: &[&str] = &["rust", "shell", "http", "sql"];
+/// Environment names a shell task's `env:` may not set: Sluice sets them from the run.
+const RESERVED_ENV_PREFIXES: &[&str] = &["SLUICE_", "AIRFLOW_CTX_", "AIRFLOW_CONN_"];
 const HTTP_KEYS: &[&str] = &["conn", "method", "endpoint", "body", "headers", "expect_status"];
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 const SQL_KEYS: &[&str] = &["conn", "statement"];
@@ -876,9 +879,20 @@ impl Lowerer<'_> {
             }
         }
         let node = f.get(given[0])?;
+        if given[0] != "shell" && f.get("env").is_some() {
+            self.error(
+                "env-not-shell",
+                f.key_span("env"),
+                format!("{what} sets `env`, which only shell tasks have"),
+                Some("remove `env:`, or make the task a `shell:` task".into()),
+            );
+        }
         match given[0] {
             "rust" => self.string(node, &format!("`rust` of {what}")).map(|path| TaskKind::Rust { path }),
-            "shell" => self.string(node, &format!("`shell` of {what}")).map(|command| TaskKind::Shell { command }),
+            "shell" => {
+                let env = f.get("env").map(|n| self.shell_env(n, what)).unwrap_or_default();
+                self.string(node, &format!("`shell` of {what}")).map(|command| TaskKind::Shell { command, env })
+            }
             "http" => self.http_step(node, what).map(TaskKind::Http),
             _ => {
                 let sw = format!("`sql` of {what}");
@@ -917,6 +931,48 @@ impl Lowerer<'_> {
             },
         };
         Some(HttpStep { conn: conn?, method, endpoint: endpoint?, body, headers, expect_status })
+    }
+
+    /// `env:` of a shell task: variable names, and values that are templates. Names that
+    /// Sluice sets itself are reserved; a secret must come from a connection or a variable.
+    fn shell_env(&mut self, node: &Node, what: &str) -> BTreeMap<String, Sp<String>> {
+        let mut env = BTreeMap::new();
+        let ew = format!("`env` of {what}");
+        for (name, key, value) in self.fields_any(node, &ew).unwrap_or_default() {
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                self.error(
+                    "invalid-env-name",
+                    key.span,
+                    format!("`{name}` in {ew} is not an environment variable name"),
+                    Some("use letters, digits and `_`, not starting with a digit, e.g. `LEAGUE`".into()),
+                );
+                continue;
+            }
+            let upper = name.to_ascii_uppercase();
+            if let Some(prefix) = RESERVED_ENV_PREFIXES.iter().find(|p| upper.starts_with(**p)) {
+                self.error(
+                    "reserved-env-name",
+                    key.span,
+                    format!("`{name}` in {ew} starts with `{prefix}`, which Sluice sets itself"),
+                    Some("choose another name; run facts and connections are already in the environment".into()),
+                );
+                continue;
+            }
+            let Some(v) = self.string(value, &format!("`{name}` of {ew}")) else { continue };
+            if looks_secret(name) && !v.value.contains("{{") && !v.value.is_empty() {
+                self.error(
+                    "literal-secret",
+                    v.span,
+                    format!("`{name}` in {ew} is a literal secret"),
+                    Some("take it from a connection or a variable, e.g. `{{ conn.backend_api.password }}`".into()),
+                );
+                continue;
+            }
+            env.insert(name.to_string(), v);
+        }
+        env
     }
 
     /// Header values are templates; credentials must come from a connection, not the YAML.

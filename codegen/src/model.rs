@@ -421,10 +421,20 @@ pub struct Task {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum TaskKind {
-    Rust { path: Sp<String> },
-    Shell { command: Sp<String> },
+    Rust {
+        path: Sp<String>,
+    },
+    Shell {
+        command: Sp<String>,
+        /// Variables the command gets besides the run's facts; values are templates.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        env: BTreeMap<String, Sp<String>>,
+    },
     Http(HttpStep),
-    Sql { conn: Sp<String>, statement: Sp<String> },
+    Sql {
+        conn: Sp<String>,
+        statement: Sp<String>,
+    },
 }
 
 impl TaskKind {
@@ -441,9 +451,19 @@ impl TaskKind {
     pub fn templates(&self) -> Vec<&Sp<String>> {
         match self {
             TaskKind::Rust { .. } => Vec::new(),
-            TaskKind::Shell { command } => vec![command],
+            TaskKind::Shell { command, env } => std::iter::once(command).chain(env.values()).collect(),
             TaskKind::Http(http) => std::iter::once(&http.endpoint).chain(http.body.as_ref()).collect(),
             TaskKind::Sql { statement, .. } => vec![statement],
+        }
+    }
+
+    /// The template whose values the runtime quotes for the language it is written in: a
+    /// shell command or an SQL statement.
+    pub fn quoted_template(&self) -> Option<&Sp<String>> {
+        match self {
+            TaskKind::Shell { command, .. } => Some(command),
+            TaskKind::Sql { statement, .. } => Some(statement),
+            _ => None,
         }
     }
 

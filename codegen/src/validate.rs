@@ -419,6 +419,9 @@ impl Validator<'_> {
         for template in t.kind.templates() {
             self.template(p, t, template);
         }
+        if let Some(command) = t.kind.quoted_template() {
+            self.raw_values(t, command);
+        }
         match self.config.pool_slots(&t.pool.value) {
             None => {
                 let mut names: Vec<&str> = self.config.pools.iter().map(|p| p.name.value.as_str()).collect();
@@ -628,6 +631,34 @@ impl Validator<'_> {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// `| safe` in a shell command or SQL statement writes a value unquoted, so the value
+    /// can change what runs: allowed, but said.
+    fn raw_values(&mut self, t: &Task, template: &Sp<String>) {
+        let text = &template.value;
+        for (at, _) in text.match_indices("safe") {
+            let before = text[..at].trim_end();
+            let after = text[at + 4..].chars().next();
+            let is_filter = before.ends_with('|') && !after.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            if !is_filter {
+                continue;
+            }
+            let what = if matches!(t.kind, TaskKind::Sql { .. }) { "statement" } else { "command" };
+            self.push(
+                Diagnostic::warning(
+                    "unquoted-template-value",
+                    self.inner_span(template.span, at, 4),
+                    format!(
+                        "`| safe` writes a value into the {what} of task `{}` unquoted: the value can change what runs",
+                        t.id.value
+                    ),
+                )
+                .with_hint(
+                    "drop `| safe` to quote the value; pass data through `env:` (shell) instead of building code from it",
+                ),
+            );
         }
     }
 

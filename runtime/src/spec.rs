@@ -139,6 +139,9 @@ pub enum TaskKind {
     /// A `bash -c` command template.
     Shell {
         command: &'static str,
+        /// The task's `env:`: names and value templates (rendered as they are: a variable's
+        /// value is data, never read as code).
+        env: &'static [(&'static str, &'static str)],
     },
     Http {
         conn: &'static str,

@@ -69,11 +69,11 @@ const fn task(id: &'static str, kind: TaskKind, timeout: Option<u64>) -> TaskSpe
 }
 
 const fn shell(id: &'static str, command: &'static str, timeout: Option<u64>) -> TaskSpec {
-    task(id, TaskKind::Shell { command }, timeout)
+    task(id, TaskKind::Shell { command, env: &[] }, timeout)
 }
 
 const fn sql(id: &'static str, conn: &'static str) -> TaskSpec {
-    task(id, TaskKind::Sql { conn, statement: "{{ params.sql }}" }, Some(30))
+    task(id, TaskKind::Sql { conn, statement: "{{ params.sql | safe }}" }, Some(30))
 }
 
 const fn rust(id: &'static str, timeout: Option<u64>) -> TaskSpec {
@@ -111,9 +111,9 @@ static PIPELINES: [PipelineSpec; 1] = [PipelineSpec {
     email: &[],
     tasks: &[
         shell("shell_env", ENV_COMMAND, None),
-        shell("shell_cmd", "{{ params.cmd }}", Some(30)),
+        shell("shell_cmd", "{{ params.cmd | safe }}", Some(30)),
         shell("shell_undefined", "echo {{ params.nope }}", None),
-        shell("shell_timeout", "{{ params.cmd }}", Some(1)),
+        shell("shell_timeout", "{{ params.cmd | safe }}", Some(1)),
         task(
             "http_post",
             TaskKind::Http {
@@ -294,7 +294,7 @@ async fn shell_streams_lines_and_sees_its_environment() {
 #[tokio::test]
 async fn rendered_templates_are_kept_with_secrets_masked() {
     let env = env();
-    // The task's command is `{{ params.cmd }}`: rendered, it is this text.
+    // The task's command is `{{ params.cmd | safe }}`: rendered, it is this text.
     let cmd = json!({ "cmd": "echo eu-west tok-123456" });
     let input = input("shell_cmd", cmd, vec![]);
     execute(&REGISTRY, &PIPELINES[0], spec("shell_cmd"), input, &env).await.expect("runs");

@@ -291,9 +291,10 @@ fn task_spec(t: &Task, smtp_default: bool) -> TokenStream {
             let path = &path.value;
             quote!(TaskKind::Rust { path: #path })
         }
-        TaskKind::Shell { command } => {
+        TaskKind::Shell { command, env } => {
             let command = &command.value;
-            quote!(TaskKind::Shell { command: #command })
+            let env: Vec<TokenStream> = env.iter().map(|(k, v)| (k, &v.value)).map(|(k, v)| quote!((#k, #v))).collect();
+            quote!(TaskKind::Shell { command: #command, env: &[#(#env),*] })
         }
         TaskKind::Http(h) => {
             let (conn, method, endpoint) = (&h.conn.value, &h.method.value, &h.endpoint.value);

@@ -41,20 +41,20 @@ pub(super) async fn run(
         )));
     }
     let ctx = TemplateContext::from_input(input, env.variables.clone());
-    let endpoint = render(env, input, "the endpoint", request.endpoint, &ctx)?;
+    let endpoint = render(env, input, "the endpoint", request.endpoint, &ctx, None)?;
     let url = url_from_endpoint(&base, &endpoint);
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| TaskError::new(format!("`{}` is not an HTTP method", request.method)))?;
 
     let mut builder = client()?.request(method.clone(), &url);
     for (name, value) in request.headers {
-        builder = builder.header(*name, render(env, input, &format!("header `{name}`"), value, &ctx)?);
+        builder = builder.header(*name, render(env, input, &format!("header `{name}`"), value, &ctx, None)?);
     }
     if let Some(login) = conn.login.as_deref().filter(|l| !l.is_empty()) {
         builder = builder.basic_auth(login, conn.password.as_deref());
     }
     if let Some(body) = request.body {
-        builder = builder.body(render(env, input, "the body", body, &ctx)?);
+        builder = builder.body(render(env, input, "the body", body, &ctx, None)?);
     }
 
     let log = &input.log;

@@ -23,7 +23,7 @@ pub(crate) mod sql;
 use crate::registry::Registry;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
 use crate::task::{TaskError, TaskInput};
-use crate::template::{self, TemplateContext};
+use crate::template::{self, Language, TemplateContext};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -93,7 +93,7 @@ pub async fn execute(
     let timeout = task.execution_timeout_secs.map(Duration::from_secs);
     let result = match &task.kind {
         TaskKind::Rust { .. } => rust::run(registry, pipeline, task, input, timeout).await,
-        TaskKind::Shell { command } => shell::run(pipeline, task, command, &input, env, timeout).await,
+        TaskKind::Shell { command, env: vars } => shell::run(pipeline, task, command, vars, &input, env, timeout).await,
         TaskKind::Http { conn, method, endpoint, body, headers, expect_status } => {
             let request = http::Request { conn, method, endpoint, body: *body, headers, expect_status };
             within(timeout, http::run(request, &input, env)).await
@@ -120,17 +120,22 @@ fn timed_out(limit: Duration, detail: &str) -> TaskError {
     TaskError::new(format!("timed out after {}s{detail}", limit.as_secs()))
 }
 
-/// Renders one templated field of the task; `what` names it in the error.
-/// Renders a template of the task and keeps it (secrets masked) in `env.rendered`.
+/// Renders a template of the task (`what` names it in the error) and keeps it, secrets
+/// masked, in `env.rendered`. With a `language`, values are quoted so they cannot change
+/// the command or statement ([`template::render_quoted`]); without, written as they are.
 fn render(
     env: &ExecEnv,
     input: &TaskInput,
     what: &str,
     text: &str,
     ctx: &TemplateContext,
+    language: Option<Language>,
 ) -> Result<String, TaskError> {
-    let rendered =
-        template::render(text, ctx).map_err(|e| TaskError::new(format!("cannot render {what}: {}", e.message)))?;
+    let rendered = match language {
+        Some(language) => template::render_quoted(text, ctx, language),
+        None => template::render(text, ctx),
+    }
+    .map_err(|e| TaskError::new(format!("cannot render {what}: {}", e.message)))?;
     if let Ok(mut kept) = env.rendered.lock() {
         kept.insert(what.to_string(), input.log.redact(&rendered));
     }

@@ -6,13 +6,17 @@
 //! after it exits are terminated the same way, so a task never outlives its task instance.
 //! (A process that calls `setsid` leaves the group, as it would leave Airflow's.)
 //!
-//! Signals are sent with bash's `kill` builtin: the runtime forbids `unsafe`, and Rust's
-//! standard library can only signal a single child.
+//! The command starts from an empty environment: `PATH`, `HOME`, `LANG` and `TZ`, the run's
+//! facts (`AIRFLOW_CTX_*` and `SLUICE_*` names), the declared connections as
+//! `AIRFLOW_CONN_<ID>` URIs and the task's own `env:`. Nothing else of the worker's
+//! environment reaches it: not the Fernet key, the session key, the admin password nor the
+//! metadata database's URL.
 
 use super::{ExecEnv, render, timed_out};
 use crate::spec::{PipelineSpec, TaskSpec};
 use crate::task::{LogStream, Logger, TaskError, TaskInput};
-use crate::template::TemplateContext;
+use crate::template::{Language, TemplateContext};
+use rustix::process::{Pid, Signal};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -34,19 +38,25 @@ pub(super) async fn run(
     pipeline: &PipelineSpec,
     task: &TaskSpec,
     command: &str,
+    declared_env: &[(&str, &str)],
     input: &TaskInput,
     env: &ExecEnv,
     timeout: Option<Duration>,
 ) -> Result<serde_json::Value, TaskError> {
     let ctx = TemplateContext::from_input(input, env.variables.clone());
-    let command = render(env, input, "the shell command", command, &ctx)?;
+    let command = render(env, input, "the shell command", command, &ctx, Some(Language::Shell))?;
+    let mut vars = task_env(pipeline, task, input);
+    for (name, value) in declared_env {
+        vars.push((name.to_string(), render(env, input, &format!("`env` {name}"), value, &ctx, None)?));
+    }
     let log = &input.log;
     log.info(format!("Running command: {command}"));
 
     let mut child = Command::new("bash")
         .arg("-c")
         .arg(&command)
-        .envs(task_env(pipeline, task, input))
+        .env_clear()
+        .envs(vars)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -91,9 +101,28 @@ pub(super) async fn run(
     }
 }
 
-/// The parent's environment plus the task's identity (Sluice's and Airflow's names) and
-/// its connections as `AIRFLOW_CONN_<ID>` URIs.
+/// Variables of the worker's own environment a command gets, each with the value it gets
+/// when the worker has none.
+const INHERITED: &[(&str, &str)] = &[
+    ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+    ("HOME", "/"),
+    ("LANG", "C.UTF-8"),
+    ("TZ", "UTC"),
+];
+
+/// The whole environment of a command: see the module's documentation.
 fn task_env(pipeline: &PipelineSpec, task: &TaskSpec, input: &TaskInput) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = INHERITED
+        .iter()
+        .map(|(name, default)| (name.to_string(), std::env::var(name).unwrap_or_else(|_| default.to_string())))
+        .collect();
+    vars.extend(run_facts(pipeline, task, input));
+    vars
+}
+
+/// The task's identity (Sluice's and Airflow's names) and its connections as
+/// `AIRFLOW_CONN_<ID>` URIs.
+fn run_facts(pipeline: &PipelineSpec, task: &TaskSpec, input: &TaskInput) -> Vec<(String, String)> {
     let run = &input.run;
     let logical_date = crate::template::isoformat_utc(&run.logical_date).unwrap_or_else(|| run.logical_date.clone());
     let try_number = run.try_number.to_string();
@@ -185,7 +214,7 @@ async fn join_reader(reader: Option<JoinHandle<Option<String>>>, log: &Logger) -
 
 /// SIGTERM to the group; SIGKILL to whatever is left of it after `grace`. Reaps the leader.
 async fn terminate_group(child: &mut Child, pgid: i32, grace: Duration, log: &Logger) {
-    signal_group(pgid, "TERM").await;
+    signal_group(pgid, Some(Signal::TERM));
     let deadline = Instant::now() + grace;
     loop {
         // Reap the leader once it exits: a zombie still counts as a member of the group.
@@ -195,7 +224,7 @@ async fn terminate_group(child: &mut Child, pgid: i32, grace: Duration, log: &Lo
         }
         if Instant::now() >= deadline {
             log.info(format!("Processes survived SIGTERM for {}s: sending SIGKILL", grace.as_secs_f32()));
-            signal_group(pgid, "KILL").await;
+            signal_group(pgid, Some(Signal::KILL));
             break;
         }
         tokio::time::sleep(POLL).await;
@@ -212,7 +241,7 @@ async fn group_alive(pgid: i32) -> bool {
     }
     match tokio::task::spawn_blocking(move || running_members(pgid)).await {
         Ok(Some(count)) => count > 0,
-        _ => signal_group(pgid, "0").await,
+        _ => signal_group(pgid, None),
     }
 }
 
@@ -236,20 +265,14 @@ fn running_members(pgid: i32) -> Option<usize> {
     Some(count)
 }
 
-/// `kill -<signal> -- -<pgid>`; true when at least one process of the group got it.
-async fn signal_group(pgid: i32, signal: &str) -> bool {
-    if pgid <= 0 {
-        return false;
+/// Sends `signal` to every process of group `pgid` (`None`: checks that one exists); true
+/// when at least one process of the group got it.
+fn signal_group(pgid: i32, signal: Option<Signal>) -> bool {
+    let Some(group) = Pid::from_raw(pgid).filter(|_| pgid > 0) else { return false };
+    match signal {
+        Some(signal) => rustix::process::kill_process_group(group, signal).is_ok(),
+        None => rustix::process::test_kill_process_group(group).is_ok(),
     }
-    Command::new("bash")
-        .arg("-c")
-        .arg(format!("kill -{signal} -- -{pgid} 2>/dev/null"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
 }
 
 /// Kills the whole group if the executor is dropped while the command runs (the worker
@@ -261,13 +284,7 @@ struct GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.pgid {
-            let _ = std::process::Command::new("bash")
-                .arg("-c")
-                .arg(format!("kill -KILL -- -{pgid} 2>/dev/null"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            signal_group(pgid, Some(Signal::KILL));
         }
     }
 }

@@ -17,7 +17,7 @@
 use super::{ExecEnv, render};
 use crate::connection::Connection;
 use crate::task::{TaskError, TaskInput};
-use crate::template::TemplateContext;
+use crate::template::{Language, TemplateContext};
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgRow, PgValueFormat};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
@@ -32,7 +32,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) async fn run(conn_id: &str, statement: &str, input: &TaskInput, env: &ExecEnv) -> Result<Value, TaskError> {
     let conn = input.connection(conn_id)?;
     let ctx = TemplateContext::from_input(input, env.variables.clone());
-    let sql = render(env, input, "the statement", statement, &ctx)?;
+    // Values become literals by the rules of the server the statement goes to.
+    let language = if conn.conn_type == "sqlite" { Language::Sqlite } else { Language::Postgres };
+    let sql = render(env, input, "the statement", statement, &ctx, Some(language))?;
     let log = &input.log;
     log.info(format!("Running statement on `{conn_id}`: {sql}"));
     let (rows, rows_affected) = execute(conn, &sql).await?;

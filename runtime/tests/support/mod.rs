@@ -14,7 +14,7 @@ pub const fn task(id: &'static str, depends_on: &'static [&'static str]) -> Task
     TaskSpec {
         id,
         description: "",
-        kind: TaskKind::Shell { command: "true" },
+        kind: TaskKind::Shell { command: "true", env: &[] },
         depends_on,
         trigger_rule: TriggerRule::AllSuccess,
         retry: RetryPolicy {

@@ -25,6 +25,12 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, OnceLock};
 
+pub mod quoting;
+mod shell;
+mod sql;
+
+pub use quoting::Language;
+
 /// The names a template may use at its top level; the same list as the compiler's
 /// (`TEMPLATE_VARIABLES` in `codegen/src/validate.rs`), which checks templates at build time.
 pub const TEMPLATE_VARIABLES: &[&str] = &[
@@ -147,26 +153,52 @@ impl TemplateContext {
     }
 }
 
-/// Renders `template` with `ctx`. An undefined name is an error naming it and saying why
+/// Renders `template` with `ctx`, every value written as it is: for text that is never
+/// interpreted as code (an http endpoint's path, a body, a header). Shell commands and SQL
+/// statements go through [`render_quoted`].
+///
+/// An undefined name is an error naming it and saying why
 /// (`` `params.nope` is undefined (the run has no param `nope`) ``); every error is one
 /// sentence, with the line when the template has several.
 pub fn render(template: &str, ctx: &TemplateContext) -> Result<String, TaskError> {
-    let env = environment();
+    render_with(plain_environment(), template, ctx)
+}
+
+/// Renders `template` with `ctx` so that no value can change what the text is: every value
+/// becomes one literal word of a shell command or one literal of an SQL statement, quoted
+/// for the place it lands in (see [`quoting`]). A value that cannot be quoted where it
+/// stands (inside backticks, a here-document, a dollar-quoted body...) fails the render
+/// with a sentence saying where and what to write instead.
+///
+/// `{{ value | safe }}` writes a value as it is: an explicit opt-out, which the compiler
+/// warns about.
+pub fn render_quoted(template: &str, ctx: &TemplateContext, language: Language) -> Result<String, TaskError> {
+    if template.contains(quoting::MARK_START) || template.contains(quoting::MARK_END) {
+        return Err(TaskError::new("the template contains a reserved character (U+E000 or U+E001)"));
+    }
+    let marked = render_with(quoting::marking_environment(), template, ctx)?;
+    quoting::quote(&marked, language).map_err(TaskError::new)
+}
+
+fn render_with(env: &Environment<'static>, template: &str, ctx: &TemplateContext) -> Result<String, TaskError> {
     let compiled =
         env.template_from_str(template).map_err(|e| TaskError::new(describe_error(&e, template, ctx, None)))?;
     compiled.render(&ctx.root).map_err(|e| TaskError::new(describe_error(&e, template, ctx, Some(&compiled))))
 }
 
-fn environment() -> &'static Environment<'static> {
+fn plain_environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        // Airflow renders with jinja2's StrictUndefined.
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // Lets minijinja name the expression that was undefined in its error.
-        env.set_debug(true);
-        env
-    })
+    ENV.get_or_init(base_environment)
+}
+
+/// The settings every template environment shares.
+fn base_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Airflow renders with jinja2's StrictUndefined.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Lets minijinja name the expression that was undefined in its error.
+    env.set_debug(true);
+    env
 }
 
 // ---------------------------------------------------------------------------------------
