@@ -260,6 +260,9 @@ pub async fn trigger_as(
     run_id: Option<String>,
 ) -> Result<RunRow, TriggerError> {
     crate::params::resolve(pipeline, &conf).map_err(TriggerError::Params)?;
+    if let Some(id) = &run_id {
+        check_run_id(id).map_err(TriggerError::Params)?;
+    }
     let at = logical_date.unwrap_or_else(|| store.now());
     let interval = Timetable::for_pipeline(pipeline)
         .map(|t| t.manual_interval(at))
@@ -273,6 +276,24 @@ pub async fn trigger_as(
         conf,
     };
     store.create_run(pipeline, &run).await.map_err(TriggerError::Store)
+}
+
+/// The longest run id a person may give (Airflow's `run_id` column holds 250).
+pub const MAX_RUN_ID_LEN: usize = 250;
+
+/// A run id given by a person (API, UI, CLI) matches Airflow's default
+/// `allowed_run_id_pattern`, `^[A-Za-z0-9_.~:+-]+$`: it lands in paths, logs and the
+/// `run_id` template variable, so it carries no quote, space, slash or control character.
+pub fn check_run_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_RUN_ID_LEN {
+        return Err(format!("`dag_run_id` must have 1 to {MAX_RUN_ID_LEN} characters"));
+    }
+    match id.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.~:+-".contains(*c))) {
+        Some(bad) => Err(format!(
+            "`dag_run_id` may hold only letters, digits and `_.~:+-` (Airflow's allowed pattern), not {bad:?}"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn to_rfc3339_micros(micros: Micros) -> String {

@@ -5,7 +5,7 @@
 mod support;
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sluice_runtime::crypto::Crypto;
 use sluice_runtime::spec::*;
 use sluice_runtime::store::{NewUser, Store};
@@ -234,6 +234,16 @@ async fn bad_input_is_a_4xx_problem_not_a_500() {
         }
         assert_problem(status, &answer, *expected, &format!("{method} {path}"));
     }
+    // Run ids outside Airflow's allowed pattern, as a `User` sends them.
+    let long = "r".repeat(251);
+    for id in ["", " ", "a b", "x'; touch /tmp/p; echo '", "$(id)", "../etc", "a/b", "a\nb", "é", long.as_str()] {
+        let body = json!({ "dag_run_id": id }).to_string();
+        let (status, answer) = api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(&body)).await;
+        assert_problem(status, &answer, StatusCode::BAD_REQUEST, &format!("dag_run_id {id:?}"));
+    }
+    let body = json!({ "dag_run_id": "ok_run-1.2:3+4~5" }).to_string();
+    let (status, answer) = api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     let huge = format!(r#"{{"key": "big", "value": "{}"}}"#, "x".repeat(2 * 1024 * 1024));
     let (status, answer) = api.call(Some("admin"), Method::POST, "/variables", Some(&huge)).await;
     assert_problem(status, &answer, StatusCode::PAYLOAD_TOO_LARGE, "an oversized body");

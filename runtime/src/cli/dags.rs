@@ -56,6 +56,9 @@ pub enum DagsCommand {
         /// Logical date (RFC 3339 or YYYY-MM-DD); default now.
         #[arg(long, short = 'e')]
         logical_date: Option<String>,
+        /// The run's id (letters, digits and `_.~:+-`); default `manual__<logical date>`.
+        #[arg(long, short = 'r')]
+        run_id: Option<String>,
     },
     /// Stop scheduling new runs.
     Pause { dag_id: String },
@@ -245,12 +248,15 @@ pub async fn dags(
                 println!("{}", to_rfc3339(at));
             }
         }
-        DagsCommand::Trigger { dag_id, conf, logical_date } => {
+        DagsCommand::Trigger { dag_id, conf, logical_date, run_id } => {
             let p = pipeline(registry, &dag_id)?;
+            let (conf, logical_date) = (conf_arg(conf.as_deref())?, date_arg(logical_date.as_deref())?);
+            if let Some(id) = &run_id {
+                crate::scheduler::check_run_id(id)?;
+            }
             let store = open_store(registry, settings).await?;
-            let run = trigger(&store, p, conf_arg(conf.as_deref())?, date_arg(logical_date.as_deref())?)
-                .await
-                .map_err(|e| e.to_string())?;
+            let run =
+                crate::scheduler::trigger_as(&store, p, conf, logical_date, run_id).await.map_err(|e| e.to_string())?;
             crate::distributed::wake_schedulers(registry, settings).await;
             print(output, &["dag_id", "run_id", "state", "logical_date"], &[run_json(&run)]);
         }

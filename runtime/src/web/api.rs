@@ -318,8 +318,8 @@ async fn post_run(
     };
     let run_id = match body.get("dag_run_id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(id)) if !id.trim().is_empty() => Some(id.clone()),
-        Some(_) => return Err(Problem::bad_request("`dag_run_id` must be a non-empty string")),
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => return Err(Problem::bad_request("`dag_run_id` must be a string")),
     };
     let run = crate::scheduler::trigger_as(&state.store, p, conf, logical_date, run_id).await.map_err(|e| match e {
         crate::scheduler::TriggerError::Params(m) => Problem::bad_request(m),
