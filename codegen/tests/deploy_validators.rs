@@ -586,10 +586,19 @@ fn check_compose_invariants(json: &Json, config: &Config, project: &Project, env
             format!("postgres://{}:{password}@postgres:5432/{}", db.user.value, db.name.value)
         );
         assert_eq!(get("SLUICE_BROKER_URL"), format!("redis://redis:6379/{}", config.redis.broker_db.value));
-        assert_eq!(get("SLUICE_RATE_LIMIT_URL"), format!("redis://redis:6379/{}", config.redis.rate_limit_db.value));
-        for key in [&d.fernet_key_env.value, &d.secret_key_env.value] {
-            assert_eq!(&get(key), &env[key.as_str()]);
+        assert_eq!(&get(&d.fernet_key_env.value), &env[d.fernet_key_env.value.as_str()]);
+        // Each service gets only the secrets it uses (the README's security model).
+        let web = service == "webserver";
+        assert_eq!(e.contains_key(d.secret_key_env.value.as_str()), web, "{service} and the session key");
+        assert_eq!(e.contains_key("SLUICE_RATE_LIMIT_URL"), web, "{service} and the rate-limit store");
+        if web {
+            assert_eq!(&get(&d.secret_key_env.value), &env[d.secret_key_env.value.as_str()]);
+            assert_eq!(
+                get("SLUICE_RATE_LIMIT_URL"),
+                format!("redis://redis:6379/{}", config.redis.rate_limit_db.value)
+            );
         }
+        let runs_tasks = matches!(service, "scheduler" | "worker");
         for c in &config.connections {
             let mut refs: Vec<String> = c.password.iter().map(|p| p.value.env.clone()).collect();
             refs.extend(
@@ -600,12 +609,16 @@ fn check_compose_invariants(json: &Json, config: &Config, project: &Project, env
                     .map(str::to_string),
             );
             for r in refs {
-                assert_eq!(get(&r), env[&r], "{service} gets {r} (connection {})", c.id.value);
+                if runs_tasks {
+                    assert_eq!(get(&r), env[&r], "{service} gets {r} (connection {})", c.id.value);
+                } else {
+                    assert!(!e.contains_key(&r), "{service} must not get {r} (connection {})", c.id.value);
+                }
             }
         }
         let admin = [&d.admin.username_env.value, &d.admin.password_env.value, &d.admin.email_env.value];
         for key in admin {
-            assert_eq!(e.contains_key(key.as_str()), matches!(service, "init" | "webserver"), "{service} and {key}");
+            assert_eq!(e.contains_key(key.as_str()), service == "init", "{service} and {key}");
         }
     }
     let queues: Vec<&str> = d.executor.queues.iter().map(|q| q.value.as_str()).collect();

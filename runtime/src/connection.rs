@@ -863,7 +863,7 @@ pub(crate) mod uri {
     }
 
     /// Python's `unquote`: `%XX` becomes its byte; a `%` not followed by two hex digits stays.
-    fn decode(id: &str, field: &str, text: &str) -> Result<String, ConnectionError> {
+    pub(crate) fn decode(id: &str, field: &str, text: &str) -> Result<String, ConnectionError> {
         let bytes = text.as_bytes();
         let mut out = Vec::with_capacity(bytes.len());
         let mut i = 0;

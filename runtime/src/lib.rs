@@ -20,6 +20,7 @@ pub mod registry;
 pub mod resolver;
 pub mod rules;
 pub mod scheduler;
+pub mod secrets;
 pub mod settings;
 pub mod shutdown;
 pub mod spec;

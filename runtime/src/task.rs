@@ -211,7 +211,9 @@ impl Logger {
     }
 }
 
-fn apply_masks(secrets: &[String], mut text: String) -> String {
+/// `text` with the task's own secrets and every secret the process knows masked.
+fn apply_masks(secrets: &[String], text: String) -> String {
+    let mut text = crate::secrets::redact(&text);
     for secret in secrets {
         if text.contains(secret.as_str()) {
             text = text.replace(secret.as_str(), "***");

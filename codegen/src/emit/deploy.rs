@@ -243,17 +243,24 @@ impl<'a> Context<'a> {
             format!("postgres://{db_user}:{db_password}@postgres:5432/{db_name}"),
         );
         common.insert("SLUICE_BROKER_URL".into(), format!("redis://redis:6379/{}", config.redis.broker_db.value));
-        common
-            .insert("SLUICE_RATE_LIMIT_URL".into(), format!("redis://redis:6379/{}", config.redis.rate_limit_db.value));
+        // Every service reads or writes stored secrets (connections, secret variables).
         common.insert(d.fernet_key_env.value.clone(), required(&d.fernet_key_env.value));
-        common.insert(d.secret_key_env.value.clone(), required(&d.secret_key_env.value));
+
+        // Each service gets only the secrets it uses: the admin's password only the one-shot
+        // init that creates the admin; the session key and the rate-limit store only the web
+        // server; the connections' secrets only the services that run tasks or send alerts.
+        let mut init_env = common.clone();
+        init_env.insert(d.admin.username_env.value.clone(), defaulted(&d.admin.username_env.value, "admin"));
+        init_env.insert(d.admin.password_env.value.clone(), required(&d.admin.password_env.value));
+        init_env.insert(d.admin.email_env.value.clone(), defaulted(&d.admin.email_env.value, "admin@example.com"));
+        let mut web_env = common.clone();
+        web_env.insert(d.secret_key_env.value.clone(), required(&d.secret_key_env.value));
+        web_env
+            .insert("SLUICE_RATE_LIMIT_URL".into(), format!("redis://redis:6379/{}", config.redis.rate_limit_db.value));
+        let mut task_env = common;
         for name in connection_vars.keys() {
-            common.entry(name.clone()).or_insert_with(|| required(name));
+            task_env.entry(name.clone()).or_insert_with(|| required(name));
         }
-        let mut with_admin = common.clone();
-        with_admin.insert(d.admin.username_env.value.clone(), defaulted(&d.admin.username_env.value, "admin"));
-        with_admin.insert(d.admin.password_env.value.clone(), required(&d.admin.password_env.value));
-        with_admin.insert(d.admin.email_env.value.clone(), defaulted(&d.admin.email_env.value, "admin@example.com"));
 
         let container = |service: &str| Some(format!("{project}-{service}"));
         let health = |service: &str| Some(vec!["CMD".into(), "sluice".into(), "healthcheck".into(), service.into()]);
@@ -277,7 +284,7 @@ impl<'a> Context<'a> {
                 publish: None,
                 stop_grace_period: None,
                 depends_on: infra.to_vec(),
-                environment: with_admin.clone(),
+                environment: init_env,
                 comment: &[
                     "One-shot: migrates the metadata database (directly, not through PgBouncer), syncs the",
                     "compiled pipelines and creates the admin user, then exits; the others start once it",
@@ -294,7 +301,7 @@ impl<'a> Context<'a> {
                 publish: Some(format!("{}:{port}", defaulted(WEBSERVER_PORT_VAR, &port.to_string()))),
                 stop_grace_period: None,
                 depends_on: after_init(),
-                environment: with_admin,
+                environment: web_env,
                 comment: &["Web UI and REST API: the only service with a port on the host."],
             },
             SluiceService {
@@ -307,7 +314,7 @@ impl<'a> Context<'a> {
                 publish: None,
                 stop_grace_period: None,
                 depends_on: after_init(),
-                environment: common.clone(),
+                environment: task_env.clone(),
                 comment: &[
                     "Creates runs and enqueues ready tasks. Several may run: they coordinate through row locks.",
                 ],
@@ -328,7 +335,7 @@ impl<'a> Context<'a> {
                 publish: None,
                 stop_grace_period: Some(WORKER_STOP_GRACE),
                 depends_on: after_init(),
-                environment: common,
+                environment: task_env,
                 comment: &[
                     "Runs tasks. No container_name and no host port, so `docker compose up --scale worker=N`",
                     "works. On SIGTERM a worker stops claiming, lets running tasks finish for",

@@ -135,10 +135,11 @@ pub fn main(registry: &'static Registry) -> ExitCode {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| crate::secrets::MaskedStderr).try_init();
 }
 
 async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> {
+    crate::secrets::register_from_env(registry);
     let settings = Settings::from_env(registry);
     match cli.command {
         Command::Standalone => crate::standalone::run(registry, &settings).await.map(|()| ExitCode::SUCCESS),

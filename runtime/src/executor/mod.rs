@@ -156,6 +156,8 @@ fn register_secrets(input: &TaskInput, env: &ExecEnv) {
     let log = &input.log;
     for conn in input.connections.values() {
         if let Some(password) = &conn.password {
+            // The process's own log masks it too (an error of a connection may quote it).
+            crate::secrets::register(password);
             log.mask(password);
             log.mask(crate::connection::uri::encode(password, b""));
         }

@@ -82,17 +82,16 @@ async fn postgres(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), Tas
     if let Some(login) = conn.login.as_deref().filter(|l| !l.is_empty()) {
         options = options.username(login);
     }
-    if let Some(password) = &conn.password {
-        options = options.password(password);
-    }
-    if let Some(database) = conn.database.as_deref().or(conn.schema.as_deref()).filter(|d| !d.is_empty()) {
-        options = options.database(database);
-    }
-    if let Some(mode) = conn.extra.get("sslmode").and_then(Value::as_str) {
-        let mode =
-            mode.parse().map_err(|_| TaskError::new(format!("connection `{id}` has an unknown sslmode `{mode}`")))?;
-        options = options.ssl_mode(mode);
-    }
+    // The connection alone says how to connect: sqlx would fill what it leaves out from
+    // the worker's PG* variables (PGPASSWORD, PGDATABASE, PGSSLMODE), which are not the
+    // task's to use.
+    options = options.password(conn.password.as_deref().unwrap_or(""));
+    let database = conn.database.as_deref().or(conn.schema.as_deref()).filter(|d| !d.is_empty());
+    options = options.database(database.or(conn.login.as_deref()).unwrap_or("postgres"));
+    let mode = conn.extra.get("sslmode").and_then(Value::as_str).unwrap_or("prefer");
+    let mode =
+        mode.parse().map_err(|_| TaskError::new(format!("connection `{id}` has an unknown sslmode `{mode}`")))?;
+    options = options.ssl_mode(mode);
     let target = format!("`{id}` (postgres at {host}:{port})");
     let mut db = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
         Ok(Ok(db)) => db,
