@@ -102,10 +102,22 @@ static VERIFYING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
 async fn verify_bounded(password: &str, hash: Option<String>) -> bool {
     let Ok(_permit) = VERIFYING.acquire().await else { return false };
     let known = hash.is_some();
-    let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
     let password = password.to_string();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+    // The dummy is made on first use, inside the blocking task too.
+    let verify = move || verify_password(&password, hash.as_deref().unwrap_or(DUMMY_HASH.as_str()));
+    let matches = tokio::task::spawn_blocking(verify).await.unwrap_or(false);
     known && matches
+}
+
+/// [`hash_password`], off the async threads and bounded by [`VERIFYING`] (hashing costs
+/// what verifying does).
+async fn hash_bounded(password: &str) -> Result<String> {
+    let _permit =
+        VERIFYING.acquire().await.map_err(|e| StoreError::Conflict(format!("cannot hash the password: {e}")))?;
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| StoreError::Conflict(format!("cannot hash the password: {e}")))?
 }
 
 /// A fresh session stamp; random, so that no earlier stamp of the user, or of a deleted
@@ -138,7 +150,7 @@ impl Store {
             return Err(StoreError::Conflict("a username cannot be empty".into()));
         }
         check_new_password(password).map_err(StoreError::Conflict)?;
-        let hash = hash_password(password)?;
+        let hash = hash_bounded(password).await?;
         let mut tx = self.begin().await?;
         let done = q("INSERT INTO users (username, email, first_name, last_name, role, password_hash, active, \
                       created_at, session_stamp) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8) \
@@ -202,7 +214,7 @@ impl Store {
     /// [`check_new_password`] a conflict.
     pub async fn set_password(&self, username: &str, password: &str) -> Result<()> {
         check_new_password(password).map_err(StoreError::Conflict)?;
-        let hash = hash_password(password)?;
+        let hash = hash_bounded(password).await?;
         let mut tx = self.begin().await?;
         let done = q("UPDATE users SET password_hash = $2, session_stamp = $3 WHERE username = $1")
             .bind(username)
