@@ -162,7 +162,10 @@ SLUICE_HOME="$home" SLUICE_WEBSERVER_PORT=$port SLUICE_ADMIN_PASSWORD=bench-pass
 server=$!
 trap 'kill $server 2>/dev/null || true; cp "$out/pipelines.yaml.orig" pipelines.yaml' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
-curl -s -c "$out/cookies" -d 'username=admin&password=bench-password' "http://127.0.0.1:$port/login" >/dev/null
+# The sign-in form carries a token bound to a cookie: fetch both, then post.
+token=$(curl -s -c "$out/cookies" "http://127.0.0.1:$port/login" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -n1)
+curl -s -b "$out/cookies" -c "$out/cookies" -d "csrf=$token&username=admin&password=bench-password" \
+  "http://127.0.0.1:$port/login" >/dev/null
 page=(); for _ in $(seq 20); do
   page+=("$(curl -s -b "$out/cookies" -o "$out/page.html" -w '%{time_starttransfer}' "http://127.0.0.1:$port/")")
 done

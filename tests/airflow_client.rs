@@ -32,8 +32,8 @@ fn the_official_airflow_python_client_works_against_standalone() {
     let sluice = Standalone::start(Path::new(env!("CARGO_BIN_EXE_sluice")), ADMIN_USER, ADMIN_PASSWORD, FERNET_KEY);
     let url = format!("http://127.0.0.1:{}/api/v1", sluice.port);
 
-    let out_path = sluice.home.path().join("check.out");
-    let err_path = sluice.home.path().join("check.err");
+    let out_path = sluice.home().join("check.out");
+    let err_path = sluice.home().join("check.err");
     let mut check = Command::new(&python);
     check
         .arg(&script)

@@ -1,7 +1,8 @@
 //! The web UI as a person uses it, in a real browser: `tests/browser/ui.mjs` drives Debian's
 //! Chromium with the npm package playwright-core against `sluice standalone`. It logs in (a
 //! wrong password first), unpauses and triggers `example_dag` from the pipelines list, waits
-//! for the run to succeed, checks the pipeline page's grid and graph and reads a task's log.
+//! for the run to succeed, checks the pipeline page's grid and graph, reads a task's log, checks
+//! that nothing broke the Content-Security-Policy and logs out with the nav's button (a POST).
 //! Screenshots of each page go to `target/tmp/screenshots` (and `failure.png` when a step
 //! fails).
 //!
@@ -42,8 +43,8 @@ fn the_web_ui_works_in_a_real_browser() {
 
     let sluice = Standalone::start(Path::new(env!("CARGO_BIN_EXE_sluice")), ADMIN_USER, ADMIN_PASSWORD, FERNET_KEY);
     let url = format!("http://127.0.0.1:{}", sluice.port);
-    let out_path = sluice.home.path().join("ui.out");
-    let err_path = sluice.home.path().join("ui.err");
+    let out_path = sluice.home().join("ui.out");
+    let err_path = sluice.home().join("ui.err");
     let mut ui = Command::new(&node);
     ui.arg(&script)
         .args(["--url", &url, "--user", ADMIN_USER, "--password", ADMIN_PASSWORD, "--chromium", CHROMIUM])

@@ -48,6 +48,10 @@ async fn store_gives_every_client_its_own_rows_through_pgbouncer() {
     direct.migrate().await.expect("migrate (directly, as `init` does)");
     let registry = registry(CLIENTS);
     direct.sync_pipelines(registry).await.expect("sync the test pipelines");
+    for i in 0..CLIENTS {
+        let (name, role) = user_of(i);
+        direct.create_user(&name, "", role, "pgbouncer-user-pw").await.expect("create a user directly");
+    }
 
     // `Store::connect` caps its pool at 10 connections and each client runs one operation
     // at a time, so one store per client: 64 client connections to the bouncer.
@@ -176,7 +180,7 @@ async fn control_unprepared_statements_outside_transactions_go_wrong_through_pgb
 // The store client
 // ---------------------------------------------------------------------------------------
 
-const OPS_PER_CYCLE: usize = 8;
+const OPS_PER_CYCLE: usize = 10;
 
 /// One client: per cycle, a write and seven reads, each checked against what this client
 /// alone wrote. Look-alikes: `variable` and `pipeline` (one text parameter each),
@@ -186,12 +190,23 @@ async fn store_client(i: usize, store: Store, pipeline: &'static PipelineSpec, d
     let key = variable_key(i);
     let mut t = Tally::default();
     let mut created: Vec<RunRow> = Vec::new();
+    let (user, role) = user_of(i);
+    let mut stamp = None;
     for k in 0..OPS_PER_CLIENT / OPS_PER_CYCLE {
         if Instant::now() > deadline {
             t.sample(format!("client {i}: round deadline passed at cycle {k}"));
             break;
         }
         let value = variable_value(i, k);
+        // A sign-out, then the read every request of a session makes: this client's row.
+        t.run("end_sessions", store.end_sessions(&user), |()| Ok(())).await;
+        let account = t
+            .run("account", store.account(&user), |got| match got {
+                Some(a) if a.role == role && Some(a.session_stamp) != stamp => Ok(()),
+                other => Err(format!("{user}: {other:?} after the stamp {stamp:?}")),
+            })
+            .await;
+        stamp = account.flatten().map(|a| a.session_stamp).or(stamp);
         t.run("set_variable", store.set_variable(&key, &value, false, None, &crypto), |()| Ok(())).await;
         t.run("variable", store.variable(&key, &crypto), |got| same(got, &Some(value.clone()))).await;
 
@@ -232,6 +247,11 @@ async fn store_client(i: usize, store: Store, pipeline: &'static PipelineSpec, d
         .await;
     }
     t
+}
+
+/// Each client's user and role: a web server reads one such row per request.
+fn user_of(client: usize) -> (String, &'static str) {
+    (format!("user_{client}"), sluice_runtime::store::ROLES[client % sluice_runtime::store::ROLES.len()])
 }
 
 fn variable_key(client: usize) -> String {

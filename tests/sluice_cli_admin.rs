@@ -510,13 +510,15 @@ fn users_create_list_reset_password_and_delete() {
     let reset = session.ok(&["users", "reset-password", "-u", "ada", "--use-random-password"]);
     assert!(reset.starts_with("password of user `ada` reset; new password (shown only now): "), "{reset}");
     assert_eq!(
-        session.ok(&["users", "reset-password", "-u", "ada", "-p", "chosen"]).trim(),
+        session.ok(&["users", "reset-password", "-u", "ada", "-p", "chosen-pw"]).trim(),
         "password of user `ada` reset"
     );
     let err = session.fails(&["users", "reset-password", "-u", "ada", "-p", ""]);
     assert!(err.contains("the password cannot be empty"), "{err}");
+    let err = session.fails(&["users", "reset-password", "-u", "ada", "-p", "chosen7"]);
+    assert!(err.contains("at least 8 characters"), "{err}");
 
-    let err = session.fails(&["users", "create", "-u", "ada", "-e", "a@example.com", "-r", "Admin", "-p", "pw"]);
+    let err = session.fails(&["users", "create", "-u", "ada", "-e", "a@example.com", "-r", "Admin", "-p", "pw-of-ada"]);
     assert!(err.contains("ada"), "{err}");
     session.usage_error(&["users", "create", "-u", "bob", "-e", "b@example.com", "-r", "Root", "-p", "pw"]);
     session.usage_error(&["users", "create", "-u", "bob", "-e", "b@example.com", "-r", "User"]);

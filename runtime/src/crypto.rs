@@ -240,8 +240,26 @@ impl fmt::Display for CryptoError {
 
 impl std::error::Error for CryptoError {}
 
+/// Whether two secrets (a CSRF token, a session stamp, a password) are equal, in time that
+/// depends only on their lengths: `==` stops at the first differing byte, which lets a
+/// caller who can time many attempts find a secret one byte at a time.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secrets_compare_equal_only_when_equal() {
+        use super::same_secret;
+        assert!(same_secret(b"csrf-token", b"csrf-token"));
+        assert!(!same_secret(b"csrf-token", b"csrf-tokeN"));
+        assert!(!same_secret(b"csrf-token", b"csrf-toke"), "a prefix is not the secret");
+        assert!(!same_secret(b"", b"x"));
+        assert!(same_secret(b"", b""));
+    }
+
     use super::*;
 
     fn crypto(keys: &[&str]) -> Crypto {

@@ -248,6 +248,7 @@ async fn ack(broker: &Broker, delivery: &Delivery) {
 /// `sluice webserver`: the UI, the API and `/health`. It listens at once; the database
 /// is reached on first use, so `/health` reports it unhealthy while it is away.
 pub async fn webserver(registry: &'static Registry, settings: &Settings) -> Result<(), String> {
+    let keys = crate::keys::webserver(registry, &|name| std::env::var(name).ok())?;
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     let store = Store::connect_lazy(&settings.store_url()).await.map_err(|e| e.to_string())?;
@@ -267,7 +268,7 @@ pub async fn webserver(registry: &'static Registry, settings: &Settings) -> Resu
             }
         });
     }
-    let web = crate::web::serve(registry, store, wake, settings.port, shutdown.clone()).await?;
+    let web = crate::web::serve(registry, store, wake, keys, settings.port, shutdown.clone()).await?;
     println!("sluice webserver: http://0.0.0.0:{} (health: /health)", settings.port);
     let _ = web.await;
     println!("sluice webserver: stopped");

@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod distributed;
 pub mod executor;
 pub mod io;
+pub mod keys;
 pub mod notify;
 pub mod params;
 pub mod registry;

@@ -1,6 +1,7 @@
 //! Standalone: the whole system in one process — SQLite, the in-process queue, the
 //! scheduler, a worker and the web server.
 
+use crate::crypto::Crypto;
 use crate::registry::Registry;
 use crate::scheduler::Scheduler;
 use crate::settings::Settings;
@@ -12,11 +13,11 @@ use tokio::sync::Notify;
 
 /// Runs until Ctrl-C / SIGTERM: then stops taking work and lets running tasks finish.
 pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(), String> {
-    if settings.database_url.is_none() {
-        std::fs::create_dir_all(&settings.home).map_err(|e| {
-            format!("cannot create {}: {e}; set SLUICE_HOME to a writable folder", settings.home.display())
-        })?;
-    }
+    // The home holds the SQLite file and the keys made on first start.
+    std::fs::create_dir_all(&settings.home)
+        .map_err(|e| format!("cannot create {}: {e}; set SLUICE_HOME to a writable folder", settings.home.display()))?;
+    let keys = crate::keys::standalone(registry, &settings.home, &|name| std::env::var(name).ok())?;
+    let crypto = Arc::new(keys.crypto.clone());
     let store = Store::connect(&settings.store_url()).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     let report = store.sync_pipelines(registry).await.map_err(|e| e.to_string())?;
@@ -24,14 +25,16 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
         tracing::info!("pipeline {id} added");
     }
     announce_admin(registry, &store).await?;
-    sync_connections(registry, &store).await?;
+    sync_connections(registry, &store, &crypto).await?;
     let (queue, receiver) = LocalQueue::new();
     let dispatch = Arc::new(queue);
     crate::scheduler::Dispatch::dispatch(&*dispatch, store.recover_standalone().await.map_err(|e| e.to_string())?);
     let scheduler = Scheduler::new(registry, store.clone(), dispatch.clone()).with_liveness(settings.liveness());
-    let worker = Worker::new(registry, store.clone(), dispatch.clone(), "standalone").taking_next(&[]);
+    let worker =
+        Worker::new(registry, store.clone(), dispatch.clone(), "standalone").taking_next(&[]).with_crypto(crypto);
     let shutdown = Shutdown::new();
-    let web = crate::web::serve(registry, store.clone(), scheduler.waker(), settings.port, shutdown.clone()).await?;
+    let web =
+        crate::web::serve(registry, store.clone(), scheduler.waker(), keys, settings.port, shutdown.clone()).await?;
     println!(
         "sluice standalone: http://127.0.0.1:{} (health: /health), store {}",
         settings.port,
@@ -121,17 +124,10 @@ fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 }
 
 /// Writes the connections declared in the YAML into the store (secrets from the
-/// environment, encrypted with the Fernet key); those that cannot be written are named.
-pub async fn sync_connections(registry: &Registry, store: &Store) -> Result<(), String> {
-    let crypto = match crate::crypto::Crypto::from_env(registry.deployment.fernet_key_env) {
-        Ok(crypto) => crypto,
-        Err(e) => {
-            eprintln!("warning: connections not stored: {e}");
-            return Ok(());
-        }
-    };
+/// environment, encrypted with `crypto`); those that cannot be written are named.
+pub async fn sync_connections(registry: &Registry, store: &Store, crypto: &Crypto) -> Result<(), String> {
     let report =
-        store.sync_connections(registry, &|name| std::env::var(name).ok(), &crypto).await.map_err(|e| e.to_string())?;
+        store.sync_connections(registry, &|name| std::env::var(name).ok(), crypto).await.map_err(|e| e.to_string())?;
     for skipped in &report.skipped {
         eprintln!("warning: {skipped}");
     }

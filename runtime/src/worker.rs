@@ -80,6 +80,8 @@ pub struct Worker {
     takes_next: Option<Arc<[String]>>,
     /// Where outcomes wait for their batch; the batching task starts on first use.
     recorder: Arc<OnceLock<mpsc::UnboundedSender<PendingFinish>>>,
+    /// Decrypts secret variables; `None`: the deployment's key variable, read per task.
+    crypto: Option<Arc<crate::crypto::Crypto>>,
 }
 
 impl Worker {
@@ -98,8 +100,16 @@ impl Worker {
             notifier: Some(Notifier::new(store.clone(), Resolver::from_env(registry), base_url_from_env(registry))),
             takes_next: None,
             recorder: Arc::new(OnceLock::new()),
+            crypto: None,
             store,
         }
+    }
+
+    /// Decrypts secret variables with `crypto` (standalone's keys, which may come from
+    /// `SLUICE_HOME`) instead of the deployment's key variable.
+    pub fn with_crypto(mut self, crypto: Arc<crate::crypto::Crypto>) -> Worker {
+        self.crypto = Some(crypto);
+        self
     }
 
     /// When a finish makes a task on one of `queues` ready (all queues when empty), this
@@ -258,7 +268,8 @@ impl Worker {
     /// then those in the store; values of secret variables are masked in the task log.
     async fn variables_for(&self, log: &Logger) -> Arc<BTreeMap<String, String>> {
         let mut all = (*self.variables).clone();
-        let stored = match crate::crypto::Crypto::from_env(self.registry.deployment.fernet_key_env) {
+        let from_env = || crate::crypto::Crypto::from_env(self.registry.deployment.fernet_key_env).map(Arc::new);
+        let stored = match self.crypto.clone().map_or_else(from_env, Ok) {
             Ok(crypto) => self.store.variables(&crypto).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };

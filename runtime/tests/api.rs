@@ -20,6 +20,8 @@ static PIPELINES: [PipelineSpec; 1] = [PipelineSpec {
 }];
 
 const ROLES: [&str; 4] = ["Viewer", "User", "Op", "Admin"];
+/// Every test user's password.
+const PW: &str = "test-pw-123";
 
 struct Api {
     base: String,
@@ -38,7 +40,7 @@ impl Api {
         store.sync_pipelines(registry).await.expect("sync");
         for role in ROLES {
             let name = role.to_lowercase();
-            let user = NewUser { username: &name, email: "", role, password: "pw", first_name: "", last_name: "" };
+            let user = NewUser { username: &name, email: "", role, password: PW, first_name: "", last_name: "" };
             store.add_user(&user).await.expect("user");
         }
         let crypto = Crypto::from_env_value(Some(&Crypto::generate_key())).expect("a key");
@@ -61,7 +63,7 @@ impl Api {
     async fn call(&self, user: Option<&str>, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(user) = user {
-            request = request.basic_auth(user, Some("pw"));
+            request = request.basic_auth(user, Some(PW));
         }
         if let Some(body) = body {
             request = request.header("content-type", "application/json").body(body.to_string());
@@ -299,7 +301,7 @@ async fn metrics_count_runs_and_tasks_by_state() {
         api.call(Some("user"), Method::PATCH, "/dags/api_dag/dagRuns/m1", Some(r#"{"state": "success"}"#)).await;
     assert_eq!(status, StatusCode::OK);
     let response =
-        api.client.get(format!("{base}/metrics")).basic_auth("viewer", Some("pw")).send().await.expect("response");
+        api.client.get(format!("{base}/metrics")).basic_auth("viewer", Some(PW)).send().await.expect("response");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"].to_str().is_ok_and(|t| t.starts_with("text/plain; version=0.0.4")));
     let text = response.text().await.expect("text");
@@ -349,6 +351,29 @@ async fn failed_logins_and_busy_users_are_slowed_down() {
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// The login form's token and the cookie that carries its sealed copy, as a browser gets
+/// them from `GET /login`.
+async fn login_form(client: &reqwest::Client, site: &str) -> (String, String) {
+    let page = client.get(format!("{site}/login")).send().await.expect("response");
+    let cookie = page.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
+    let html = page.text().await.expect("html");
+    let token = html.split(r#"name="csrf" value=""#).nth(1).and_then(|s| s.split('"').next()).expect("token");
+    (token.to_string(), cookie)
+}
+
+/// Signs in through the login form, as a browser does.
+async fn sign_in(client: &reqwest::Client, site: &str, user: &str, password: &str) -> reqwest::Response {
+    let (token, cookie) = login_form(client, site).await;
+    client
+        .post(format!("{site}/login"))
+        .header("cookie", cookie)
+        .header("content-type", FORM)
+        .body(format!("csrf={token}&username={user}&password={password}"))
+        .send()
+        .await
+        .expect("response")
+}
+
 /// The UI: sign-in, session cookie, CSRF on every form, roles on every action.
 #[tokio::test]
 async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
@@ -369,11 +394,8 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
     let login_page = client.get(format!("{site}/login")).send().await.expect("response").text().await.expect("html");
     assert!(login_page.contains(r#"<form id="login" method="post" action="/login">"#), "{login_page}");
     let sign_in = |user: &'static str, password: &'static str| {
-        client
-            .post(format!("{site}/login"))
-            .header("content-type", FORM)
-            .body(format!("username={user}&password={password}"))
-            .send()
+        let (client, site) = (client.clone(), site.clone());
+        async move { Ok::<_, ()>(sign_in(&client, &site, user, password).await) }
     };
     let wrong = sign_in("user", "nope").await.expect("response");
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
@@ -383,7 +405,7 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
         set.split(';').next().expect("name=value").to_string()
     };
-    let signed = sign_in("user", "pw").await.expect("response");
+    let signed = sign_in("user", PW).await.expect("response");
     assert_eq!((signed.status(), signed.headers()["location"].to_str().ok()), (StatusCode::SEE_OTHER, Some("/")));
     let cookie = cookie_of(&signed);
     let page = client.get(format!("{site}/")).header("cookie", &cookie).send().await.expect("response");
@@ -414,7 +436,7 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
         .send();
     assert_eq!(write.await.expect("response").status(), StatusCode::FORBIDDEN);
     // A Viewer sees no buttons and cannot post them.
-    let viewer = cookie_of(&sign_in("viewer", "pw").await.expect("response"));
+    let viewer = cookie_of(&sign_in("viewer", PW).await.expect("response"));
     let html = client
         .get(format!("{site}/"))
         .header("cookie", &viewer)
@@ -425,17 +447,17 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
         .await
         .expect("html");
     assert!(!html.contains(r#"data-action="trigger""#), "{html}");
-    let viewer_csrf = html.split(r#"name="csrf" value=""#).nth(1).and_then(|s| s.split('"').next()).map(str::to_string);
-    assert!(viewer_csrf.is_none(), "a Viewer's page has no forms");
+    assert_eq!(html.matches(r#"method="post""#).count(), 1, "a Viewer's page has no form but Log out: {html}");
     let denied = trigger(viewer.clone(), "anything".into()).await.expect("response");
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
     let conns = client.get(format!("{site}/connections")).header("cookie", &viewer).send().await.expect("response");
     assert_eq!(conns.status(), StatusCode::FORBIDDEN, "connections need Op");
     assert!(!html.contains(r#"id="default-password""#), "no banner for a chosen password");
     // Signed in with a well-known default password: a banner on every page says to change it.
-    let weak = NewUser { username: "ops", email: "", role: "Admin", password: "admin", first_name: "", last_name: "" };
+    let weak =
+        NewUser { username: "ops", email: "", role: "Admin", password: "changeme", first_name: "", last_name: "" };
     api.store.add_user(&weak).await.expect("user");
-    let weak_cookie = cookie_of(&sign_in("ops", "admin").await.expect("response"));
+    let weak_cookie = cookie_of(&sign_in("ops", "changeme").await.expect("response"));
     let html = client
         .get(format!("{site}/"))
         .header("cookie", &weak_cookie)
@@ -449,7 +471,7 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
     // Users are managed by an Admin, through forms with the CSRF token.
     let viewer_users = client.get(format!("{site}/users")).header("cookie", &viewer).send().await.expect("response");
     assert_eq!(viewer_users.status(), StatusCode::FORBIDDEN);
-    let admin = cookie_of(&sign_in("admin", "pw").await.expect("response"));
+    let admin = cookie_of(&sign_in("admin", PW).await.expect("response"));
     let page = client.get(format!("{site}/users")).header("cookie", &admin).send().await.expect("response");
     let html = page.text().await.expect("html");
     let admin_csrf = html.split(r#"name="csrf" value=""#).nth(1).and_then(|s| s.split('"').next()).expect("token");
@@ -482,8 +504,27 @@ async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
         .expect("response");
     assert_eq!(promote.status(), StatusCode::SEE_OTHER);
     assert!(api.store.users().await.expect("users").iter().any(|u| u.username == "newbie" && u.role == "Op"));
-    let logout = client.get(format!("{site}/logout")).header("cookie", &cookie).send().await.expect("response");
-    assert!(logout.headers()["set-cookie"].to_str().is_ok_and(|c| c.contains("Max-Age=0")));
+    // Signing out is a POST with the session's token; it ends the session for every copy
+    // of the cookie.
+    let shown = client.get(format!("{site}/logout")).header("cookie", &cookie).send().await.expect("response");
+    assert_eq!(shown.status(), StatusCode::OK, "GET shows the button");
+    assert!(shown.headers().get("set-cookie").is_none(), "GET /logout signs nobody out");
+    let still = client.get(format!("{site}/")).header("cookie", &cookie).send().await.expect("response");
+    assert_eq!(still.status(), StatusCode::OK, "still signed in after GET /logout");
+    let logout = |csrf: String| {
+        client
+            .post(format!("{site}/logout"))
+            .header("cookie", &cookie)
+            .header("content-type", FORM)
+            .body(format!("csrf={csrf}"))
+            .send()
+    };
+    assert_eq!(logout("forged".into()).await.expect("response").status(), StatusCode::FORBIDDEN);
+    let out = logout(csrf.to_string()).await.expect("response");
+    assert_eq!((out.status(), out.headers()["location"].to_str().ok()), (StatusCode::SEE_OTHER, Some("/login")));
+    assert!(out.headers()["set-cookie"].to_str().is_ok_and(|c| c.contains("Max-Age=0")));
+    let replayed = client.get(format!("{site}/")).header("cookie", &cookie).send().await.expect("response");
+    assert_eq!(replayed.headers()["location"], "/login", "the old cookie is no session any more");
 }
 
 /// The served OpenAPI document describes every route the API answers (and no other).
@@ -531,13 +572,7 @@ async fn connections_and_variables_are_managed_from_the_ui() {
     let api = Api::start().await;
     let site = api.base.trim_end_matches("/api/v1").to_string();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let signed = client
-        .post(format!("{site}/login"))
-        .header("content-type", FORM)
-        .body("username=op&password=pw")
-        .send()
-        .await
-        .expect("response");
+    let signed = sign_in(&client, &site, "op", PW).await;
     let cookie = signed.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
     let page = |path: &'static str| {
         let (client, cookie, site) = (client.clone(), cookie.clone(), site.clone());
@@ -622,4 +657,159 @@ async fn pools_are_created_resized_and_deleted() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = api.call(Some("op"), Method::GET, "/pools/gpu", None).await;
     assert_problem(status, &body, StatusCode::NOT_FOUND, "a deleted pool");
+}
+
+/// Concurrent wrong passwords, each counted before its hash is checked: no more than the
+/// limit get as far as a verification, the API's basic auth and the UI's form alike.
+#[tokio::test]
+async fn concurrent_guesses_cannot_outrun_the_failed_login_limit() {
+    use sluice_runtime::web::ratelimit::Limit;
+    let minute = std::time::Duration::from_secs(60);
+    let limiter =
+        RateLimiter::in_process().with_limits(Limit { max: 4, window: minute }, Limit { max: 1000, window: minute });
+    let api = Api::start_limited(limiter).await;
+    let guesses = (0..24).map(|n| {
+        let request = api.client.get(format!("{}/dags", api.base)).basic_auth("admin", Some(format!("guess-{n}")));
+        async move { request.send().await.expect("response").status() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (4, 20), "{statuses:?}");
+
+    let limiter =
+        RateLimiter::in_process().with_limits(Limit { max: 4, window: minute }, Limit { max: 1000, window: minute });
+    let api = Api::start_limited(limiter).await;
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let (token, cookie) = login_form(&api.client, &site).await;
+    let guesses = (0..24).map(|n| {
+        let request = api
+            .client
+            .post(format!("{site}/login"))
+            .header("cookie", &cookie)
+            .header("content-type", FORM)
+            .body(format!("csrf={token}&username=admin&password=guess-{n}"));
+        async move { request.send().await.expect("response").status() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (4, 20), "{statuses:?}");
+}
+
+/// A right password is counted and then forgiven: a client signing in correctly again and
+/// again is never locked out.
+#[tokio::test]
+async fn right_passwords_do_not_add_up_to_a_lockout() {
+    use sluice_runtime::web::ratelimit::Limit;
+    let minute = std::time::Duration::from_secs(60);
+    let limiter =
+        RateLimiter::in_process().with_limits(Limit { max: 2, window: minute }, Limit { max: 1000, window: minute });
+    let api = Api::start_limited(limiter).await;
+    for _ in 0..6 {
+        assert_eq!(api.call(Some("viewer"), Method::GET, "/dags", None).await.0, StatusCode::OK);
+    }
+}
+
+/// The login form carries a token of its own, bound to a cookie: a form posted from
+/// another site (no cookie, or another browser's token) signs nobody in.
+#[tokio::test]
+async fn the_login_form_needs_its_own_token() {
+    let api = Api::start().await;
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let post = |cookie: Option<String>, body: String| {
+        let mut request = client.post(format!("{site}/login")).header("content-type", FORM).body(body);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    let bare = post(None, format!("username=admin&password={PW}")).await.expect("response");
+    assert_eq!(bare.status(), StatusCode::FORBIDDEN, "no token, no cookie");
+    assert!(
+        bare.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap_or("").starts_with("sluice_session="))
+    );
+    let (token, cookie) = login_form(&client, &site).await;
+    let (other_token, _) = login_form(&client, &site).await;
+    let crossed = post(Some(cookie.clone()), format!("csrf={other_token}&username=admin&password={PW}"));
+    assert_eq!(crossed.await.expect("response").status(), StatusCode::FORBIDDEN, "another form's token");
+    let no_cookie = post(None, format!("csrf={token}&username=admin&password={PW}"));
+    assert_eq!(no_cookie.await.expect("response").status(), StatusCode::FORBIDDEN, "the token without its cookie");
+    let signed = post(Some(cookie), format!("csrf={token}&username=admin&password={PW}")).await.expect("response");
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+}
+
+/// Deleting a user, changing their role or resetting their password ends their sessions at
+/// once, for the UI and for the API called with the cookie.
+#[tokio::test]
+async fn sessions_end_when_the_user_changes() {
+    let api = Api::start().await;
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let cookie_of = |response: &reqwest::Response| {
+        response.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string()
+    };
+    let page = |cookie: &str, path: &str| client.get(format!("{site}{path}")).header("cookie", cookie).send();
+    let (user, op, viewer) = (
+        cookie_of(&sign_in(&client, &site, "user", PW).await),
+        cookie_of(&sign_in(&client, &site, "op", PW).await),
+        cookie_of(&sign_in(&client, &site, "viewer", PW).await),
+    );
+    for cookie in [&user, &op, &viewer] {
+        assert_eq!(page(cookie, "/").await.expect("response").status(), StatusCode::OK);
+    }
+    assert_eq!(page(&op, "/connections").await.expect("response").status(), StatusCode::OK);
+
+    api.store.delete_user("user").await.expect("deleted");
+    let ui = page(&user, "/").await.expect("response");
+    assert_eq!((ui.status(), ui.headers()["location"].to_str().ok()), (StatusCode::SEE_OTHER, Some("/login")));
+    assert_eq!(page(&user, "/api/v1/dags").await.expect("response").status(), StatusCode::UNAUTHORIZED);
+
+    api.store.set_role("op", "Viewer").await.expect("demoted");
+    let ui = page(&op, "/connections").await.expect("response");
+    assert_eq!(ui.headers().get("location").and_then(|l| l.to_str().ok()), Some("/login"), "demoted: signed out");
+    assert_eq!(page(&op, "/api/v1/connections").await.expect("response").status(), StatusCode::UNAUTHORIZED);
+
+    api.store.set_password("viewer", "another-pw-456").await.expect("reset");
+    assert_eq!(page(&viewer, "/").await.expect("response").status(), StatusCode::SEE_OTHER);
+    assert_eq!(page(&viewer, "/api/v1/dags").await.expect("response").status(), StatusCode::UNAUTHORIZED);
+
+    // A user deleted and created again under the same name does not get the old sessions back.
+    let again = NewUser { username: "user", email: "", role: "Admin", password: PW, first_name: "", last_name: "" };
+    api.store.add_user(&again).await.expect("created again");
+    assert_eq!(page(&user, "/").await.expect("response").status(), StatusCode::SEE_OTHER);
+    let fresh = cookie_of(&sign_in(&client, &site, "user", PW).await);
+    assert_eq!(page(&fresh, "/users").await.expect("response").status(), StatusCode::OK);
+}
+
+/// Every answer carries the headers that keep pages out of frames and content types
+/// honest: pages, the API, errors, the stylesheet and /health.
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let api = Api::start().await;
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let admin = sign_in(&client, &site, "admin", PW).await;
+    let cookie = admin.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
+    let mut answers = vec![("the login redirect", admin)];
+    for path in ["/", "/login", "/static/sluice.css", "/health", "/no-such-page", "/api/v1/dags", "/api/v1/nope"] {
+        answers.push((path, client.get(format!("{site}{path}")).header("cookie", &cookie).send().await.expect("ok")));
+    }
+    answers.push(("anonymous API", client.get(format!("{site}/api/v1/dags")).send().await.expect("response")));
+    let statuses: Vec<u16> = answers.iter().map(|(_, r)| r.status().as_u16()).collect();
+    assert_eq!(statuses, [303, 200, 200, 200, 200, 404, 200, 404, 401]);
+    for (what, answer) in &answers {
+        let header = |name: &str| answer.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("(none)");
+        let csp = header("content-security-policy");
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{what}: {csp}");
+        assert_eq!(header("x-frame-options"), "DENY", "{what}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{what}");
+    }
+    // The pages work under that policy: no inline style or script, the stylesheet served.
+    let html = client.get(format!("{site}/")).header("cookie", &cookie).send().await.expect("ok").text().await;
+    let html = html.expect("html");
+    assert!(!html.contains("<style") && !html.contains("<script") && !html.contains("style="), "{html}");
+    assert!(html.contains(r#"<link rel="stylesheet" href="/static/sluice.css">"#), "{html}");
 }

@@ -388,7 +388,7 @@ async fn users_create_list_reset_delete() {
     assert_eq!(generated.len(), 20);
     assert!(s.store.check_password("bob", generated).await.expect("check"));
 
-    let err = s.fails(&["users", "create", "-u", "ada", "-e", "a@x", "-r", "Admin", "-p", "x"]).await;
+    let err = s.fails(&["users", "create", "-u", "ada", "-e", "a@x", "-r", "Admin", "-p", "another-pw"]).await;
     assert_eq!(err, "user `ada` already exists");
     let err = s.fails(&["users", "create", "-u", "eve", "-e", "e@x", "-r", "Admin", "-p", ""]).await;
     assert!(err.starts_with("the password cannot be empty"), "{err}");
@@ -408,7 +408,13 @@ async fn users_create_list_reset_delete() {
     let generated = out.rsplit(' ').next().expect("password at the end").trim();
     assert!(s.store.check_password("ada", generated).await.expect("check"));
     assert!(!s.store.check_password("ada", "new-pass").await.expect("check"));
-    assert_eq!(s.fails(&["users", "reset-password", "-u", "nobody", "-p", "x"]).await, "user `nobody` not found");
+    assert_eq!(
+        s.fails(&["users", "reset-password", "-u", "nobody", "-p", "nobody-pw"]).await,
+        "user `nobody` not found"
+    );
+    let err = s.fails(&["users", "reset-password", "-u", "ada", "-p", "1234567"]).await;
+    assert!(err.starts_with("the password is too short: it needs at least 8 characters"), "{err}");
+    assert!(s.store.check_password("ada", generated).await.expect("check"), "the password did not change");
 
     assert_eq!(s.ok(&["users", "delete", "--username", "bob"]).await, "user `bob` deleted\n");
     assert_eq!(s.fails(&["users", "delete", "-u", "bob"]).await, "user `bob` not found");

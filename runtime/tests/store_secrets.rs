@@ -479,7 +479,7 @@ async fn users_are_created_once_deleted_and_their_password_reset() {
         };
         store.add_user(&ada).await.expect("create");
         store.create_user("bob", "bob@example.com", "Viewer", "bob-pass").await.expect("create");
-        let err = store.add_user(&NewUser { password: "other", ..ada }).await.expect_err("duplicate");
+        let err = store.add_user(&NewUser { password: "other-pass", ..ada }).await.expect_err("duplicate");
         assert_eq!(conflict(err), "user `ada` already exists");
         let err = store.add_user(&NewUser { username: "eve", role: "Root", ..ada }).await.expect_err("bad role");
         assert!(conflict(err).starts_with("unknown role `Root`"));
@@ -494,13 +494,48 @@ async fn users_are_created_once_deleted_and_their_password_reset() {
         store.set_password("ada", "second-pass").await.expect("reset");
         assert!(!store.check_password("ada", "first-pass").await.expect("check"), "the old one no longer works");
         assert!(store.check_password("ada", "second-pass").await.expect("check"));
-        assert!(matches!(store.set_password("nobody", "x").await, Err(StoreError::NotFound(_))));
+        assert!(matches!(store.set_password("nobody", "nobody-pass").await, Err(StoreError::NotFound(_))));
+        assert!(conflict(store.set_password("ada", "short").await.expect_err("short")).contains("at least 8"));
+        let err = store.add_user(&NewUser { username: "eve", password: "short", ..ada }).await.expect_err("short");
+        assert!(conflict(err).contains("at least 8"));
         assert!(conflict(store.set_password("ada", "").await.expect_err("empty")).contains("cannot be empty"));
 
         store.delete_user("ada").await.expect("delete");
         assert!(!store.check_password("ada", "second-pass").await.expect("check"));
         assert!(matches!(store.delete_user("ada").await, Err(StoreError::NotFound(_))));
         assert_eq!(store.users().await.expect("list").len(), 1);
+    }
+}
+
+/// A session stamp changes with the role, the password and a sign-out, and never comes
+/// back for a user created again under the same name; both backends alike.
+#[tokio::test]
+async fn session_stamps_change_when_sessions_must_end() {
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        store.create_user("ada", "", "Op", "first-pass").await.expect("create");
+        let signed = store.authenticate("ada", "first-pass").await.expect("read").expect("signed in");
+        let stamp = |account: Option<sluice_runtime::store::Account>| account.expect("active user").session_stamp;
+        assert_eq!(store.account("ada").await.expect("read"), Some(signed.clone()));
+        store.set_role("ada", "Viewer").await.expect("demote");
+        let demoted = store.account("ada").await.expect("read").expect("active user");
+        assert_eq!(demoted.role, "Viewer");
+        assert_ne!(demoted.session_stamp, signed.session_stamp, "a role change ends sessions");
+        store.set_password("ada", "second-pass").await.expect("reset");
+        let reset = stamp(store.account("ada").await.expect("read"));
+        assert_ne!(reset, demoted.session_stamp, "a reset ends sessions");
+        store.end_sessions("ada").await.expect("sign out");
+        let signed_out = stamp(store.account("ada").await.expect("read"));
+        assert_ne!(signed_out, reset, "signing out ends sessions");
+        store.delete_user("ada").await.expect("delete");
+        assert_eq!(store.account("ada").await.expect("read"), None);
+        store.create_user("ada", "", "Op", "first-pass").await.expect("create again");
+        let again = stamp(store.account("ada").await.expect("read"));
+        assert!(
+            ![signed.session_stamp, demoted.session_stamp, reset, signed_out].contains(&again),
+            "a new user, a new stamp"
+        );
+        assert_eq!(store.authenticate("nobody", "first-pass").await.expect("read"), None);
     }
 }
 

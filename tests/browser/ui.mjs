@@ -2,7 +2,8 @@
 // package playwright-core (both installed by scripts/install-test-deps.sh; playwright-core in
 // target/browser-test, found through NODE_PATH). Logs in (a wrong password first), unpauses and
 // triggers example_dag from the pipelines list, waits for the run to succeed, checks the
-// pipeline page's grid and graph, and reads the print_date task's log.
+// pipeline page's grid and graph, reads the print_date task's log, checks that no page broke the
+// Content-Security-Policy, and logs out with the nav's button (a POST).
 //
 // Prints one line per step (`ok   <step>: <detail>`); stops at the first failure with
 // `FAIL <step>: <message>` and exit code 1, after saving failure.png (2 for usage errors).
@@ -94,7 +95,15 @@ const args = parseArguments();
 const playwright = loadPlaywright();
 mkdirSync(args.screenshots, { recursive: true });
 // What the steps share: the browser, the page, and what earlier steps saw.
-const session = { browser: null, page: null, pageErrors: [], runsBefore: 0, runIdsBefore: new Set(), runId: null };
+const session = {
+    browser: null,
+    page: null,
+    pageErrors: [],
+    cspViolations: [],
+    runsBefore: 0,
+    runIdsBefore: new Set(),
+    runId: null,
+};
 
 await step('browser', launch);
 await step('wrong password', wrongPassword);
@@ -105,6 +114,8 @@ await step('trigger', trigger);
 await step('run', waitForRun);
 await step('pipeline page', pipelinePage);
 await step('task instance', taskInstance);
+await step('content security policy', contentSecurityPolicy);
+await step('logout', logout);
 console.log('ok   all checks passed');
 await session.browser.close();
 
@@ -166,6 +177,12 @@ async function launch() {
     context.setDefaultTimeout(ACTION_TIMEOUT_MS);
     session.page = await context.newPage();
     session.page.on('pageerror', (error) => session.pageErrors.push(firstLine(error.message)));
+    // Chromium reports what the Content-Security-Policy blocked on the console.
+    session.page.on('console', (message) => {
+        if (/Content Security Policy/i.test(message.text())) {
+            session.cspViolations.push(firstLine(message.text()));
+        }
+    });
     return `playwright-core ${playwright.version} driving Chromium ${session.browser.version()} (${args.chromium})`;
 }
 
@@ -199,10 +216,29 @@ async function login() {
     await form.locator('input[name=password]').fill(args.password);
     await submit(form.locator('button[type=submit]'));
     expect(pathOf(page) === '/', `logging in led to ${pathOf(page)}, not /`);
-    await page.locator('nav a[href="/logout"]').first().waitFor();
+    await page.locator('nav form[action="/logout"] button#logout').first().waitFor();
     const whoami = oneLine(await page.locator('#whoami').innerText());
     expect(whoami.includes(args.user), `#whoami says "${whoami}", not the user ${args.user}`);
-    return `redirected to /, #whoami "${whoami}", nav links to /logout`;
+    return `redirected to /, #whoami "${whoami}", nav has the Log out button`;
+}
+
+// Every page so far rendered under the server's Content-Security-Policy: nothing was blocked, and
+// the stylesheet (a file, not inline) applies.
+async function contentSecurityPolicy() {
+    expect(session.cspViolations.length === 0, `blocked by the policy: ${session.cspViolations.join(' | ')}`);
+    const background = await session.page.locator('nav').first().evaluate((nav) => getComputedStyle(nav).backgroundColor);
+    expect(background === 'rgb(29, 53, 87)', `the nav's background is ${background}: /static/sluice.css did not apply`);
+    return `no violation on any page; the stylesheet applies (nav ${background})`;
+}
+
+// The nav's Log out button posts the form with the CSRF token; afterwards / asks to sign in.
+async function logout() {
+    const page = session.page;
+    await submit(page.locator('nav form[action="/logout"] button#logout').first());
+    expect(pathOf(page) === '/login', `logging out led to ${pathOf(page)}, not /login`);
+    await open('/');
+    expect(pathOf(page) === '/login', `after logging out, / showed ${pathOf(page)}, not /login`);
+    return 'back at /login, and / asks to sign in again';
 }
 
 async function pipelinesList() {

@@ -23,50 +23,84 @@ pub struct Standalone {
     child: Child,
     pub port: u16,
     log: PathBuf,
-    // Dropped after `child` is killed (fields drop after `Drop::drop`).
-    pub home: TempDir,
+    home: PathBuf,
+    // Dropped after `child` is killed (fields drop after `Drop::drop`); `None` when the
+    // test owns the home (to start standalone there again).
+    _owned_home: Option<TempDir>,
 }
+
+/// Every variable of the test's environment that would change what standalone does.
+const CLEARED: [&str; 9] = [
+    "AIRFLOW__CORE__FERNET_KEY",
+    "SLUICE_FERNET_KEY",
+    "SLUICE_SECRET_KEY",
+    "SLUICE_ADMIN_USERNAME",
+    "SLUICE_ADMIN_PASSWORD",
+    "SLUICE_DATABASE_URL",
+    "SLUICE_DATABASE_DIRECT_URL",
+    "SLUICE_BROKER_URL",
+    "SLUICE_RATE_LIMIT_URL",
+];
 
 impl Standalone {
     /// `binary standalone` with admin `admin_user` / `admin_password` and Fernet key `fernet_key`.
     pub fn start(binary: &Path, admin_user: &str, admin_password: &str, fernet_key: &str) -> Standalone {
         let home = tempfile::Builder::new().prefix("sluice-standalone-").tempdir().expect("temp SLUICE_HOME");
+        let env = [
+            ("SLUICE_ADMIN_USERNAME", admin_user),
+            ("SLUICE_ADMIN_PASSWORD", admin_password),
+            ("SLUICE_FERNET_KEY", fernet_key),
+        ];
+        let mut standalone = Standalone::launch(binary, home.path(), &env).unwrap_or_else(|(status, log)| {
+            panic!("sluice standalone exited ({status}) before serving /health:\n{log}")
+        });
+        standalone._owned_home = Some(home);
+        standalone
+    }
+
+    /// `binary standalone` in `home` (which the caller keeps, to start it there again) with
+    /// exactly `env` of the variables that change what it does (see `CLEARED`); its exit
+    /// status and log when it exits before it serves `/health`.
+    pub fn launch(binary: &Path, home: &Path, env: &[(&str, &str)]) -> Result<Standalone, (ExitStatus, String)> {
         let port = super::free_port();
-        let log = home.path().join("standalone.log");
+        let log = home.join("standalone.log");
         let mut command = Command::new(binary);
         command
             .arg("standalone")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("SLUICE_HOME", home.path())
-            .env("SLUICE_WEBSERVER_PORT", port.to_string())
-            .env("SLUICE_ADMIN_USERNAME", admin_user)
-            .env("SLUICE_ADMIN_PASSWORD", admin_password)
-            .env("SLUICE_FERNET_KEY", fernet_key)
-            .env_remove("AIRFLOW__CORE__FERNET_KEY")
-            .env_remove("SLUICE_DATABASE_URL")
-            .env_remove("SLUICE_DATABASE_DIRECT_URL")
-            .env_remove("SLUICE_BROKER_URL")
-            .env_remove("SLUICE_RATE_LIMIT_URL")
+            .env("SLUICE_HOME", home)
+            .env("SLUICE_WEBSERVER_PORT", port.to_string());
+        for var in CLEARED {
+            command.env_remove(var);
+        }
+        command
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(create(&log))
             .stderr(create(&log))
             // Its own process group, so Drop also ends the shell tasks it started.
             .process_group(0);
         let child = command.spawn().unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-        let mut standalone = Standalone { child, port, log, home };
-        standalone.wait_until_healthy();
-        standalone
+        let mut standalone = Standalone { child, port, log, home: home.to_path_buf(), _owned_home: None };
+        standalone.wait_until_healthy()?;
+        Ok(standalone)
     }
 
-    fn wait_until_healthy(&mut self) {
+    /// Its SLUICE_HOME.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    fn wait_until_healthy(&mut self) -> Result<(), (ExitStatus, String)> {
         let deadline = Instant::now() + START_LIMIT;
         while !http_get(self.port, "/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sluice standalone exited ({status}) before serving /health:\n{}", self.log_tail());
+                return Err((status, self.log_tail()));
             }
             assert!(Instant::now() < deadline, "no /health within {START_LIMIT:?}:\n{}", self.log_tail());
             thread::sleep(Duration::from_millis(100));
         }
+        Ok(())
     }
 
     /// The `sluice standalone` process.

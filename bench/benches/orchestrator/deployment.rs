@@ -71,7 +71,7 @@ impl Deployment {
             Mode::Standalone => {
                 let fernet = cli_output(Command::new(binary).args(["fernet", "generate"]));
                 let standalone = Standalone::start(binary, "admin", "bench-password", fernet.trim());
-                let url = format!("sqlite://{}?mode=ro", standalone.home.path().join("sluice.sqlite").display());
+                let url = format!("sqlite://{}?mode=ro", standalone.home().join("sluice.sqlite").display());
                 (Services::Standalone(standalone), url)
             }
             Mode::Distributed => {
@@ -132,7 +132,7 @@ impl Deployment {
             Services::Standalone(standalone) => cli_output(
                 Command::new(&self.binary)
                     .args(args)
-                    .env("SLUICE_HOME", standalone.home.path())
+                    .env("SLUICE_HOME", standalone.home())
                     .env_remove("SLUICE_DATABASE_URL")
                     .env_remove("SLUICE_BROKER_URL"),
             ),

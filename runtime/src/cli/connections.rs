@@ -116,7 +116,7 @@ pub async fn main(
     command: ConnectionsCommand,
     output: Output,
 ) -> Result<ExitCode, String> {
-    let crypto = crypto_of(registry)?;
+    let crypto = crypto_of(registry, settings)?;
     let store = open_store(registry, settings).await?;
     print!("{}", run(&store, &crypto, command, output).await?);
     Ok(ExitCode::SUCCESS)

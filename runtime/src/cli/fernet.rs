@@ -30,7 +30,7 @@ pub async fn main(
     let text = match command {
         FernetCommand::Generate => generate(),
         FernetCommand::Rotate => {
-            let crypto = crypto_of(registry)?;
+            let crypto = crypto_of(registry, settings)?;
             let store = open_store(registry, settings).await?;
             rotate(&store, &crypto, registry.deployment.fernet_key_env).await?
         }
@@ -57,8 +57,9 @@ pub async fn rotate(store: &Store, crypto: &Crypto, var: &str) -> Result<String,
     ))
 }
 
-/// The deployment's keys, from its key variable. A malformed key is an error; a missing
-/// one is not, until something must be encrypted or decrypted.
-pub(super) fn crypto_of(registry: &Registry) -> Result<Crypto, String> {
-    Crypto::from_env(registry.deployment.fernet_key_env).map_err(|e| e.to_string())
+/// The deployment's keys, from its key variable (or the key standalone keeps in
+/// `SLUICE_HOME`, see [`crate::keys::fernet`]). A malformed key is an error; a missing one
+/// is not, until something must be encrypted or decrypted.
+pub(super) fn crypto_of(registry: &Registry, settings: &Settings) -> Result<Crypto, String> {
+    crate::keys::fernet(registry, settings, &|name| std::env::var(name).ok())
 }

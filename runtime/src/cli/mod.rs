@@ -163,7 +163,10 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
             let applied = store.migrate().await.map_err(|e| e.to_string())?;
             let report = store.sync_pipelines(registry).await.map_err(|e| e.to_string())?;
             crate::standalone::announce_admin(registry, &store).await?;
-            crate::standalone::sync_connections(registry, &store).await?;
+            match crate::crypto::Crypto::from_env(registry.deployment.fernet_key_env) {
+                Ok(crypto) => crate::standalone::sync_connections(registry, &store, &crypto).await?,
+                Err(e) => eprintln!("warning: connections not stored: {e}"),
+            }
             println!(
                 "database ready ({applied} migration(s) applied); pipelines: {} added, {} changed, {} deactivated",
                 report.added.len(),

@@ -6,7 +6,7 @@ use super::open_store;
 use super::output::{Output, render};
 use crate::registry::Registry;
 use crate::settings::Settings;
-use crate::store::{NewUser, ROLES, Store, generate_password};
+use crate::store::{NewUser, ROLES, Store, check_new_password, generate_password};
 use clap::Subcommand;
 use clap::builder::PossibleValuesParser;
 use serde_json::{Value, json};
@@ -120,12 +120,15 @@ pub async fn run(store: &Store, command: UsersCommand, output: Output) -> Result
     }
 }
 
-/// The password given, or a generated one (then `true`: it must be shown).
+/// The password given, or a generated one (then `true`: it must be shown). A given one
+/// must pass [`check_new_password`], as in the UI.
 fn password_of(given: Option<String>, random: bool) -> Result<(String, bool), String> {
     match given {
         _ if random => Ok((generate_password(), true)),
-        Some(p) if p.is_empty() => Err("the password cannot be empty: give one, or use --random-password".into()),
-        Some(p) => Ok((p, false)),
+        Some(p) => match check_new_password(&p) {
+            Ok(()) => Ok((p, false)),
+            Err(why) => Err(format!("{why}: give another, or use --random-password")),
+        },
         None => Err("give a password with --password, or use --random-password".into()),
     }
 }

@@ -21,7 +21,10 @@ pub use liveness::Zombie;
 pub use metrics::Snapshot;
 pub use pipelines::{PipelineRow, PoolUsage, SyncReport};
 pub use runs::{CLEAN_BATCH, Claimed, Finish, NewRun, Outcome, Queued, Recorded, RecordedBatch, RunRow, Take, TiRow};
-pub use users::{AdminSetup, NewUser, ROLES, UserRow, generate_password, hash_password, verify_password};
+pub use users::{
+    Account, AdminSetup, MIN_PASSWORD_CHARS, NewUser, ROLES, UserRow, check_new_password, generate_password,
+    hash_password, verify_password,
+};
 pub use variables::{OnExisting, Variable, VariableImport, VariableInfo, is_secret_variable};
 
 use crate::clock::{Clock, Micros, SystemClock};
@@ -127,12 +130,14 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "alerts", include_str!("../../../migrations/postgres/0002_alerts.sql")),
     (3, "rendered", include_str!("../../../migrations/postgres/0003_rendered.sql")),
     (4, "scheduled", include_str!("../../../migrations/postgres/0004_scheduled.sql")),
+    (5, "session_stamp", include_str!("../../../migrations/postgres/0005_session_stamp.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "metadata", include_str!("../../../migrations/sqlite/0001_metadata.sql")),
     (2, "alerts", include_str!("../../../migrations/sqlite/0002_alerts.sql")),
     (3, "rendered", include_str!("../../../migrations/sqlite/0003_rendered.sql")),
     (4, "scheduled", include_str!("../../../migrations/sqlite/0004_scheduled.sql")),
+    (5, "session_stamp", include_str!("../../../migrations/sqlite/0005_session_stamp.sql")),
 ];
 
 const SQLITE_PRAGMAS: &[&str] = &[

@@ -66,18 +66,22 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Problem> {
         let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        // A signed-in browser: its session, and for changes the CSRF token in a header.
+        // A signed-in browser: its session, and for changes the CSRF token in a header. A
+        // session that has ended is no caller: the request is anonymous.
         if header.is_none()
             && let Some(session) = state.sessions.from_headers(&parts.headers)
         {
             let reads = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
-            let token = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-            if !reads && token != Some(session.csrf.as_str()) {
+            let token = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if !reads && !session.csrf_matches(token) {
                 return Err(Problem::forbidden(
                     "a session request that changes something needs the X-CSRF-Token header",
                 ));
             }
-            return Ok(Caller { role: session.role(), username: session.username });
+            if let Some(session) = state.sessions.confirm(&state.store, session).await? {
+                return Ok(Caller { role: session.role(), username: session.username });
+            }
+            return Err(unauthorized("your session has ended: sign in again"));
         }
         let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))) else {
             return Err(unauthorized("authentication required: use HTTP basic auth with a Sluice user"));
@@ -89,23 +93,27 @@ impl FromRequestParts<AppState> for Caller {
         let Some((username, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
             return Err(unauthorized("malformed basic auth header"));
         };
-        let address = parts
-            .extensions
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map_or_else(|| "local".to_string(), |c| c.0.ip().to_string());
-        let failures = format!("login-failures:{address}");
-        if let Some(wait) = state.limiter.blocked(&failures, state.limiter.login).await {
+        let failures = format!("login-failures:{}", client_address(parts));
+        // Counted as a failure before the hash is checked, and forgiven when it matches:
+        // concurrent guesses cannot all pass a check made before any of them failed.
+        if let Err(wait) = state.limiter.hit(&failures, state.limiter.login).await {
             return Err(too_many(wait, "too many failed logins from this address"));
         }
-        let Some(role) = state.store.authenticate(username, password).await? else {
-            return Err(match state.limiter.hit(&failures, state.limiter.login).await {
-                Ok(()) => unauthorized("invalid username or password"),
-                Err(wait) => too_many(wait, "too many failed logins from this address"),
-            });
+        let Some(account) = state.store.authenticate(username, password).await? else {
+            return Err(unauthorized("invalid username or password"));
         };
+        state.limiter.forgive(&failures, state.limiter.login).await;
         if let Err(wait) = state.limiter.hit(&format!("api:{username}"), state.limiter.api).await {
             return Err(too_many(wait, "too many requests for this user"));
         }
-        Ok(Caller { username: username.to_string(), role: Role::parse(&role).unwrap_or(Role::Viewer) })
+        Ok(Caller { username: username.to_string(), role: Role::parse(&account.role).unwrap_or(Role::Viewer) })
     }
+}
+
+/// The client's address, the key its failed logins are counted under.
+pub fn client_address(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "local".to_string(), |c| c.0.ip().to_string())
 }

@@ -117,7 +117,42 @@ impl RateLimiter {
         (count >= limit.max).then_some(left.max(Duration::from_secs(1)))
     }
 
-    /// Forgets `key`'s count (a successful login clears its failures).
+    /// Takes back one event of `key` counted by [`RateLimiter::hit`]: a login counted as
+    /// a failure before its password was checked, which turned out right.
+    pub async fn forgive(&self, key: &str, limit: Limit) {
+        match &self.counts {
+            Counts::InProcess(counts) => {
+                let mut counts = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some((_, count)) = counts.get_mut(key) {
+                    *count = count.saturating_sub(1);
+                }
+            }
+            Counts::Redis { client, conn } => {
+                if let Ok(mut c) = connection(client, conn).await {
+                    // Should the window have ended in between, DECR makes a key of -1: the
+                    // expiry keeps that from lasting longer than a window.
+                    let window = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
+                    let key = redis_key(key);
+                    let done: redis::RedisResult<()> = redis::pipe()
+                        .cmd("DECR")
+                        .arg(&key)
+                        .ignore()
+                        .cmd("PEXPIRE")
+                        .arg(&key)
+                        .arg(window)
+                        .arg("NX")
+                        .ignore()
+                        .query_async(&mut c)
+                        .await;
+                    if done.is_err() {
+                        *conn.lock().await = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets `key`'s count.
     pub async fn reset(&self, key: &str) {
         match &self.counts {
             Counts::InProcess(counts) => {

@@ -7,9 +7,10 @@
 
 use super::AppState;
 use super::auth::Role;
-use super::session::{Session, Sessions};
+use super::session::Session;
 use crate::clock::to_rfc3339;
 use crate::connection::uri::encode;
+use crate::crypto::same_secret;
 use crate::rules::TiState;
 use crate::spec::PipelineSpec;
 use crate::store::{RunRow, TiRow};
@@ -29,7 +30,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(pipelines))
         .route("/login", get(login_page).post(login))
-        .route("/logout", get(logout))
+        .route("/logout", get(logout_page).post(logout))
+        .route("/static/sluice.css", get(stylesheet))
         .route("/dags/{dag_id}", get(pipeline))
         .route("/dags/{dag_id}/{action}", post(pipeline_action))
         .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", get(task_instance))
@@ -52,6 +54,7 @@ fn templates() -> &'static Environment<'static> {
         for (name, source) in [
             ("base.html", include_str!("templates/base.html")),
             ("login.html", include_str!("templates/login.html")),
+            ("logout.html", include_str!("templates/logout.html")),
             ("pipelines.html", include_str!("templates/pipelines.html")),
             ("pipeline.html", include_str!("templates/pipeline.html")),
             ("task.html", include_str!("templates/task.html")),
@@ -80,9 +83,11 @@ fn render(name: &str, ctx: minijinja::Value) -> Response {
 /// Why a page is not shown.
 #[derive(Debug)]
 enum Refused {
-    /// Not signed in: to the login page.
+    /// Not signed in, or the session has ended: to the login page.
     SignIn,
     Forbidden(String),
+    /// The users table could not be read.
+    Store(crate::store::StoreError),
 }
 
 impl IntoResponse for Refused {
@@ -90,18 +95,20 @@ impl IntoResponse for Refused {
         match self {
             Refused::SignIn => Redirect::to("/login").into_response(),
             Refused::Forbidden(why) => (StatusCode::FORBIDDEN, why).into_response(),
+            Refused::Store(e) => store_error(e),
         }
     }
 }
 
-/// The signed-in user of a page request; anonymous requests go to the login page.
-fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Session, Refused> {
-    state.sessions.from_headers(headers).ok_or(Refused::SignIn)
+/// The signed-in user of a page request, with their role from the users table;
+/// anonymous requests and ended sessions go to the login page.
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Session, Refused> {
+    state.sessions.signed_in(&state.store, headers).await.map_err(Refused::Store)?.ok_or(Refused::SignIn)
 }
 
 /// The signed-in user of a page that needs `role`.
-fn signed_in_as(state: &AppState, headers: &HeaderMap, role: Role) -> Result<Session, Refused> {
-    let session = signed_in(state, headers)?;
+async fn signed_in_as(state: &AppState, headers: &HeaderMap, role: Role) -> Result<Session, Refused> {
+    let session = signed_in(state, headers).await?;
     if session.role() < role {
         return Err(Refused::Forbidden(format!("this page needs the {role:?} role; yours is {}", session.role)));
     }
@@ -110,11 +117,14 @@ fn signed_in_as(state: &AppState, headers: &HeaderMap, role: Role) -> Result<Ses
 
 /// The signed-in user of a form POST, with its CSRF token checked and its role at least
 /// `role`.
-fn authorized_form(state: &AppState, headers: &HeaderMap, csrf: &str, role: Role) -> Result<Session, Refused> {
-    let session = signed_in(state, headers)?;
-    if csrf.is_empty() || csrf != session.csrf {
+async fn authorized_form(state: &AppState, headers: &HeaderMap, csrf: &str, role: Role) -> Result<Session, Refused> {
+    // The token first: a forged request costs no database read.
+    let session = state.sessions.from_headers(headers).ok_or(Refused::SignIn)?;
+    if !session.csrf_matches(csrf) {
         return Err(Refused::Forbidden("the form's CSRF token is missing or stale: reload the page".into()));
     }
+    let session =
+        state.sessions.confirm(&state.store, session).await.map_err(Refused::Store)?.ok_or(Refused::SignIn)?;
     if session.role() < role {
         return Err(Refused::Forbidden(format!("your role {} cannot do this", session.role)));
     }
@@ -156,14 +166,34 @@ fn store_error(e: crate::store::StoreError) -> Response {
 
 // --- login ---------------------------------------------------------------------------
 
-async fn login_page() -> Response {
-    render("login.html", context! { username => "" })
+/// The stylesheet of every page, served from here so the Content-Security-Policy needs
+/// no inline style.
+async fn stylesheet() -> Response {
+    let headers = [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")];
+    (headers, include_str!("templates/sluice.css")).into_response()
+}
+
+async fn login_page(State(state): State<AppState>) -> Response {
+    login_form(&state, "", None, StatusCode::OK)
+}
+
+/// The sign-in page with a fresh login token (in the form, and sealed in its cookie).
+fn login_form(state: &AppState, username: &str, error: Option<String>, status: StatusCode) -> Response {
+    let (token, cookie) = state.sessions.login_token();
+    let mut page = render("login.html", context! { error, username, csrf => token });
+    *page.status_mut() = status;
+    if let Ok(cookie) = header::HeaderValue::from_str(&cookie) {
+        page.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    page
 }
 
 #[derive(Debug, Deserialize)]
 struct LoginForm {
     username: String,
     password: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 async fn login(State(state): State<AppState>, request: axum::extract::Request) -> Response {
@@ -172,37 +202,40 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map_or_else(|| "local".to_string(), |c| c.0.ip().to_string());
+    let headers = request.headers().clone();
     let form = match Form::<LoginForm>::from_request(request, &state).await {
         Ok(Form(form)) => form,
         Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
     };
+    if !state.sessions.login_token_matches(&headers, &form.csrf) {
+        let why = "This sign-in form has expired or did not come from this site: sign in again.";
+        return login_form(&state, &form.username, Some(why.into()), StatusCode::FORBIDDEN);
+    }
     let failures = format!("login-failures:{address}");
-    let again = |error: String, status: StatusCode| {
-        let mut page = render("login.html", context! { error, username => form.username.clone() });
-        *page.status_mut() = status;
-        page
-    };
-    if let Some(wait) = state.limiter.blocked(&failures, state.limiter.login).await {
-        let mut page = again(
-            format!("Too many failed sign-ins: try again in {} s.", wait.as_secs().max(1)),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-        if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            page.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    // Counted as a failure before the hash is checked, forgiven when it matches, so that
+    // concurrent guesses cannot all pass a check made before any of them failed.
+    if let Err(wait) = state.limiter.hit(&failures, state.limiter.login).await {
+        let secs = wait.as_secs().max(1);
+        let why = format!("Too many failed sign-ins: try again in {secs} s.");
+        let mut page = login_form(&state, &form.username, Some(why), StatusCode::TOO_MANY_REQUESTS);
+        page.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         return page;
     }
     match state.store.authenticate(&form.username, &form.password).await {
-        Ok(Some(role)) => {
-            state.limiter.reset(&failures).await;
-            let mut session = Session::new(&form.username, &role);
+        Ok(Some(account)) => {
+            state.limiter.forgive(&failures, state.limiter.login).await;
+            let mut session = Session::new(&form.username, &account);
             session.default_password = is_default_password(&form.username, &form.password);
-            let cookie = state.sessions.cookie(&session);
-            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+            let mut response = Redirect::to("/").into_response();
+            for cookie in [state.sessions.cookie(&session), state.sessions.clear_login_cookie()] {
+                if let Ok(cookie) = header::HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+            }
+            response
         }
         Ok(None) => {
-            let _ = state.limiter.hit(&failures, state.limiter.login).await;
-            again("Invalid username or password.".into(), StatusCode::UNAUTHORIZED)
+            login_form(&state, &form.username, Some("Invalid username or password.".into()), StatusCode::UNAUTHORIZED)
         }
         Err(e) => store_error(e),
     }
@@ -210,10 +243,30 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
 
 /// The passwords a fresh Airflow or Sluice install is known by, and the username itself.
 fn is_default_password(username: &str, password: &str) -> bool {
-    password == username || ["admin", "airflow", "password", "changeme"].contains(&password)
+    let same = |known: &str| same_secret(password.as_bytes(), known.as_bytes());
+    // Every candidate is compared, matched or not: the answer takes the same time.
+    ["admin", "airflow", "password", "changeme", username].into_iter().fold(false, |found, known| found | same(known))
 }
 
-async fn logout(State(state): State<AppState>) -> Response {
+/// `GET /logout` signs nobody out (a link or an image on another site could): it shows
+/// the button that does.
+async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers).await {
+        Ok(session) => render("logout.html", page_context(&session)),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// Signs out: ends every session of the user (a copy of the cookie is worthless from
+/// now on) and drops the cookie.
+async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Viewer).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(e) = state.store.end_sessions(&session.username).await {
+        return store_error(e);
+    }
     ([(header::SET_COOKIE, state.sessions.clear_cookie())], Redirect::to("/login")).into_response()
 }
 
@@ -265,7 +318,7 @@ fn cron_words(cron: &str) -> Option<String> {
 }
 
 async fn pipelines(State(state): State<AppState>, headers: HeaderMap, Query(filter): Query<ListFilter>) -> Response {
-    let session = match signed_in(&state, &headers) {
+    let session = match signed_in(&state, &headers).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -326,7 +379,7 @@ async fn pipeline_action(
     Path((dag_id, action)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::User) {
+    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::User).await {
         return r.into_response();
     }
     let Some(p) = state.registry.pipeline(&dag_id) else {
@@ -419,7 +472,7 @@ fn ti_state(ti: &TiRow) -> &'static str {
 }
 
 async fn pipeline(State(state): State<AppState>, headers: HeaderMap, Path(dag_id): Path<String>) -> Response {
-    let session = match signed_in(&state, &headers) {
+    let session = match signed_in(&state, &headers).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -528,7 +581,7 @@ async fn task_instance(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
     Query(query): Query<TryQuery>,
 ) -> Response {
-    let session = match signed_in(&state, &headers) {
+    let session = match signed_in(&state, &headers).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -578,7 +631,7 @@ async fn task_action(
     Path((dag_id, run_id, task_id, action)): Path<(String, String, String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::User) {
+    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::User).await {
         return r.into_response();
     }
     let Some(p) = state.registry.pipeline(&dag_id) else {
@@ -688,14 +741,14 @@ async fn connections_page(state: &AppState, session: &Session, error: Option<Str
 }
 
 async fn connections(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in_as(&state, &headers, Role::Op) {
+    match signed_in_as(&state, &headers, Role::Op).await {
         Ok(session) => connections_page(&state, &session, None).await,
         Err(r) => r.into_response(),
     }
 }
 
 async fn add_connection(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op) {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -721,7 +774,7 @@ async fn delete_connection(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::Op) {
+    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::Op).await {
         return r.into_response();
     }
     match state.store.delete_connection(&id).await {
@@ -761,14 +814,14 @@ async fn variables_page(state: &AppState, session: &Session, error: Option<Strin
 }
 
 async fn variables(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in_as(&state, &headers, Role::Op) {
+    match signed_in_as(&state, &headers, Role::Op).await {
         Ok(session) => variables_page(&state, &session, None).await,
         Err(r) => r.into_response(),
     }
 }
 
 async fn set_variable(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op) {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -788,7 +841,7 @@ async fn delete_variable(
     Path(key): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::Op) {
+    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::Op).await {
         return r.into_response();
     }
     match state.store.delete_variable(&key).await {
@@ -833,7 +886,7 @@ async fn pools_page(state: &AppState, session: &Session, error: Option<String>) 
 }
 
 async fn pools(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in(&state, &headers) {
+    match signed_in(&state, &headers).await {
         Ok(session) => pools_page(&state, &session, None).await,
         Err(r) => r.into_response(),
     }
@@ -841,7 +894,7 @@ async fn pools(State(state): State<AppState>, headers: HeaderMap) -> Response {
 
 /// Creates a pool or resizes one of that name.
 async fn save_pool(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op) {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -864,7 +917,7 @@ async fn delete_pool(
     Path(name): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op) {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -888,7 +941,7 @@ fn users_page(session: &Session, users: &[crate::store::UserRow], error: Option<
 }
 
 async fn users(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match signed_in_as(&state, &headers, Role::Admin) {
+    let session = match signed_in_as(&state, &headers, Role::Admin).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -899,24 +952,21 @@ async fn users(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn add_user(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin) {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
     let field = |name: &str| form.fields.get(name).map(String::as_str).unwrap_or_default();
-    let error = if field("password").len() < 8 {
-        Some("The password needs at least 8 characters.".to_string())
-    } else {
-        let user = crate::store::NewUser {
-            username: field("username"),
-            email: field("email"),
-            role: field("role"),
-            password: field("password"),
-            first_name: "",
-            last_name: "",
-        };
-        state.store.add_user(&user).await.err().map(|e| e.to_string())
+    // The store refuses a password that `check_new_password` refuses, as for the CLI.
+    let user = crate::store::NewUser {
+        username: field("username"),
+        email: field("email"),
+        role: field("role"),
+        password: field("password"),
+        first_name: "",
+        last_name: "",
     };
+    let error = state.store.add_user(&user).await.err().map(|e| e.to_string());
     match (error, state.store.users().await) {
         (None, _) => Redirect::to("/users").into_response(),
         (Some(error), Ok(users)) => {
@@ -934,7 +984,7 @@ async fn change_role(
     Path(username): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin) {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -954,7 +1004,7 @@ async fn delete_user(
     Path(username): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin) {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -965,14 +1015,6 @@ async fn delete_user(
         Ok(()) => Redirect::to("/users").into_response(),
         Err(e) => store_error(e),
     }
-}
-
-/// Builds the session keys of a web server from the environment (`SLUICE_SECRET_KEY`,
-/// by the deployment's name for it).
-pub fn sessions_from_env(registry: &crate::registry::Registry) -> Sessions {
-    let secret = std::env::var(registry.deployment.secret_key_env).ok();
-    let secure = std::env::var("SLUICE_BASE_URL").is_ok_and(|u| u.starts_with("https://"));
-    Sessions::new(secret.as_deref(), secure)
 }
 
 #[cfg(test)]
