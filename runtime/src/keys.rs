@@ -115,6 +115,12 @@ fn random_secret() -> String {
 /// The key in `path`, or a new one from `make` written there with mode 0600. The file is
 /// created exclusively, so two processes starting at once cannot both write one.
 fn read_or_make(path: &Path, make: fn() -> String) -> Result<String, String> {
+    let key = read_or_make_unmasked(path, make)?;
+    crate::secrets::register(&key);
+    Ok(key)
+}
+
+fn read_or_make_unmasked(path: &Path, make: fn() -> String) -> Result<String, String> {
     let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
     match created {
         Ok(mut file) => {
