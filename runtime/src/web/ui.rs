@@ -392,7 +392,8 @@ async fn pipeline_action(
                 Ok(conf) => conf,
                 Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
             };
-            crate::scheduler::trigger(&state.store, p, conf, None).await.map(|_| ()).map_err(|e| match e {
+            let run_id = form.fields.get("run_id").filter(|id| !id.is_empty()).cloned();
+            crate::scheduler::trigger_as(&state.store, p, conf, None, run_id).await.map(|_| ()).map_err(|e| match e {
                 crate::scheduler::TriggerError::Params(m) => (StatusCode::BAD_REQUEST, m).into_response(),
                 crate::scheduler::TriggerError::Store(e) => store_error(e),
             })
