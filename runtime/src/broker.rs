@@ -13,8 +13,9 @@
 //! above the read's `BLOCK` time (the crate's default of 500 ms would cut every
 //! `XREADGROUP ... BLOCK` short, and none at all would let a half-open connection, a Redis
 //! that stopped answering without closing the socket, hold a worker forever). A read that
-//! outlives that bound drops its connection; the next read makes a new one, whose
-//! handshake must also answer within [`CONNECT_TIMEOUT`] (that is the health check).
+//! outlives that bound drops its connection; the next read makes a new one, which must
+//! connect within [`CONNECT_TIMEOUT`] and answer a `PING` (the health check) before it is
+//! trusted with a blocking read.
 
 use crate::scheduler::Dispatch;
 use crate::shutdown::Shutdown;
@@ -304,12 +305,19 @@ impl Reader {
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(read_deadline(self.block)));
-                let conn = self
+                let mut conn = self
                     .broker
                     .client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
                     .doing("connecting to read tasks")?;
+                // Without a database index or a password the handshake may need no answer:
+                // a connection to a Redis that does not answer would only be found out by
+                // the first read's deadline.
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .doing("checking a new connection to read tasks")?;
                 self.broker.ensure_groups(&self.queues).await?;
                 slot.insert(conn)
             }

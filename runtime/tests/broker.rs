@@ -179,8 +179,12 @@ impl FreezingProxy {
         FreezingProxy { port, frozen, accepted }
     }
 
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/1", self.port)
+    /// With `db` when given (`/1`), else Redis's default db and no SELECT in the handshake.
+    fn url(&self, db: Option<u8>) -> String {
+        match db {
+            Some(db) => format!("redis://127.0.0.1:{}/{db}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     fn freeze(&self, frozen: bool) {
@@ -199,10 +203,19 @@ async fn or_hang<T>(what: &str, work: impl std::future::Future<Output = T>) -> T
 
 #[tokio::test]
 async fn a_read_from_a_redis_that_stops_answering_fails_and_reconnects() {
+    reading_through_a_freeze(Some(1)).await;
+}
+
+#[tokio::test]
+async fn a_read_from_a_redis_that_stops_answering_fails_and_reconnects_on_the_default_db() {
+    reading_through_a_freeze(None).await;
+}
+
+async fn reading_through_a_freeze(db: Option<u8>) {
     let redis = RedisServer::start();
     let proxy = FreezingProxy::start(redis.port).await;
-    let direct = Broker::new(&redis.url(), "test").expect("broker");
-    let through_proxy = Broker::new(&proxy.url(), "test").expect("broker");
+    let direct = Broker::new(&format!("redis://127.0.0.1:{}/{}", redis.port, db.unwrap_or(0)), "test").expect("broker");
+    let through_proxy = Broker::new(&proxy.url(db), "test").expect("broker");
     let queues = vec!["default".to_string()];
     let mut reader = through_proxy.reader("worker-a", &queues).with_block(Duration::from_millis(200));
 
@@ -214,7 +227,8 @@ async fn a_read_from_a_redis_that_stops_answering_fails_and_reconnects() {
     proxy.freeze(true);
     let error = or_hang("a read from a frozen Redis", reader.read(10)).await.expect_err("no answer");
     assert!(error.to_string().contains("no answer within the read deadline"), "{error}");
-    // Still frozen: the new connection's handshake gets no answer either.
+    // Still frozen: the new connection (its handshake, or the PING that checks it) gets no
+    // answer either.
     let error = or_hang("a reconnect to a frozen Redis", reader.read(10)).await.expect_err("no handshake");
     assert!(error.source.is_timeout(), "{error}");
 
