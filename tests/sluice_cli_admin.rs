@@ -217,6 +217,52 @@ fn healthcheck_checks_the_store_of_a_service() {
     assert!(err.contains("unknown service `nope`: use webserver, scheduler or worker"), "{err}");
 }
 
+/// A private `redis-server` on a free port, stopped when dropped.
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (run scripts/install-test-deps.sh)");
+        // Wait for it to listen (the server is up in milliseconds; a dead one fails below).
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        RedisServer { child, port }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn healthcheck_pings_a_broker_whose_url_selects_a_db() {
+    let redis = RedisServer::start();
+    let mut session = Session::new();
+    session.ok(&["init"]);
+    // The deployment's broker URL carries the db index (`redis://redis:6379/1`).
+    session.set("SLUICE_BROKER_URL", &format!("redis://127.0.0.1:{}/1", redis.port));
+    assert_eq!(session.ok(&["healthcheck", "worker"]), "");
+    assert_eq!(session.ok(&["healthcheck", "scheduler"]), "");
+    drop(redis);
+    let err = session.fails(&["healthcheck", "worker"]);
+    assert!(err.contains("Redis broker error"), "{err}");
+}
+
 #[test]
 fn runs_and_task_states_can_be_queried() {
     let session = Session::new();

@@ -9,8 +9,13 @@
 //! persistence, an eviction) is published again by the scheduler. A duplicate entry is
 //! harmless: the store lets one worker claim a task instance once.
 //!
-//! Blocking reads use a connection of their own without the redis crate's response
-//! timeout (its default would cut every `XREADGROUP ... BLOCK` short).
+//! Blocking reads use a connection of their own whose response timeout sits a margin
+//! above the read's `BLOCK` time (the crate's default of 500 ms would cut every
+//! `XREADGROUP ... BLOCK` short, and none at all would let a half-open connection, a Redis
+//! that stopped answering without closing the socket, hold a worker forever). A read that
+//! outlives that bound drops its connection; the next read makes a new one, which must
+//! connect within [`CONNECT_TIMEOUT`] and answer a `PING` (the health check) before it is
+//! trusted with a blocking read.
 
 use crate::scheduler::Dispatch;
 use crate::shutdown::Shutdown;
@@ -27,7 +32,17 @@ pub const GROUP: &str = "workers";
 /// A pending entry idle this long belongs to a worker presumed dead, and is claimed.
 pub const RECLAIM_IDLE: Duration = Duration::from_secs(60);
 /// How long one blocking read waits for work before the worker looks around again.
-const BLOCK: Duration = Duration::from_secs(2);
+pub const BLOCK: Duration = Duration::from_secs(2);
+/// How much longer than its `BLOCK` time a blocking read may take before its connection is
+/// judged dead: room for a busy server and the network, far below "forever".
+pub const READ_MARGIN: Duration = Duration::from_secs(3);
+/// How long connecting to Redis (TCP and the HELLO/SELECT handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The client-side bound on one blocking read that waits `block` on the server.
+pub fn read_deadline(block: Duration) -> Duration {
+    block.saturating_add(READ_MARGIN)
+}
 
 /// A broker failure, with what was being done.
 #[derive(Debug)]
@@ -115,7 +130,9 @@ impl Broker {
 
     /// A round trip, for health checks.
     pub async fn ping(&self) -> Result<()> {
-        self.run::<String>(redis::pipe().cmd("PING"), "pinging").await.map(|_| ())
+        // A pipeline answers with one value per command, even for one command: read it as
+        // a one-tuple (reading it as a bare string failed with "not string compatible").
+        self.run::<(String,)>(redis::pipe().cmd("PING"), "pinging").await.map(|_| ())
     }
 
     /// The Redis server's run id: it changes when the server restarts (and, without
@@ -252,6 +269,7 @@ impl Broker {
             streams: queues.iter().map(|q| self.stream(q)).collect(),
             queues: queues.to_vec(),
             conn: None,
+            block: BLOCK,
         }
     }
 }
@@ -264,21 +282,42 @@ pub struct Reader {
     queues: Vec<String>,
     streams: Vec<String>,
     conn: Option<MultiplexedConnection>,
+    /// How long the server holds one read open waiting for work ([`BLOCK`]).
+    block: Duration,
 }
 
 impl Reader {
-    /// Up to `count` new entries, waiting up to two seconds for the first.
+    /// The same reader, waiting `block` on the server per read (and judging the
+    /// connection dead after [`read_deadline`] of it).
+    pub fn with_block(mut self, block: Duration) -> Reader {
+        self.block = block;
+        self
+    }
+
+    /// Up to `count` new entries, waiting up to [`BLOCK`] for the first. An error when
+    /// Redis does not answer within [`read_deadline`] (or a new connection's handshake
+    /// within [`CONNECT_TIMEOUT`]); the connection is then dropped and the next read
+    /// connects afresh.
     pub async fn read(&mut self, count: usize) -> Result<Vec<Delivery>> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             slot => {
-                let config = AsyncConnectionConfig::new().set_response_timeout(None);
-                let conn = self
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(read_deadline(self.block)));
+                let mut conn = self
                     .broker
                     .client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
                     .doing("connecting to read tasks")?;
+                // Without a database index or a password the handshake may need no answer:
+                // a connection to a Redis that does not answer would only be found out by
+                // the first read's deadline.
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .doing("checking a new connection to read tasks")?;
                 self.broker.ensure_groups(&self.queues).await?;
                 slot.insert(conn)
             }
@@ -290,7 +329,8 @@ impl Reader {
             .arg("COUNT")
             .arg(count.max(1))
             .arg("BLOCK")
-            .arg(u64::try_from(BLOCK.as_millis()).unwrap_or(2000))
+            // `BLOCK 0` would wait forever: at least a millisecond.
+            .arg(u64::try_from(self.block.as_millis()).unwrap_or(2000).max(1))
             .arg("STREAMS")
             .arg(&self.streams);
         for _ in &self.streams {
@@ -308,7 +348,12 @@ impl Reader {
             }
             Err(e) => {
                 self.conn = None;
-                Err(BrokerError { doing: "reading tasks", source: e })
+                let doing = if e.is_timeout() {
+                    "reading tasks (no answer within the read deadline: the connection is dropped and remade)"
+                } else {
+                    "reading tasks"
+                };
+                Err(BrokerError { doing, source: e })
             }
         }
     }

@@ -10,14 +10,19 @@
 //! | [`post_json`] | — | `POST <base_url>/<path>`, JSON in and out | — |
 //! | [`sql_execute`], [`sql_query_json`] | — | — | the SQL, unprepared (PgBouncer-safe) |
 
-use crate::executor::http::{ERROR_BODY_BYTES, client, error_chain, prefix, url_from_endpoint};
+use crate::executor::http::{
+    Answer, Bounds, DEADLINE, ERROR_BODY_BYTES, MAX_BODY_BYTES, client, deadline, exchange, prefix, too_large,
+    url_from_endpoint,
+};
 use crate::task::{Connection, TaskError};
 use serde_json::Value;
 use std::path::{Component, Path};
 
 /// The text of `path` from a data source: a file under a `file` connection's directory, or
 /// the body of `GET <base_url>/<path>` on an http connection (a status other than 2xx is an
-/// error). `path` is relative and may not climb out of the directory (`..`).
+/// error). `path` is relative and may not climb out of the directory (`..`). An http
+/// request has the bounds of an http task's: the connection's `extra.timeout` (default
+/// 300 s) for the whole exchange, and a 16 MiB body.
 pub async fn read_text(conn: &Connection, path: &str) -> Result<String, TaskError> {
     match conn.conn_type.as_str() {
         "file" => {
@@ -29,7 +34,7 @@ pub async fn read_text(conn: &Connection, path: &str) -> Result<String, TaskErro
         "http" => {
             let url = http_url(conn, path)?;
             let request = client()?.get(&url);
-            let (status, body) = send(authorized(conn, request), "GET", &url).await?;
+            let (status, body) = send(conn, authorized(conn, request), "GET", &url).await?;
             expect_success("GET", &url, status, &body)?;
             Ok(body)
         }
@@ -42,16 +47,10 @@ pub async fn read_text(conn: &Connection, path: &str) -> Result<String, TaskErro
 
 /// `POST <base_url>/<path>` with a JSON body on an http connection; the response as JSON
 /// (`null` when empty). A status other than 2xx is an error quoting the start of the body.
+/// Bounded as [`read_text`] is.
 pub async fn post_json(conn: &Connection, path: &str, body: &Value) -> Result<Value, TaskError> {
-    if conn.conn_type != "http" {
-        return Err(TaskError::new(format!(
-            "connection `{}` is of type {}; posting JSON needs an http connection",
-            conn.id, conn.conn_type
-        )));
-    }
-    let url = http_url(conn, path)?;
-    let request = client()?.post(&url).json(body);
-    let (status, text) = send(authorized(conn, request), "POST", &url).await?;
+    let (url, request) = post_request(conn, path, body)?;
+    let (status, text) = send(conn, request, "POST", &url).await?;
     expect_success("POST", &url, status, &text)?;
     if text.trim().is_empty() {
         return Ok(Value::Null);
@@ -120,15 +119,42 @@ fn authorized(conn: &Connection, request: reqwest::RequestBuilder) -> reqwest::R
     }
 }
 
-async fn send(request: reqwest::RequestBuilder, method: &str, url: &str) -> Result<(u16, String), TaskError> {
-    let response =
-        request.send().await.map_err(|e| TaskError::new(format!("{method} {url} failed: {}", error_chain(&e))))?;
-    let status = response.status().as_u16();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| TaskError::new(format!("{method} {url}: reading the response failed: {}", error_chain(&e))))?;
-    Ok((status, text))
+/// `POST <base_url>/<path>` of `body` within `bounds`, for alerts: the answer as read, a
+/// body over the cap cut (only the status counts; the body is quoted in errors). A status
+/// other than 2xx is an error.
+pub(crate) async fn post_bounded(conn: &Connection, path: &str, body: &Value, bounds: Bounds) -> Result<(), TaskError> {
+    let (url, request) = post_request(conn, path, body)?;
+    let answer = exchange(request, &format!("POST {url}"), conn, bounds).await?;
+    expect_success("POST", &url, answer.status, &String::from_utf8_lossy(&answer.body))
+}
+
+/// The URL and the authorized request of a JSON `POST` on an http connection.
+fn post_request(conn: &Connection, path: &str, body: &Value) -> Result<(String, reqwest::RequestBuilder), TaskError> {
+    if conn.conn_type != "http" {
+        return Err(TaskError::new(format!(
+            "connection `{}` is of type {}; posting JSON needs an http connection",
+            conn.id, conn.conn_type
+        )));
+    }
+    let url = http_url(conn, path)?;
+    let request = authorized(conn, client()?.post(&url).json(body));
+    Ok((url, request))
+}
+
+/// Sends a task's request within the bounds of an http task's; the body as text.
+async fn send(
+    conn: &Connection,
+    request: reqwest::RequestBuilder,
+    method: &str,
+    url: &str,
+) -> Result<(u16, String), TaskError> {
+    let what = format!("{method} {url}");
+    let bounds = Bounds { deadline: deadline(conn, DEADLINE).map_err(TaskError::new)?, max_body: MAX_BODY_BYTES };
+    let Answer { status, body, truncated } = exchange(request, &what, conn, bounds).await?;
+    if truncated {
+        return Err(TaskError::new(too_large(&what, MAX_BODY_BYTES)));
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn expect_success(method: &str, url: &str, status: u16, body: &str) -> Result<(), TaskError> {

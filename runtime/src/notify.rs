@@ -7,17 +7,30 @@
 //! to the run and the try's log in the REST API under `SLUICE_BASE_URL`. A failed send is
 //! retried with backoff, up to [`MAX_ATTEMPTS`] times; what is sent twice (a crash after
 //! sending, before recording it) carries the same `id` for receivers to drop.
+//!
+//! A receiver that stalls can hold back nothing but its own alert: the alerts of a batch
+//! are sent at once, each within its deadline ([`SEND_DEADLINE`], or the connection's
+//! `extra.timeout` when shorter), and each is recorded as soon as it ends. Of a webhook's
+//! answer only the status counts; at most [`ANSWER_BYTES`] of its body are read.
 
 use crate::connection::Connection;
 use crate::connection::uri::encode;
+use crate::executor::http::{Bounds, deadline, past_deadline};
 use crate::registry::Registry;
 use crate::resolver::Resolver;
 use crate::store::{MAX_ATTEMPTS, NotificationRow, Store};
+use futures_util::StreamExt;
 use serde_json::Value;
 use std::time::Duration;
 
-/// How many notifications one pass claims at a time.
+/// How many notifications one pass claims, and sends at once.
 const BATCH: i64 = 20;
+/// The longest one send may take, whatever its kind. Below the store's 60 s send lease,
+/// so no other process takes an alert over while its first sender still waits on it.
+pub const SEND_DEADLINE: Duration = Duration::from_secs(30);
+/// How much of a webhook's answer is read: only its status counts, and the start of the
+/// body is quoted when the status is not 2xx.
+pub const ANSWER_BYTES: usize = 64 * 1024;
 /// The wait before the first retry; it doubles with each attempt, up to [`MAX_BACKOFF_SECS`].
 const FIRST_BACKOFF_SECS: i64 = 10;
 const MAX_BACKOFF_SECS: i64 = 600;
@@ -70,31 +83,40 @@ impl Notifier {
             if batch.is_empty() {
                 return delivered;
             }
-            for n in batch {
-                let recorded = match self.send(&n).await {
-                    Ok(()) => {
-                        delivered += 1;
-                        self.store.notification_sent(n.id).await
-                    }
-                    Err(error) => {
-                        let retry_at =
-                            (n.attempts < MAX_ATTEMPTS).then(|| self.store.now() + backoff_micros(n.attempts));
-                        let what = if retry_at.is_some() { "will retry" } else { "giving up" };
-                        tracing::warn!(
-                            "notification {} ({} of {}) through `{}` failed, {what}: {error}",
-                            n.id,
-                            n.event,
-                            n.pipeline_id,
-                            n.target
-                        );
-                        self.store.notification_failed(n.id, &error, retry_at).await
-                    }
-                };
-                if let Err(e) = recorded {
-                    tracing::warn!("cannot record the delivery of notification {}: {e}", n.id);
-                }
-            }
+            let sends = batch.len();
+            delivered += futures_util::stream::iter(batch)
+                .map(|n| self.deliver(n))
+                .buffer_unordered(sends)
+                .filter(|sent| std::future::ready(*sent))
+                .count()
+                .await;
         }
+    }
+
+    /// Sends one notification within its deadline and records the result; whether it was
+    /// delivered.
+    async fn deliver(&self, n: NotificationRow) -> bool {
+        let result = self.send(&n).await;
+        let sent = result.is_ok();
+        let recorded = match result {
+            Ok(()) => self.store.notification_sent(n.id).await,
+            Err(error) => {
+                let retry_at = (n.attempts < MAX_ATTEMPTS).then(|| self.store.now() + backoff_micros(n.attempts));
+                let what = if retry_at.is_some() { "will retry" } else { "giving up" };
+                tracing::warn!(
+                    "notification {} ({} of {}) through `{}` failed, {what}: {error}",
+                    n.id,
+                    n.event,
+                    n.pipeline_id,
+                    n.target
+                );
+                self.store.notification_failed(n.id, &error, retry_at).await
+            }
+        };
+        if let Err(e) = recorded {
+            tracing::warn!("cannot record the delivery of notification {}: {e}", n.id);
+        }
+        sent
     }
 
     /// The JSON body: the stored payload with its id and links.
@@ -120,19 +142,32 @@ impl Notifier {
         body
     }
 
+    /// One attempt, within [`send_deadline`] of its connection.
     async fn send(&self, n: &NotificationRow) -> Result<(), String> {
         let conn = self.connections.resolve(&n.target)?;
+        let limit = send_deadline(&conn)?;
         let body = self.body(n);
-        match conn.conn_type.as_str() {
-            "http" => {
-                let endpoint = conn.extra.get("endpoint").and_then(Value::as_str).unwrap_or_default();
-                crate::io::post_json(&conn, endpoint, &body).await.map(|_| ()).map_err(|e| e.message)
+        let attempt = async {
+            match conn.conn_type.as_str() {
+                "http" => {
+                    let endpoint = conn.extra.get("endpoint").and_then(Value::as_str).unwrap_or_default();
+                    let bounds = Bounds { deadline: limit, max_body: ANSWER_BYTES };
+                    crate::io::post_bounded(&conn, endpoint, &body, bounds).await.map_err(|e| e.message)
+                }
+                "smtp" => send_email(&conn, &n.recipients, &subject(n), &email_text(&body)).await,
+                "file" => append_line(&conn, &body).await,
+                other => Err(format!("connection `{}` is of type {other}; notify through http, smtp or file", conn.id)),
             }
-            "smtp" => send_email(&conn, &n.recipients, &subject(n), &email_text(&body)).await,
-            "file" => append_line(&conn, &body).await,
-            other => Err(format!("connection `{}` is of type {other}; notify through http, smtp or file", conn.id)),
-        }
+        };
+        let what = format!("notifying through `{}`", conn.id);
+        tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| Err(past_deadline(&what, &conn, limit)))
     }
+}
+
+/// How long one send through `conn` may take: [`SEND_DEADLINE`], or the connection's
+/// `extra.timeout` when shorter.
+fn send_deadline(conn: &Connection) -> Result<Duration, String> {
+    deadline(conn, SEND_DEADLINE).map(|d| d.min(SEND_DEADLINE))
 }
 
 fn backoff_micros(attempts: i64) -> i64 {

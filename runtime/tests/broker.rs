@@ -129,3 +129,123 @@ async fn rate_limits_are_counted_in_redis_across_limiters() {
     a.reset("login-failures:10.0.0.7").await;
     assert_eq!(b.blocked("login-failures:10.0.0.7", limit).await, None);
 }
+
+#[tokio::test]
+async fn ping_answers_on_a_url_with_a_db_index() {
+    let redis = RedisServer::start();
+    assert!(redis.url().ends_with("/1"), "the URL selects db 1");
+    let broker = Broker::new(&redis.url(), "test").expect("broker");
+    broker.ping().await.expect("PONG through a connection that selected db 1");
+    broker.ping().await.expect("again, on the kept connection");
+}
+
+/// A TCP proxy in front of a real Redis that can freeze: every connection open at that
+/// moment stops forwarding for good but keeps its sockets open (a half-open connection, a
+/// Redis that stopped answering), and connections made while frozen are accepted but
+/// reach Redis only once thawed.
+struct FreezingProxy {
+    port: u16,
+    frozen: tokio::sync::watch::Sender<bool>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FreezingProxy {
+    async fn start(upstream: u16) -> FreezingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (frozen, _) = tokio::sync::watch::channel(false);
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (watch, count) = (frozen.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut frozen = watch.subscribe();
+                tokio::spawn(async move {
+                    if frozen.wait_for(|f| !*f).await.is_err() {
+                        return;
+                    }
+                    let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                    let cut = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+                        changed = frozen.wait_for(|f| *f) => changed.is_ok(),
+                    };
+                    if cut {
+                        // Hold both sockets open and silent until the test ends.
+                        std::future::pending::<()>().await;
+                    }
+                });
+            }
+        });
+        FreezingProxy { port, frozen, accepted }
+    }
+
+    /// With `db` when given (`/1`), else Redis's default db and no SELECT in the handshake.
+    fn url(&self, db: Option<u8>) -> String {
+        match db {
+            Some(db) => format!("redis://127.0.0.1:{}/{db}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Turns a hang into a failure: far above every bound the broker keeps.
+async fn or_hang<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), work).await.unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+#[tokio::test]
+async fn a_read_from_a_redis_that_stops_answering_fails_and_reconnects() {
+    reading_through_a_freeze(Some(1)).await;
+}
+
+#[tokio::test]
+async fn a_read_from_a_redis_that_stops_answering_fails_and_reconnects_on_the_default_db() {
+    reading_through_a_freeze(None).await;
+}
+
+async fn reading_through_a_freeze(db: Option<u8>) {
+    let redis = RedisServer::start();
+    let proxy = FreezingProxy::start(redis.port).await;
+    let direct = Broker::new(&format!("redis://127.0.0.1:{}/{}", redis.port, db.unwrap_or(0)), "test").expect("broker");
+    let through_proxy = Broker::new(&proxy.url(db), "test").expect("broker");
+    let queues = vec!["default".to_string()];
+    let mut reader = through_proxy.reader("worker-a", &queues).with_block(Duration::from_millis(200));
+
+    direct.publish(&[queued(1)]).await.expect("publish");
+    let first = or_hang("a read", reader.read(10)).await.expect("read through the proxy");
+    assert_eq!(first.iter().map(|d| d.ti_id).collect::<Vec<_>>(), [1]);
+    let before = proxy.connections();
+
+    proxy.freeze(true);
+    let error = or_hang("a read from a frozen Redis", reader.read(10)).await.expect_err("no answer");
+    assert!(error.to_string().contains("no answer within the read deadline"), "{error}");
+    // Still frozen: the new connection (its handshake, or the PING that checks it) gets no
+    // answer either.
+    let error = or_hang("a reconnect to a frozen Redis", reader.read(10)).await.expect_err("no handshake");
+    assert!(error.source.is_timeout(), "{error}");
+
+    proxy.freeze(false);
+    direct.publish(&[queued(2)]).await.expect("publish");
+    let delivered = or_hang("work flowing again", async {
+        loop {
+            match reader.read(10).await {
+                Ok(deliveries) if !deliveries.is_empty() => return deliveries,
+                Ok(_) => {}
+                // The broker's shared connection, which the reader checks the groups on
+                // when it connects, may still be a frozen one: it times out and is remade.
+                Err(e) => eprintln!("retrying after: {e}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(delivered.iter().map(|d| d.ti_id).collect::<Vec<_>>(), [2], "work flows again");
+    assert!(proxy.connections() > before, "the reader connected afresh");
+}

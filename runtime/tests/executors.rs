@@ -1,6 +1,8 @@
 //! The executors against real things: bash processes, a local HTTP server, SQLite files and
 //! the PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), plus templates and the log.
 
+mod support;
+
 use serde_json::{Value, json};
 use sluice_runtime::executor::{ExecEnv, execute};
 use sluice_runtime::spec::*;
@@ -149,6 +151,19 @@ static PIPELINES: [PipelineSpec; 1] = [PipelineSpec {
                 expect_status: &[],
             },
             Some(1),
+        ),
+        // No execution_timeout: only the request's own bounds stop it.
+        task(
+            "http_unbounded",
+            TaskKind::Http {
+                conn: "api",
+                method: "GET",
+                endpoint: "/feed",
+                body: None,
+                headers: &[],
+                expect_status: &[],
+            },
+            None,
         ),
         sql("sql_lite", "lite"),
         sql("sql_pg", "pg"),
@@ -595,6 +610,57 @@ async fn http_refuses_https_and_times_out() {
     let (result, _) = run("http_slow", input("http_slow", json!({}), vec![api(port, "http")])).await;
     assert_eq!(result.expect_err("slow").message, "timed out after 1s");
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// The `api` connection to 127.0.0.1:`port` with these extras.
+fn api_with(port: u16, extra: Value) -> Connection {
+    let Value::Object(extra) = extra else { panic!("extras are an object") };
+    Connection { extra, ..api(port, "http") }
+}
+
+#[tokio::test]
+async fn http_a_server_that_never_answers_fails_the_task_at_its_deadline() {
+    let server = support::servers::Stalled::start().await;
+    let conn = api_with(server.port, json!({ "timeout": 1 }));
+    let (result, _) = run("http_unbounded", input("http_unbounded", json!({}), vec![conn])).await;
+    let message = result.expect_err("no answer").message;
+    assert_eq!(
+        message,
+        format!(
+            "GET http://127.0.0.1:{}/feed: no complete answer within the 1s deadline \
+             (set `extra.timeout` on connection `api` to change it)",
+            server.port
+        )
+    );
+    assert_eq!(server.accepted(), 1, "the request reached the server");
+    // The abandoned request's connection is closed, not left to linger.
+    server.until(|s| s.open() == 0).await;
+}
+
+#[tokio::test]
+async fn http_an_endless_body_fails_the_task_at_the_cap_and_is_read_no_further() {
+    let (port, server) = support::servers::endless_body().await;
+    let (result, lines) = run("http_unbounded", input("http_unbounded", json!({}), vec![api(port, "http")])).await;
+    let message = result.expect_err("too large").message;
+    assert_eq!(
+        message,
+        format!("GET http://127.0.0.1:{port}/feed returned a body larger than the 16 MiB cap; the rest was not read")
+    );
+    // The worker hung up: the server's writes fail. What it got written is the cap plus
+    // what the sockets buffer, not an unbounded stream.
+    let written = server.await.expect("server");
+    assert!(written < 64 * 1024 * 1024, "{written} bytes written before the client hung up");
+    assert!(!texts(&lines).contains("HTTP 200"), "no output from a cut body: {}", texts(&lines));
+}
+
+#[tokio::test]
+async fn http_extra_timeout_must_be_a_number_of_seconds() {
+    let conn = api_with(1, json!({ "timeout": "soon" }));
+    let (result, _) = run("http_unbounded", input("http_unbounded", json!({}), vec![conn])).await;
+    assert_eq!(
+        result.expect_err("refused").message,
+        r#"connection `api`: `extra.timeout` must be a positive number of seconds, not "soon""#
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -39,17 +39,25 @@ struct Webhook {
     bodies: Arc<Mutex<Vec<Value>>>,
     status: Arc<AtomicU16>,
     port: u16,
+    /// Told of each body received.
+    received: Arc<tokio::sync::Notify>,
 }
 
 impl Webhook {
     async fn start() -> Webhook {
         async fn receive(State(hook): State<Webhook>, body: axum::Json<Value>) -> StatusCode {
             hook.bodies.lock().expect("lock").push(body.0);
+            hook.received.notify_waiters();
             StatusCode::from_u16(hook.status.load(Ordering::SeqCst)).expect("status")
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let hook = Webhook { bodies: Arc::default(), status: Arc::new(AtomicU16::new(200)), port };
+        let hook = Webhook {
+            bodies: Arc::default(),
+            status: Arc::new(AtomicU16::new(200)),
+            port,
+            received: Arc::new(tokio::sync::Notify::new()),
+        };
         let app = axum::Router::new().route("/hooks/sluice", axum::routing::post(receive)).with_state(hook.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         hook
@@ -400,4 +408,86 @@ async fn a_file_target_gets_one_json_line_per_notification() {
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
     assert_eq!(lines.len(), 1);
     assert_eq!((lines[0]["event"].as_str(), lines[0]["error"].as_str()), (Some("failure"), Some("boom")));
+}
+
+/// A pipeline whose task `a` tells `targets` of its failure, through these connections;
+/// the task has failed once the returned store is handed back.
+async fn one_failure(targets: &'static [&'static str], connections: Vec<ConnectionSpec>) -> (&'static Registry, Store) {
+    let tasks: &'static [TaskSpec] = Box::leak(Box::new([TaskSpec { on_failure: targets, ..task("a", &[]) }]));
+    let registry = registry_of(vec![pipeline("stalling", Schedule::Manual, tasks)], connections);
+    let p = &registry.pipelines[0];
+    let (store, _) = store(&Db::Sqlite).await;
+    store.sync_pipelines(registry).await.expect("sync");
+    let collect = Arc::new(Collect::default());
+    let scheduler = Scheduler::new(registry, store.clone(), collect.clone());
+    sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+    scheduler.tick().await.expect("tick");
+    finish_all(&store, p, collect.take(), |_| Outcome::Failed("boom".into())).await;
+    (registry, store)
+}
+
+/// Turns a hang into a failure: far above every deadline the notifier keeps.
+async fn or_hang<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(120), work).await.unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+#[tokio::test]
+async fn a_stalled_webhook_does_not_hold_back_the_others() {
+    let stalled = support::servers::Stalled::start().await;
+    let hook = Webhook::start().await;
+    // The stalled receiver comes first, and keeps the default deadline (30 s).
+    let (registry, store) = one_failure(
+        &["stalled", "hook"],
+        vec![
+            connection("stalled", ConnType::Http, stalled.port, r#"{"endpoint": "/hooks/sluice"}"#),
+            connection("hook", ConnType::Http, hook.port, r#"{"endpoint": "/hooks/sluice"}"#),
+        ],
+    )
+    .await;
+    let notifier = notifier(&store, registry);
+    let sending = tokio::spawn(async move { notifier.deliver_due().await });
+    or_hang("the working webhook's alert", async {
+        loop {
+            let received = hook.received.notified();
+            if !hook.bodies().is_empty() {
+                return;
+            }
+            received.await;
+        }
+    })
+    .await;
+    or_hang("the stalled webhook's request", stalled.until(|s| s.accepted() == 1)).await;
+    assert_eq!(stalled.open(), 1, "the working webhook got its alert while the stalled one was still waited on");
+    assert_eq!(hook.bodies()[0]["event"], "failure");
+    sending.abort();
+}
+
+#[tokio::test]
+async fn a_webhook_that_never_answers_fails_at_its_deadline_and_is_retried() {
+    let stalled = support::servers::Stalled::start().await;
+    let (registry, store) = one_failure(
+        &["stalled"],
+        vec![connection("stalled", ConnType::Http, stalled.port, r#"{"endpoint": "/hooks/sluice", "timeout": 1}"#)],
+    )
+    .await;
+    assert_eq!(or_hang("delivery", notifier(&store, registry).deliver_due()).await, 0);
+    let row = &store.notifications(None, 1).await.expect("list")[0];
+    assert_eq!((row.state.as_str(), row.attempts), ("pending", 1), "retried later");
+    let error = row.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("no complete answer within the 1s deadline"), "{error}");
+    or_hang("the abandoned request's close", stalled.until(|s| s.open() == 0)).await;
+}
+
+#[tokio::test]
+async fn a_webhook_answering_an_endless_body_is_read_only_to_the_cap() {
+    let (port, server) = support::servers::endless_body().await;
+    let (registry, store) = one_failure(
+        &["endless"],
+        vec![connection("endless", ConnType::Http, port, r#"{"endpoint": "/hooks/sluice"}"#)],
+    )
+    .await;
+    assert_eq!(or_hang("delivery", notifier(&store, registry).deliver_due()).await, 1, "a 200 is a delivery");
+    let written = or_hang("the server noticing the hang-up", server).await.expect("server");
+    assert!(written < 64 * 1024 * 1024, "{written} bytes written before the notifier hung up");
+    assert_eq!(store.notifications(None, 1).await.expect("list")[0].state, "sent");
 }

@@ -3,17 +3,27 @@
 //! The base URL is `schema://host:port` ([`crate::connection::Connection::base_url`]); the
 //! endpoint is appended as Airflow's hook does. Basic auth comes from the connection's
 //! login and password. This build speaks plain HTTP only (reqwest without a TLS backend).
+//!
+//! Every request has bounds besides the task's `execution_timeout` (which a task need not
+//! set): a deadline on the whole exchange (connecting, sending, the answer and its body),
+//! the connection's `extra.timeout` or [`DEADLINE`], so a server that accepts and never
+//! answers, or dribbles forever, cannot hold a worker slot for good; and a cap on the body
+//! read ([`MAX_BODY_BYTES`]), so an endless body cannot exhaust the worker's memory.
 
 use super::{ExecEnv, render};
+use crate::connection::Connection;
 use crate::task::{TaskError, TaskInput};
 use crate::template::TemplateContext;
+use serde_json::Value;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// How long connecting may take, whatever the task's timeout.
+/// How long connecting may take, whatever the deadline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The deadline of one request when its connection sets no `extra.timeout`.
+pub const DEADLINE: Duration = Duration::from_secs(300);
 /// Larger bodies fail the task: the body becomes an output, stored with the run.
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// How much of an unexpected response's body the error quotes.
 pub(crate) const ERROR_BODY_BYTES: usize = 500;
 
@@ -57,31 +67,12 @@ pub(super) async fn run(
         builder = builder.body(render(env, input, "the body", body, &ctx, None)?);
     }
 
+    let bounds = Bounds { deadline: deadline(conn, DEADLINE).map_err(TaskError::new)?, max_body: MAX_BODY_BYTES };
     let log = &input.log;
     log.info(format!("{method} {url}"));
-    let mut response =
-        builder.send().await.map_err(|e| TaskError::new(format!("{method} {url} failed: {}", error_chain(&e))))?;
-    let status = response.status().as_u16();
-    let mut body: Vec<u8> = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(TaskError::new(format!(
-                        "{method} {url} returned a body larger than {} MiB",
-                        MAX_BODY_BYTES / (1024 * 1024)
-                    )));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                return Err(TaskError::new(format!(
-                    "{method} {url}: reading the response body failed: {}",
-                    error_chain(&e)
-                )));
-            }
-        }
+    let Answer { status, body, truncated } = exchange(builder, &format!("{method} {url}"), conn, bounds).await?;
+    if truncated {
+        return Err(TaskError::new(too_large(&format!("{method} {url}"), MAX_BODY_BYTES)));
     }
     log.info(format!("HTTP {status}, {} bytes", body.len()));
 
@@ -102,6 +93,100 @@ pub(super) async fn run(
     let body = serde_json::from_slice::<serde_json::Value>(&body)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
     Ok(serde_json::json!({ "status": status, "body": body }))
+}
+
+/// What one request may cost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// For the whole exchange: connecting, sending, the answer and its body.
+    pub deadline: Duration,
+    /// The most of the body that is read.
+    pub max_body: usize,
+}
+
+/// An answer read within its [`Bounds`].
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: u16,
+    /// At most `max_body` bytes.
+    pub body: Vec<u8>,
+    /// More followed than `max_body` bytes; it was not read (the connection is dropped).
+    pub truncated: bool,
+}
+
+/// Sends `request` and reads its answer within `bounds`. `what` (`GET http://...`) and
+/// `conn` name the request in errors.
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+    what: &str,
+    conn: &Connection,
+    bounds: Bounds,
+) -> Result<Answer, TaskError> {
+    let work = async {
+        let mut response =
+            request.send().await.map_err(|e| TaskError::new(format!("{what} failed: {}", error_chain(&e))))?;
+        let status = response.status().as_u16();
+        let mut body: Vec<u8> = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = bounds.max_body - body.len();
+                    if chunk.len() > room {
+                        body.extend_from_slice(&chunk[..room]);
+                        return Ok(Answer { status, body, truncated: true });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(Answer { status, body, truncated: false }),
+                Err(e) => {
+                    return Err(TaskError::new(format!(
+                        "{what}: reading the response body failed: {}",
+                        error_chain(&e)
+                    )));
+                }
+            }
+        }
+    };
+    // Dropping the unfinished exchange closes its connection.
+    tokio::time::timeout(bounds.deadline, work)
+        .await
+        .unwrap_or_else(|_| Err(TaskError::new(past_deadline(what, conn, bounds.deadline))))
+}
+
+/// The deadline of a request on `conn`: its `extra.timeout` (seconds, a positive number or
+/// a string of one) when set, else `default`.
+pub(crate) fn deadline(conn: &Connection, default: Duration) -> Result<Duration, String> {
+    let Some(value) = conn.extra.get("timeout").filter(|v| !v.is_null()) else { return Ok(default) };
+    let secs = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    secs.filter(|s| s.is_finite() && *s > 0.0).and_then(|s| Duration::try_from_secs_f64(s).ok()).ok_or_else(|| {
+        format!("connection `{}`: `extra.timeout` must be a positive number of seconds, not {value}", conn.id)
+    })
+}
+
+/// The error of a request that outlived its deadline.
+pub(crate) fn past_deadline(what: &str, conn: &Connection, deadline: Duration) -> String {
+    format!(
+        "{what}: no complete answer within the {deadline:?} deadline (set `extra.timeout` on connection `{}` to change it)",
+        conn.id
+    )
+}
+
+/// The error of a body over its cap.
+pub(crate) fn too_large(what: &str, max_body: usize) -> String {
+    format!("{what} returned a body larger than the {} cap; the rest was not read", size(max_body))
+}
+
+/// `16 MiB`, `64 KiB`, `100 bytes`.
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 && b % (1024 * 1024) == 0 => format!("{} MiB", b / (1024 * 1024)),
+        b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
+        b => format!("{b} bytes"),
+    }
 }
 
 /// One client for every request: it pools connections.
@@ -149,4 +234,39 @@ pub(crate) fn prefix(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(extra: Value) -> Connection {
+        let Value::Object(extra) = extra else { panic!("an object") };
+        Connection { id: "api".into(), conn_type: "http".into(), extra, ..Connection::default() }
+    }
+
+    #[test]
+    fn the_deadline_comes_from_extra_timeout_or_the_default() {
+        let default = Duration::from_secs(300);
+        assert_eq!(deadline(&conn(serde_json::json!({})), default), Ok(default));
+        assert_eq!(deadline(&conn(serde_json::json!({"timeout": null})), default), Ok(default));
+        assert_eq!(deadline(&conn(serde_json::json!({"timeout": 5})), default), Ok(Duration::from_secs(5)));
+        assert_eq!(deadline(&conn(serde_json::json!({"timeout": 0.5})), default), Ok(Duration::from_millis(500)));
+        assert_eq!(deadline(&conn(serde_json::json!({"timeout": " 90 "})), default), Ok(Duration::from_secs(90)));
+        for bad in [serde_json::json!(0), serde_json::json!(-1), serde_json::json!("soon"), serde_json::json!([1])] {
+            let error = deadline(&conn(serde_json::json!({ "timeout": bad })), default).expect_err("refused");
+            assert!(error.starts_with("connection `api`: `extra.timeout` must be a positive number"), "{error}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size(MAX_BODY_BYTES), "16 MiB");
+        assert_eq!(size(64 * 1024), "64 KiB");
+        assert_eq!(size(1000), "1000 bytes");
+        assert_eq!(
+            too_large("GET http://h/x", 64 * 1024),
+            "GET http://h/x returned a body larger than the 64 KiB cap; the rest was not read"
+        );
+    }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod servers;
+
 use sluice_runtime::Registry;
 use sluice_runtime::clock::ManualClock;
 use sluice_runtime::spec::*;
