@@ -124,6 +124,8 @@ pub fn main(registry: &'static Registry) -> ExitCode {
         }
     };
     init_logging();
+    // Reads FAILPOINTS when the fault tests' build turned failpoints on; a no-op otherwise.
+    let _failpoints = fail::FailScenario::setup();
     match runtime.block_on(run(registry, cli)) {
         Ok(code) => code,
         Err(message) => {
