@@ -8,66 +8,16 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use sluice_runtime::executor::{ExecEnv, execute};
 use sluice_runtime::spec::*;
-use sluice_runtime::task::{Logger, TaskFuture};
-use sluice_runtime::{Connection, Registry, RunInfo, TaskError, TaskInput};
+use sluice_runtime::task::Logger;
+use sluice_runtime::{Connection, RunInfo, TaskError, TaskInput};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-static DEPLOYMENT: DeploymentSpec = DeploymentSpec {
-    project: "test",
-    webserver_port: 8080,
-    parallelism: 4,
-    worker_concurrency: 4,
-    worker_replicas: 1,
-    queues: &["default"],
-    paused_at_creation: false,
-    load_examples: false,
-    admin_username_env: "A",
-    admin_password_env: "B",
-    admin_email_env: "C",
-    fernet_key_env: "D",
-    secret_key_env: "E",
-    broker_db: 1,
-    rate_limit_db: 2,
-};
+mod support;
 
-static REGISTRY: Registry = Registry {
-    source: "injection.rs",
-    deployment: &DEPLOYMENT,
-    connections: &[],
-    pools: &[],
-    pipelines: &PIPELINES,
-    dispatch,
-};
-
-fn dispatch<'a>(_pipeline: &str, _task: &str, _input: &'a TaskInput) -> Option<TaskFuture<'a>> {
-    None
-}
-
+/// A task of `kind`, with a timeout so a broken quoting cannot hang the suite.
 const fn task(id: &'static str, kind: TaskKind) -> TaskSpec {
-    TaskSpec {
-        id,
-        description: "",
-        kind,
-        depends_on: &[],
-        trigger_rule: TriggerRule::AllSuccess,
-        retry: RetryPolicy { retries: 0, retry_delay_secs: 0, exponential_backoff: false, max_retry_delay_secs: None },
-        execution_timeout_secs: Some(30),
-        email_on_failure: false,
-        email_on_retry: false,
-        email: &[],
-        on_failure: &[],
-        on_retry: &[],
-        on_success: &[],
-        sla_secs: None,
-        pool: "default_pool",
-        pool_slots: 1,
-        priority_weight: 1,
-        queue: "default",
-        connections: &[],
-        outputs: &[],
-        renamed_from: &[],
-    }
+    TaskSpec { kind, execution_timeout_secs: Some(30), ..support::task(id, &[]) }
 }
 
 /// One value in every place a command can hold it; each form writes what it got to a file
@@ -85,50 +35,32 @@ const SHELL_FILES: &[&str] = &["bare", "double", "single", "ansi", "env"];
 /// The sample's own command: the greeting inside single quotes.
 const PRINT_DATE: &str = "date && echo '{{ params.v }} on {{ ds }}'";
 
-static PIPELINES: [PipelineSpec; 1] = [PipelineSpec {
-    id: "injection",
-    description: "",
-    owner: "tests",
-    tags: &[],
-    schedule: Schedule::Manual,
-    schedule_text: "",
-    timezone: "UTC",
-    start_date: None,
-    end_date: None,
-    catchup: false,
-    max_active_runs: 1,
-    max_active_tasks: 16,
-    paused_at_creation: false,
-    params: &[],
-    on_failure: &[],
-    on_success: &[],
-    email: &[],
-    tasks: &[
-        task(
-            "shell_forms",
-            TaskKind::Shell { command: SHELL_FORMS, env: &[("OUT", "{{ params.out }}"), ("V", "{{ params.v }}")] },
-        ),
-        task("print_date", TaskKind::Shell { command: PRINT_DATE, env: &[] }),
-        task("env_dump", TaskKind::Shell { command: "env -0 > \"$OUT/env\"", env: &[("OUT", "{{ params.out }}")] }),
-        task(
-            "sql_lite",
-            TaskKind::Sql {
-                conn: "lite",
-                statement: "CREATE TABLE IF NOT EXISTS canary (x); \
+static TASKS: [TaskSpec; 5] = [
+    task(
+        "shell_forms",
+        TaskKind::Shell { command: SHELL_FORMS, env: &[("OUT", "{{ params.out }}"), ("V", "{{ params.v }}")] },
+    ),
+    task("print_date", TaskKind::Shell { command: PRINT_DATE, env: &[] }),
+    task("env_dump", TaskKind::Shell { command: "env -0 > \"$OUT/env\"", env: &[("OUT", "{{ params.out }}")] }),
+    task(
+        "sql_lite",
+        TaskKind::Sql {
+            conn: "lite",
+            statement: "CREATE TABLE IF NOT EXISTS canary (x); \
                             SELECT {{ params.v }} AS bare, '{{ params.v }}' AS quoted, 1 AS \"{{ params.v }}\"",
-            },
-        ),
-        task(
-            "sql_pg",
-            TaskKind::Sql {
-                conn: "pg",
-                statement: "SELECT {{ params.v }} AS bare, '{{ params.v }}' AS quoted, E'{{ params.v }}' AS escaped, \
+        },
+    ),
+    task(
+        "sql_pg",
+        TaskKind::Sql {
+            conn: "pg",
+            statement: "SELECT {{ params.v }} AS bare, '{{ params.v }}' AS quoted, E'{{ params.v }}' AS escaped, \
                             $${{ params.w }}$$ AS dollar, 1 AS \"{{ params.v }}\" -- {{ params.w }}",
-            },
-        ),
-    ],
-    version_hash: "test",
-}];
+        },
+    ),
+];
+
+static PIPELINES: [PipelineSpec; 1] = [support::pipeline("injection", Schedule::Manual, &TASKS)];
 
 fn spec(id: &str) -> &'static TaskSpec {
     PIPELINES[0].task(id).expect("the test pipeline has this task")
@@ -155,7 +87,9 @@ fn input(task_id: &str, params: Value, connections: Vec<Connection>) -> TaskInpu
 async fn run(task_id: &str, params: Value, connections: Vec<Connection>) -> (Result<Value, TaskError>, String) {
     let input = input(task_id, params, connections);
     let log = input.log.clone();
-    let result = execute(&REGISTRY, &PIPELINES[0], spec(task_id), input, &ExecEnv::default()).await;
+    static REGISTRY: std::sync::OnceLock<&'static sluice_runtime::Registry> = std::sync::OnceLock::new();
+    let registry = REGISTRY.get_or_init(|| support::registry(&PIPELINES, &[]));
+    let result = execute(registry, &PIPELINES[0], spec(task_id), input, &ExecEnv::default()).await;
     let text = log.entries().iter().map(|l| format!("{}\n", l.text)).collect::<String>();
     (result, text)
 }

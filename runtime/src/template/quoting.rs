@@ -164,8 +164,40 @@ pub fn quote(marked: &str, language: Language) -> Result<String, String> {
     }
 }
 
+/// A reader of one language: follows the literal text, and quotes a value for where the
+/// text so far left it.
+pub(super) trait Lexer {
+    /// Reads literal text the template's author wrote.
+    fn read(&mut self, text: &str);
+    /// `value` quoted for the current place, or why no quoting is sound there.
+    fn quote(&self, value: &Interpolated) -> Result<String, String>;
+    /// A quoted value was written: it ends a word as a quoted string would.
+    fn after_value(&mut self);
+}
+
+/// Reads `pieces` with `lexer`, writing each literal as it is and each value quoted.
+pub(super) fn assemble(pieces: &[Piece<'_>], lexer: &mut dyn Lexer) -> Result<String, String> {
+    let mut out = String::new();
+    let mut values = 0;
+    for piece in pieces {
+        match piece {
+            Piece::Literal(text) => {
+                lexer.read(text);
+                out.push_str(text);
+            }
+            Piece::Value(value) => {
+                values += 1;
+                let quoted = lexer.quote(value).map_err(|why| format!("the {} value ({why})", ordinal(values)))?;
+                lexer.after_value();
+                out.push_str(&quoted);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The position of the `n`th value (1-based), for error messages.
-pub(super) fn ordinal(n: usize) -> String {
+fn ordinal(n: usize) -> String {
     let suffix = match (n % 10, n % 100) {
         (1, 11) | (2, 12) | (3, 13) => "th",
         (1, _) => "st",

@@ -2,7 +2,7 @@
 //! bash reads it, far enough to know, at each value, whether it lands in a bare word, in
 //! `'...'`, `"..."` or `$'...'`, or somewhere no quoting is sound.
 
-use super::quoting::{Interpolated, Piece, ordinal};
+use super::quoting::{Interpolated, Lexer, Piece, assemble};
 
 /// Where the lexer is.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,27 +30,12 @@ enum Frame {
 }
 
 pub(super) fn quote(pieces: &[Piece<'_>]) -> Result<String, String> {
-    let mut lexer = Lexer { stack: vec![Frame::Bare { parens: 0 }], pending_heredocs: Vec::new(), line: String::new() };
-    let mut out = String::new();
-    let mut values = 0;
-    for piece in pieces {
-        match piece {
-            Piece::Literal(text) => {
-                lexer.read(text);
-                out.push_str(text);
-            }
-            Piece::Value(value) => {
-                values += 1;
-                let quoted = lexer.quote(value).map_err(|why| format!("the {} value ({why})", ordinal(values)))?;
-                lexer.after_value();
-                out.push_str(&quoted);
-            }
-        }
-    }
-    Ok(out)
+    let mut lexer =
+        ShellLexer { stack: vec![Frame::Bare { parens: 0 }], pending_heredocs: Vec::new(), line: String::new() };
+    assemble(pieces, &mut lexer)
 }
 
-struct Lexer {
+struct ShellLexer {
     stack: Vec<Frame>,
     /// Here-documents opened on the current line: (delimiter, strip tabs).
     pending_heredocs: Vec<(String, bool)>,
@@ -58,7 +43,22 @@ struct Lexer {
     line: String,
 }
 
-impl Lexer {
+impl Lexer for ShellLexer {
+    fn read(&mut self, text: &str) {
+        self.read_text(text);
+    }
+
+    fn quote(&self, value: &Interpolated) -> Result<String, String> {
+        self.quote_value(value)
+    }
+
+    /// A value ends a word as a quoted string would; it changes no frame.
+    fn after_value(&mut self) {
+        self.line.push('x');
+    }
+}
+
+impl ShellLexer {
     fn top(&self) -> &Frame {
         self.stack.last().unwrap_or(&Frame::Bare { parens: 0 })
     }
@@ -88,12 +88,7 @@ impl Lexer {
         backslashes % 2 == 1 && !matches!(self.top(), Frame::Single | Frame::Comment | Frame::HereDoc { .. })
     }
 
-    /// A value ends a word as a quoted string would; it changes no frame.
-    fn after_value(&mut self) {
-        self.line.push('x');
-    }
-
-    fn quote(&self, value: &Interpolated) -> Result<String, String> {
+    fn quote_value(&self, value: &Interpolated) -> Result<String, String> {
         let text = value.text();
         if self.escape_pending() {
             return Err("it follows a backslash, which would escape its quoting; remove the backslash".into());
@@ -138,7 +133,7 @@ impl Lexer {
         }
     }
 
-    fn read(&mut self, text: &str) {
+    fn read_text(&mut self, text: &str) {
         let chars: Vec<char> = text.chars().collect();
         let mut i = 0;
         while i < chars.len() {

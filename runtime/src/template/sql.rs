@@ -5,7 +5,7 @@
 //! PostgreSQL's rules assume `standard_conforming_strings = on`, its default since 9.1: in
 //! `'...'` a backslash is an ordinary character, and only `E'...'` reads escapes.
 
-use super::quoting::{Interpolated, Piece, ordinal};
+use super::quoting::{Interpolated, Lexer, Piece, assemble};
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -31,36 +31,32 @@ enum State {
 }
 
 pub(super) fn quote(pieces: &[Piece<'_>], postgres: bool) -> Result<String, String> {
-    let mut lexer = Lexer { state: State::Normal, postgres, before: String::new() };
-    let mut out = String::new();
-    let mut values = 0;
-    for piece in pieces {
-        match piece {
-            Piece::Literal(text) => {
-                lexer.read(text);
-                out.push_str(text);
-            }
-            Piece::Value(value) => {
-                values += 1;
-                let quoted = lexer.quote(value).map_err(|why| format!("the {} value ({why})", ordinal(values)))?;
-                // A literal ends a token as a quoted string would.
-                lexer.before.push(' ');
-                out.push_str(&quoted);
-            }
-        }
-    }
-    Ok(out)
+    assemble(pieces, &mut SqlLexer { state: State::Normal, postgres, before: String::new() })
 }
 
-struct Lexer {
+struct SqlLexer {
     state: State,
     postgres: bool,
     /// What has been read so far (only its end matters).
     before: String,
 }
 
-impl Lexer {
+impl Lexer for SqlLexer {
+    fn read(&mut self, text: &str) {
+        self.read_text(text);
+    }
+
     fn quote(&self, value: &Interpolated) -> Result<String, String> {
+        self.quote_value(value)
+    }
+
+    fn after_value(&mut self) {
+        self.before.push(' ');
+    }
+}
+
+impl SqlLexer {
+    fn quote_value(&self, value: &Interpolated) -> Result<String, String> {
         let text = value.text();
         let backslash_pending = self.before.chars().rev().take_while(|&c| c == '\\').count() % 2 == 1;
         match &self.state {
@@ -106,7 +102,7 @@ impl Lexer {
         }
     }
 
-    fn read(&mut self, text: &str) {
+    fn read_text(&mut self, text: &str) {
         let chars: Vec<char> = text.chars().collect();
         let mut i = 0;
         while i < chars.len() {
