@@ -259,7 +259,7 @@ fn warehouse() -> Connection {
 
 #[tokio::test]
 async fn shell_streams_lines_and_sees_its_environment() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(1024);
     let mut task_input = input("shell_env", json!({ "greeting": "hello" }), vec![warehouse()]);
     task_input.log = Logger::streaming(tx);
     let log = task_input.log.clone();
@@ -822,7 +822,7 @@ async fn rust_bodies_run_and_panics_are_failures() {
 
 #[test]
 fn the_log_masks_secrets_and_keeps_the_last_lines() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(16);
     let log = Logger::streaming(tx);
     log.mask("hunter2");
     log.mask("hunter2-long");
