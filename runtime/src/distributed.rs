@@ -96,7 +96,9 @@ pub async fn worker(
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     let name = format!("{host}-{}", std::process::id());
     let dispatch = Arc::new(RedisDispatch::start(broker.clone()));
-    let worker = Worker::new(registry, store.clone(), dispatch, name.clone()).taking_next(&queues);
+    let worker = Worker::new(registry, store.clone(), dispatch, name.clone())
+        .taking_next(&queues)
+        .with_log_limits(settings.task_log);
     let beating = tokio::spawn(worker.clone().heartbeat(settings.heartbeat_every, shutdown.clone()));
     let concurrency = concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));

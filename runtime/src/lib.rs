@@ -28,6 +28,7 @@ pub mod spec;
 pub mod standalone;
 pub mod store;
 pub mod task;
+pub mod tasklog;
 pub mod template;
 pub mod timetable;
 pub mod web;

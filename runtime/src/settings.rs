@@ -1,6 +1,7 @@
 //! Settings from the environment, with the defaults of the embedded mode.
 
 use crate::registry::Registry;
+use crate::tasklog::LogLimits;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub struct Settings {
     /// `SLUICE_WORKER_GRACE_SECS` (default 60): on SIGTERM, how long a worker lets running
     /// tasks finish before it hands them back.
     pub worker_grace: Duration,
+    /// `SLUICE_TASK_LOG_MAX_LINES` (default 100,000) and `SLUICE_TASK_LOG_MAX_BYTES`
+    /// (default 10 MiB): the most of one try's log that is kept, whichever comes first.
+    pub task_log: LogLimits,
 }
 
 impl Settings {
@@ -37,9 +41,8 @@ impl Settings {
     /// Settings from `lookup` (the environment, or a test's map); empty values are unset.
     pub fn from_lookup(registry: &Registry, lookup: &dyn Fn(&str) -> Option<String>) -> Settings {
         let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
-        let secs = |name: &str, default: u64| {
-            Duration::from_secs(var(name).and_then(|v| v.parse().ok()).filter(|s| *s > 0).unwrap_or(default))
-        };
+        let positive = |name: &str| var(name).and_then(|v| v.trim().parse::<u64>().ok()).filter(|n| *n > 0);
+        let secs = |name: &str, default: u64| Duration::from_secs(positive(name).unwrap_or(default));
         Settings {
             database_url: var("SLUICE_DATABASE_URL"),
             database_direct_url: var("SLUICE_DATABASE_DIRECT_URL"),
@@ -52,6 +55,10 @@ impl Settings {
             zombie_threshold: secs("SLUICE_ZOMBIE_THRESHOLD_SECS", 60),
             queued_timeout: secs("SLUICE_QUEUED_TIMEOUT_SECS", 120),
             worker_grace: secs("SLUICE_WORKER_GRACE_SECS", 60),
+            task_log: LogLimits {
+                max_lines: positive("SLUICE_TASK_LOG_MAX_LINES").unwrap_or(LogLimits::default().max_lines),
+                max_bytes: positive("SLUICE_TASK_LOG_MAX_BYTES").unwrap_or(LogLimits::default().max_bytes),
+            },
         }
     }
 

@@ -30,8 +30,10 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
     let dispatch = Arc::new(queue);
     crate::scheduler::Dispatch::dispatch(&*dispatch, store.recover_standalone().await.map_err(|e| e.to_string())?);
     let scheduler = Scheduler::new(registry, store.clone(), dispatch.clone()).with_liveness(settings.liveness());
-    let worker =
-        Worker::new(registry, store.clone(), dispatch.clone(), "standalone").taking_next(&[]).with_crypto(crypto);
+    let worker = Worker::new(registry, store.clone(), dispatch.clone(), "standalone")
+        .taking_next(&[])
+        .with_crypto(crypto)
+        .with_log_limits(settings.task_log);
     let shutdown = Shutdown::new();
     let web =
         crate::web::serve(registry, store.clone(), scheduler.waker(), keys, settings.port, shutdown.clone()).await?;

@@ -9,7 +9,8 @@ pub use crate::connection::Connection;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::error::TrySendError;
 
 /// A running task body: resolves to its outputs as JSON.
 pub type TaskFuture<'a> = Pin<Box<dyn Future<Output = Result<serde_json::Value, TaskError>> + Send + 'a>>;
@@ -82,9 +83,22 @@ pub struct LogLine {
     pub text: String,
 }
 
-/// The task log. Each line has the registered secrets replaced by `***`, is kept in memory
-/// (the last [`Logger::MAX_KEPT_LINES`]), and, for a [`Logger::streaming`] logger, is sent
-/// to the worker as it is written so the store has it while the task runs.
+/// The task log. Each line has the registered secrets replaced by `***` and is cut at
+/// [`Logger::MAX_LINE_BYTES`]; the last lines are kept in memory (at most
+/// [`Logger::MAX_KEPT_LINES`] and [`Logger::MAX_KEPT_BYTES`]), and a [`Logger::streaming`]
+/// logger also sends each line to the worker's log writer as it is written, so the store
+/// has it while the task runs.
+///
+/// The channel to the writer is bounded, so a task that writes faster than the store can
+/// take its lines cannot grow the worker's memory:
+/// - [`Logger::write_async`] (a shell command's output) waits for room: the command's
+///   reader stops reading its pipe, and the command blocks on a full pipe until the store
+///   has caught up;
+/// - [`Logger::write`] (a Rust body's `log.info(...)`, which is synchronous and must never
+///   block a runtime thread) does not wait: when the channel is full the line is kept in
+///   memory only, and counted. The count is said in the log (one line, "N lines ... were
+///   not kept") as soon as there is room again, or when the log is closed. Only a number
+///   grows while the writer is behind, never a queue.
 ///
 /// Clones share one log: the executor hands clones to the readers of a command's output.
 #[derive(Clone, Default)]
@@ -95,11 +109,66 @@ pub struct Logger {
 #[derive(Default)]
 struct LogState {
     lines: VecDeque<LogLine>,
-    /// Lines dropped from memory because more than `MAX_KEPT_LINES` were written.
+    /// The bytes of text in `lines`.
+    kept_bytes: usize,
+    /// Lines dropped from memory because more than the kept bounds were written.
     dropped: u64,
     /// Longest first, so a secret containing another is masked whole.
     secrets: Vec<String>,
-    tx: Option<UnboundedSender<LogLine>>,
+    tx: Option<Sender<LogLine>>,
+    /// Lines [`Logger::write`] could not stream since the log last said so.
+    behind: u64,
+    /// Lines [`Logger::write`] could not stream, in all.
+    not_streamed: u64,
+}
+
+impl LogState {
+    /// Keeps `line` in memory, dropping the oldest past the bounds.
+    fn keep(&mut self, line: LogLine) {
+        self.kept_bytes += line.text.len();
+        self.lines.push_back(line);
+        while self.lines.len() > Logger::MAX_KEPT_LINES || self.kept_bytes > Logger::MAX_KEPT_BYTES {
+            let Some(old) = self.lines.pop_front() else { break };
+            self.kept_bytes -= old.text.len();
+            self.dropped += 1;
+        }
+    }
+
+    /// Sends `line` if the channel has room now: first the count of what could not be sent
+    /// before it, so the log says where lines are missing.
+    fn send_now(&mut self, line: LogLine) {
+        let Some(tx) = &self.tx else { return };
+        let sent = match self.behind {
+            0 => tx.try_send(line),
+            behind => tx.try_send(behind_notice(behind)).and_then(|()| {
+                self.behind = 0;
+                tx.try_send(line)
+            }),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.behind += 1;
+                self.not_streamed += 1;
+            }
+            Err(TrySendError::Closed(_)) => self.tx = None,
+        }
+    }
+
+    /// The line saying how many lines could not be streamed, when some could not.
+    fn take_behind(&mut self) -> Option<LogLine> {
+        let behind = std::mem::take(&mut self.behind);
+        (behind > 0).then(|| behind_notice(behind))
+    }
+}
+
+/// The line that says `count` lines were kept out of the stored log.
+fn behind_notice(count: u64) -> LogLine {
+    let text = match count {
+        1 => "[1 line of the log was not kept: the task wrote it faster than the log could be stored]".to_string(),
+        n => format!("[{n} lines of the log were not kept: the task wrote them faster than the log could be stored]"),
+    };
+    LogLine { stream: LogStream::Info, text }
 }
 
 impl fmt::Debug for Logger {
@@ -111,6 +180,7 @@ impl fmt::Debug for Logger {
             .field("dropped", &state.dropped)
             .field("secrets", &state.secrets.len())
             .field("streaming", &state.tx.is_some())
+            .field("not_streamed", &state.not_streamed)
             .finish()
     }
 }
@@ -119,13 +189,19 @@ impl Logger {
     /// How many lines a logger keeps in memory; older ones are dropped (a streaming
     /// logger has sent them on already).
     pub const MAX_KEPT_LINES: usize = 10_000;
+    /// How many bytes of text a logger keeps in memory, at most.
+    pub const MAX_KEPT_BYTES: usize = 1024 * 1024;
+    /// Longer lines are cut there, and say so: a body logging a whole file, or a command
+    /// printing megabytes without a newline, must not take the worker's memory.
+    pub const MAX_LINE_BYTES: usize = 64 * 1024;
     /// Secrets shorter than this are not masked: masking one or two characters would
     /// mangle every line without hiding anything worth hiding.
     pub const MIN_SECRET_LEN: usize = 3;
 
-    /// A logger that also sends every line to `tx` as it is written. Lines written after
-    /// the receiver is gone, or after [`Logger::close`], are kept in memory only.
-    pub fn streaming(tx: UnboundedSender<LogLine>) -> Logger {
+    /// A logger that also sends every line to `tx` as it is written (see the type's docs
+    /// for what happens when `tx`'s channel is full). Lines written after the receiver is
+    /// gone, or after [`Logger::close`], are kept in memory only.
+    pub fn streaming(tx: Sender<LogLine>) -> Logger {
         let logger = Logger::default();
         logger.state().tx = Some(tx);
         logger
@@ -146,21 +222,34 @@ impl Logger {
         self.write(LogStream::Stderr, line);
     }
 
-    /// Writes one line to `stream`, secrets masked.
+    /// Writes one line to `stream`, secrets masked, without waiting: when the stream's
+    /// channel is full the line is kept in memory only, and counted.
     pub fn write(&self, stream: LogStream, line: impl Into<String>) {
         let mut state = self.state();
-        let text = apply_masks(&state.secrets, line.into());
-        let line = LogLine { stream, text };
-        if let Some(tx) = &state.tx
-            && tx.send(line.clone()).is_err()
+        let line = LogLine { stream, text: cut_long_line(apply_masks(&state.secrets, line.into())) };
+        state.keep(line.clone());
+        state.send_now(line);
+    }
+
+    /// Writes one line to `stream`, secrets masked, waiting until the stream's channel has
+    /// room for it: a writer that can wait (a command's output reader) is slowed down to
+    /// the pace of the store rather than growing a queue.
+    pub async fn write_async(&self, stream: LogStream, line: impl Into<String>) {
+        let (line, tx, behind) = {
+            let mut state = self.state();
+            let line = LogLine { stream, text: cut_long_line(apply_masks(&state.secrets, line.into())) };
+            state.keep(line.clone());
+            let behind = state.take_behind();
+            (line, state.tx.clone(), behind)
+        };
+        // The lock is released while waiting: other writers and `close` go on meanwhile.
+        let Some(tx) = tx else { return };
+        if let Some(notice) = behind
+            && tx.send(notice).await.is_err()
         {
-            state.tx = None;
+            return;
         }
-        if state.lines.len() >= Self::MAX_KEPT_LINES {
-            state.lines.pop_front();
-            state.dropped += 1;
-        }
-        state.lines.push_back(line);
+        let _ = tx.send(line).await;
     }
 
     /// Registers a secret: from now on it reads `***` in every line (and in
@@ -185,8 +274,20 @@ impl Logger {
     /// Stops streaming: the sender is dropped, so the receiver ends once it has read what
     /// was sent. Later lines are kept in memory only. The executor closes the log when a
     /// task ends, so nothing the task left running can hold the worker's log writer open.
+    ///
+    /// A count of lines that could not be streamed is sent last; when the channel is full
+    /// even then, a task of its own waits for room (the receiver ends after reading it).
     pub fn close(&self) {
-        self.state().tx = None;
+        let mut state = self.state();
+        let Some(tx) = state.tx.take() else { return };
+        let Some(notice) = state.take_behind() else { return };
+        if let Err(TrySendError::Full(notice)) = tx.try_send(notice)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = tx.send(notice).await;
+            });
+        }
     }
 
     /// The texts of the lines kept in memory, oldest first.
@@ -199,9 +300,14 @@ impl Logger {
         self.state().lines.iter().cloned().collect()
     }
 
-    /// How many lines were dropped from memory (the oldest, past `MAX_KEPT_LINES`).
+    /// How many lines were dropped from memory (the oldest, past the kept bounds).
     pub fn dropped(&self) -> u64 {
         self.state().dropped
+    }
+
+    /// How many lines [`Logger::write`] could not stream because the channel was full.
+    pub fn not_streamed(&self) -> u64 {
+        self.state().not_streamed
     }
 
     fn state(&self) -> MutexGuard<'_, LogState> {
@@ -209,6 +315,20 @@ impl Logger {
         // update is a push or a pop), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// `text` cut at [`Logger::MAX_LINE_BYTES`] (at a character boundary), saying so.
+pub(crate) fn cut_long_line(mut text: String) -> String {
+    if text.len() <= Logger::MAX_LINE_BYTES {
+        return text;
+    }
+    let mut at = Logger::MAX_LINE_BYTES;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text.truncate(at);
+    text.push_str(&format!(" [line cut at {} bytes]", Logger::MAX_LINE_BYTES));
+    text
 }
 
 /// `text` with the task's own secrets and every secret the process knows masked.

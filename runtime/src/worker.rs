@@ -12,6 +12,7 @@ use crate::shutdown::Shutdown;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
 use crate::store::{Claimed, Finish, Outcome, Queued, Recorded, RunRow, Store, StoreError, Take};
 use crate::task::{Logger, RunInfo, TaskInput};
+use crate::tasklog::LogLimits;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -82,6 +83,8 @@ pub struct Worker {
     recorder: Arc<OnceLock<mpsc::UnboundedSender<PendingFinish>>>,
     /// Decrypts secret variables; `None`: the deployment's key variable, read per task.
     crypto: Option<Arc<crate::crypto::Crypto>>,
+    /// The most of a try's log that is stored.
+    log_limits: LogLimits,
 }
 
 impl Worker {
@@ -101,8 +104,16 @@ impl Worker {
             takes_next: None,
             recorder: Arc::new(OnceLock::new()),
             crypto: None,
+            log_limits: LogLimits::default(),
             store,
         }
+    }
+
+    /// Keeps at most `limits` of each try's log (the settings' `task_log`); the default is
+    /// [`LogLimits::default`].
+    pub fn with_log_limits(mut self, limits: LogLimits) -> Worker {
+        self.log_limits = limits;
+        self
     }
 
     /// Decrypts secret variables with `crypto` (standalone's keys, which may come from
@@ -193,26 +204,12 @@ impl Worker {
             );
             return self.record(None, claimed, Outcome::Failed(message)).await;
         };
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(LOG_CHANNEL_LINES);
         let input = match self.input(pipeline, task, claimed, Logger::streaming(tx)) {
             Ok(input) => input,
             Err(message) => return self.record(Some(pipeline), claimed, Outcome::Failed(message)).await,
         };
-        let store = self.store.clone();
-        let (ti, try_number) = (claimed.ti_id, claimed.try_number);
-        let logs = tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while let Some(line) = rx.recv().await {
-                batch.push((line.stream.as_str().to_string(), line.text));
-                while let Ok(more) = rx.try_recv() {
-                    batch.push((more.stream.as_str().to_string(), more.text));
-                }
-                if let Err(e) = store.append_logs(ti, try_number, &batch).await {
-                    tracing::warn!("cannot write the log of task instance {ti}: {e}");
-                }
-                batch.clear();
-            }
-        });
+        let logs = tokio::spawn(write_log(self.store.clone(), claimed.ti_id, claimed.try_number, rx, self.log_limits));
         // Variables feed templates; a Rust body has none, and skips the read.
         let variables = if matches!(task.kind, crate::spec::TaskKind::Rust { .. }) {
             Arc::clone(&self.variables)
@@ -411,6 +408,51 @@ impl Worker {
             upstream_outputs: claimed.outputs.clone(),
             log,
         })
+    }
+}
+
+/// How many lines may wait between a task's log and its writer. A full channel slows a
+/// command's output reader down (see [`Logger`]); with lines cut at
+/// [`Logger::MAX_LINE_BYTES`], at most 16 MiB wait per running task, and far less for
+/// ordinary lines.
+pub const LOG_CHANNEL_LINES: usize = 256;
+/// The most lines one log transaction writes: the writer takes what waits in the channel
+/// (refilled while it writes) up to this.
+const LOG_BATCH_AT_MOST: usize = 4 * LOG_CHANNEL_LINES;
+
+/// The log writer of one try: stores the lines its log sends, in batches (all that wait,
+/// up to [`LOG_BATCH_AT_MOST`]), within `limits`. Once the store says the log is cut, the
+/// rest is only counted, without a round trip, so the command runs on at full speed and
+/// the count is written into the cut line when the log closes.
+async fn write_log(
+    store: Store,
+    ti: i64,
+    try_number: i64,
+    mut rx: mpsc::Receiver<crate::task::LogLine>,
+    limits: LogLimits,
+) {
+    let mut batch = Vec::new();
+    let mut cut = false;
+    let mut not_sent: u64 = 0;
+    while let Some(line) = rx.recv().await {
+        if cut {
+            not_sent += 1;
+            continue;
+        }
+        batch.push((line.stream.as_str().to_string(), line.text));
+        while batch.len() < LOG_BATCH_AT_MOST
+            && let Ok(more) = rx.try_recv()
+        {
+            batch.push((more.stream.as_str().to_string(), more.text));
+        }
+        match store.append_task_log(ti, try_number, &batch, limits).await {
+            Ok(appended) => cut = appended.cut,
+            Err(e) => tracing::warn!("cannot write the log of task instance {ti}: {e}"),
+        }
+        batch.clear();
+    }
+    if cut && let Err(e) = store.end_task_log(ti, try_number, not_sent, limits).await {
+        tracing::warn!("cannot end the log of task instance {ti}: {e}");
     }
 }
 

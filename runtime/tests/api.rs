@@ -813,3 +813,145 @@ async fn every_answer_carries_the_security_headers() {
     assert!(!html.contains("<style") && !html.contains("<script") && !html.contains("style="), "{html}");
     assert!(html.contains(r#"<link rel="stylesheet" href="/static/sluice.css">"#), "{html}");
 }
+
+/// A try of 3,500 lines in the store (in its first half every 50th is 100 KB long, so
+/// pages end on the byte bound there and on the line bound after), and its expected text
+/// as the API serves it.
+async fn long_log(api: &Api) -> (i64, String) {
+    let (status, run) =
+        api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(r#"{"dag_run_id": "r1"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let run = api.store.run_by_id("api_dag", "r1").await.expect("run");
+    let tis = api.store.task_instances(run.id).await.expect("tis");
+    let ti = tis.iter().find(|t| t.task_id == "first").expect("first").id;
+    let lines: Vec<(String, String)> = (0..3_500)
+        .map(|i| {
+            let line = match i % 50 {
+                7 if i < 1_750 => format!("line {i:04} {}", "y".repeat(100_000)),
+                _ => format!("line {i:04} \"quoted\" \\ é"),
+            };
+            ("stdout".to_string(), line)
+        })
+        .collect();
+    for batch in lines.chunks(700) {
+        let appended = api.store.append_task_log(ti, 1, batch, Default::default()).await.expect("append");
+        assert_eq!(appended.kept, batch.len());
+    }
+    (ti, lines.iter().map(|(_, line)| format!("{line}\n")).collect())
+}
+
+const LOG: &str = "/dags/api_dag/dagRuns/r1/taskInstances/first/logs/1";
+
+#[tokio::test]
+async fn a_long_log_is_read_page_by_page_in_order_and_completely() {
+    let api = Api::start().await;
+    let (_, expected) = long_log(&api).await;
+    let mut content = String::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    let mut sizes = Vec::new();
+    loop {
+        let path = match &token {
+            Some(token) => format!("{LOG}?token={token}"),
+            None => LOG.to_string(),
+        };
+        let (status, body) = api.call(Some("viewer"), Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let page = body["content"].as_str().expect("content");
+        assert!(page.lines().count() <= 1_000, "a page holds at most 1,000 lines");
+        assert!(page.len() <= 1024 * 1024 + 100_100, "a page holds about 1 MiB at most: {}", page.len());
+        token = Some(body["continuation_token"].as_str().expect("a continuation token").to_string());
+        if page.is_empty() {
+            break;
+        }
+        content.push_str(page);
+        sizes.push(page.lines().count());
+        pages += 1;
+        assert!(pages < 100, "the pages end");
+    }
+    assert!(sizes.contains(&1_000), "pages end on the line bound: {sizes:?}");
+    assert!(sizes[..sizes.len() - 1].iter().any(|n| *n < 1_000), "and on the byte bound: {sizes:?}");
+    assert!(content == expected, "every line once, in order ({} of {} bytes)", content.len(), expected.len());
+
+    // The last token stays at the end: polling it gives nothing new until there is more.
+    let (_, again) =
+        api.call(Some("viewer"), Method::GET, &format!("{LOG}?token={}", token.expect("token")), None).await;
+    assert_eq!(again["content"], "");
+
+    // Everything at once, streamed.
+    let (status, full) = api.call(Some("viewer"), Method::GET, &format!("{LOG}?full_content=true"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(full["content"].as_str() == Some(expected.as_str()), "full_content is the whole log");
+    let end = full["continuation_token"].as_str().expect("token");
+    let (_, after) = api.call(Some("viewer"), Method::GET, &format!("{LOG}?token={end}"), None).await;
+    assert_eq!(after["content"], "", "its token is at the end");
+
+    // The text form streams the lines from the token on.
+    let text = |query: String| {
+        let request = api.client.get(format!("{}{LOG}{query}", api.base)).basic_auth("viewer", Some(PW));
+        async move {
+            let response = request.header("accept", "text/plain").send().await.expect("response");
+            assert_eq!(response.status(), StatusCode::OK);
+            assert!(response.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain"));
+            response.text().await.expect("text")
+        }
+    };
+    assert!(text(String::new()).await == expected, "the whole log as text");
+    let (_, first) = api.call(Some("viewer"), Method::GET, LOG, None).await;
+    let first_page = first["content"].as_str().expect("content");
+    let rest = text(format!("?token={}", first["continuation_token"].as_str().expect("token"))).await;
+    assert!(format!("{first_page}{rest}") == expected, "the text after the first page");
+}
+
+#[tokio::test]
+async fn bad_log_tokens_and_parameters_are_problems() {
+    let api = Api::start().await;
+    long_log(&api).await;
+    let (_, other) =
+        api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/second/logs/1", None).await;
+    let foreign = other["continuation_token"].as_str().expect("a token of another log").to_string();
+    for (query, expected) in [
+        ("?token=garbage".to_string(), StatusCode::BAD_REQUEST),
+        ("?token=e30".to_string(), StatusCode::BAD_REQUEST),
+        (format!("?token={foreign}"), StatusCode::BAD_REQUEST),
+        ("?full_content=maybe".to_string(), StatusCode::BAD_REQUEST),
+        ("?map_index=one".to_string(), StatusCode::BAD_REQUEST),
+        ("?map_index=3".to_string(), StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = api.call(Some("viewer"), Method::GET, &format!("{LOG}{query}"), None).await;
+        assert_problem(status, &body, expected, &query);
+    }
+    let (status, body) = api.call(Some("viewer"), Method::GET, &format!("{LOG}?map_index=-1"), None).await;
+    assert_eq!(status, StatusCode::OK, "an unmapped task's index: {body}");
+}
+
+/// The task page shows the last page of a long log, and links to the pages before it.
+#[tokio::test]
+async fn the_task_page_shows_the_last_page_of_a_long_log() {
+    let api = Api::start().await;
+    long_log(&api).await;
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let signed = sign_in(&client, &site, "viewer", PW).await;
+    let cookie = signed.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
+    let page = |path: String| {
+        let request = client.get(format!("{site}/dags/api_dag/runs/r1/tasks/first{path}")).header("cookie", &cookie);
+        async move {
+            let response = request.send().await.expect("response");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.text().await.expect("html")
+        }
+    };
+    let last = page(String::new()).await;
+    assert!(last.len() < 2 * 1024 * 1024, "one page, not the whole log: {} bytes", last.len());
+    assert!(last.contains("line 3499 ") && !last.contains("line 0000 "), "the last lines");
+    assert!(!last.contains(r#"data-page="later""#), "nothing after the last page");
+    let earlier = last.split(r#"data-page="earlier""#).next().and_then(|s| s.rsplit("href=\"").next());
+    let earlier = earlier.and_then(|s| s.split('"').next()).expect("a link to earlier lines").replace("&amp;", "&");
+    let before = page(earlier).await;
+    let last_shown_first = last.split("<pre id=\"log\">").nth(1).and_then(|s| s.get(..9)).expect("a first line");
+    assert!(!before.contains(&format!("{last_shown_first} ")), "the page before holds other lines");
+    assert!(before.contains(r#"data-page="later""#), "and a way back");
+    let first = page("?try=1&after=0".into()).await;
+    assert!(first.contains("line 0000 ") && !first.contains(r#"data-page="earlier""#), "the first page");
+}

@@ -259,7 +259,7 @@ fn warehouse() -> Connection {
 
 #[tokio::test]
 async fn shell_streams_lines_and_sees_its_environment() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(1024);
     let mut task_input = input("shell_env", json!({ "greeting": "hello" }), vec![warehouse()]);
     task_input.log = Logger::streaming(tx);
     let log = task_input.log.clone();
@@ -822,7 +822,7 @@ async fn rust_bodies_run_and_panics_are_failures() {
 
 #[test]
 fn the_log_masks_secrets_and_keeps_the_last_lines() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(16);
     let log = Logger::streaming(tx);
     log.mask("hunter2");
     log.mask("hunter2-long");
@@ -848,4 +848,101 @@ fn the_log_masks_secrets_and_keeps_the_last_lines() {
     assert_eq!(log.lines()[0], "line 5");
     assert_eq!(log.dropped(), 5);
     assert!(!format!("{log:?}").contains("line 5"), "Debug prints counts only");
+}
+
+/// A command that prints faster than its log is consumed is slowed down to the consumer's
+/// pace: its output reader waits for room in the log's channel before it reads the pipe
+/// again, so the pipe fills and the command blocks. The observable: how far the command
+/// (which writes its progress to a file after each line) ever gets ahead of the lines the
+/// consumer has received. Without backpressure it finishes at once, thousands ahead.
+#[tokio::test]
+async fn a_command_printing_faster_than_its_log_is_read_is_slowed_down() {
+    const LINES: u64 = 2_000;
+    const CHANNEL: usize = 8;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let progress = dir.path().join("progress");
+    // ~1 KB lines: the pipe (64 KiB) holds ~65 of them, the reader's buffer (8 KiB) ~8.
+    let cmd =
+        format!("for i in $(seq 1 {LINES}); do printf '%s %01000d\\n' $i 0; echo $i > '{}'; done", progress.display());
+    let (tx, mut rx) = mpsc::channel(CHANNEL);
+    let mut task_input = input("shell_cmd", json!({ "cmd": cmd }), vec![]);
+    task_input.log = Logger::streaming(tx);
+    let running =
+        tokio::spawn(async move { execute(&REGISTRY, &PIPELINES[0], spec("shell_cmd"), task_input, &env()).await });
+
+    let mut received = 0;
+    let mut most_ahead = 0;
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("a line within 60s") {
+        let Some(n) = line.text.split(' ').next().and_then(|n| n.parse::<u64>().ok()) else { continue };
+        assert_eq!(n, received + 1, "no line is lost or out of order");
+        received = n;
+        let written: u64 = std::fs::read_to_string(&progress).ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0);
+        most_ahead = most_ahead.max(written.saturating_sub(received));
+        // A slow consumer: the store writing a batch.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    running.await.expect("no panic").expect("the command succeeds");
+    assert_eq!(received, LINES, "every line arrived, in order");
+    // The channel, the line waiting for room, the reader's buffer and the pipe: ~85 lines.
+    assert!(most_ahead <= 150, "the command ran {most_ahead} lines ahead of its log's consumer");
+}
+
+/// A Rust body's `log.info` never waits: with the channel full a line is kept in memory
+/// only and counted, the count is said in the log as soon as there is room, and what is
+/// still owed when the log closes is sent after the last line.
+#[tokio::test]
+async fn a_full_log_channel_counts_what_it_could_not_stream() {
+    let (tx, mut rx) = mpsc::channel(4);
+    let log = Logger::streaming(tx);
+    for i in 0..10 {
+        log.info(format!("line {i}"));
+    }
+    assert_eq!(log.not_streamed(), 6, "the channel held 4");
+    let drained: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok()).map(|l| l.text).collect();
+    assert_eq!(drained, ["line 0", "line 1", "line 2", "line 3"]);
+    log.info("after room");
+    let next: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok()).map(|l| l.text).collect();
+    assert_eq!(
+        next,
+        ["[6 lines of the log were not kept: the task wrote them faster than the log could be stored]", "after room"]
+    );
+    assert_eq!(log.lines().len(), 11, "memory keeps every line (within its bounds)");
+
+    for i in 0..5 {
+        log.info(format!("again {i}"));
+    }
+    log.close();
+    let mut rest = Vec::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("the stream ends") {
+        rest.push(line.text);
+    }
+    assert_eq!(
+        rest,
+        [
+            "again 0",
+            "again 1",
+            "again 2",
+            "again 3",
+            "[1 line of the log was not kept: the task wrote it faster than the log could be stored]"
+        ]
+    );
+    assert_eq!(log.not_streamed(), 7);
+}
+
+/// Memory holds at most the kept bounds, whatever a body writes: long lines are cut, and
+/// the oldest lines go first.
+#[test]
+fn the_log_in_memory_is_bounded_in_bytes() {
+    let log = Logger::default();
+    log.info("x".repeat(Logger::MAX_LINE_BYTES * 3));
+    let first = &log.lines()[0];
+    assert!(first.len() < Logger::MAX_LINE_BYTES + 64, "{}", first.len());
+    assert!(first.ends_with("[line cut at 65536 bytes]"));
+    for _ in 0..100 {
+        log.info("é".repeat(Logger::MAX_LINE_BYTES));
+    }
+    let kept: usize = log.lines().iter().map(String::len).sum();
+    assert!(kept <= Logger::MAX_KEPT_BYTES, "{kept} bytes kept");
+    assert!(log.lines().iter().all(|l| l.ends_with("[line cut at 65536 bytes]")));
+    assert!(log.dropped() > 0);
 }

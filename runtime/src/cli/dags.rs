@@ -10,7 +10,8 @@ use crate::rules::TiState;
 use crate::scheduler::{Dispatch, trigger};
 use crate::settings::Settings;
 use crate::spec::{PipelineSpec, TaskKind};
-use crate::store::{RunRow, Store};
+use crate::store::{LogFrom, RunRow, Store};
+use crate::tasklog::PageSize;
 use crate::timetable::Timetable;
 use crate::worker::{LocalQueue, Worker};
 use clap::Subcommand;
@@ -407,7 +408,7 @@ async fn test_pipeline(
     }
     .with_clock(clock.clone());
     let run = trigger(&store, p, conf, logical_date).await.map_err(|e| e.to_string())?;
-    let ok = drive_run(registry, &store, p, &run, only, &clock).await?;
+    let ok = drive_run(registry, &store, p, &run, only, &clock, settings.task_log).await?;
     if registry.has_notifications() {
         let notifier = Notifier::new(store.clone(), Resolver::from_env(registry), base_url_from_env(registry));
         let sent = notifier.deliver_due().await;
@@ -430,10 +431,12 @@ async fn drive_run(
     run: &RunRow,
     only: Option<&str>,
     clock: &ShiftedClock,
+    log_limits: crate::tasklog::LogLimits,
 ) -> Result<bool, String> {
     let (queue, mut rx) = LocalQueue::new();
     let queue = Arc::new(queue);
-    let worker = Worker::new(registry, store.clone(), queue.clone(), "cli").without_notifier();
+    let worker =
+        Worker::new(registry, store.clone(), queue.clone(), "cli").without_notifier().with_log_limits(log_limits);
     let parallelism = registry.deployment.parallelism;
     match only {
         Some(task) => queue.dispatch(vec![store.force_queue(run.id, task).await.map_err(|e| e.to_string())?]),
@@ -474,8 +477,18 @@ async fn drive_run(
 async fn report_task(store: &Store, run_pk: i64, ti_id: i64) -> Result<(), String> {
     let tis = store.task_instances(run_pk).await.map_err(|e| e.to_string())?;
     let Some(ti) = tis.iter().find(|t| t.id == ti_id) else { return Ok(()) };
-    for line in store.logs(ti.id, ti.try_number).await.map_err(|e| e.to_string())? {
-        println!("[{}] {line}", ti.task_id);
+    // Page by page: a log of up to its cap is printed without holding it all.
+    let mut from = 0;
+    loop {
+        let page = store
+            .log_page(ti.id, ti.try_number, LogFrom::After(from), PageSize::DEFAULT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        from = last.id;
+        for row in &page {
+            println!("[{}] {}", ti.task_id, row.line);
+        }
     }
     println!("[{}] {} (try {})", ti.task_id, ti.state.as_str(), ti.try_number);
     Ok(())
@@ -528,7 +541,7 @@ async fn backfill(
             }
             Err(e) => return Err(e.to_string()),
         };
-        let ok = drive_run(registry, &store, p, &run, None, &clock).await?;
+        let ok = drive_run(registry, &store, p, &run, None, &clock, settings.task_log).await?;
         println!("run {}: {}", run.run_id, if ok { "success" } else { "failed" });
         all_ok &= ok;
     }

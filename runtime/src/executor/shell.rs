@@ -26,8 +26,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Lines longer than this are cut (a command printing megabytes without a newline must
-/// not take the worker's memory).
-const MAX_LINE_BYTES: usize = 64 * 1024;
+/// not take the worker's memory): the log's own bound.
+const MAX_LINE_BYTES: usize = Logger::MAX_LINE_BYTES;
 /// How often a terminating group is checked for survivors.
 const POLL: Duration = Duration::from_millis(50);
 /// How long the output readers get to finish once the command's group is gone. Only a
@@ -154,23 +154,15 @@ fn run_facts(pipeline: &PipelineSpec, task: &TaskSpec, input: &TaskInput) -> Vec
 
 /// Streams one output of the command into the log, line by line; returns the last line
 /// that is not blank.
+///
+/// Each line waits for room in the log's channel before the next is read
+/// ([`Logger::write_async`]): while the store is behind, the pipe fills and the command
+/// blocks on its writes, so a command printing faster than the store can write is slowed
+/// down instead of growing the worker's memory.
 async fn read_lines<R: AsyncRead + Unpin>(reader: R, log: Logger, stream: LogStream) -> Option<String> {
     let mut reader = BufReader::new(reader);
     let mut line: Vec<u8> = Vec::new();
-    let mut cut = false;
     let mut last = None;
-    let mut emit = |line: &mut Vec<u8>, cut: &mut bool| {
-        let mut text = String::from_utf8_lossy(line).trim_end_matches('\r').to_string();
-        if *cut {
-            text.push_str(&format!(" [line cut at {MAX_LINE_BYTES} bytes]"));
-        }
-        if !text.trim().is_empty() {
-            last = Some(text.clone());
-        }
-        log.write(stream, text);
-        line.clear();
-        *cut = false;
-    };
     loop {
         let buf = match reader.fill_buf().await {
             Ok(buf) => buf,
@@ -179,24 +171,29 @@ async fn read_lines<R: AsyncRead + Unpin>(reader: R, log: Logger, stream: LogStr
                 break;
             }
         };
-        if buf.is_empty() {
-            if !line.is_empty() {
-                emit(&mut line, &mut cut);
-            }
-            break;
-        }
+        let at_end = buf.is_empty();
         let newline = buf.iter().position(|&b| b == b'\n');
         let chunk = &buf[..newline.unwrap_or(buf.len())];
-        let room = MAX_LINE_BYTES.saturating_sub(line.len());
-        cut |= chunk.len() > room;
+        // One byte past the limit is kept, so the log sees the line is too long and cuts
+        // it, saying so; the rest of the line is read and thrown away.
+        let room = (MAX_LINE_BYTES + 1).saturating_sub(line.len());
         line.extend_from_slice(&chunk[..chunk.len().min(room)]);
         let used = newline.map_or(buf.len(), |at| at + 1);
         reader.consume(used);
-        if newline.is_some() {
-            emit(&mut line, &mut cut);
+        if newline.is_some() || (at_end && !line.is_empty()) {
+            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            line.clear();
+            if !text.trim().is_empty() {
+                last = Some(text.clone());
+            }
+            log.write_async(stream, text).await;
+        }
+        if at_end {
+            break;
         }
     }
-    last
+    // What the log keeps of a long line (cut), as downstream tasks read it.
+    last.map(|text| if text.len() > MAX_LINE_BYTES { crate::task::cut_long_line(text) } else { text })
 }
 
 /// Waits for an output reader to reach the end of its pipe.

@@ -20,7 +20,10 @@ pub use connections::{ConnectionImport, ConnectionInfo, ConnectionSource, Connec
 pub use liveness::Zombie;
 pub use metrics::Snapshot;
 pub use pipelines::{PipelineRow, PoolUsage, SyncReport};
-pub use runs::{CLEAN_BATCH, Claimed, Finish, NewRun, Outcome, Queued, Recorded, RecordedBatch, RunRow, Take, TiRow};
+pub use runs::{
+    CLEAN_BATCH, Claimed, Finish, LogAppend, LogFrom, LogRow, NewRun, Outcome, Queued, Recorded, RecordedBatch, RunRow,
+    Take, TiRow,
+};
 pub use users::{
     Account, AdminSetup, MIN_PASSWORD_CHARS, NewUser, ROLES, UserRow, check_new_password, generate_password,
     hash_password, verify_password,
@@ -131,6 +134,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "rendered", include_str!("../../../migrations/postgres/0003_rendered.sql")),
     (4, "scheduled", include_str!("../../../migrations/postgres/0004_scheduled.sql")),
     (5, "session_stamp", include_str!("../../../migrations/postgres/0005_session_stamp.sql")),
+    (6, "task_log_usage", include_str!("../../../migrations/postgres/0006_task_log_usage.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "metadata", include_str!("../../../migrations/sqlite/0001_metadata.sql")),
@@ -138,6 +142,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "rendered", include_str!("../../../migrations/sqlite/0003_rendered.sql")),
     (4, "scheduled", include_str!("../../../migrations/sqlite/0004_scheduled.sql")),
     (5, "session_stamp", include_str!("../../../migrations/sqlite/0005_session_stamp.sql")),
+    (6, "task_log_usage", include_str!("../../../migrations/sqlite/0006_task_log_usage.sql")),
 ];
 
 const SQLITE_PRAGMAS: &[&str] = &[

@@ -13,7 +13,8 @@ use crate::connection::uri::encode;
 use crate::crypto::same_secret;
 use crate::rules::TiState;
 use crate::spec::PipelineSpec;
-use crate::store::{RunRow, TiRow};
+use crate::store::{LogFrom, LogRow, RunRow, TiRow};
+use crate::tasklog::PageSize;
 use axum::Form;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -574,6 +575,10 @@ async fn pipeline(State(state): State<AppState>, headers: HeaderMap, Path(dag_id
 struct TryQuery {
     #[serde(rename = "try")]
     try_number: Option<i64>,
+    /// Show the page of the log after this line id (0: the first page).
+    after: Option<i64>,
+    /// Show the page of the log before this line id; neither: the last page.
+    before: Option<i64>,
 }
 
 async fn task_instance(
@@ -598,10 +603,22 @@ async fn task_instance(
         return (StatusCode::NOT_FOUND, format!("task `{task_id}` not in run `{run_id}`")).into_response();
     };
     let shown = query.try_number.unwrap_or(ti.try_number).clamp(1, ti.try_number.max(1));
-    let log = match state.store.logs(ti.id, shown).await {
-        Ok(lines) => lines.join("\n"),
-        Err(e) => return store_error(e),
+    // One page of the log, the last unless asked otherwise, with links to the pages
+    // around it: a 10 MiB log is never sent (or built) whole.
+    let from = match (query.after, query.before) {
+        (Some(after), _) => LogFrom::After(after),
+        (None, Some(before)) => LogFrom::Before(before),
+        (None, None) => LogFrom::Before(i64::MAX),
     };
+    let (page, ends) = match (
+        state.store.log_page(ti.id, shown, from, PageSize::DEFAULT).await,
+        state.store.log_ends(ti.id, shown).await,
+    ) {
+        (Ok(page), Ok(ends)) => (page, ends),
+        (Err(e), _) | (_, Err(e)) => return store_error(e),
+    };
+    let (earlier, later) = log_neighbours(&page, ends, from);
+    let log = page.iter().map(|row| row.line.as_str()).collect::<Vec<_>>().join("\n");
     let outputs =
         state.store.outputs(ti.id).await.ok().flatten().map(|o| serde_json::to_string_pretty(&o).unwrap_or_default());
     let rendered = state.store.rendered(ti.id, shown).await.unwrap_or_default();
@@ -618,12 +635,28 @@ async fn task_instance(
                 tries => v((1..=ti.try_number).collect::<Vec<_>>()),
                 shown_try => shown,
                 log,
+                earlier,
+                later,
                 outputs,
                 rendered => v(&rendered),
                 refresh => matches!(ti.state, TiState::Running | TiState::Queued | TiState::Scheduled),
             },
         ),
     )
+}
+
+/// Whether a page of a log has lines before and after it: the id to page back from and
+/// the id to page on from. A page past the end (an old link to a log since cleared)
+/// offers the way back.
+fn log_neighbours(page: &[LogRow], ends: Option<(i64, i64)>, from: LogFrom) -> (Option<i64>, Option<i64>) {
+    let Some((first, last)) = ends else { return (None, None) };
+    match (page.first(), page.last()) {
+        (Some(top), Some(bottom)) => ((top.id > first).then_some(top.id), (bottom.id < last).then_some(bottom.id)),
+        _ => match from {
+            LogFrom::After(_) => (Some(last + 1), None),
+            LogFrom::Before(_) => (None, Some(first - 1)),
+        },
+    }
 }
 
 async fn task_action(
