@@ -24,6 +24,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod settings;
 pub mod shutdown;
+pub mod spool;
 pub mod spec;
 pub mod standalone;
 pub mod store;

@@ -27,6 +27,10 @@ pub struct Settings {
     /// `SLUICE_WORKER_GRACE_SECS` (default 60): on SIGTERM, how long a worker lets running
     /// tasks finish before it hands them back.
     pub worker_grace: Duration,
+    /// `SLUICE_RECORD_PATIENCE_SECS` (default 300): how long a worker retries recording an
+    /// outcome while the database is away, holding the task's slot; the outcome then waits
+    /// in the spool (`home/spool`).
+    pub record_patience: Duration,
 }
 
 impl Settings {
@@ -52,12 +56,18 @@ impl Settings {
             zombie_threshold: secs("SLUICE_ZOMBIE_THRESHOLD_SECS", 60),
             queued_timeout: secs("SLUICE_QUEUED_TIMEOUT_SECS", 120),
             worker_grace: secs("SLUICE_WORKER_GRACE_SECS", 60),
+            record_patience: secs("SLUICE_RECORD_PATIENCE_SECS", crate::worker::RECORD_PATIENCE.as_secs()),
         }
     }
 
     /// The store URL: the configured one, or the standalone SQLite file.
     pub fn store_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.home.join("sluice.sqlite").display()))
+    }
+
+    /// Where a worker keeps outcomes the store cannot take yet.
+    pub fn spool(&self) -> crate::spool::Spool {
+        crate::spool::Spool::in_home(&self.home)
     }
 
     /// When running and queued tasks are taken for lost.
