@@ -130,6 +130,25 @@ async fn a_failed_log_append_does_not_keep_the_outcome_from_the_store() {
 }
 
 #[tokio::test]
+async fn a_failed_log_append_does_not_keep_a_zombie_from_being_failed() {
+    for db in &BACKENDS {
+        let (store, clock) = store(db).await;
+        let (run_pk, a) = started(&store, &PIPELINES[1]).await;
+        store.claim(a, "gone", &PIPELINES).await.expect("claim").expect("queued");
+        refuse(&store, db, Refuse::Logs).await;
+        clock.advance_secs(3600);
+        let scheduler = sluice_runtime::scheduler::Scheduler::new(
+            registry(&PIPELINES, &[]),
+            store.clone(),
+            Arc::new(Collect::default()),
+        );
+        let _ = scheduler.tick().await;
+        let row = ti(&store, run_pk, "a").await;
+        assert_eq!(row.state, TiState::Failed, "the zombie's try is failed though its log line was refused");
+    }
+}
+
+#[tokio::test]
 async fn an_outcome_the_store_refuses_waits_in_the_spool_and_is_recorded_once_after_a_restart() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
