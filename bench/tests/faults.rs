@@ -314,3 +314,43 @@ fn sigterm_a_worker_mid_task_hands_its_work_back() {
     assert!(handed_back.trim().parse::<i64>().unwrap_or(0) >= 1, "running tasks were handed back");
     assert_eq!(first_try.trim(), tis.to_string(), "a handed-back try does not count");
 }
+
+#[test]
+fn rust_bodies_that_block_their_thread_starve_neither_heartbeats_nor_other_tasks() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(binary(), Persistence::AsGenerated, tuned());
+    cluster.spawn("scheduler", "scheduler-1");
+    cluster.spawn("worker", "worker-1");
+    // Three bodies block for 10 s (more of them than the worker has runtime threads on 2
+    // cores; the zombie threshold is 4 s), beside one that awaits for 1 s.
+    let run = cluster.trigger("blocking", r#"{"seconds": 10.0}"#);
+    wait_success(&cluster, "blocking", &run, Duration::from_secs(90));
+    let (tis, tries) = assert_success_exactly_once(&cluster, "blocking", &run);
+    let zombies = cluster.sql("SELECT COUNT(*) FROM task_tries WHERE error LIKE 'zombie:%'");
+    // The awaiting body ended while every blocking one still ran: by the store's own
+    // timestamps, before the first of them ended.
+    let order = cluster.sql(&format!(
+        "SELECT (SELECT ti.end_date FROM task_instances ti WHERE ti.run_pk = r.id AND ti.task_id = 'quick') < \
+           (SELECT MIN(ti.end_date) FROM task_instances ti WHERE ti.run_pk = r.id AND ti.task_id LIKE 'hog%') \
+         FROM runs r WHERE r.pipeline_id = 'blocking' AND r.run_id = '{run}'"
+    ));
+    let timings = cluster.sql(&format!(
+        "SELECT ti.task_id, t.try_number, t.start_date - r.start_date, t.end_date - r.start_date, t.worker \
+         FROM task_tries t JOIN task_instances ti ON ti.id = t.ti_id JOIN runs r ON r.id = ti.run_pk \
+         WHERE r.pipeline_id = 'blocking' AND r.run_id = '{run}' ORDER BY ti.task_id"
+    ));
+    infra::report(&format!(
+        "blocking Rust bodies: {tis} tasks succeeded in {tries} tries, {} zombie tries; the awaiting task ended \
+         first: {}",
+        zombies.trim(),
+        order.trim()
+    ));
+    assert_eq!(zombies.trim(), "0", "no blocking body was taken for a zombie\n{}", cluster.logs());
+    assert_eq!(tries, tis, "one try each");
+    assert_eq!(
+        order.trim(),
+        "t",
+        "the awaiting task ran while the blocking ones blocked\n{timings}\n{}",
+        cluster.logs()
+    );
+}

@@ -98,7 +98,19 @@ pub async fn worker(
     let dispatch = Arc::new(RedisDispatch::start(broker.clone()));
     let worker = Worker::new(registry, store.clone(), dispatch, name.clone())
         .taking_next(&queues)
-        .with_log_limits(settings.task_log);
+        .with_log_limits(settings.task_log)
+        .with_spool(settings.spool())
+        .with_record_patience(settings.record_patience);
+    // Outcomes an earlier worker process could not record come before any new work.
+    let replayed = worker.replay_spool_first(&shutdown).await;
+    if replayed != crate::spool::Replayed::default() {
+        println!(
+            "sluice worker {name}: outcome spool: {} recorded, {} superseded by the store, {} left",
+            replayed.recorded,
+            replayed.superseded,
+            replayed.kept + replayed.stuck
+        );
+    }
     let beating = tokio::spawn(worker.clone().heartbeat(settings.heartbeat_every, shutdown.clone()));
     let concurrency = concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -222,6 +234,12 @@ async fn process(worker: &Worker, broker: &Broker, delivery: &Delivery, mut clai
                 Err(e) => return tracing::warn!("task instance {}: outcome not recorded: {e}", claimed.ti_id),
             },
             () = abandon.wait() => {
+                // A try whose outcome is spooled has ended: it is recorded from the spool,
+                // and handing it back would run it again under the same try number.
+                if worker.spooled(claimed.ti_id, claimed.try_number).await {
+                    tracing::warn!("task instance {}: its outcome waits in the spool", claimed.ti_id);
+                    return;
+                }
                 match worker.store().hand_back(claimed.ti_id, claimed.try_number).await {
                     Ok(Some(queued)) => {
                         tracing::warn!("task instance {} handed back unfinished", claimed.ti_id);

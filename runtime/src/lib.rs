@@ -25,6 +25,7 @@ pub mod secrets;
 pub mod settings;
 pub mod shutdown;
 pub mod spec;
+pub mod spool;
 pub mod standalone;
 pub mod store;
 pub mod task;

@@ -152,7 +152,10 @@ impl Scheduler {
                 (now - z.heartbeat_at) / 1_000_000
             );
             tracing::warn!("task {} of {}: {message}", z.task_id, z.pipeline_id);
-            self.store.append_logs(z.ti_id, z.try_number, &[("error".into(), message.clone())]).await?;
+            // Best effort: the zombie's failure is recorded whatever happens to its log.
+            if let Err(e) = self.store.append_logs(z.ti_id, z.try_number, &[("error".into(), message.clone())]).await {
+                tracing::warn!("task instance {}: its zombie line was not written to the task log: {e}", z.ti_id);
+            }
             let queued = self
                 .store
                 .finish(

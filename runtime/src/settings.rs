@@ -31,6 +31,10 @@ pub struct Settings {
     /// `SLUICE_TASK_LOG_MAX_LINES` (default 100,000) and `SLUICE_TASK_LOG_MAX_BYTES`
     /// (default 10 MiB): the most of one try's log that is kept, whichever comes first.
     pub task_log: LogLimits,
+    /// `SLUICE_RECORD_PATIENCE_SECS` (default 300): how long a worker retries recording an
+    /// outcome while the database is away, holding the task's slot; the outcome then waits
+    /// in the spool (`home/spool`).
+    pub record_patience: Duration,
 }
 
 impl Settings {
@@ -59,12 +63,18 @@ impl Settings {
                 max_lines: positive("SLUICE_TASK_LOG_MAX_LINES").unwrap_or(LogLimits::default().max_lines),
                 max_bytes: positive("SLUICE_TASK_LOG_MAX_BYTES").unwrap_or(LogLimits::default().max_bytes),
             },
+            record_patience: secs("SLUICE_RECORD_PATIENCE_SECS", crate::worker::RECORD_PATIENCE.as_secs()),
         }
     }
 
     /// The store URL: the configured one, or the standalone SQLite file.
     pub fn store_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.home.join("sluice.sqlite").display()))
+    }
+
+    /// Where a worker keeps outcomes the store cannot take yet.
+    pub fn spool(&self) -> crate::spool::Spool {
+        crate::spool::Spool::in_home(&self.home)
     }
 
     /// When running and queued tasks are taken for lost.

@@ -6,7 +6,7 @@ use crate::registry::Registry;
 use crate::scheduler::Scheduler;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::worker::{LocalQueue, Worker};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -28,13 +28,15 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
     sync_connections(registry, &store, &crypto).await?;
     let (queue, receiver) = LocalQueue::new();
     let dispatch = Arc::new(queue);
-    crate::scheduler::Dispatch::dispatch(&*dispatch, store.recover_standalone().await.map_err(|e| e.to_string())?);
     let scheduler = Scheduler::new(registry, store.clone(), dispatch.clone()).with_liveness(settings.liveness());
     let worker = Worker::new(registry, store.clone(), dispatch.clone(), "standalone")
         .taking_next(&[])
         .with_crypto(crypto)
-        .with_log_limits(settings.task_log);
+        .with_log_limits(settings.task_log)
+        .with_spool(settings.spool())
+        .with_record_patience(settings.record_patience);
     let shutdown = Shutdown::new();
+    crate::scheduler::Dispatch::dispatch(&*dispatch, recover(&worker, &shutdown).await.map_err(|e| e.to_string())?);
     let web =
         crate::web::serve(registry, store.clone(), scheduler.waker(), keys, settings.port, shutdown.clone()).await?;
     println!(
@@ -61,6 +63,24 @@ pub async fn run(registry: &'static Registry, settings: &Settings) -> Result<(),
     shutdown.trigger();
     let _ = tokio::join!(scheduling, working, web, watching, beating);
     Ok(())
+}
+
+/// What a start must do before the worker claims anything: record the outcomes the last
+/// process spooled (their tries are still `running`), then put back to `queued` the tries
+/// it left running without an outcome (at-least-once). In the other order the spooled
+/// tries would be run again and their outcomes dropped. Returns every queued task
+/// instance, for the in-process queue.
+pub async fn recover(worker: &Worker, shutdown: &Shutdown) -> Result<Vec<crate::store::Queued>, StoreError> {
+    let replayed = worker.replay_spool_first(shutdown).await;
+    if replayed != crate::spool::Replayed::default() {
+        println!(
+            "outcome spool: {} recorded, {} superseded by the store, {} left",
+            replayed.recorded,
+            replayed.superseded,
+            replayed.kept + replayed.stuck
+        );
+    }
+    worker.store().recover_standalone().await
 }
 
 /// Creates the first admin if needed and says so; a generated password is shown once.

@@ -10,6 +10,7 @@ use crate::resolver::Resolver;
 use crate::scheduler::Dispatch;
 use crate::shutdown::Shutdown;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
+use crate::spool::{Replayed, Spool, Spooled};
 use crate::store::{Claimed, Finish, Outcome, Queued, Recorded, RunRow, Store, StoreError, Take};
 use crate::task::{Logger, RunInfo, TaskInput};
 use crate::tasklog::LogLimits;
@@ -40,8 +41,9 @@ impl Dispatch for LocalQueue {
     }
 }
 
-/// How long a worker keeps trying to record an outcome while the database is away.
-const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long a worker keeps trying to record an outcome while the database is away, by
+/// default (`SLUICE_RECORD_PATIENCE_SECS`); after that the outcome waits in the spool.
+pub const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 /// The most outcomes one transaction records.
 const BATCH_AT_MOST: usize = 64;
 
@@ -85,6 +87,10 @@ pub struct Worker {
     crypto: Option<Arc<crate::crypto::Crypto>>,
     /// The most of a try's log that is stored.
     log_limits: LogLimits,
+    /// Where outcomes the store cannot take yet are kept; `None`: only in memory.
+    spool: Option<Spool>,
+    /// How long an outcome is retried in process before its slot is freed.
+    patience: std::time::Duration,
 }
 
 impl Worker {
@@ -105,6 +111,8 @@ impl Worker {
             recorder: Arc::new(OnceLock::new()),
             crypto: None,
             log_limits: LogLimits::default(),
+            spool: None,
+            patience: RECORD_PATIENCE,
             store,
         }
     }
@@ -113,6 +121,21 @@ impl Worker {
     /// [`LogLimits::default`].
     pub fn with_log_limits(mut self, limits: LogLimits) -> Worker {
         self.log_limits = limits;
+        self
+    }
+
+    /// Keeps outcomes the store cannot take at once in `spool` (synced to disk before the
+    /// worker moves on), replays them at every heartbeat, and lets [`Worker::replay_spool`]
+    /// replay them at start.
+    pub fn with_spool(mut self, spool: Spool) -> Worker {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// How long an outcome is retried in process while the database is away (default
+    /// [`RECORD_PATIENCE`]); its slot is then freed and the spool keeps it.
+    pub fn with_record_patience(mut self, patience: std::time::Duration) -> Worker {
+        self.patience = patience;
         self
     }
 
@@ -246,6 +269,10 @@ impl Worker {
             if let Err(e) = self.store.beat_running_tasks(&self.name).await {
                 tracing::warn!("task heartbeats failed: {e}");
             }
+            // Outcomes whose retry window passed are recorded as soon as the store is back,
+            // not only at the next start: their tries would otherwise stay `running`, kept
+            // alive by the heartbeat above.
+            self.replay_spool().await;
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
                 () = shutdown.wait() => return,
@@ -255,6 +282,46 @@ impl Worker {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Records the outcomes waiting in the spool (see [`crate::spool::replay`]), except those
+    /// this process is still retrying itself.
+    pub async fn replay_spool(&self) -> Replayed {
+        match &self.spool {
+            Some(spool) => crate::spool::replay(spool, &self.store, self.registry, &*self.dispatch).await,
+            None => Replayed::default(),
+        }
+    }
+
+    /// [`Worker::replay_spool`] at start, before any claim: retried with backoff while the
+    /// store fails, for the record patience at most or until `shutdown`.
+    pub async fn replay_spool_first(&self, shutdown: &Shutdown) -> Replayed {
+        let started = tokio::time::Instant::now();
+        let mut backoff = crate::broker::Backoff::new();
+        let mut total = Replayed::default();
+        loop {
+            let pass = self.replay_spool().await;
+            total.recorded += pass.recorded;
+            total.superseded += pass.superseded;
+            total.stuck = pass.stuck;
+            total.kept = pass.kept;
+            if pass.kept == 0 || started.elapsed() >= self.patience {
+                return total;
+            }
+            tokio::select! {
+                () = backoff.wait() => {}
+                () = shutdown.wait() => return total,
+            }
+        }
+    }
+
+    /// Whether the spool holds this try's outcome: then the try has ended, and must not be
+    /// handed back to run again.
+    pub async fn spooled(&self, ti_id: i64, try_number: i64) -> bool {
+        match &self.spool {
+            Some(spool) => spool.holds(ti_id, try_number).await,
+            None => false,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -291,8 +358,17 @@ impl Worker {
         outcome: Outcome,
     ) -> Result<Finished, StoreError> {
         let failed = matches!(outcome, Outcome::Failed(_));
-        if let Outcome::Failed(message) = &outcome {
-            self.store.append_logs(claimed.ti_id, claimed.try_number, &[("error".into(), message.clone())]).await?;
+        // The error line is best effort: the outcome (which carries the same message) is
+        // recorded whatever happens to the log.
+        if let Outcome::Failed(message) = &outcome
+            && let Err(e) =
+                self.store.append_logs(claimed.ti_id, claimed.try_number, &[("error".into(), message.clone())]).await
+        {
+            tracing::warn!(
+                "task instance {} try {}: its error line was not written to the task log ({e}): {message}",
+                claimed.ti_id,
+                claimed.try_number
+            );
         }
         let Some(pipeline) = pipeline else { return Ok(Finished { failed, queued: 0, next: None }) };
         let recorded = self.finish_patiently(pipeline, claimed, outcome).await?;
@@ -307,9 +383,13 @@ impl Worker {
     }
 
     /// Records an outcome, retrying with backoff while the database is away (the work is
-    /// done; losing its outcome would run it again) for up to [`RECORD_PATIENCE`]. After a
-    /// failed batch the outcome is recorded on its own, so that one bad outcome cannot
-    /// hold back others.
+    /// done; losing its outcome would run it again) for the worker's record patience. After
+    /// a failed batch the outcome is recorded on its own, so that one bad outcome cannot hold
+    /// back others.
+    ///
+    /// From the first failure on, the outcome is also in the spool (on disk, synced): a
+    /// worker that stops, crashes or runs out of patience leaves it there, and it is replayed
+    /// at the next heartbeat or start. Recorded here, its entry is removed.
     async fn finish_patiently(
         &self,
         pipeline: &'static PipelineSpec,
@@ -319,33 +399,107 @@ impl Worker {
         let started = tokio::time::Instant::now();
         let mut backoff = crate::broker::Backoff::new();
         let mut alone = false;
+        // Set once the spool holds the outcome; the guard keeps replay passes off it while
+        // this loop retries.
+        let mut spooled = None;
         loop {
-            let (reply, answer) = oneshot::channel();
-            let pending = PendingFinish {
-                pipeline,
-                ti_id: claimed.ti_id,
-                try_number: claimed.try_number,
-                outcome: outcome.clone(),
-                run: claimed.run.clone(),
-                alone,
-                reply,
-            };
-            let stopped = || StoreError::Conflict("the worker's outcome recorder stopped".into());
-            self.recorder().send(pending).map_err(|_| stopped())?;
-            match answer.await.map_err(|_| stopped())? {
-                Ok(recorded) => return Ok(recorded),
-                Err(e @ (StoreError::Connect { .. } | StoreError::Query { .. }))
-                    if started.elapsed() < RECORD_PATIENCE =>
-                {
-                    tracing::warn!(
-                        "task instance {}: cannot record its outcome yet ({e}); retrying in {:?}",
-                        claimed.ti_id,
-                        backoff.peek()
-                    );
-                    backoff.wait().await;
-                    alone = true;
+            let e = match self.finish_once(pipeline, claimed, &outcome, alone).await {
+                Ok(recorded) => {
+                    if spooled.is_some()
+                        && let Some(spool) = &self.spool
+                        && let Err(e) = spool.forget(claimed.ti_id, claimed.try_number).await
+                    {
+                        tracing::error!("task instance {}: recorded, but its spool entry stays: {e}", claimed.ti_id);
+                    }
+                    return Ok(recorded);
                 }
-                Err(e) => return Err(e),
+                Err(e) => e,
+            };
+            if spooled.is_none()
+                && let Some(spool) = &self.spool
+            {
+                spooled = self.spool_outcome(spool, pipeline, claimed, &outcome, &e).await;
+            }
+            if !crate::spool::is_transient(&e) || started.elapsed() >= self.patience {
+                return Err(match &spooled {
+                    Some((path, _)) => StoreError::Conflict(format!(
+                        "{e}; the outcome waits in {} and is recorded once the database takes it",
+                        path.display()
+                    )),
+                    None => e,
+                });
+            }
+            tracing::warn!(
+                "task instance {}: cannot record its outcome yet ({e}); retrying in {:?}",
+                claimed.ti_id,
+                backoff.peek()
+            );
+            backoff.wait().await;
+            alone = true;
+        }
+    }
+
+    /// One attempt at recording an outcome, through the batching recorder.
+    async fn finish_once(
+        &self,
+        pipeline: &'static PipelineSpec,
+        claimed: &Claimed,
+        outcome: &Outcome,
+        alone: bool,
+    ) -> Result<Recorded, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingFinish {
+            pipeline,
+            ti_id: claimed.ti_id,
+            try_number: claimed.try_number,
+            outcome: outcome.clone(),
+            run: claimed.run.clone(),
+            alone,
+            reply,
+        };
+        let stopped = || StoreError::Conflict("the worker's outcome recorder stopped".into());
+        self.recorder().send(pending).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Writes an outcome the store refused (`why`) to the spool; `None` when even that
+    /// fails (said in the process log: the outcome then lives only in this process).
+    async fn spool_outcome(
+        &self,
+        spool: &Spool,
+        pipeline: &PipelineSpec,
+        claimed: &Claimed,
+        outcome: &Outcome,
+        why: &StoreError,
+    ) -> Option<(std::path::PathBuf, crate::spool::Recording)> {
+        let recording = spool.recording(claimed.ti_id, claimed.try_number);
+        let entry = Spooled {
+            pipeline_id: pipeline.id.to_string(),
+            task_id: claimed.task_id.clone(),
+            ti_id: claimed.ti_id,
+            try_number: claimed.try_number,
+            worker: self.name.clone(),
+            outcome: outcome.clone(),
+        };
+        match spool.keep(&entry).await {
+            Ok(path) => {
+                tracing::warn!(
+                    "task instance {} try {}: outcome not recorded ({why}); kept in {}",
+                    claimed.ti_id,
+                    claimed.try_number,
+                    path.display()
+                );
+                Some((path, recording))
+            }
+            Err(e) => {
+                tracing::error!(
+                    "task instance {} try {}: outcome not recorded ({why}) and not spooled to {}: {e}; it is kept in \
+                     memory only while this worker retries",
+                    claimed.ti_id,
+                    claimed.try_number,
+                    spool.dir().display()
+                );
+                None
             }
         }
     }

@@ -11,6 +11,7 @@ use sluice_runtime::template::{TEMPLATE_VARIABLES, TemplateContext, render};
 use sluice_runtime::{Connection, Registry, RunInfo, TaskError, TaskInput};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -172,6 +173,7 @@ static PIPELINES: [PipelineSpec; 1] = [PipelineSpec {
         rust("rust_panics", None),
         rust("rust_missing", None),
         rust("rust_slow", Some(1)),
+        rust("rust_blocks", Some(1)),
     ],
     version_hash: "test",
 }];
@@ -191,7 +193,64 @@ fn dispatch<'a>(_pipeline: &str, task: &str, input: &'a TaskInput) -> Option<Tas
             tokio::time::sleep(Duration::from_secs(30)).await;
             Ok(Value::Null)
         })),
+        "rust_blocks" => Some(Box::pin(async move {
+            let _dropped = SetOnDrop(&BLOCKING.dropped);
+            BLOCKING.entered.store(true, SeqCst);
+            // Blocks its thread (no `.await`) until the test opens the gate.
+            {
+                let (open, opened) = &BLOCKING.gate;
+                let mut is_open = open.lock().expect("gate");
+                while !*is_open {
+                    is_open = opened.wait(is_open).expect("gate");
+                }
+            }
+            BLOCKING.returned.store(true, SeqCst);
+            tokio::task::yield_now().await;
+            BLOCKING.went_on.store(true, SeqCst);
+            Ok(Value::Null)
+        })),
         _ => None,
+    }
+}
+
+/// What the `rust_blocks` body went through.
+struct Blocking {
+    gate: (std::sync::Mutex<bool>, std::sync::Condvar),
+    entered: AtomicBool,
+    returned: AtomicBool,
+    went_on: AtomicBool,
+    dropped: AtomicBool,
+}
+
+static BLOCKING: Blocking = Blocking {
+    gate: (std::sync::Mutex::new(false), std::sync::Condvar::new()),
+    entered: AtomicBool::new(false),
+    returned: AtomicBool::new(false),
+    went_on: AtomicBool::new(false),
+    dropped: AtomicBool::new(false),
+};
+
+impl Blocking {
+    fn open(&self) {
+        *self.gate.0.lock().expect("gate") = true;
+        self.gate.1.notify_all();
+    }
+}
+
+struct SetOnDrop(&'static AtomicBool);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
+/// Returns once `flag` is set; panics after a generous deadline.
+async fn until(flag: &AtomicBool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !flag.load(SeqCst) {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -815,6 +874,31 @@ async fn rust_bodies_run_and_panics_are_failures() {
     let (result, _) = run("rust_slow", input("rust_slow", json!({}), vec![])).await;
     assert_eq!(result.expect_err("slow").message, "timed out after 1s; the task body was cancelled");
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_blocking_rust_body_holds_no_runtime_thread_and_still_times_out() {
+    // On this test's single-threaded runtime, a body that blocked a runtime thread would stop
+    // everything; the gate opens by itself late, so such a failure cannot hang the suite.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(30));
+        BLOCKING.open();
+    });
+    let blocked = tokio::spawn(run("rust_blocks", input("rust_blocks", json!({}), vec![])));
+    until(&BLOCKING.entered, "the blocking body started").await;
+
+    let (result, _) = run("rust_ok", input("rust_ok", json!({}), vec![])).await;
+    assert!(result.is_ok(), "another body runs meanwhile: {result:?}");
+    assert!(!BLOCKING.returned.load(SeqCst), "... while the first one is still blocked");
+
+    let (result, _) = blocked.await.expect("joined");
+    assert_eq!(result.expect_err("timed out").message, "timed out after 1s; the task body was cancelled");
+    assert!(!BLOCKING.returned.load(SeqCst), "the try failed on time, its body still blocked");
+
+    // Once its blocking call returns, the body is dropped at its next `.await`.
+    BLOCKING.open();
+    until(&BLOCKING.dropped, "the body was dropped").await;
+    assert!(BLOCKING.returned.load(SeqCst) && !BLOCKING.went_on.load(SeqCst), "it went no further");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -261,25 +261,29 @@ pub async fn upsert_games(db: &Connection, games: &[Game]) -> Result<u64, TaskEr
     Ok(written)
 }
 
+// Files are read and written with tokio::fs (async), as every I/O of a task body should be:
+// a body that awaits leaves its thread to others while the disk works.
+
 /// `$SLUICE_HOME/<parts...>`, with its folder created.
-pub fn local_file(parts: &[&str]) -> Result<PathBuf, TaskError> {
+pub async fn local_file(parts: &[&str]) -> Result<PathBuf, TaskError> {
     let mut path = sluice_runtime::io::home_dir();
     path.extend(parts);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
+        tokio::fs::create_dir_all(parent)
+            .await
             .map_err(|e| TaskError::new(format!("cannot create {}: {e}", parent.display())))?;
     }
     Ok(path)
 }
 
 /// Writes one JSON value per line.
-pub fn write_json_lines(path: &Path, rows: impl IntoIterator<Item = Value>) -> Result<(), TaskError> {
+pub async fn write_json_lines(path: &Path, rows: impl IntoIterator<Item = Value>) -> Result<(), TaskError> {
     let text: String = rows.into_iter().map(|r| r.to_string() + "\n").collect();
-    std::fs::write(path, text).map_err(|e| TaskError::new(format!("cannot write {}: {e}", path.display())))
+    tokio::fs::write(path, text).await.map_err(|e| TaskError::new(format!("cannot write {}: {e}", path.display())))
 }
 
-pub fn read_json_lines(path: &str) -> Result<Vec<Value>, TaskError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TaskError::new(format!("cannot read {path}: {e}")))?;
+pub async fn read_json_lines(path: &str) -> Result<Vec<Value>, TaskError> {
+    let text = tokio::fs::read_to_string(path).await.map_err(|e| TaskError::new(format!("cannot read {path}: {e}")))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).map_err(|e| TaskError::new(format!("{path} has a bad line: {e}"))))

@@ -14,8 +14,8 @@ use sluice_runtime::{Connection, Logger, RunInfo, TaskError};
 async fn scrape(league: &str, feed: &Connection, run: &RunInfo, log: &Logger) -> Result<(i64, String), TaskError> {
     let text = sluice_runtime::io::read_text(feed, &format!("{league}.csv")).await?;
     let rows = games::parse_csv(league, &text)?;
-    let path = games::local_file(&["data", "raw", league, &format!("{}.jsonl", games::day(&run.logical_date))])?;
-    games::write_json_lines(&path, rows.iter().cloned())?;
+    let path = games::local_file(&["data", "raw", league, &format!("{}.jsonl", games::day(&run.logical_date))]).await?;
+    games::write_json_lines(&path, rows.iter().cloned()).await?;
     log.info(format!("scraped {} {league} rows from `{}` into {}", rows.len(), feed.id, path.display()));
     Ok((rows.len() as i64, path.display().to_string()))
 }
@@ -44,7 +44,7 @@ pub async fn validate(ctx: validate::Context<'_>) -> Result<validate::Outputs, T
     let mut valid: Vec<Game> = Vec::new();
     let mut rejected_records = 0;
     for (league, path) in LEAGUES.iter().zip(scraped) {
-        let rows = games::read_json_lines(path)?;
+        let rows = games::read_json_lines(path).await?;
         let (games, rejected) = games::validate_league(league, &rows)?;
         for reason in &rejected {
             ctx.log.info(format!("rejected {league} {reason}"));
@@ -53,15 +53,15 @@ pub async fn validate(ctx: validate::Context<'_>) -> Result<validate::Outputs, T
         rejected_records += rejected.len() as i64;
         valid.extend(games);
     }
-    let path = games::local_file(&["data", "valid", &format!("{}.jsonl", games::day(&ctx.run.logical_date))])?;
-    games::write_json_lines(&path, valid.iter().map(Game::to_json))?;
+    let path = games::local_file(&["data", "valid", &format!("{}.jsonl", games::day(&ctx.run.logical_date))]).await?;
+    games::write_json_lines(&path, valid.iter().map(Game::to_json)).await?;
     Ok(validate::Outputs { valid_records: valid.len() as i64, rejected_records, path: path.display().to_string() })
 }
 
 /// Upserts the validated games into `games` (created if missing), keyed by `game_id`, so a
 /// rerun or a corrected feed updates rows instead of duplicating them.
 pub async fn load(ctx: load::Context<'_>) -> Result<load::Outputs, TaskError> {
-    let rows = games::read_json_lines(&ctx.upstream.validate.path)?;
+    let rows = games::read_json_lines(&ctx.upstream.validate.path).await?;
     let valid = rows.iter().map(Game::from_json).collect::<Result<Vec<_>, _>>()?;
     let db = ctx.conn.postgres_mlsp;
     let written = games::upsert_games(db, &valid).await?;

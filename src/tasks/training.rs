@@ -34,24 +34,25 @@ pub async fn prepare_data(ctx: prepare_data::Context<'_>) -> Result<prepare_data
     }
     let rows = sql_query_json(db, "SELECT * FROM games ORDER BY league, game_date, game_id").await?;
     let all = rows.iter().map(Game::from_json).collect::<Result<Vec<_>, _>>()?;
-    let path = games::local_file(&["data", "training", &format!("{}.jsonl", games::day(&ctx.run.logical_date))])?;
-    games::write_json_lines(&path, all.iter().map(Game::to_json))?;
+    let path =
+        games::local_file(&["data", "training", &format!("{}.jsonl", games::day(&ctx.run.logical_date))]).await?;
+    games::write_json_lines(&path, all.iter().map(Game::to_json)).await?;
     ctx.log.info(format!("{} games from `{}` in {}", all.len(), db.id, path.display()));
     Ok(prepare_data::Outputs { dataset: path.display().to_string(), rows: all.len() as i64 })
 }
 
 pub async fn train_nfl(ctx: train_nfl::Context<'_>) -> Result<train_nfl::Outputs, TaskError> {
-    let (model_uri, accuracy) = train("nfl", &ctx.upstream.prepare_data.dataset, ctx.run, ctx.log)?;
+    let (model_uri, accuracy) = train("nfl", &ctx.upstream.prepare_data.dataset, ctx.run, ctx.log).await?;
     Ok(train_nfl::Outputs { model_uri, accuracy })
 }
 
 pub async fn train_nba(ctx: train_nba::Context<'_>) -> Result<train_nba::Outputs, TaskError> {
-    let (model_uri, accuracy) = train("nba", &ctx.upstream.prepare_data.dataset, ctx.run, ctx.log)?;
+    let (model_uri, accuracy) = train("nba", &ctx.upstream.prepare_data.dataset, ctx.run, ctx.log).await?;
     Ok(train_nba::Outputs { model_uri, accuracy })
 }
 
 pub async fn train_mlb(ctx: train_mlb::Context<'_>) -> Result<train_mlb::Outputs, TaskError> {
-    let (model_uri, accuracy) = train("mlb", &ctx.upstream.prepare_data.dataset, ctx.run, ctx.log)?;
+    let (model_uri, accuracy) = train("mlb", &ctx.upstream.prepare_data.dataset, ctx.run, ctx.log).await?;
     Ok(train_mlb::Outputs { model_uri, accuracy })
 }
 
@@ -86,7 +87,7 @@ pub async fn evaluate(ctx: evaluate::Context<'_>) -> Result<evaluate::Outputs, T
 /// is a local registry: the same request bodies under `<dir>/registered-models/`.
 pub async fn register_mlflow(ctx: register_mlflow::Context<'_>) -> Result<register_mlflow::Outputs, TaskError> {
     let up = &ctx.upstream.evaluate;
-    let model = read_model(&up.best_model)?;
+    let model = read_model(&up.best_model).await?;
     let league = model.get("league").and_then(Value::as_str).unwrap_or("model");
     let model_name = format!("mlsp-{league}");
     let description = format!("Home-win logistic regression for {league}, trained by {}", ctx.run.run_id);
@@ -102,7 +103,7 @@ pub async fn register_mlflow(ctx: register_mlflow::Context<'_>) -> Result<regist
     });
     let registry = ctx.conn.mlflow_tracking;
     let version = match registry.conn_type.as_str() {
-        "file" => register_in_folder(registry, &model_name, &create_model, create_version)?,
+        "file" => register_in_folder(registry, &model_name, &create_model, create_version).await?,
         _ => register_with_mlflow(registry, &create_model, &create_version).await?,
     };
     ctx.log.info(format!("registered {model_name} version {version} with `{}`", registry.id));
@@ -214,8 +215,9 @@ impl Model {
 
 /// Fits `league`'s model on its earliest games, measures it on the latest, and writes it to
 /// `$SLUICE_HOME/models/<league>/<run>.json`: the model's path and its accuracy.
-fn train(league: &str, dataset: &str, run: &RunInfo, log: &Logger) -> Result<(String, f64), TaskError> {
-    let mut games: Vec<Game> = games::read_json_lines(dataset)?
+async fn train(league: &str, dataset: &str, run: &RunInfo, log: &Logger) -> Result<(String, f64), TaskError> {
+    let mut games: Vec<Game> = games::read_json_lines(dataset)
+        .await?
         .iter()
         .map(Game::from_json)
         .filter(|g| g.as_ref().map_or(true, |g| g.league == league))
@@ -229,6 +231,8 @@ fn train(league: &str, dataset: &str, run: &RunInfo, log: &Logger) -> Result<(St
     }
     let cut = (games.len() as f64 * TRAIN_SHARE).round() as usize;
     let (train, test) = games.split_at(cut);
+    // The fit is synchronous CPU work, and stays so: a Rust body runs on a thread of its own
+    // (see the README's "How runs happen"), so it holds up no heartbeat and no other task.
     let model = Model::fit(train);
     let accuracy = model.accuracy(test);
     log.info(format!(
@@ -239,7 +243,7 @@ fn train(league: &str, dataset: &str, run: &RunInfo, log: &Logger) -> Result<(St
     ));
     let safe_run: String =
         run.run_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    let path = games::local_file(&["models", league, &format!("{safe_run}.json")])?;
+    let path = games::local_file(&["models", league, &format!("{safe_run}.json")]).await?;
     let saved = json!({
         "kind": "logistic_regression",
         "league": league,
@@ -252,13 +256,15 @@ fn train(league: &str, dataset: &str, run: &RunInfo, log: &Logger) -> Result<(St
         "accuracy": accuracy,
         "run_id": run.run_id,
     });
-    std::fs::write(&path, format!("{saved:#}\n"))
+    tokio::fs::write(&path, format!("{saved:#}\n"))
+        .await
         .map_err(|e| TaskError::new(format!("cannot write {}: {e}", path.display())))?;
     Ok((path.display().to_string(), accuracy))
 }
 
-fn read_model(path: &str) -> Result<Value, TaskError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TaskError::new(format!("cannot read model {path}: {e}")))?;
+async fn read_model(path: &str) -> Result<Value, TaskError> {
+    let text =
+        tokio::fs::read_to_string(path).await.map_err(|e| TaskError::new(format!("cannot read model {path}: {e}")))?;
     serde_json::from_str(&text).map_err(|e| TaskError::new(format!("model {path} is not JSON: {e}")))
 }
 
@@ -287,7 +293,7 @@ async fn register_with_mlflow(
 
 /// The local registry: `registered-models/<name>.json` (the create body, once) and
 /// `registered-models/<name>/versions/<n>.json`, numbered from 1 as MLflow does.
-fn register_in_folder(
+async fn register_in_folder(
     dir: &Connection,
     name: &str,
     create_model: &Value,
@@ -298,14 +304,18 @@ fn register_in_folder(
         |path: &std::path::Path, e: std::io::Error| TaskError::new(format!("cannot write {}: {e}", path.display()));
     let model_file = root.join(format!("{name}.json"));
     let versions = root.join(name).join("versions");
-    std::fs::create_dir_all(&versions).map_err(|e| io_error(&versions, e))?;
-    if !model_file.exists() {
-        std::fs::write(&model_file, format!("{create_model:#}\n")).map_err(|e| io_error(&model_file, e))?;
+    tokio::fs::create_dir_all(&versions).await.map_err(|e| io_error(&versions, e))?;
+    if !tokio::fs::try_exists(&model_file).await.map_err(|e| io_error(&model_file, e))? {
+        tokio::fs::write(&model_file, format!("{create_model:#}\n")).await.map_err(|e| io_error(&model_file, e))?;
     }
-    let existing = std::fs::read_dir(&versions).map_err(|e| io_error(&versions, e))?.count();
+    let mut listing = tokio::fs::read_dir(&versions).await.map_err(|e| io_error(&versions, e))?;
+    let mut existing = 0;
+    while listing.next_entry().await.map_err(|e| io_error(&versions, e))?.is_some() {
+        existing += 1;
+    }
     let version = (existing + 1).to_string();
     create_version["version"] = json!(version);
     let file = versions.join(format!("{version}.json"));
-    std::fs::write(&file, format!("{create_version:#}\n")).map_err(|e| io_error(&file, e))?;
+    tokio::fs::write(&file, format!("{create_version:#}\n")).await.map_err(|e| io_error(&file, e))?;
     Ok(version)
 }

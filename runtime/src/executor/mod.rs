@@ -10,7 +10,7 @@
 //!
 //! | kind | runs | outputs |
 //! |---|---|---|
-//! | rust | the generated dispatch, in its own tokio task (a panic is a failure) | the body's |
+//! | rust | the generated dispatch, on a blocking-pool thread of its own (blocking is harmless; a panic is a failure) | the body's |
 //! | shell | `bash -c <command>` in its own process group, output streamed to the log | `stdout` (last non-empty line), `exit_code` |
 //! | http | one request to the step's connection (plain http only) | `status`, `body` (JSON if it parses) |
 //! | sql | the statement on one short-lived connection (postgres or sqlite) | `rows_affected`, `rows` (at most 100) |

@@ -111,6 +111,10 @@ pub struct Finish<'a> {
 /// or duplicate report).
 #[derive(Debug, Clone, Default)]
 pub struct Recorded {
+    /// This call recorded the try's end. `false`: the try was no longer running (the zombie
+    /// sweep failed it, it was handed back, or its outcome was already recorded), and the
+    /// store's state stands.
+    pub ended: bool,
     /// The try failed (it may be retried).
     pub failed: bool,
     /// How many task instances its run queued in that transaction (taken ones included):
@@ -138,8 +142,10 @@ struct Ended {
     error: Option<String>,
 }
 
-/// How a try ended.
-#[derive(Debug, Clone)]
+/// How a try ended. Serialized (`{"success": outputs}` / `{"failed": "why"}`) in the
+/// worker's spool, where an outcome waits while the store cannot take it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Success(serde_json::Value),
     Failed(String),
@@ -647,8 +653,12 @@ impl Store {
             let all_succeeded = of_run.iter().all(|e| e.state == TiState::Success);
             let queued = advance_after(&mut tx, pipeline, run_pk, &tasks, all_succeeded, now, parallelism).await?;
             for end in &of_run {
-                report.each[end.index] =
-                    Recorded { failed: end.state != TiState::Success, run_queued: queued.len(), next: None };
+                report.each[end.index] = Recorded {
+                    ended: true,
+                    failed: end.state != TiState::Success,
+                    run_queued: queued.len(),
+                    next: None,
+                };
             }
             report.queued.extend(queued);
         }
