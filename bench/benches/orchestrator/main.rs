@@ -101,7 +101,11 @@ fn main() {
     let option = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let full = args.iter().any(|a| a == "--bench");
     let runs = option("--runs").and_then(|r| r.parse().ok()).unwrap_or(3);
-    let plan = if full { Plan::full(runs) } else { Plan::smoke() };
+    let mut plan = if full { Plan::full(runs) } else { Plan::smoke() };
+    // `--soak-secs N`: a shorter (or longer) soak at the same rate.
+    if let Some(secs) = option("--soak-secs").and_then(|s| s.parse().ok()) {
+        plan.soak.length = Duration::from_secs(secs);
+    }
     let default_out = if full { "bench/orchestrator.md" } else { "tmp/orchestrator-smoke.md" };
     let out = option("--out").map_or_else(|| target_dir().join(default_out), PathBuf::from);
     let wide = option("--wide-binary").map(PathBuf::from);

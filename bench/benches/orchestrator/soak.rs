@@ -169,9 +169,12 @@ fn sample(deployment: &Deployment, cluster: &Cluster, at: Duration) -> Sample {
     Sample { at, rss, streams, postgres, bouncer_clients, bouncer_servers }
 }
 
+/// `redis-cli` on the broker's database (the number at the end of `SLUICE_BROKER_URL`).
 fn redis(cluster: &Cluster, args: &[&str]) -> String {
+    let url = cluster.env("worker").get("SLUICE_BROKER_URL").cloned().expect("SLUICE_BROKER_URL of the workers");
+    let db = url.rsplit_once('/').and_then(|(_, db)| db.parse::<u32>().ok()).unwrap_or(0);
     let out = Command::new(tool("redis-cli"))
-        .args(["-p", &cluster.redis.port().to_string()])
+        .args(["-p", &cluster.redis.port().to_string(), "-n", &db.to_string()])
         .args(args)
         .output()
         .expect("run redis-cli");
