@@ -1,4 +1,4 @@
-//! 9. Soak: independent no-op tasks at a steady rate for a long while (distributed mode),
+//! The soak (benchmark 9): independent no-op tasks at a steady rate for a long while (distributed mode),
 //! sampling what could grow without bound: the resident memory of every service, the
 //! Redis streams, and the connections to PostgreSQL and PgBouncer. It fails when any of
 //! them passes its bound:
