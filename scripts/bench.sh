@@ -2,7 +2,8 @@
 # Benchmarks, written to BENCHMARKS.md with the machine, date and commit (the table of
 # `cargo make bench-peer` at its top is kept).
 # orchestration: chain40, fan-out 1,000 (and 10,000 once), transition latency, throughput
-#      and footprint, standalone and distributed (bench/benches/orchestrator).
+#      and footprint, standalone and distributed; a 10-minute soak at 200 tasks/s with its
+#      memory, Redis stream and connection bounds, distributed (bench/benches/orchestrator).
 # compile: `sluice-codegen check` on a 1,000-pipeline x 20-task file (goal < 1 s, < 200 MiB),
 #      and `cargo make build` after a one-line edit of pipelines.yaml.
 # CLI: `sluice dags list` and `sluice dags test example_dag` (goals < 50 ms, < 300 ms).
@@ -194,7 +195,7 @@ cat > BENCHMARKS.md <<MD
 
 Machine: $(nproc) cores, ${cpu}, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -sr).
 Date: $(date -u +%Y-%m-%d). Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown).
-Reproduce with \`cargo make bench\` (about 25 minutes) and \`cargo make bench-peer\` (the
+Reproduce with \`cargo make bench\` (about 37 minutes) and \`cargo make bench-peer\` (the
 comparison with Airflow, about 15 minutes). Release builds; figures with three numbers are
 min / median / max over ${runs} runs unless a table says otherwise.
 

@@ -218,6 +218,7 @@ async fn process(worker: &Worker, broker: &Broker, delivery: &Delivery, mut clai
         tokio::select! {
             finished = worker.run_claimed(&claimed) => match finished {
                 Ok(mut finished) => {
+                    fail::fail_point!("worker.before_ack", |_| std::process::abort());
                     if let Some(delivery) = delivered.take() {
                         ack(broker, delivery).await;
                     }

@@ -671,6 +671,7 @@ impl Batches {
             self.takes_next.as_deref().map(|queues| Take { worker: &self.worker, queues, pipelines: self.pipelines });
         match self.store.finish_many(&finishes, self.parallelism, take).await {
             Ok(recorded) => {
+                fail::fail_point!("worker.after_finish_commit", |_| std::process::abort());
                 self.dispatch.dispatch(recorded.queued);
                 for (pending, each) in batch.into_iter().zip(recorded.each) {
                     // The caller is gone (its task was abandoned): what it claimed to run

@@ -80,6 +80,11 @@ impl Cluster {
         self.extra.insert(key.to_string(), value.to_string());
     }
 
+    /// Takes `key` out of the environment of sluice services started from now on.
+    pub fn remove_env(&mut self, key: &str) {
+        self.extra.remove(key);
+    }
+
     /// `SLUICE_HOME` of every service: the compose's shared `sluice-data` volume.
     pub fn home(&self) -> PathBuf {
         self.dir.path().join("data")

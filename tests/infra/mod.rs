@@ -612,6 +612,16 @@ impl Bouncer {
         self.spawn();
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Service::pid)
+    }
+
+    /// A setting of the `[pgbouncer]` section it runs with (`default_pool_size`).
+    pub fn setting(&self, key: &str) -> Option<String> {
+        ini_value(&read(&self.dir.path().join("pgbouncer.ini")), key)
+    }
+
     /// The end of PgBouncer's log (stderr), across restarts.
     pub fn log_tail(&self) -> String {
         tail(&self.log, TAIL_LINES)
@@ -770,6 +780,11 @@ impl Redis {
         self.kill();
         self.persistence = persistence;
         self.spawn();
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Service::pid)
     }
 
     /// The end of Redis's log, across restarts.

@@ -99,6 +99,14 @@ impl Deployment {
         deployment
     }
 
+    /// The distributed services (`None` in standalone).
+    pub fn cluster(&self) -> Option<&Cluster> {
+        match &self.services {
+            Services::Distributed(cluster) => Some(cluster),
+            Services::Standalone(_) => None,
+        }
+    }
+
     /// Starts `n` more worker processes (distributed; standalone runs its tasks itself).
     pub fn add_workers(&mut self, n: usize) {
         if let Services::Distributed(cluster) = &mut self.services {
@@ -210,6 +218,10 @@ impl Deployment {
         ))
     }
 
+    pub fn failed_runs(&self, dag: &str) -> i64 {
+        self.number(&format!("SELECT COUNT(*) FROM runs WHERE pipeline_id = '{dag}' AND state = 'failed'"))
+    }
+
     /// Successful tries that ended in [from, to), microseconds since the epoch.
     pub fn succeeded_between(&self, from: i64, to: i64) -> i64 {
         self.number(&format!(
@@ -290,6 +302,18 @@ fn cli_output(command: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A process's resident set now (VmRSS), MiB; 0 when it is gone.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
 }
 
 /// What `/proc` says of a process.

@@ -8,7 +8,9 @@
 //!    store transactions and Redis commands per task;
 //! 6. footprint: peak RSS of the scheduler, workers and web server; the scheduler's CPU
 //!    time over 60 idle seconds;
-//! 7. and 8. `sluice dags list` and `/health` (under wrk) on each deployment's own store.
+//! 7. and 8. `sluice dags list` and `/health` (under wrk) on each deployment's own store;
+//! 9. soak: 200 tasks/s for 10 minutes (distributed), memory, Redis streams and database
+//!    connections sampled and held to bounds (see `soak.rs`).
 //!
 //! `cargo bench -p sluice-bench --bench orchestrator [-- --runs N --wide-binary PATH --out FILE]`
 //! measures (release build); `cargo test` runs it once at a tiny size as a smoke test, with
@@ -20,9 +22,11 @@ mod infra;
 
 mod deployment;
 mod report;
+mod soak;
 
 use deployment::{Deployment, Mode, proc_stat};
 use report::{Report, millis, percentile, spread};
+use soak::SoakPlan;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +45,7 @@ struct Plan {
     /// How many times each CLI command runs, and how long wrk loads `/health`.
     cli_runs: usize,
     load: Duration,
+    soak: SoakPlan,
 }
 
 impl Plan {
@@ -56,6 +61,12 @@ impl Plan {
             idle: Duration::from_secs(60),
             cli_runs: 10,
             load: Duration::from_secs(5),
+            soak: SoakPlan {
+                rate: 200.0,
+                length: Duration::from_secs(600),
+                warm_up: Duration::from_secs(60),
+                every: Duration::from_secs(10),
+            },
         }
     }
 
@@ -71,6 +82,13 @@ impl Plan {
             idle: Duration::from_secs(1),
             cli_runs: 2,
             load: Duration::from_secs(1),
+            // CI's soak: the same checks, briefly, at a rate a debug build keeps up with.
+            soak: SoakPlan {
+                rate: 50.0,
+                length: Duration::from_secs(45),
+                warm_up: Duration::from_secs(15),
+                every: Duration::from_secs(5),
+            },
         }
     }
 }
@@ -83,13 +101,17 @@ fn main() {
     let option = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let full = args.iter().any(|a| a == "--bench");
     let runs = option("--runs").and_then(|r| r.parse().ok()).unwrap_or(3);
-    let plan = if full { Plan::full(runs) } else { Plan::smoke() };
+    let mut plan = if full { Plan::full(runs) } else { Plan::smoke() };
+    // `--soak-secs N`: a shorter (or longer) soak at the same rate.
+    if let Some(secs) = option("--soak-secs").and_then(|s| s.parse().ok()) {
+        plan.soak.length = Duration::from_secs(secs);
+    }
     let default_out = if full { "bench/orchestrator.md" } else { "tmp/orchestrator-smoke.md" };
     let out = option("--out").map_or_else(|| target_dir().join(default_out), PathBuf::from);
     let wide = option("--wide-binary").map(PathBuf::from);
     let binary = Path::new(env!("CARGO_BIN_EXE_sluice-bench"));
-    // `--only chain,fanout,throughput,cli` and `--modes standalone,distributed` narrow a pass.
-    let only = option("--only").unwrap_or_else(|| "chain,fanout,throughput,cli".into());
+    // `--only chain,fanout,throughput,cli,soak` and `--modes standalone,distributed` narrow a pass.
+    let only = option("--only").unwrap_or_else(|| "chain,fanout,throughput,cli,soak".into());
     let modes: Vec<Mode> = option("--modes")
         .unwrap_or_else(|| "standalone,distributed".into())
         .split(',')
@@ -115,6 +137,9 @@ fn main() {
         if only.contains("cli") {
             operator(binary, mode, &plan, &mut report);
         }
+        if only.contains("soak") {
+            soak::soak(binary, mode, &plan.soak, parallelism(), &mut report, &out);
+        }
     }
     if let Some(wide) = wide {
         for &mode in &modes {
@@ -124,6 +149,14 @@ fn main() {
     report.write(&out);
     println!("{}", report.markdown());
     println!("written to {}", out.display());
+}
+
+/// `executor.parallelism` of `bench/pipelines.yaml`.
+fn parallelism() -> i64 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    doc["deployment"]["executor"]["parallelism"].as_i64().expect("executor.parallelism in bench/pipelines.yaml")
 }
 
 fn target_dir() -> PathBuf {

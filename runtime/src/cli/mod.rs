@@ -125,6 +125,8 @@ pub fn main(registry: &'static Registry) -> ExitCode {
     };
     init_logging();
     // Reads FAILPOINTS when the fault tests' build turned failpoints on; a no-op otherwise.
+    // Every failpoint's `return` action aborts the process where it stands, as a SIGKILL
+    // would (`FAILPOINTS=store.finish.before_commit=return`); `bench/tests/faults.rs` lists them.
     let _failpoints = fail::FailScenario::setup();
     match runtime.block_on(run(registry, cli)) {
         Ok(code) => code,

@@ -577,6 +577,7 @@ impl Store {
             let run_pk: i64 = get(&row, "id")?;
             queued.extend(advance_in_tx(&mut tx, pipeline, run_pk, now, parallelism).await?);
         }
+        fail::fail_point!("store.advance.before_commit", |_| std::process::abort());
         tx.commit().await.doing("advancing a pipeline")?;
         Ok(queued)
     }
@@ -679,6 +680,7 @@ impl Store {
                 }
             }
         }
+        fail::fail_point!("store.finish.before_commit", |_| std::process::abort());
         tx.commit().await.doing("finishing a task")?;
         Ok(report)
     }
