@@ -13,6 +13,7 @@ use crate::spec::PipelineSpec;
 use crate::store::{NewRun, Outcome, Queued, RunRow, Store, StoreError};
 use crate::timetable::Timetable;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -37,7 +38,11 @@ pub struct Scheduler {
     wake: Arc<Notify>,
     notifier: Notifier,
     liveness: Liveness,
+    /// When a pass or heartbeat last failed to reach the database ([`NEVER`] if not yet).
+    last_store_failure: Arc<AtomicI64>,
 }
+
+const NEVER: Micros = Micros::MIN;
 
 /// When running and queued task instances are taken for lost.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +62,15 @@ impl Default for Liveness {
 impl Scheduler {
     pub fn new(registry: &'static Registry, store: Store, dispatch: Arc<dyn Dispatch>) -> Scheduler {
         let notifier = Notifier::new(store.clone(), Resolver::from_env(registry), base_url_from_env(registry));
-        Scheduler { registry, store, dispatch, wake: Arc::new(Notify::new()), notifier, liveness: Liveness::default() }
+        Scheduler {
+            registry,
+            store,
+            dispatch,
+            wake: Arc::new(Notify::new()),
+            notifier,
+            liveness: Liveness::default(),
+            last_store_failure: Arc::new(AtomicI64::new(NEVER)),
+        }
     }
 
     pub fn with_liveness(mut self, liveness: Liveness) -> Scheduler {
@@ -145,7 +158,13 @@ impl Scheduler {
     async fn reap(&self, now: Micros) -> Result<(), StoreError> {
         let zombie_after = micros(self.liveness.zombie_threshold);
         let queued_after = micros(self.liveness.queued_timeout);
-        for z in self.store.zombies(now - zombie_after).await? {
+        let last_failure = Some(self.last_store_failure.load(Ordering::Relaxed)).filter(|&at| at != NEVER);
+        let zombies = if may_judge_zombies(now, last_failure, zombie_after) {
+            self.store.zombies(now - zombie_after).await?
+        } else {
+            Vec::new()
+        };
+        for z in zombies {
             let Some(pipeline) = self.registry.pipeline(&z.pipeline_id) else { continue };
             let message = format!(
                 "zombie: worker `{}` stopped heartbeating {} s ago while running this try",
@@ -182,6 +201,10 @@ impl Scheduler {
         Ok(())
     }
 
+    fn note_store_failure(&self) {
+        self.last_store_failure.store(self.store.now(), Ordering::Relaxed);
+    }
+
     async fn pipelines_with_active_runs(&self) -> Result<Vec<&'static PipelineSpec>, StoreError> {
         let mut ids: Vec<String> = self.store.active_runs().await?.into_iter().map(|r| r.pipeline_id).collect();
         ids.dedup();
@@ -198,7 +221,10 @@ impl Scheduler {
             if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_INTERVAL) {
                 match self.store.heartbeat(job, "scheduler", &host).await {
                     Ok(id) => job = Some(id),
-                    Err(e) => tracing::warn!("scheduler heartbeat failed: {e}"),
+                    Err(e) => {
+                        tracing::warn!("scheduler heartbeat failed: {e}");
+                        self.note_store_failure();
+                    }
                 }
                 last_beat = Some(tokio::time::Instant::now());
             }
@@ -206,6 +232,7 @@ impl Scheduler {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::warn!("scheduler pass failed: {e}");
+                    self.note_store_failure();
                     Some(self.store.now() + 1_000_000)
                 }
             };
@@ -230,6 +257,15 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// Whether stale heartbeats prove dead workers now. While the database is away, workers'
+/// heartbeats stop reaching it as the scheduler's passes do, so a heartbeat that aged
+/// during an outage says nothing about its worker: zombies are judged only once the
+/// scheduler has reached the database without a failure for a whole threshold, which
+/// gives every live worker that long to beat again.
+pub fn may_judge_zombies(now: Micros, last_store_failure: Option<Micros>, zombie_threshold: Micros) -> bool {
+    last_store_failure.is_none_or(|at| now.saturating_sub(at) >= zombie_threshold)
 }
 
 fn micros(d: Duration) -> Micros {
@@ -322,3 +358,28 @@ impl std::fmt::Display for TriggerError {
 }
 
 impl std::error::Error for TriggerError {}
+
+#[cfg(test)]
+mod tests {
+    use super::may_judge_zombies;
+
+    const THRESHOLD: i64 = 4_000_000;
+
+    #[test]
+    fn zombies_are_judged_when_the_database_never_failed() {
+        assert!(may_judge_zombies(1_000_000_000, None, THRESHOLD));
+    }
+
+    #[test]
+    fn zombies_wait_one_threshold_after_the_database_came_back() {
+        let failed = 1_000_000_000;
+        assert!(!may_judge_zombies(failed + 1, Some(failed), THRESHOLD));
+        assert!(!may_judge_zombies(failed + THRESHOLD - 1, Some(failed), THRESHOLD));
+        assert!(may_judge_zombies(failed + THRESHOLD, Some(failed), THRESHOLD));
+    }
+
+    #[test]
+    fn a_failure_far_in_the_past_does_not_hold_judgement() {
+        assert!(may_judge_zombies(i64::MAX, Some(i64::MIN), THRESHOLD));
+    }
+}

@@ -44,7 +44,7 @@ impl Store {
     pub async fn zombies(&self, before: Micros) -> Result<Vec<Zombie>> {
         let mut tx = self.begin().await?;
         let rows = q("SELECT id, try_number, pipeline_id, task_id, worker, heartbeat_at FROM task_instances \
-                      WHERE state = 'running' AND heartbeat_at < $1 AND state IN ('queued', 'running') \
+                      WHERE state = 'running' AND heartbeat_at < $1 \
                       ORDER BY id LIMIT 1000")
         .bind(before)
         .fetch_all(&mut *tx)
