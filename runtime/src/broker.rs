@@ -90,7 +90,10 @@ pub struct Broker {
 impl Broker {
     /// A broker at `url` (`redis://host:6379/1`) for `project`'s keys. Connects lazily.
     pub fn new(url: &str, project: &str) -> Result<Broker> {
-        let client = Client::open(url).doing("reading the broker URL")?;
+        let client = crate::tls::redis_client(url).map_err(|e| BrokerError {
+            doing: "reading the broker URL",
+            source: RedisError::from((redis::ErrorKind::InvalidClientConfig, "invalid broker URL", e)),
+        })?;
         Ok(Broker { client, prefix: format!("sluice:{project}"), conn: Arc::new(Mutex::new(None)) })
     }
 

@@ -33,7 +33,7 @@ pub async fn read_text(conn: &Connection, path: &str) -> Result<String, TaskErro
         }
         "http" => {
             let url = http_url(conn, path)?;
-            let request = client()?.get(&url);
+            let request = client(conn)?.get(&url);
             let (status, body) = send(conn, authorized(conn, request), "GET", &url).await?;
             expect_success("GET", &url, status, &body)?;
             Ok(body)
@@ -137,7 +137,7 @@ fn post_request(conn: &Connection, path: &str, body: &Value) -> Result<(String, 
         )));
     }
     let url = http_url(conn, path)?;
-    let request = authorized(conn, client()?.post(&url).json(body));
+    let request = authorized(conn, client(conn)?.post(&url).json(body));
     Ok((url, request))
 }
 

@@ -32,6 +32,7 @@ pub mod task;
 pub mod tasklog;
 pub mod template;
 pub mod timetable;
+pub mod tls;
 pub mod web;
 pub mod worker;
 

@@ -201,8 +201,11 @@ fn email_text(body: &Value) -> String {
         .collect()
 }
 
-/// Plain SMTP (a relay on the private network, as the seed's deployment would run);
-/// login and password authenticate when given. `extra.from` is the sender.
+/// Sends through the SMTP connection, secured as Airflow's SMTP hook does it: implicit TLS,
+/// or STARTTLS with `extra.disable_ssl`, or neither with `extra.disable_tls` as well (a
+/// relay on the private network), and then never with a login. Certificates are checked
+/// against the system's roots and the CA file in `extra.ssl_ca_certs`. `extra.from` is
+/// the sender.
 async fn send_email(conn: &Connection, recipients: &[String], subject: &str, text: &str) -> Result<(), String> {
     use lettre::message::{Mailbox, header::ContentType};
     use lettre::transport::smtp::authentication::Credentials;
@@ -225,10 +228,13 @@ async fn send_email(conn: &Connection, recipients: &[String], subject: &str, tex
         message = message.to(mailbox(to)?);
     }
     let message = message.body(text.to_string()).map_err(|e| format!("cannot build the email: {e}"))?;
+    let port = conn.port.unwrap_or(25);
+    let login = conn.login.as_deref().filter(|l| !l.is_empty());
     let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        .port(conn.port.unwrap_or(25))
-        .timeout(Some(SMTP_TIMEOUT));
-    if let Some(login) = conn.login.as_deref().filter(|l| !l.is_empty()) {
+        .port(port)
+        .timeout(Some(SMTP_TIMEOUT))
+        .tls(smtp_tls(conn, host, login.is_some())?);
+    if let Some(login) = login {
         transport = transport.credentials(Credentials::new(login.into(), conn.password.clone().unwrap_or_default()));
     }
     transport
@@ -236,7 +242,34 @@ async fn send_email(conn: &Connection, recipients: &[String], subject: &str, tex
         .send(message)
         .await
         .map(|_| ())
-        .map_err(|e| format!("sending email through {host}:{} failed: {e}", conn.port.unwrap_or(25)))
+        .map_err(|e| format!("sending email through {host}:{port} failed: {}", crate::executor::http::error_chain(&e)))
+}
+
+/// How the SMTP connection is secured (see [`send_email`]).
+fn smtp_tls(conn: &Connection, host: &str, has_login: bool) -> Result<lettre::transport::smtp::client::Tls, String> {
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let flag = |key: &str| conn.extra.get(key).and_then(Value::as_bool).unwrap_or(false);
+    let (disable_ssl, disable_tls) = (flag("disable_ssl"), flag("disable_tls"));
+    if disable_ssl && disable_tls {
+        if has_login {
+            return Err(format!(
+                "smtp connection `{}` would send its login in clear (`disable_ssl` and `disable_tls` are both set): \
+                 drop `disable_tls` to use STARTTLS, or the login",
+                conn.id
+            ));
+        }
+        return Ok(Tls::None);
+    }
+    crate::tls::provider();
+    let mut parameters = TlsParameters::builder(host.to_string());
+    if let Some(path) = conn.extra.get("ssl_ca_certs").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read the CA file {path}: {e}"))?;
+        let ca =
+            Certificate::from_pem(&pem).map_err(|e| format!("the CA file {path} holds no usable certificate: {e}"))?;
+        parameters = parameters.add_root_certificate(ca);
+    }
+    let parameters = parameters.build_rustls().map_err(|e| format!("cannot set up TLS for {host}: {e}"))?;
+    Ok(if disable_ssl { Tls::Required(parameters) } else { Tls::Wrapper(parameters) })
 }
 
 /// Appends the body as one line to `notifications.jsonl` in the connection's directory.

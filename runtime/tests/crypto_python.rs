@@ -1,7 +1,7 @@
 //! Fernet tokens made here decrypt in Python `cryptography` (what Airflow uses), and the other
 //! way round, including Airflow's comma-separated `MultiFernet` key lists.
 //!
-//! Needs `python3` with the `cryptography` package: `scripts/install-test-deps.sh` installs it.
+//! Needs the test venv's Python with `cryptography`: `scripts/install-test-deps.sh` makes it.
 //! Without it these tests fail (they never skip): interoperability is a promise of the design.
 
 use sluice_runtime::crypto::Crypto;
@@ -10,23 +10,21 @@ use std::process::Command;
 /// A secret with characters that trip naive encodings.
 const SECRET: &str = "p@ss:w/rd?&=+ %é€😀\"'\\\n";
 
-/// Runs `script` with `python3 -c`, `env` in its environment; returns its stdout as is (the
+/// Runs `script` with the test venv's `python -c`, `env` in its environment; returns its stdout as is (the
 /// scripts write without a trailing newline).
 /// Secrets travel through the environment, not the command line.
 fn python(script: &str, env: &[(&str, &str)]) -> String {
-    let output = Command::new("python3")
+    let output = Command::new(sluice_testkit::venv::python())
         .arg("-c")
         .arg(format!("import os, sys\nfrom cryptography.fernet import Fernet, MultiFernet\n{script}"))
         .envs(env.iter().copied())
         .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}); these tests need python3 with `cryptography`: run scripts/install-test-deps.sh")
-        });
+        .unwrap_or_else(|e| panic!("cannot run the test venv's python ({e}): run scripts/install-test-deps.sh"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     if stderr.contains("No module named 'cryptography") {
-        panic!("python3 has no `cryptography` package; run scripts/install-test-deps.sh");
+        panic!("the test venv has no `cryptography` package: run scripts/install-test-deps.sh");
     }
-    assert!(output.status.success(), "python3 failed:\n{stderr}");
+    assert!(output.status.success(), "python failed:\n{stderr}");
     String::from_utf8(output.stdout).expect("the scripts write UTF-8")
 }
 

@@ -11,7 +11,9 @@ use sluice_runtime::notify::Notifier;
 use sluice_runtime::resolver::Resolver;
 use sluice_runtime::scheduler::{Dispatch, Liveness, Scheduler};
 use sluice_runtime::spec::*;
-use sluice_runtime::store::{Outcome, Queued, Store};
+use sluice_runtime::store::{NotificationRow, Outcome, Queued, Store};
+use sluice_testkit::certs::TestCa;
+use sluice_testkit::smtp::{SmtpServer, SmtpTls};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -308,7 +310,13 @@ async fn sla_misses_are_recorded_and_notified_once() {
         vec![hourly],
         vec![
             connection("hook", ConnType::Http, hook.port, r#"{"endpoint": "/hooks/sluice"}"#),
-            connection("mail", ConnType::Smtp, smtp_port, r#"{"from": "sluice@mlsp.example"}"#),
+            // A relay on the private network: neither implicit TLS nor STARTTLS.
+            connection(
+                "mail",
+                ConnType::Smtp,
+                smtp_port,
+                r#"{"from": "sluice@mlsp.example", "disable_ssl": true, "disable_tls": true}"#,
+            ),
         ],
     );
     let p = &registry.pipelines[0];
@@ -490,4 +498,67 @@ async fn a_webhook_answering_an_endless_body_is_read_only_to_the_cap() {
     let written = or_hang("the server noticing the hang-up", server).await.expect("server");
     assert!(written < 64 * 1024 * 1024, "{written} bytes written before the notifier hung up");
     assert_eq!(store.notifications(None, 1).await.expect("list")[0].state, "sent");
+}
+
+/// A failed task whose failure is mailed through the smtp connection `mail` at
+/// localhost:`port` with `extra` (and `login`); returns how many notifications were sent
+/// and the notifications as stored.
+async fn mail_a_failure(port: u16, extra: Value, login: Option<&'static str>) -> (usize, Vec<NotificationRow>) {
+    let extra: &'static str = Box::leak(extra.to_string().into_boxed_str());
+    let tasks: &'static [TaskSpec] =
+        Box::leak(Box::new([TaskSpec { on_failure: &["mail"], email: &["oncall@mlsp.example"], ..task("a", &[]) }]));
+    let registry = registry_of(
+        vec![pipeline("mailed", Schedule::Manual, tasks)],
+        vec![ConnectionSpec { host: Some("localhost"), login, ..connection("mail", ConnType::Smtp, port, extra) }],
+    );
+    let p = &registry.pipelines[0];
+    let (store, _) = store(&Db::Sqlite).await;
+    store.sync_pipelines(registry).await.expect("sync");
+    let collect = Arc::new(Collect::default());
+    let scheduler = Scheduler::new(registry, store.clone(), collect.clone());
+    sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+    scheduler.tick().await.expect("tick");
+    finish_all(&store, p, collect.take(), |_| Outcome::Failed("boom".into())).await;
+    let sent = or_hang("delivering the email", notifier(&store, registry).deliver_due()).await;
+    (sent, store.notifications(None, 5).await.expect("notifications"))
+}
+
+#[tokio::test]
+async fn email_goes_over_starttls_and_implicit_tls_to_a_real_server() {
+    let ca = TestCa::new("Sluice test CA");
+    let cert = ca.server_cert("smtp");
+    for (tls, extra) in [
+        (SmtpTls::StartTls, serde_json::json!({ "disable_ssl": true, "ssl_ca_certs": ca.ca_file() })),
+        (SmtpTls::Implicit, serde_json::json!({ "ssl_ca_certs": ca.ca_file() })),
+    ] {
+        let server = SmtpServer::start(tls, &cert);
+        let (sent, notifications) = mail_a_failure(server.port, extra, None).await;
+        assert_eq!(sent, 1, "{tls:?}: {:?}\n{}", notifications[0].last_error, server.log());
+        let messages = server.messages();
+        assert_eq!(messages.len(), 1, "{tls:?}: one message delivered");
+        assert!(messages[0].contains("oncall@mlsp.example"), "{}", messages[0]);
+    }
+}
+
+#[tokio::test]
+async fn email_refuses_a_server_certificate_of_another_ca() {
+    let ca = TestCa::new("Sluice test CA");
+    let other = TestCa::new("Another CA");
+    let server = SmtpServer::start(SmtpTls::StartTls, &ca.server_cert("smtp"));
+    let extra = serde_json::json!({ "disable_ssl": true, "ssl_ca_certs": other.ca_file() });
+    let (sent, notifications) = mail_a_failure(server.port, extra, None).await;
+    assert_eq!(sent, 0);
+    let error = notifications[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains(&format!("localhost:{}", server.port)), "names the server: {error}");
+    assert!(error.contains("certificate") || error.contains("UnknownIssuer"), "says why: {error}");
+    assert!(server.messages().is_empty(), "nothing was delivered");
+}
+
+#[tokio::test]
+async fn a_login_is_never_sent_in_clear() {
+    let extra = serde_json::json!({ "disable_ssl": true, "disable_tls": true });
+    let (sent, notifications) = mail_a_failure(25, extra, Some("alerts")).await;
+    assert_eq!(sent, 0);
+    let error = notifications[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("would send its login in clear"), "{error}");
 }

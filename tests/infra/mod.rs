@@ -402,109 +402,9 @@ pub fn psql_at(server: &str, database: &str, sql: &str) -> Result<String, String
     }
 }
 
-/// A PostgreSQL server of the test's own (initdb into a temp dir, a free port, trust
-/// auth), so a test may crash and restart it without disturbing the machine's.
-#[derive(Debug)]
-pub struct PrivatePostgres {
-    port: u16,
-    bin: PathBuf,
-    dir: TempDir,
-}
-
-impl PrivatePostgres {
-    pub fn start() -> PrivatePostgres {
-        let bin = postgres_bin();
-        let dir = tempfile::Builder::new().prefix("sluice-postgres-").tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        if is_root() {
-            // PostgreSQL refuses to run as root: the files belong to `postgres`.
-            run_checked(Command::new("chown").args(["postgres:postgres", &dir.path().to_string_lossy()]));
-        }
-        let data_arg = data.to_string_lossy().into_owned();
-        run_checked(as_postgres(&bin.join("initdb")).args([
-            "-D",
-            &data_arg,
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ]));
-        let server = PrivatePostgres { port: free_port(), bin, dir };
-        server.start_again();
-        server
-    }
-
-    /// `127.0.0.1:<port>`.
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Stops it the way a crash does (`immediate`: no checkpoint, connections cut).
-    pub fn crash(&self) {
-        self.pg_ctl(&["stop", "-m", "immediate"]);
-    }
-
-    /// Starts it (again) and waits until it accepts connections.
-    pub fn start_again(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("postgres.log").to_string_lossy().into_owned();
-        self.pg_ctl(&["start", "-w", "-t", "30", "-o", &options, "-l", &log]);
-    }
-
-    pub fn log_tail(&self) -> String {
-        tail(&self.dir.path().join("postgres.log"), TAIL_LINES)
-    }
-
-    fn pg_ctl(&self, args: &[&str]) {
-        let data = self.dir.path().join("data").to_string_lossy().into_owned();
-        run_checked(as_postgres(&self.bin.join("pg_ctl")).args(["-D", &data]).args(args));
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let data = self.dir.path().join("data").to_string_lossy().into_owned();
-        let _ = as_postgres(&self.bin.join("pg_ctl")).args(["-D", &data, "stop", "-m", "immediate"]).output();
-    }
-}
-
-/// The directory of PostgreSQL's server programs (Debian keeps them out of PATH).
-fn postgres_bin() -> PathBuf {
-    let mut found: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
-        .map(|dir| {
-            dir.filter_map(|e| Some(e.ok()?.path().join("bin"))).filter(|b| b.join("initdb").is_file()).collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found.pop().unwrap_or_else(|| panic!("no /usr/lib/postgresql/*/bin/initdb: install postgresql"))
-}
-
-/// `program` run as the `postgres` user when the test runs as root.
-fn as_postgres(program: &Path) -> Command {
-    if is_root() {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(program);
-        cmd
-    } else {
-        Command::new(program)
-    }
-}
-
-fn run_checked(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+// Not every test binary that includes this module uses it.
+#[allow(unused_imports)]
+pub use sluice_testkit::postgres::PrivatePostgres;
 
 /// `postgres://user:password@address/database`, user and password percent-encoded.
 pub fn postgres_url(user: &str, password: &str, address: &str, database: &str) -> String {
@@ -974,9 +874,7 @@ pub fn tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("`{name}` not found: {INSTALL_HINT}"))
 }
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
+use sluice_testkit::process::is_root;
 
 /// The last `lines` lines of a file (which may not exist yet).
 fn tail(path: &Path, lines: usize) -> String {

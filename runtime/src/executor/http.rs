@@ -2,7 +2,8 @@
 //!
 //! The base URL is `schema://host:port` ([`crate::connection::Connection::base_url`]); the
 //! endpoint is appended as Airflow's hook does. Basic auth comes from the connection's
-//! login and password. This build speaks plain HTTP only (reqwest without a TLS backend).
+//! login and password. `https` is checked against the system's roots and the CA file in
+//! `extra.verify` ([`crate::tls`]).
 //!
 //! Every request has bounds besides the task's `execution_timeout` (which a task need not
 //! set): a deadline on the whole exchange (connecting, sending, the answer and its body),
@@ -15,7 +16,9 @@ use crate::connection::Connection;
 use crate::task::{TaskError, TaskInput};
 use crate::template::TemplateContext;
 use serde_json::Value;
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// How long connecting may take, whatever the deadline.
@@ -44,19 +47,13 @@ pub(super) async fn run(
 ) -> Result<serde_json::Value, TaskError> {
     let conn = input.connection(request.conn)?;
     let base = conn.base_url().map_err(|e| TaskError::new(e.to_string()))?;
-    if base.to_ascii_lowercase().starts_with("https://") {
-        return Err(TaskError::new(format!(
-            "connection `{}` uses https, which this build cannot speak (it has no TLS support): use http, or a TLS-terminating proxy",
-            conn.id
-        )));
-    }
     let ctx = TemplateContext::from_input(input, env.variables.clone());
     let endpoint = render(env, input, "the endpoint", request.endpoint, &ctx, None)?;
     let url = url_from_endpoint(&base, &endpoint);
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| TaskError::new(format!("`{}` is not an HTTP method", request.method)))?;
 
-    let mut builder = client()?.request(method.clone(), &url);
+    let mut builder = client(conn)?.request(method.clone(), &url);
     for (name, value) in request.headers {
         builder = builder.header(*name, render(env, input, &format!("header `{name}`"), value, &ctx, None)?);
     }
@@ -189,17 +186,43 @@ fn size(bytes: usize) -> String {
     }
 }
 
-/// One client for every request: it pools connections.
-pub(crate) fn client() -> Result<&'static reqwest::Client, TaskError> {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    if let Some(client) = CLIENT.get() {
-        return Ok(client);
+/// The client for `conn`'s requests. Clients pool connections, so there is one per
+/// trust: the system's roots, plus the CA file in the connection's `extra.verify`
+/// (Airflow's `HttpHook` option) when it names one.
+pub(crate) fn client(conn: &Connection) -> Result<reqwest::Client, TaskError> {
+    static CLIENTS: OnceLock<Mutex<HashMap<Option<PathBuf>, reqwest::Client>>> = OnceLock::new();
+    let ca_file = verify_ca_file(conn)?;
+    let clients = CLIENTS.get_or_init(Mutex::default);
+    if let Some(client) = clients.lock().unwrap_or_else(PoisonError::into_inner).get(&ca_file) {
+        return Ok(client.clone());
     }
+    let tls = crate::tls::client_config(ca_file.as_deref())
+        .map_err(|e| TaskError::new(format!("connection `{}`: {e}", conn.id)))?;
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
+        .tls_backend_preconfigured(tls)
         .build()
         .map_err(|e| TaskError::new(format!("cannot set up the HTTP client: {}", error_chain(&e))))?;
-    Ok(CLIENT.get_or_init(|| client))
+    clients.lock().unwrap_or_else(PoisonError::into_inner).insert(ca_file, client.clone());
+    Ok(client)
+}
+
+/// The CA file that `extra.verify` names. `true` (or no key) trusts the system's roots;
+/// `false` is refused, since a certificate is always checked.
+fn verify_ca_file(conn: &Connection) -> Result<Option<PathBuf>, TaskError> {
+    match conn.extra.get("verify") {
+        None | Some(Value::Null | Value::Bool(true)) => Ok(None),
+        Some(Value::String(path)) if !path.is_empty() => Ok(Some(PathBuf::from(path))),
+        Some(Value::Bool(false)) => Err(TaskError::new(format!(
+            "connection `{}` sets `extra.verify: false`, and Sluice always checks certificates: \
+             name the server's CA file in `extra.verify` instead",
+            conn.id
+        ))),
+        Some(other) => Err(TaskError::new(format!(
+            "connection `{}`: `extra.verify` is {other}; give `true` or the path of a CA file (PEM)",
+            conn.id
+        ))),
+    }
 }
 
 /// Airflow's `HttpHook.url_from_endpoint`: a `/` between base and endpoint when neither

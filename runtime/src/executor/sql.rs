@@ -92,6 +92,15 @@ async fn postgres(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), Tas
     let mode =
         mode.parse().map_err(|_| TaskError::new(format!("connection `{id}` has an unknown sslmode `{mode}`")))?;
     options = options.ssl_mode(mode);
+    // Airflow's postgres extras: the CA that `verify-ca` / `verify-full` check against
+    // (the system's roots otherwise), and a client certificate.
+    let path = |key: &str| conn.extra.get(key).and_then(Value::as_str).filter(|p| !p.is_empty());
+    if let Some(ca) = path("sslrootcert") {
+        options = options.ssl_root_cert(ca);
+    }
+    if let (Some(cert), Some(key)) = (path("sslcert"), path("sslkey")) {
+        options = options.ssl_client_cert(cert).ssl_client_key(key);
+    }
     let target = format!("`{id}` (postgres at {host}:{port})");
     let mut db = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
         Ok(Ok(db)) => db,

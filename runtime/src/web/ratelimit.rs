@@ -37,7 +37,8 @@ pub struct RateLimiter {
 #[derive(Debug, Clone)]
 enum Counts {
     InProcess(Arc<Mutex<HashMap<String, (Instant, u64)>>>),
-    Redis { client: redis::Client, conn: Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>> },
+    // Boxed: a TLS-capable client is large, and the in-process variant is one pointer.
+    Redis { client: Box<redis::Client>, conn: Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>> },
 }
 
 impl RateLimiter {
@@ -47,8 +48,8 @@ impl RateLimiter {
 
     /// Counts in the Redis at `url` (`redis://redis:6379/2`).
     pub fn redis(url: &str) -> Result<RateLimiter, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("SLUICE_RATE_LIMIT_URL: {e}"))?;
-        Ok(RateLimiter { counts: Counts::Redis { client, conn: Arc::default() }, ..RateLimiter::in_process() })
+        let client = crate::tls::redis_client(url).map_err(|e| format!("SLUICE_RATE_LIMIT_URL: {e}"))?;
+        Ok(RateLimiter { counts: Counts::Redis { client: Box::new(client), conn: Arc::default() }, ..RateLimiter::in_process() })
     }
 
     pub fn with_limits(mut self, login: Limit, api: Limit) -> RateLimiter {
