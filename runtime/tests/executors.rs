@@ -1,5 +1,5 @@
 //! The executors against real things: bash processes, a local HTTP server, SQLite files and
-//! the PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), plus templates and the log.
+//! the tests' PostgreSQL (user postgres, trust auth), plus templates and the log.
 
 mod support;
 
@@ -771,7 +771,7 @@ fn pg() -> Connection {
         id: "pg".into(),
         conn_type: "postgres".into(),
         host: Some("127.0.0.1".into()),
-        port: Some(5432),
+        port: Some(sluice_testkit::postgres::port()),
         database: Some("postgres".into()),
         login: Some("postgres".into()),
         ..Connection::default()
@@ -834,7 +834,8 @@ async fn sql_times_out_and_masks_the_password_in_errors() {
         Connection { login: Some("no-such-user-hunter2-xyz".into()), password: Some("hunter2-xyz".into()), ..pg() };
     let (result, lines) = run("sql_pg", input("sql_pg", json!({ "sql": "SELECT 1" }), vec![wrong])).await;
     let message = result.expect_err("no such role").message;
-    assert!(message.starts_with("cannot connect to `pg` (postgres at 127.0.0.1:5432): "), "{message}");
+    let prefix = format!("cannot connect to `pg` (postgres at {}): ", sluice_testkit::postgres::address());
+    assert!(message.starts_with(&prefix), "{message}");
     assert!(message.contains("no-such-user-***"), "the password inside the user name is masked: {message}");
     assert!(!texts(&lines).contains("hunter2-xyz"));
 }

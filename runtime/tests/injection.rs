@@ -1,6 +1,6 @@
 //! Values that try to become code: a corpus of shell and SQL payloads, and random strings
 //! made of every character that means something to bash or SQL, rendered into real commands
-//! run by bash and real statements run by SQLite and PostgreSQL (127.0.0.1:5432, user
+//! run by bash and real statements run by SQLite and PostgreSQL (the tests' own, user
 //! postgres, trust auth). Each value must arrive as the literal it is, or be refused; none
 //! may run.
 
@@ -224,7 +224,7 @@ fn pg() -> Connection {
         id: "pg".into(),
         conn_type: "postgres".into(),
         host: Some("127.0.0.1".into()),
-        port: Some(5432),
+        port: Some(sluice_testkit::postgres::port()),
         database: Some("postgres".into()),
         login: Some("postgres".into()),
         ..Connection::default()

@@ -133,3 +133,72 @@ fn as_postgres(program: &Path) -> Command {
         Command::new(program)
     }
 }
+
+/// Where the tests that need a PostgreSQL with trust auth for `postgres` find one
+/// (`host:port`): the machine's on 127.0.0.1:5432 when it answers; otherwise one private
+/// server of the tests' own, made with `initdb` under the temporary directory on first use
+/// and left running for the next test binaries (stop it with
+/// `pg_ctl -D <tmp>/sluice-test-postgres/data stop`). `SLUICE_TEST_POSTGRES=private` uses
+/// the private one even when the machine's answers.
+pub fn address() -> &'static str {
+    static ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ADDRESS.get_or_init(|| {
+        let forced = std::env::var("SLUICE_TEST_POSTGRES").is_ok_and(|v| v == "private");
+        let machine = "127.0.0.1:5432";
+        if !forced && answers(machine) { machine.to_string() } else { shared_private() }
+    })
+}
+
+/// `postgres://postgres@<address>/<database>`.
+pub fn url(database: &str) -> String {
+    format!("postgres://postgres@{}/{database}", address())
+}
+
+/// The port of [`address`].
+pub fn port() -> u16 {
+    address().rsplit(':').next().and_then(|p| p.parse().ok()).expect("host:port")
+}
+
+fn answers(address: &str) -> bool {
+    let Ok(address) = address.parse() else { return false };
+    std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2)).is_ok()
+}
+
+/// The private server shared by test binaries: one directory, its start serialized by a
+/// file lock, its port kept in a file.
+fn shared_private() -> String {
+    let dir = std::env::temp_dir().join("sluice-test-postgres");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let lock = fs::File::create(dir.join("lock")).expect("lock file");
+    lock.lock().expect("lock the private PostgreSQL's directory");
+    let bin = postgres_bin();
+    let data = dir.join("data");
+    let port_file = dir.join("port");
+    if !data.join("PG_VERSION").is_file() {
+        if is_root() {
+            run_checked(Command::new("chown").args(["postgres:postgres", &dir.to_string_lossy()]));
+        }
+        let _ = fs::remove_dir_all(&data);
+        run_checked(as_postgres(&bin.join("initdb")).args([
+            "-D",
+            &data.to_string_lossy(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ]));
+        fs::write(&port_file, free_port().to_string()).expect("write the port file");
+    }
+    let port: u16 = fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()).expect("the port file");
+    let address = format!("127.0.0.1:{port}");
+    if !answers(&address) {
+        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300", dir.display());
+        let log = dir.join("postgres.log").to_string_lossy().into_owned();
+        let data = data.to_string_lossy().into_owned();
+        run_checked(
+            as_postgres(&bin.join("pg_ctl")).args(["-D", &data, "start", "-w", "-t", "60", "-o", &options, "-l", &log]),
+        );
+    }
+    address
+}

@@ -34,7 +34,7 @@ impl Cluster {
     /// completion with `binary`; `extra` is added to every sluice service's environment
     /// (what an operator would add to the compose file: connection overrides, tuning).
     pub fn start(binary: &Path, persistence: Persistence, extra: Env) -> Cluster {
-        Cluster::start_on(Database::ADDRESS, binary, persistence, extra)
+        Cluster::start_on(Database::server(), binary, persistence, extra)
     }
 
     /// As [`Cluster::start`], with the metadata database on the PostgreSQL server at

@@ -17,7 +17,8 @@
 //! ]);
 //! ```
 //!
-//! Needs PostgreSQL on 127.0.0.1:5432 (trust auth, superuser `postgres`) and what
+//! Needs PostgreSQL (the machine's on 127.0.0.1:5432 with trust auth for the superuser
+//! `postgres`, or else a private one the tests start) and what
 //! `scripts/install-test-deps.sh` installs (pgbouncer, psql, redis-server). A missing tool
 //! fails the test with that hint; nothing is skipped.
 
@@ -306,13 +307,16 @@ impl Database {
     /// PgBouncer's SCRAM auth file and the clients' URLs must agree on it. URL-safe,
     /// because compose writes it into URLs unescaped.
     pub const PASSWORD: &'static str = "sluice-test-password";
-    /// Where the local PostgreSQL listens.
-    pub const ADDRESS: &'static str = "127.0.0.1:5432";
+    /// Where the tests' PostgreSQL listens (the machine's on 127.0.0.1:5432, or a private
+    /// one: [`sluice_testkit::postgres::address`]).
+    pub fn server() -> &'static str {
+        sluice_testkit::postgres::address()
+    }
 
     /// Creates `<prefix>_<pid>_<n>` (dropping a leftover of that name first). `prefix`:
     /// lowercase letters, digits and `_`.
     pub fn fresh(prefix: &str) -> Database {
-        Database::fresh_on(Database::ADDRESS, prefix)
+        Database::fresh_on(Database::server(), prefix)
     }
 
     /// As [`Database::fresh`], on the server at `server` (`host:port`, trust auth for
@@ -361,7 +365,7 @@ impl Database {
         Database::PASSWORD
     }
 
-    /// `127.0.0.1:5432`, what `postgres:5432` becomes.
+    /// `host:port` of its server, what `postgres:5432` becomes.
     pub fn address(&self) -> String {
         self.server.clone()
     }
@@ -382,7 +386,7 @@ impl Drop for Database {
 /// Runs one statement as `postgres` on `database` of the local PostgreSQL; its output
 /// (`a|b` rows). Panics on error.
 pub fn psql_on(database: &str, sql: &str) -> String {
-    psql_at(Database::ADDRESS, database, sql).unwrap_or_else(|e| panic!("`{sql}` on {database}: {e}"))
+    psql_at(Database::server(), database, sql).unwrap_or_else(|e| panic!("`{sql}` on {database}: {e}"))
 }
 
 /// Runs one statement as `postgres` on `database` of the server at `server`.

@@ -71,7 +71,12 @@ const TEMPLATES: &[Template] = &[
         source: include_str!("../../templates/pgbouncer.ini.j2"),
     },
     Template { path: "redis/redis.conf", comment: "#", source: include_str!("../../templates/redis.conf.j2") },
+    Template { path: "postgres/initdb.sh", comment: "#", source: include_str!("../../templates/initdb.sh.j2") },
 ];
+
+/// The compose service that runs PostgreSQL: a connection to this host is to a database of
+/// the deployment's own server, which must exist before a task connects.
+const POSTGRES_SERVICE: &str = "postgres";
 
 fn environment() -> Result<Environment<'static>, Error> {
     let mut env = Environment::new();
@@ -157,6 +162,19 @@ struct Context<'a> {
     /// Redis `databases`: enough for the broker and rate-limit db numbers.
     redis_databases: u32,
     env_groups: Vec<EnvGroup>,
+    /// The databases the connections name on the compose's own PostgreSQL, made with the
+    /// metadata database when its volume is first created.
+    init_databases: Vec<InitDatabase>,
+}
+
+/// A database of a connection to the compose's PostgreSQL, and its owner.
+#[derive(Debug, Serialize)]
+struct InitDatabase {
+    name: String,
+    owner: String,
+    /// The variable with the owner's password, when the owner is a role of its own (not
+    /// the metadata database's user, which the server's start makes).
+    password_var: Option<String>,
 }
 
 /// A compose service that runs the `sluice` binary.
@@ -355,8 +373,29 @@ impl<'a> Context<'a> {
             sluice_services,
             redis_databases: 16.max(u32::from(config.redis.broker_db.value.max(config.redis.rate_limit_db.value)) + 1),
             env_groups: env_groups(config, &connection_vars),
+            init_databases: init_databases(config)?,
         })
     }
+}
+
+/// The databases of postgres connections to the compose's own server, by name (each once,
+/// the metadata database left out: the server's start makes it).
+fn init_databases(config: &Config) -> Result<Vec<InitDatabase>, Error> {
+    let metadata = &config.deployment.metadata_db;
+    let mut databases: BTreeMap<String, InitDatabase> = BTreeMap::new();
+    for conn in &config.connections {
+        if conn.conn_type.value != crate::model::ConnType::Postgres || conn.host.as_deref() != Some(POSTGRES_SERVICE) {
+            continue;
+        }
+        let Some(name) = conn.database.clone().filter(|d| *d != metadata.name.value) else { continue };
+        check_db_name("connection database name", &name)?;
+        let owner = conn.login.clone().unwrap_or_else(|| metadata.user.value.clone());
+        check_db_name("connection login", &owner)?;
+        let password_var =
+            if owner == metadata.user.value { None } else { conn.password.as_ref().map(|p| p.value.env.clone()) };
+        databases.entry(name.clone()).or_insert(InitDatabase { name, owner, password_var });
+    }
+    Ok(databases.into_values().collect())
 }
 
 /// Every `${NAME}` the connections reference (passwords and `extra` strings), with where.
@@ -365,7 +404,21 @@ fn connection_vars(config: &Config) -> Result<BTreeMap<String, Vec<String>>, Err
     for c in &config.connections {
         let id = &c.id.value;
         if let Some(p) = &c.password {
-            vars.entry(p.value.env.clone()).or_default().push(format!("password of connection `{id}`"));
+            let metadata = &config.deployment.metadata_db;
+            let same_role = c.conn_type.value == crate::model::ConnType::Postgres
+                && c.host.as_deref() == Some(POSTGRES_SERVICE)
+                && c.login.as_deref().is_none_or(|login| login == metadata.user.value);
+            let what = if same_role {
+                // One role, one password: the server knows only the metadata user's.
+                format!(
+                    "password of connection `{id}`, which logs in as `{}` on this deployment's PostgreSQL: \
+                     the same value as {}",
+                    metadata.user.value, metadata.password.value.env
+                )
+            } else {
+                format!("password of connection `{id}`")
+            };
+            vars.entry(p.value.env.clone()).or_default().push(what);
         }
         for (key, value) in &c.extra {
             if let Some(name) = value.as_str().and_then(env_ref) {

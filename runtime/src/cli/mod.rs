@@ -246,7 +246,11 @@ async fn healthcheck(registry: &Registry, settings: &Settings, service: &str) ->
     match service {
         "webserver" => {
             let url = format!("http://127.0.0.1:{}/health", settings.port);
-            let response = reqwest::get(&url).await.map_err(|e| format!("{url} does not answer: {e}"))?;
+            let client = crate::tls::http_client_builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+            let response = client.get(&url).send().await.map_err(|e| format!("{url} does not answer: {e}"))?;
             if !response.status().is_success() {
                 return Err(format!("{url} answered {}", response.status()));
             }

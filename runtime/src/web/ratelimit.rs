@@ -49,7 +49,10 @@ impl RateLimiter {
     /// Counts in the Redis at `url` (`redis://redis:6379/2`).
     pub fn redis(url: &str) -> Result<RateLimiter, String> {
         let client = crate::tls::redis_client(url).map_err(|e| format!("SLUICE_RATE_LIMIT_URL: {e}"))?;
-        Ok(RateLimiter { counts: Counts::Redis { client: Box::new(client), conn: Arc::default() }, ..RateLimiter::in_process() })
+        Ok(RateLimiter {
+            counts: Counts::Redis { client: Box::new(client), conn: Arc::default() },
+            ..RateLimiter::in_process()
+        })
     }
 
     pub fn with_limits(mut self, login: Limit, api: Limit) -> RateLimiter {

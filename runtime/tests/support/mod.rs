@@ -113,7 +113,11 @@ pub enum Db {
 
 pub const BACKENDS: [Db; 2] = [Db::Sqlite, Db::Postgres];
 
-pub const POSTGRES_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The `postgres` database of the tests' PostgreSQL (the machine's on 127.0.0.1:5432, or a
+/// private one: [`sluice_testkit::postgres::address`]).
+pub fn postgres_admin() -> String {
+    sluice_testkit::postgres::url("postgres")
+}
 
 /// A migrated, empty store on `db`, with a manual clock at `T0`.
 pub async fn store(db: &Db) -> (Store, Arc<ManualClock>) {
@@ -123,10 +127,10 @@ pub async fn store(db: &Db) -> (Store, Arc<ManualClock>) {
         Db::Postgres => {
             let name = format!("sluice_test_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::SeqCst));
             let admin =
-                Store::connect(POSTGRES_ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 (trust auth for postgres)");
+                Store::connect(&postgres_admin()).await.expect("the tests' PostgreSQL (trust auth for postgres)");
             admin.execute_admin(&format!("DROP DATABASE IF EXISTS {name}")).await.expect("drop db");
             admin.execute_admin(&format!("CREATE DATABASE {name}")).await.expect("create db");
-            let store = Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.expect("connect");
+            let store = Store::connect(&sluice_testkit::postgres::url(&name)).await.expect("connect");
             store.migrate().await.expect("migrate");
             store
         }
@@ -161,10 +165,10 @@ pub async fn store_with_url(db: &Db) -> (Store, String, Option<tempfile::TempDir
         Db::Postgres => {
             let name = format!("sluice_test_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::SeqCst));
             let admin =
-                Store::connect(POSTGRES_ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 (trust auth for postgres)");
+                Store::connect(&postgres_admin()).await.expect("the tests' PostgreSQL (trust auth for postgres)");
             admin.execute_admin(&format!("DROP DATABASE IF EXISTS {name}")).await.expect("drop db");
             admin.execute_admin(&format!("CREATE DATABASE {name}")).await.expect("create db");
-            let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+            let url = sluice_testkit::postgres::url(&name);
             let store = Store::connect(&url).await.expect("connect");
             store.migrate().await.expect("migrate");
             (store.with_clock(ManualClock::at(T0)), url, None)
