@@ -46,13 +46,13 @@ pub const RUST_BUILDER_IMAGE: &str = "rust:1.95-bookworm";
 /// Where the sluice services read the password of the metadata database from inside the
 /// PgBouncer container (its start-up script writes the auth file from these two).
 pub(super) const PGBOUNCER_USER_VAR: &str = "SLUICE_DB_USER";
+pub(super) const PGBOUNCER_PASSWORD_VAR: &str = "SLUICE_DB_PASSWORD";
 /// Where every sluice service mounts the shared `sluice-data` volume (`SLUICE_HOME`).
 pub(super) const SHARED_DATA_DIR: &str = "/data";
 /// How long a stopping worker lets tasks finish, and how long compose (or Kubernetes) waits
 /// for it before killing it: the difference is the time to hand the rest back.
 pub(super) const WORKER_GRACE_SECS: u32 = 50;
 pub(super) const WORKER_STOP_GRACE_SECS: u32 = 60;
-pub(super) const PGBOUNCER_PASSWORD_VAR: &str = "SLUICE_DB_PASSWORD";
 /// Host port of the web server, overridable without regenerating.
 const WEBSERVER_PORT_VAR: &str = "SLUICE_WEBSERVER_PORT";
 
@@ -135,7 +135,7 @@ pub(super) fn invalid(message: String) -> Error {
 
 /// Names become compose keys, shell words and pgbouncer.ini tokens: refuse anything that
 /// would need quoting in one of them (validation reports these with a location first).
-pub(super) fn check_name(what: &str, value: &str, ok: impl Fn(char) -> bool) -> Result<(), Error> {
+fn check_name(what: &str, value: &str, ok: impl Fn(char) -> bool) -> Result<(), Error> {
     if value.is_empty() || !value.chars().all(ok) {
         return Err(invalid(format!("{what} `{value}` cannot be written into the deploy files")));
     }
