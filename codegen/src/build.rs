@@ -55,9 +55,11 @@ pub fn read_source(path: &Path) -> Result<SourceFile, String> {
     }
 }
 
-/// Every file of `generated/` for a compiled config (deploy files and the lock).
+/// Every file of `generated/` for a compiled config (deploy files, Kubernetes manifests and
+/// the lock).
 pub fn generated_files(compiled: &Compiled, source: &str) -> Result<Vec<GeneratedFile>, String> {
     let mut files = emit::deploy::render(&compiled.config, source).map_err(|e| format!("deploy templates: {e}"))?;
+    files.extend(emit::kubernetes::render(&compiled.config, source).map_err(|e| format!("kubernetes templates: {e}"))?);
     files.push(GeneratedFile {
         path: "pipelines.lock.json".into(),
         contents: emit::lock::render(&compiled.config, source),

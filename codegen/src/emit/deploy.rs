@@ -30,19 +30,29 @@ pub fn render(config: &Config, source: &str) -> Result<Vec<GeneratedFile>, Error
         .collect()
 }
 
+/// `pgbouncer.ini` alone (no header), with `databases` as the body of its `[databases]`
+/// section and `startup` naming the file whose start-up script writes its auth file.
+pub(super) fn pgbouncer_ini(config: &Config, databases: &str, startup: &str) -> Result<String, Error> {
+    let mut context = Context::new(config)?;
+    context.pgbouncer_databases = databases.to_string();
+    context.pgbouncer_startup = startup.to_string();
+    environment()?.get_template("pgbouncer/pgbouncer.ini")?.render(Value::from(Serde(context)))
+}
+
 /// The Rust toolchain image of the Dockerfile's builder stage: the toolchain the project
 /// is built and tested with (workspace `rust-version` is the minimum, not this).
 pub const RUST_BUILDER_IMAGE: &str = "rust:1.95-bookworm";
 
 /// Where the sluice services read the password of the metadata database from inside the
 /// PgBouncer container (its start-up script writes the auth file from these two).
-const PGBOUNCER_USER_VAR: &str = "SLUICE_DB_USER";
+pub(super) const PGBOUNCER_USER_VAR: &str = "SLUICE_DB_USER";
+pub(super) const PGBOUNCER_PASSWORD_VAR: &str = "SLUICE_DB_PASSWORD";
 /// Where every sluice service mounts the shared `sluice-data` volume (`SLUICE_HOME`).
-const SHARED_DATA_DIR: &str = "/data";
-/// How long a stopping worker lets tasks finish, and how long compose waits for it.
-const WORKER_GRACE_SECS: u32 = 50;
-const WORKER_STOP_GRACE: &str = "60s";
-const PGBOUNCER_PASSWORD_VAR: &str = "SLUICE_DB_PASSWORD";
+pub(super) const SHARED_DATA_DIR: &str = "/data";
+/// How long a stopping worker lets tasks finish, and how long compose (or Kubernetes) waits
+/// for it before killing it: the difference is the time to hand the rest back.
+pub(super) const WORKER_GRACE_SECS: u32 = 50;
+pub(super) const WORKER_STOP_GRACE_SECS: u32 = 60;
 /// Host port of the web server, overridable without regenerating.
 const WEBSERVER_PORT_VAR: &str = "SLUICE_WEBSERVER_PORT";
 
@@ -95,7 +105,7 @@ fn environment() -> Result<Environment<'static>, Error> {
 
 /// Any value as a YAML flow scalar or sequence (`["CMD", "sluice"]`). JSON is a subset of
 /// YAML, so quoting as JSON never lets a value change the document's structure.
-fn yaml(value: &Value) -> Result<String, Error> {
+pub(super) fn yaml(value: &Value) -> Result<String, Error> {
     if value.kind() == minijinja::value::ValueKind::Seq {
         let items: Result<Vec<String>, Error> = value.try_iter()?.map(|item| yaml(&item)).collect();
         return Ok(format!("[{}]", items?.join(", ")));
@@ -124,7 +134,7 @@ fn defaulted(name: &str, default: &str) -> String {
     format!("${{{name}:-{}}}", compose_literal(default))
 }
 
-fn invalid(message: String) -> Error {
+pub(super) fn invalid(message: String) -> Error {
     Error::new(ErrorKind::InvalidOperation, message)
 }
 
@@ -156,6 +166,10 @@ struct Context<'a> {
     rust_image: &'static str,
     pgbouncer_user_var: &'static str,
     pgbouncer_password_var: &'static str,
+    /// The body of `pgbouncer.ini`'s `[databases]` section.
+    pgbouncer_databases: String,
+    /// The deploy file whose start-up script writes PgBouncer's auth file.
+    pgbouncer_startup: String,
     /// `${POSTGRES_PASSWORD:?...}` (by the model's variable name).
     db_password: String,
     sluice_services: Vec<SluiceService>,
@@ -190,7 +204,7 @@ struct SluiceService {
     healthcheck: Option<Vec<String>>,
     replicas: Option<u32>,
     publish: Option<String>,
-    stop_grace_period: Option<&'static str>,
+    stop_grace_period: Option<String>,
     /// Service name -> compose condition.
     depends_on: Vec<(&'static str, &'static str)>,
     /// Variable -> value in compose syntax (interpolations already written).
@@ -218,67 +232,33 @@ impl<'a> Context<'a> {
         let d = &config.deployment;
         let db = &d.metadata_db;
         let project = d.project.value.as_str();
-        check_name("project", project, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')?;
-        check_db_name("metadata database name", &db.name.value)?;
-        check_db_name("metadata database user", &db.user.value)?;
-        for q in &d.executor.queues {
-            check_name("queue", &q.value, |c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')?;
-        }
-        let password_env = db.password.value.env.as_str();
-        for name in [
-            password_env,
-            &d.fernet_key_env.value,
-            &d.secret_key_env.value,
-            &d.admin.username_env.value,
-            &d.admin.password_env.value,
-            &d.admin.email_env.value,
-        ] {
-            check_env_name(name)?;
-        }
-        let connection_vars = connection_vars(config)?;
-
+        let connection_vars = checked_connection_vars(config)?;
         let port = d.webserver_port.value;
         let listen_port = config.pgbouncer.listen_port.value;
         let (db_name, db_user) = (compose_literal(&db.name.value), compose_literal(&db.user.value));
-        let db_password = required(password_env);
-
-        // Shared by every sluice service. Through PgBouncer for ordinary queries; direct
-        // to PostgreSQL for what transaction pooling breaks (migrations, LISTEN/NOTIFY,
-        // advisory locks held across statements).
-        let mut common = BTreeMap::new();
-        common.insert("SLUICE_MODE".to_string(), "distributed".to_string());
-        // Files tasks hand each other (scraped data, models) live on the shared volume.
-        common.insert("SLUICE_HOME".to_string(), SHARED_DATA_DIR.to_string());
-        // Less than the worker's stop_grace_period: running tasks are handed back before
-        // the container is killed.
-        common.insert("SLUICE_WORKER_GRACE_SECS".to_string(), WORKER_GRACE_SECS.to_string());
-        common.insert(
-            "SLUICE_DATABASE_URL".into(),
-            format!("postgres://{db_user}:{db_password}@pgbouncer:{listen_port}/{db_name}"),
-        );
-        common.insert(
-            "SLUICE_DATABASE_DIRECT_URL".into(),
-            format!("postgres://{db_user}:{db_password}@postgres:5432/{db_name}"),
-        );
-        common.insert("SLUICE_BROKER_URL".into(), format!("redis://redis:6379/{}", config.redis.broker_db.value));
-        // Every service reads or writes stored secrets (connections, secret variables).
-        common.insert(d.fernet_key_env.value.clone(), required(&d.fernet_key_env.value));
-
-        // Each service gets only the secrets it uses: the admin's password only the one-shot
-        // init that creates the admin; the session key and the rate-limit store only the web
-        // server; the connections' secrets only the services that run tasks or send alerts.
-        let mut init_env = common.clone();
-        init_env.insert(d.admin.username_env.value.clone(), defaulted(&d.admin.username_env.value, "admin"));
-        init_env.insert(d.admin.password_env.value.clone(), required(&d.admin.password_env.value));
-        init_env.insert(d.admin.email_env.value.clone(), defaulted(&d.admin.email_env.value, "admin@example.com"));
-        let mut web_env = common.clone();
-        web_env.insert(d.secret_key_env.value.clone(), required(&d.secret_key_env.value));
-        web_env
-            .insert("SLUICE_RATE_LIMIT_URL".into(), format!("redis://redis:6379/{}", config.redis.rate_limit_db.value));
-        let mut task_env = common;
-        for name in connection_vars.keys() {
-            task_env.entry(name.clone()).or_insert_with(|| required(name));
-        }
+        let db_password = required(&db.password.value.env);
+        let compose_env = |env: &BTreeMap<String, EnvSource>| -> BTreeMap<String, String> {
+            env.iter()
+                .map(|(name, source)| {
+                    let value = match source {
+                        EnvSource::Setting(value) => compose_literal(value),
+                        EnvSource::Secret { default: None } => required(name),
+                        EnvSource::Secret { default: Some(default) } => defaulted(name, default),
+                        EnvSource::DatabaseUrl => {
+                            format!("postgres://{db_user}:{db_password}@pgbouncer:{listen_port}/{db_name}")
+                        }
+                        EnvSource::DatabaseDirectUrl => {
+                            format!("postgres://{db_user}:{db_password}@postgres:5432/{db_name}")
+                        }
+                        EnvSource::BrokerUrl => format!("redis://redis:6379/{}", config.redis.broker_db.value),
+                        EnvSource::RateLimitUrl => format!("redis://redis:6379/{}", config.redis.rate_limit_db.value),
+                    };
+                    (name.clone(), value)
+                })
+                .collect()
+        };
+        let [init_env, web_env, scheduler_env, worker_env] =
+            sluice_environments(config, &connection_vars).map(|(_, env)| compose_env(&env));
 
         let container = |service: &str| Some(format!("{project}-{service}"));
         let health = |service: &str| Some(vec!["CMD".into(), "sluice".into(), "healthcheck".into(), service.into()]);
@@ -288,8 +268,6 @@ impl<'a> Context<'a> {
             deps.extend(infra);
             deps
         };
-        let queues: Vec<&str> = d.executor.queues.iter().map(|q| q.value.as_str()).collect();
-        let queues = if queues.is_empty() { DEFAULT_QUEUE.to_string() } else { queues.join(",") };
 
         let sluice_services = vec![
             SluiceService {
@@ -332,28 +310,22 @@ impl<'a> Context<'a> {
                 publish: None,
                 stop_grace_period: None,
                 depends_on: after_init(),
-                environment: task_env.clone(),
+                environment: scheduler_env,
                 comment: &[
                     "Creates runs and enqueues ready tasks. Several may run: they coordinate through row locks.",
                 ],
             },
             SluiceService {
                 name: "worker",
-                command: vec![
-                    "worker".into(),
-                    "--queues".into(),
-                    queues,
-                    "--concurrency".into(),
-                    d.executor.worker_concurrency.value.to_string(),
-                ],
+                command: worker_args(config),
                 container_name: None,
                 restart: "unless-stopped",
                 healthcheck: health("worker"),
                 replicas: Some(d.executor.worker_replicas.value),
                 publish: None,
-                stop_grace_period: Some(WORKER_STOP_GRACE),
+                stop_grace_period: Some(format!("{WORKER_STOP_GRACE_SECS}s")),
                 depends_on: after_init(),
-                environment: task_env,
+                environment: worker_env,
                 comment: &[
                     "Runs tasks. No container_name and no host port, so `docker compose up --scale worker=N`",
                     "works. On SIGTERM a worker stops claiming, lets running tasks finish for",
@@ -369,6 +341,9 @@ impl<'a> Context<'a> {
             rust_image: RUST_BUILDER_IMAGE,
             pgbouncer_user_var: PGBOUNCER_USER_VAR,
             pgbouncer_password_var: PGBOUNCER_PASSWORD_VAR,
+            // Compose runs PostgreSQL itself, as the service `postgres`.
+            pgbouncer_databases: format!("{0} = host=postgres port=5432 dbname={0}", db.name.value),
+            pgbouncer_startup: "docker-compose.yml".into(),
             db_password,
             sluice_services,
             redis_databases: 16.max(u32::from(config.redis.broker_db.value.max(config.redis.rate_limit_db.value)) + 1),
@@ -396,6 +371,106 @@ fn init_databases(config: &Config) -> Result<Vec<InitDatabase>, Error> {
         databases.entry(name.clone()).or_insert(InitDatabase { name, owner, password_var });
     }
     Ok(databases.into_values().collect())
+}
+
+/// Checks every name the deploy files write unquoted and returns the connections' variables.
+pub(super) fn checked_connection_vars(config: &Config) -> Result<BTreeMap<String, Vec<String>>, Error> {
+    let d = &config.deployment;
+    let db = &d.metadata_db;
+    check_name("project", &d.project.value, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')?;
+    check_db_name("metadata database name", &db.name.value)?;
+    check_db_name("metadata database user", &db.user.value)?;
+    for q in &d.executor.queues {
+        check_name("queue", &q.value, |c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')?;
+    }
+    for name in [
+        &db.password.value.env,
+        &d.fernet_key_env.value,
+        &d.secret_key_env.value,
+        &d.admin.username_env.value,
+        &d.admin.password_env.value,
+        &d.admin.email_env.value,
+    ] {
+        check_env_name(name)?;
+    }
+    connection_vars(config)
+}
+
+/// Where one variable of a sluice service's environment comes from. Decided once, here, for
+/// compose and Kubernetes alike: both give each service the same variables and secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum EnvSource {
+    /// A fixed value that is no secret.
+    Setting(String),
+    /// The operator's variable of the same name (`.env`, a Kubernetes Secret); with a
+    /// default when it may be left out.
+    Secret { default: Option<&'static str> },
+    /// The metadata database through PgBouncer.
+    DatabaseUrl,
+    /// The metadata database directly, for what transaction pooling breaks.
+    DatabaseDirectUrl,
+    /// The broker's Redis database.
+    BrokerUrl,
+    /// The rate-limit store's Redis database.
+    RateLimitUrl,
+}
+
+/// The queues workers listen on: the configured ones, else `default`.
+pub(super) fn queues(config: &Config) -> Vec<&str> {
+    let queues: Vec<&str> = config.deployment.executor.queues.iter().map(|q| q.value.as_str()).collect();
+    if queues.is_empty() { vec![DEFAULT_QUEUE] } else { queues }
+}
+
+/// The worker's arguments after the image's `sluice` entrypoint.
+pub(super) fn worker_args(config: &Config) -> Vec<String> {
+    vec![
+        "worker".into(),
+        "--queues".into(),
+        queues(config).join(","),
+        "--concurrency".into(),
+        config.deployment.executor.worker_concurrency.value.to_string(),
+    ]
+}
+
+/// The sluice services in start order, each with its environment.
+pub(super) fn sluice_environments(
+    config: &Config,
+    connection_vars: &BTreeMap<String, Vec<String>>,
+) -> [(&'static str, BTreeMap<String, EnvSource>); 4] {
+    let d = &config.deployment;
+    let setting = |value: &str| EnvSource::Setting(value.to_string());
+    let secret = EnvSource::Secret { default: None };
+    // Shared by every sluice service. Through PgBouncer for ordinary queries; direct
+    // to PostgreSQL for what transaction pooling breaks (migrations, LISTEN/NOTIFY,
+    // advisory locks held across statements).
+    let mut common = BTreeMap::new();
+    common.insert("SLUICE_MODE".to_string(), setting("distributed"));
+    // Files tasks hand each other (scraped data, models) live on the shared volume.
+    common.insert("SLUICE_HOME".to_string(), setting(SHARED_DATA_DIR));
+    // Less than the worker's stop grace period: running tasks are handed back before the
+    // container is killed.
+    common.insert("SLUICE_WORKER_GRACE_SECS".to_string(), setting(&WORKER_GRACE_SECS.to_string()));
+    common.insert("SLUICE_DATABASE_URL".into(), EnvSource::DatabaseUrl);
+    common.insert("SLUICE_DATABASE_DIRECT_URL".into(), EnvSource::DatabaseDirectUrl);
+    common.insert("SLUICE_BROKER_URL".into(), EnvSource::BrokerUrl);
+    // Every service reads or writes stored secrets (connections, secret variables).
+    common.insert(d.fernet_key_env.value.clone(), secret.clone());
+
+    // Each service gets only the secrets it uses: the admin's password only the one-shot
+    // init that creates the admin; the session key and the rate-limit store only the web
+    // server; the connections' secrets only the services that run tasks or send alerts.
+    let mut init = common.clone();
+    init.insert(d.admin.username_env.value.clone(), EnvSource::Secret { default: Some("admin") });
+    init.insert(d.admin.password_env.value.clone(), secret.clone());
+    init.insert(d.admin.email_env.value.clone(), EnvSource::Secret { default: Some("admin@example.com") });
+    let mut web = common.clone();
+    web.insert(d.secret_key_env.value.clone(), secret.clone());
+    web.insert("SLUICE_RATE_LIMIT_URL".into(), EnvSource::RateLimitUrl);
+    let mut tasks = common;
+    for name in connection_vars.keys() {
+        tasks.entry(name.clone()).or_insert_with(|| secret.clone());
+    }
+    [("init", init), ("webserver", web), ("scheduler", tasks.clone()), ("worker", tasks)]
 }
 
 /// Every `${NAME}` the connections reference (passwords and `extra` strings), with where.

@@ -1,6 +1,8 @@
-//! Emit: the validated model -> files. Rust for `build.rs`, deploy files for `generated/`.
+//! Emit: the validated model -> files. Rust for `build.rs`; deploy files (compose and
+//! Kubernetes) for `generated/`.
 
 pub mod deploy;
+pub mod kubernetes;
 pub mod lock;
 pub mod rust;
 
