@@ -190,6 +190,16 @@ except FileNotFoundError:
 if "<!-- peer:" in text:
     print("<!-- peer:" + text.split("<!-- peer:", 1)[1].split("<!-- /peer -->", 1)[0] + "<!-- /peer -->")
 ')
+# The deployment images' section (sizes and build times on a Docker engine) is kept too.
+deploy=$(python3 -c '
+import sys
+try:
+    text = open("BENCHMARKS.md").read()
+except FileNotFoundError:
+    sys.exit()
+if "<!-- deploy:" in text:
+    print("<!-- deploy:" + text.split("<!-- deploy:", 1)[1].split("<!-- /deploy -->", 1)[0] + "<!-- /deploy -->")
+')
 cat > BENCHMARKS.md <<MD
 # Benchmarks
 
@@ -211,6 +221,8 @@ from the metadata database: the run's creation -> its success. Standalone is one
 PostgreSQL through the generated PgBouncer config and the generated Redis.
 
 $(cat "$out/orchestrator.md")
+
+${deploy}
 
 ## Compile
 

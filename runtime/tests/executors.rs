@@ -1016,3 +1016,17 @@ fn the_log_in_memory_is_bounded_in_bytes() {
     assert!(log.lines().iter().all(|l| l.ends_with("[line cut at 65536 bytes]")));
     assert!(log.dropped() > 0);
 }
+
+#[tokio::test]
+async fn a_missing_database_is_named_with_its_sqlstate_not_a_server_source_line() {
+    let missing = Connection { database: Some("sluice_no_such_database".into()), ..pg() };
+    let (result, _) = run("sql_pg", input("sql_pg", json!({ "sql": "SELECT 1" }), vec![missing])).await;
+    let message = result.expect_err("no such database").message;
+    assert_eq!(
+        message,
+        format!(
+            "cannot connect to `pg` (postgres at {}): database \"sluice_no_such_database\" does not exist (SQLSTATE 3D000)",
+            sluice_testkit::postgres::address()
+        )
+    );
+}

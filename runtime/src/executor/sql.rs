@@ -104,7 +104,12 @@ async fn postgres(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), Tas
     let target = format!("`{id}` (postgres at {host}:{port})");
     let mut db = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
         Ok(Ok(db)) => db,
-        Ok(Err(e)) => return Err(TaskError::new(format!("cannot connect to {target}: {e}"))),
+        Ok(Err(e)) => {
+            return Err(TaskError::new(format!(
+                "cannot connect to {target}: {}",
+                crate::store::describe_sqlx_error(&e)
+            )));
+        }
         Err(_) => {
             return Err(TaskError::new(format!(
                 "cannot connect to {target}: no answer within {}s",
@@ -112,7 +117,9 @@ async fn postgres(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), Tas
             )));
         }
     };
-    let failed = |e: sqlx::Error| TaskError::new(format!("the statement failed on `{id}`: {e}"));
+    let failed = |e: sqlx::Error| {
+        TaskError::new(format!("the statement failed on `{id}`: {}", crate::store::describe_sqlx_error(&e)))
+    };
     let query = sqlx::raw_sql(AssertSqlSafe(sql.to_string()));
     let result = if returns_rows(sql) {
         let rows = query.fetch_all(&mut db).await.map_err(failed)?;
@@ -143,7 +150,9 @@ async fn sqlite(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), TaskE
     let options = SqliteConnectOptions::new().filename(path).create_if_missing(true).disable_statement_logging();
     let mut db =
         options.connect().await.map_err(|e| TaskError::new(format!("cannot open `{id}` (sqlite file {path}): {e}")))?;
-    let failed = |e: sqlx::Error| TaskError::new(format!("the statement failed on `{id}`: {e}"));
+    let failed = |e: sqlx::Error| {
+        TaskError::new(format!("the statement failed on `{id}`: {}", crate::store::describe_sqlx_error(&e)))
+    };
     let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_all(&mut db).await.map_err(failed)?;
     let rows: Vec<Value> = rows.iter().map(sqlite_row).collect();
     // The connection is new: its total is what this statement (or script) changed.

@@ -97,6 +97,25 @@ impl StoreError {
 }
 
 fn first_line(e: &sqlx::Error) -> String {
+    describe_sqlx_error(e)
+}
+
+/// A database error as one line for people: PostgreSQL's message with its SQLSTATE code,
+/// detail and hint. sqlx's own text ends in ` at line N`, which is a line of the server's C
+/// source, not of anything the user wrote.
+pub fn describe_sqlx_error(e: &sqlx::Error) -> String {
+    if let Some(pg) = e.as_database_error().and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()) {
+        let mut text = format!("{} (SQLSTATE {})", pg.message(), pg.code());
+        if let Some(detail) = pg.detail() {
+            text.push_str("; ");
+            text.push_str(detail);
+        }
+        if let Some(hint) = pg.hint() {
+            text.push_str("; hint: ");
+            text.push_str(hint);
+        }
+        return text;
+    }
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
