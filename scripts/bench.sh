@@ -180,26 +180,23 @@ rps_stats=$(stats "${rps[@]}")
 kill $server 2>/dev/null || true
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-# The side-by-side table of `cargo make bench-peer` stays at the top.
-peer=$(python3 -c '
+# Sections measured elsewhere are kept: the side-by-side table of `cargo make bench-peer`
+# (at the top) and the deployment images' sizes and build times (on a Docker engine).
+kept() { # the text between `<!-- $1:` and `<!-- /$1 -->` in BENCHMARKS.md, markers included
+  python3 - "$1" <<'PY'
 import sys
+name = sys.argv[1]
 try:
     text = open("BENCHMARKS.md").read()
 except FileNotFoundError:
     sys.exit()
-if "<!-- peer:" in text:
-    print("<!-- peer:" + text.split("<!-- peer:", 1)[1].split("<!-- /peer -->", 1)[0] + "<!-- /peer -->")
-')
-# The deployment images' section (sizes and build times on a Docker engine) is kept too.
-deploy=$(python3 -c '
-import sys
-try:
-    text = open("BENCHMARKS.md").read()
-except FileNotFoundError:
-    sys.exit()
-if "<!-- deploy:" in text:
-    print("<!-- deploy:" + text.split("<!-- deploy:", 1)[1].split("<!-- /deploy -->", 1)[0] + "<!-- /deploy -->")
-')
+start, end = f"<!-- {name}:", f"<!-- /{name} -->"
+if start in text:
+    print(start + text.split(start, 1)[1].split(end, 1)[0] + end)
+PY
+}
+peer=$(kept peer)
+deploy=$(kept deploy)
 cat > BENCHMARKS.md <<MD
 # Benchmarks
 

@@ -393,24 +393,13 @@ async fn sla_misses_are_recorded_and_notified_once() {
 async fn a_file_target_gets_one_json_line_per_notification() {
     let dir = tempfile::tempdir().expect("dir");
     let path: &'static str = Box::leak(dir.path().join("alerts").display().to_string().into_boxed_str());
-    let tasks: &'static [TaskSpec] = Box::leak(Box::new([TaskSpec { on_failure: &["alerts"], ..task("a", &[]) }]));
-    let registry = registry_of(
-        vec![pipeline("filed", Schedule::Manual, tasks)],
-        vec![ConnectionSpec {
-            database: Some(path),
-            host: None,
-            port: None,
-            ..connection("alerts", ConnType::File, 0, "{}")
-        }],
-    );
-    let p = &registry.pipelines[0];
-    let (store, _) = store(&Db::Sqlite).await;
-    store.sync_pipelines(registry).await.expect("sync");
-    let collect = Arc::new(Collect::default());
-    let scheduler = Scheduler::new(registry, store.clone(), collect.clone());
-    sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
-    scheduler.tick().await.expect("tick");
-    finish_all(&store, p, collect.take(), |_| Outcome::Failed("boom".into())).await;
+    let alerts = ConnectionSpec {
+        database: Some(path),
+        host: None,
+        port: None,
+        ..connection("alerts", ConnType::File, 0, "{}")
+    };
+    let (registry, store) = one_failure(&["alerts"], vec![alerts]).await;
     assert_eq!(notifier(&store, registry).deliver_due().await, 1, "{:?}", store.notifications(None, 5).await);
     let text = std::fs::read_to_string(dir.path().join("alerts/notifications.jsonl")).expect("written");
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
@@ -421,7 +410,12 @@ async fn a_file_target_gets_one_json_line_per_notification() {
 /// A pipeline whose task `a` tells `targets` of its failure, through these connections;
 /// the task has failed once the returned store is handed back.
 async fn one_failure(targets: &'static [&'static str], connections: Vec<ConnectionSpec>) -> (&'static Registry, Store) {
-    let tasks: &'static [TaskSpec] = Box::leak(Box::new([TaskSpec { on_failure: targets, ..task("a", &[]) }]));
+    failed(TaskSpec { on_failure: targets, ..task("a", &[]) }, connections).await
+}
+
+/// A pipeline of the one task `failing`, run once to failure, through these connections.
+async fn failed(failing: TaskSpec, connections: Vec<ConnectionSpec>) -> (&'static Registry, Store) {
+    let tasks: &'static [TaskSpec] = Box::leak(Box::new([failing]));
     let registry = registry_of(vec![pipeline("stalling", Schedule::Manual, tasks)], connections);
     let p = &registry.pipelines[0];
     let (store, _) = store(&Db::Sqlite).await;
@@ -505,20 +499,9 @@ async fn a_webhook_answering_an_endless_body_is_read_only_to_the_cap() {
 /// and the notifications as stored.
 async fn mail_a_failure(port: u16, extra: Value, login: Option<&'static str>) -> (usize, Vec<NotificationRow>) {
     let extra: &'static str = Box::leak(extra.to_string().into_boxed_str());
-    let tasks: &'static [TaskSpec] =
-        Box::leak(Box::new([TaskSpec { on_failure: &["mail"], email: &["oncall@mlsp.example"], ..task("a", &[]) }]));
-    let registry = registry_of(
-        vec![pipeline("mailed", Schedule::Manual, tasks)],
-        vec![ConnectionSpec { host: Some("localhost"), login, ..connection("mail", ConnType::Smtp, port, extra) }],
-    );
-    let p = &registry.pipelines[0];
-    let (store, _) = store(&Db::Sqlite).await;
-    store.sync_pipelines(registry).await.expect("sync");
-    let collect = Arc::new(Collect::default());
-    let scheduler = Scheduler::new(registry, store.clone(), collect.clone());
-    sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
-    scheduler.tick().await.expect("tick");
-    finish_all(&store, p, collect.take(), |_| Outcome::Failed("boom".into())).await;
+    let mailed = TaskSpec { on_failure: &["mail"], email: &["oncall@mlsp.example"], ..task("a", &[]) };
+    let mail = ConnectionSpec { host: Some("localhost"), login, ..connection("mail", ConnType::Smtp, port, extra) };
+    let (registry, store) = failed(mailed, vec![mail]).await;
     let sent = or_hang("delivering the email", notifier(&store, registry).deliver_due()).await;
     (sent, store.notifications(None, 5).await.expect("notifications"))
 }
