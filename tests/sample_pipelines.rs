@@ -202,3 +202,31 @@ fn load_writes_to_postgres_when_configured() {
     assert_eq!(deployed.as_deref(), Some("1"));
     assert!(!home.path().join("mlsp.sqlite").exists(), "nothing went to the standalone SQLite file");
 }
+
+/// The league feed over HTTPS, from a server whose certificate a test CA signed: the
+/// scraper trusts it through `SSL_CERT_FILE` (which replaces the system's store, as for
+/// OpenSSL), and without it refuses the connection, naming the URL and the reason.
+#[test]
+fn the_feed_over_https_is_trusted_through_ssl_cert_file_and_refused_without() {
+    let ca = sluice_testkit::certs::TestCa::new("Sluice test CA");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let games = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample/games");
+    let server = runtime.block_on(sluice_testkit::https::HttpsServer::serving(&ca.server_cert("feed"), &games));
+    let feed = format!("https://localhost:{}", server.port);
+    let ca_file = ca.ca_file().display().to_string();
+
+    let home = tempfile::tempdir().expect("home");
+    let trusted = [("SLUICE_CONN_SPORTS_FEED", feed.as_str()), ("SSL_CERT_FILE", ca_file.as_str())];
+    let out = ok(&sluice(home.path(), &trusted, &["dags", "test", "sports_data_scraper", "2024-06-01"]));
+    assert!(out.contains(": success"), "{out}");
+    let mut seen = server.seen();
+    seen.sort();
+    assert_eq!(seen, ["GET /mlb.csv", "GET /nba.csv", "GET /nfl.csv"]);
+
+    let home = tempfile::tempdir().expect("home");
+    let refused =
+        failed(&sluice(home.path(), &[("SLUICE_CONN_SPORTS_FEED", &feed)], &["dags", "test", "sports_data_scraper"]));
+    assert!(refused.contains(&format!("{feed}/nfl.csv")), "names the URL: {refused}");
+    assert!(refused.contains("UnknownIssuer"), "says why: {refused}");
+    assert_eq!(server.seen().len(), 3, "nothing crossed the refused connections");
+}
