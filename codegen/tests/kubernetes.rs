@@ -10,8 +10,8 @@
 //! same commands, health checks and stop grace.
 //!
 //! Needs the test venv (`scripts/install-test-deps.sh`); a missing tool fails the test with
-//! that hint, never skips it. The PgBouncer check also needs pgbouncer, pg_isready and
-//! PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres`, as codegen/tests/deploy_validators.rs.
+//! that hint, never skips it. The PgBouncer check also needs pgbouncer, pg_isready and the
+//! tests' PostgreSQL (trust auth for `postgres`), as codegen/tests/deploy_validators.rs.
 
 use serde_json::Value as Json;
 use sluice_codegen::emit::{GeneratedFile, deploy, kubernetes};
@@ -227,7 +227,7 @@ fn pgbouncer_serves_queries_with_the_configmap_ini_and_startup_script() {
             (_, from) if from.get("secretKeyRef").is_some() => password.to_string(),
             (_, from) => match str_of(&from["configMapKeyRef"]["key"]).as_str() {
                 kubernetes::POSTGRES_HOST_VAR => "127.0.0.1".into(),
-                kubernetes::POSTGRES_PORT_VAR => "5432".into(),
+                kubernetes::POSTGRES_PORT_VAR => sluice_testkit::postgres::port().to_string(),
                 other => panic!("pgbouncer reads {other}"),
             },
         };
@@ -584,27 +584,9 @@ fn references(value: &str) -> Vec<String> {
     names
 }
 
-/// Compose's interpolation of `${NAME:?...}` and `${NAME:-default}`, and `$$`.
+/// Compose's interpolation, where every variable the value reads is set.
 fn interpolate(value: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').expect("closing brace");
-            let name = body[..end].split([':', '-', '?']).next().unwrap_or_default();
-            out.push_str(&env[name]);
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out + rest
+    sluice_testkit::compose::interpolate(value, env).unwrap_or_else(|e| panic!("{value}: {e}"))
 }
 
 /// The variables a compose value interpolates.

@@ -3,6 +3,7 @@
 //! test certificates they present. Every server is a real one; each is stopped on Drop.
 
 pub mod certs;
+pub mod compose;
 pub mod https;
 pub mod postgres;
 pub mod process;
