@@ -3,9 +3,9 @@
 //! the images are built, every health check goes healthy, the sample pipelines run to
 //! success on worker containers when the official Airflow client triggers them through the
 //! published port, `--scale worker=3` gives three consuming workers, a busy worker killed
-//! with `docker kill` has its task succeed once elsewhere, restarts of PostgreSQL and
-//! PgBouncer do not stop a run, `down` + `up` keeps the history and `down -v` leaves
-//! nothing behind.
+//! with `docker kill` has its task succeed once elsewhere, a stopped one (SIGTERM to PID 1)
+//! finishes its task first, restarts of PostgreSQL and PgBouncer do not stop a run, `down`
+//! then `up` keeps the history, and `down -v` leaves nothing behind.
 //!
 //! What the deployment would get from services outside it comes from
 //! `tests/deploy/compose.test.yml`: a `backend` container serving this repository's sample
@@ -102,6 +102,14 @@ impl Deployment {
         let out = docker(&["exec", "mlsp-postgres", "psql", "-U", "mlsp_user", "-d", "airflow", "-tAc", statement]);
         assert!(out.status.success(), "`{statement}`: {}", text(&out));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The worker running `print_date` of `run_id`, empty while it does not run.
+    fn running_print_date(&self, run_id: &str) -> String {
+        self.sql(&format!(
+            "SELECT ti.worker FROM task_instances ti JOIN runs r ON r.id = ti.run_pk \
+             WHERE r.run_id = '{run_id}' AND ti.task_id = 'print_date' AND ti.state = 'running'"
+        ))
     }
 
     /// Triggers `runs` (`dag_id` or `dag_id=<conf>`) with the official client and, unless
@@ -269,10 +277,7 @@ fn the_generated_containers_build_run_scale_and_recover() {
     let started = d.trigger(&[r#"example_dag={"pause_secs": 20}"#], false);
     let run_id = started[0]["run_id"].as_str().expect("run id").to_string();
     let busy = loop {
-        let worker = d.sql(&format!(
-            "SELECT ti.worker FROM task_instances ti JOIN runs r ON r.id = ti.run_pk \
-             WHERE r.run_id = '{run_id}' AND ti.task_id = 'print_date' AND ti.state = 'running'"
-        ));
+        let worker = d.running_print_date(&run_id);
         if !worker.is_empty() {
             break worker;
         }
@@ -289,6 +294,23 @@ fn the_generated_containers_build_run_scale_and_recover() {
     ));
     infra::report(&format!("docker kill of the worker running print_date: successes|tries = {tries}"));
     assert!(tries.starts_with("1|"), "one success: {tries}");
+
+    // SIGTERM reaches the worker (PID 1 of its container): `stop` lets the running task
+    // finish within the grace period, on its first try.
+    let started = d.trigger(&[r#"example_dag={"pause_secs": 10}"#], false);
+    let run_id = started[0]["run_id"].as_str().expect("run id").to_string();
+    while d.running_print_date(&run_id).is_empty() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.run(&["stop", "worker"]);
+    let after_stop = d.sql(&format!(
+        "SELECT ti.state, ti.try_number FROM task_instances ti JOIN runs r ON r.id = ti.run_pk \
+         WHERE r.run_id = '{run_id}' AND ti.task_id = 'print_date'"
+    ));
+    assert_eq!(after_stop, "success|1", "the stopping worker finished its task first\n{}", d.logs());
+    d.run(&["up", "-d", "--scale", "worker=3", "--no-recreate"]);
+    d.wait_healthy();
+    d.wait_success("example_dag", &run_id);
 
     // PostgreSQL and PgBouncer restarted during a run: it completes.
     let started = d.trigger(&[r#"example_dag={"pause_secs": 5}"#], false);
