@@ -6,6 +6,9 @@ use crate::diag::{Diagnostic, Diagnostics, suggestion};
 use crate::model::*;
 use crate::parse::{Node, Value};
 use crate::source::Span;
+use sluice_contract::env::{env_ref, is_env_name};
+use sluice_contract::ident::is_identifier;
+use sluice_contract::secrets::is_secret_key;
 use std::collections::BTreeMap;
 
 pub const TOP_KEYS: &[&str] = &["deployment", "connections", "pools", "pgbouncer", "redis", "pipelines"];
@@ -430,7 +433,7 @@ impl Lowerer<'_> {
             if let Value::Map(entries) = &node.value {
                 for (key, value) in entries {
                     let Value::Str(key) = &key.value else { continue };
-                    if looks_secret(key)
+                    if is_secret_key(key)
                         && let Value::Str(text) = &value.value
                         && env_ref(text).is_none()
                     {
@@ -961,7 +964,7 @@ impl Lowerer<'_> {
                 continue;
             }
             let Some(v) = self.string(value, &format!("`{name}` of {ew}")) else { continue };
-            if looks_secret(name) && !v.value.contains("{{") && !v.value.is_empty() {
+            if is_secret_key(name) && !v.value.contains("{{") && !v.value.is_empty() {
                 self.error(
                     "literal-secret",
                     v.span,
@@ -981,7 +984,7 @@ impl Lowerer<'_> {
         for (name, _, value) in self.fields_any(node, &format!("`headers` of {what}")).unwrap_or_default() {
             let Some(v) = self.string(value, &format!("header `{name}`")) else { continue };
             let lower = name.to_ascii_lowercase();
-            let sensitive = lower == "authorization" || looks_secret(&lower) || lower.ends_with("-key");
+            let sensitive = lower == "authorization" || is_secret_key(&lower) || lower.ends_with("-key");
             if sensitive && !v.value.contains("{{") {
                 self.error(
                     "literal-secret",
@@ -1027,29 +1030,6 @@ fn peek_id(node: &Node, key: &str) -> Option<String> {
         (Value::Str(k), Value::Str(v)) if k == key => Some(v.clone()),
         _ => None,
     })
-}
-
-/// `${NAME}` -> `NAME`.
-pub fn env_ref(text: &str) -> Option<&str> {
-    text.strip_prefix("${").and_then(|t| t.strip_suffix('}')).filter(|name| is_env_name(name))
-}
-
-pub fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// Lowercase snake case: the ids become Rust module and field names.
-pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-fn looks_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "api_key", "apikey", "private_key"].iter().any(|s| key.contains(s))
 }
 
 fn parse_duration(text: &str) -> Option<u64> {
@@ -1164,13 +1144,6 @@ mod tests {
         assert_eq!(parse_duration("5 minutes"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("5m3"), None);
-    }
-
-    #[test]
-    fn env_refs() {
-        assert_eq!(env_ref("${DB_PASSWORD}"), Some("DB_PASSWORD"));
-        assert_eq!(env_ref("hunter2"), None);
-        assert_eq!(env_ref("${lower}"), None);
     }
 
     #[test]

@@ -2,28 +2,12 @@
 //! references, graphs, schedules, templates, feasibility. Every finding is collected.
 
 use crate::diag::{Diagnostic, Diagnostics, suggestion};
-use crate::lower::is_identifier;
 use crate::model::*;
 use crate::source::{SourceFile, Span};
+use sluice_contract::ident::is_identifier;
+use sluice_contract::template::TEMPLATE_VARIABLES;
 use std::collections::{BTreeSet, HashMap};
 
-/// Variables a template may use, as Airflow's template context names them.
-pub const TEMPLATE_VARIABLES: &[&str] = &[
-    "ds",
-    "ds_nodash",
-    "ts",
-    "ts_nodash",
-    "logical_date",
-    "data_interval_start",
-    "data_interval_end",
-    "run_id",
-    "pipeline_id",
-    "task_id",
-    "try_number",
-    "params",
-    "var",
-    "conn",
-];
 /// minijinja's own globals, which its analysis reports as undeclared.
 const TEMPLATE_GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop", "self"];
 /// Above this many runs, a `catchup: true` pipeline's first start gets a warning.

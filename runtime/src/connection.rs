@@ -38,6 +38,7 @@
 use crate::spec::{ConnType, ConnectionSpec};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sluice_contract::env::env_ref;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -578,40 +579,11 @@ fn type_name(conn_type: ConnType) -> &'static str {
     }
 }
 
-/// `${NAME}` -> `NAME`, with the compiler's rule for names (capitals, digits, `_`).
-fn env_ref(text: &str) -> Option<&str> {
-    let name = text.strip_prefix("${")?.strip_suffix('}')?;
-    let mut chars = name.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    valid.then_some(name)
-}
-
 fn invalid(conn_id: &str, field: &str, problem: &str) -> ConnectionError {
     ConnectionError::Invalid { conn_id: conn_id.to_string(), field: field.to_string(), problem: problem.to_string() }
 }
 
-/// Whether a name (an extra key, a variable) holds a secret, by Airflow's
-/// secrets-masker names (`sensitive_var_conn_names` defaults).
-pub fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    [
-        "password",
-        "passwd",
-        "passphrase",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "private_key",
-        "authorization",
-        "credential",
-        "keyfile_dict",
-        "service_account",
-    ]
-    .iter()
-    .any(|s| key.contains(s))
-}
+pub use sluice_contract::secrets::is_secret_key;
 
 /// Replaces secret values (by key, at any depth, see [`is_secret_key`]) with `***`.
 pub fn mask_extra(value: &Value) -> Value {

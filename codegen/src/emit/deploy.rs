@@ -10,11 +10,11 @@
 //! environment variable that holds it, and reaches compose as `${NAME:?...}`.
 
 use super::{GeneratedFile, header};
-use crate::lower::env_ref;
 use crate::model::{Config, DEFAULT_QUEUE};
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Value, syntax::SyntaxConfig};
 use serde::Serialize;
+use sluice_contract::env::env_ref;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Renders every deploy file, by path relative to `generated/`, in a fixed order.

@@ -31,24 +31,9 @@ mod sql;
 
 pub use quoting::Language;
 
-/// The names a template may use at its top level; the same list as the compiler's
-/// (`TEMPLATE_VARIABLES` in `codegen/src/validate.rs`), which checks templates at build time.
-pub const TEMPLATE_VARIABLES: &[&str] = &[
-    "ds",
-    "ds_nodash",
-    "ts",
-    "ts_nodash",
-    "logical_date",
-    "data_interval_start",
-    "data_interval_end",
-    "run_id",
-    "pipeline_id",
-    "task_id",
-    "try_number",
-    "params",
-    "var",
-    "conn",
-];
+/// The names a template may use at its top level, the list the compiler checks templates
+/// against at build time.
+pub use sluice_contract::template::TEMPLATE_VARIABLES;
 
 /// Attributes of `conn.<id>`, as Airflow's `Connection` has them (`database` is ours).
 const CONNECTION_ATTRIBUTES: &[&str] = &[

@@ -1,0 +1,10 @@
+//! The vocabulary `sluice-codegen` and `sluice-runtime` both speak, written once: the
+//! compiler checks pipelines against it at build time and the runtime acts on it, so the
+//! two cannot drift apart. No dependencies: the user's build script compiles it too.
+//!
+//! codegen → contract ← runtime; codegen and runtime never depend on each other.
+
+pub mod env;
+pub mod ident;
+pub mod secrets;
+pub mod template;
