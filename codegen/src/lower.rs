@@ -521,7 +521,7 @@ impl Lowerer<'_> {
             && let Some((userinfo, _)) = authority.rsplit_once('@')
             && userinfo.contains(':')
         {
-            let env = format!("SLUICE_CONN_{}", id.to_uppercase());
+            let env = format!("{}{}", sluice_contract::settings::CONN_PREFIX, id.to_uppercase());
             self.error(
                 "literal-secret",
                 uri.span,

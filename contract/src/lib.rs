@@ -7,4 +7,5 @@
 pub mod env;
 pub mod ident;
 pub mod secrets;
+pub mod settings;
 pub mod template;

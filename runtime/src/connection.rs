@@ -281,7 +281,7 @@ impl Connection {
 pub fn connections_from_env(vars: impl Iterator<Item = (String, String)>) -> Vec<Result<Connection, ConnectionError>> {
     let mut found: BTreeMap<String, (bool, Result<Connection, ConnectionError>)> = BTreeMap::new();
     for (name, value) in vars {
-        let (rest, sluice) = if let Some(rest) = name.strip_prefix("SLUICE_CONN_") {
+        let (rest, sluice) = if let Some(rest) = name.strip_prefix(sluice_contract::settings::CONN_PREFIX) {
             (rest, true)
         } else if let Some(rest) = name.strip_prefix("AIRFLOW_CONN_") {
             (rest, false)

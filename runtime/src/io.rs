@@ -81,7 +81,11 @@ pub fn sql_quote(text: &str) -> String {
 /// of the standalone store. In distributed mode every worker must see the same folder (a
 /// shared volume) for one task to read what another wrote.
 pub fn home_dir() -> std::path::PathBuf {
-    std::env::var("SLUICE_HOME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "sluice-data".into()).into()
+    std::env::var(sluice_contract::settings::HOME)
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluice-data".into())
+        .into()
 }
 
 /// The directory of a `file` connection.

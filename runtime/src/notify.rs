@@ -51,7 +51,8 @@ pub fn base_url_from_env(registry: &Registry) -> String {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     var("SLUICE_BASE_URL").map_or_else(
         || {
-            let port = var("SLUICE_WEBSERVER_PORT").unwrap_or_else(|| registry.deployment.webserver_port.to_string());
+            let port = var(sluice_contract::settings::WEBSERVER_PORT)
+                .unwrap_or_else(|| registry.deployment.webserver_port.to_string());
             format!("http://localhost:{port}")
         },
         |url| url.trim_end_matches('/').to_string(),

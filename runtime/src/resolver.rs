@@ -22,9 +22,11 @@ impl Resolver {
     /// SQLite file), with `SLUICE_HOME` (default `./sluice-data`) as the home.
     pub fn from_env(registry: &'static Registry) -> Resolver {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let standalone_home = match var("SLUICE_DATABASE_URL") {
+        let standalone_home = match var(sluice_contract::settings::DATABASE_URL) {
             Some(_) => None,
-            None => Some(var("SLUICE_HOME").map_or_else(|| PathBuf::from("sluice-data"), PathBuf::from)),
+            None => {
+                Some(var(sluice_contract::settings::HOME).map_or_else(|| PathBuf::from("sluice-data"), PathBuf::from))
+            }
         };
         Resolver { registry, standalone_home }
     }
@@ -72,7 +74,7 @@ fn standalone_connection(spec: &ConnectionSpec, uri: &str, home: &Path) -> Resul
 /// `AIRFLOW_CONN_<ID>`, as a URI or JSON) overrides the one declared in the YAML.
 fn connection_from_env(id: &str) -> Option<Result<Connection, String>> {
     let upper = id.to_ascii_uppercase();
-    ["SLUICE_CONN_", "AIRFLOW_CONN_"].iter().find_map(|prefix| {
+    [sluice_contract::settings::CONN_PREFIX, "AIRFLOW_CONN_"].iter().find_map(|prefix| {
         let name = format!("{prefix}{upper}");
         let value = std::env::var(&name).ok()?;
         let parsed = crate::connection::connections_from_env(std::iter::once((name, value))).into_iter().next()?;

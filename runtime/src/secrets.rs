@@ -59,8 +59,12 @@ pub fn redact(text: &str) -> String {
 /// Names of settings that always hold a secret, besides the deployment's own names.
 const SECRET_SETTINGS: &[&str] = &["AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__WEBSERVER__SECRET_KEY"];
 /// Settings that are URLs which may carry a password.
-const URL_SETTINGS: &[&str] =
-    &["SLUICE_DATABASE_URL", "SLUICE_DATABASE_DIRECT_URL", "SLUICE_BROKER_URL", "SLUICE_RATE_LIMIT_URL"];
+const URL_SETTINGS: &[&str] = &[
+    sluice_contract::settings::DATABASE_URL,
+    sluice_contract::settings::DATABASE_DIRECT_URL,
+    sluice_contract::settings::BROKER_URL,
+    sluice_contract::settings::RATE_LIMIT_URL,
+];
 
 /// Registers what the environment holds that is secret (see the module's documentation).
 pub fn register_from_env(registry: &Registry) {
@@ -81,7 +85,7 @@ pub fn register_from(registry: &Registry, vars: impl IntoIterator<Item = (String
             register(&value);
         }
         if URL_SETTINGS.contains(&name.as_str())
-            || name.starts_with("SLUICE_CONN_")
+            || name.starts_with(sluice_contract::settings::CONN_PREFIX)
             || name.starts_with("AIRFLOW_CONN_")
         {
             register_url_password(&value);

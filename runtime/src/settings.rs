@@ -48,17 +48,17 @@ impl Settings {
         let positive = |name: &str| var(name).and_then(|v| v.trim().parse::<u64>().ok()).filter(|n| *n > 0);
         let secs = |name: &str, default: u64| Duration::from_secs(positive(name).unwrap_or(default));
         Settings {
-            database_url: var("SLUICE_DATABASE_URL"),
-            database_direct_url: var("SLUICE_DATABASE_DIRECT_URL"),
-            home: var("SLUICE_HOME").map_or_else(|| PathBuf::from("sluice-data"), PathBuf::from),
-            port: var("SLUICE_WEBSERVER_PORT")
+            database_url: var(sluice_contract::settings::DATABASE_URL),
+            database_direct_url: var(sluice_contract::settings::DATABASE_DIRECT_URL),
+            home: var(sluice_contract::settings::HOME).map_or_else(|| PathBuf::from("sluice-data"), PathBuf::from),
+            port: var(sluice_contract::settings::WEBSERVER_PORT)
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(registry.deployment.webserver_port),
-            broker_url: var("SLUICE_BROKER_URL"),
+            broker_url: var(sluice_contract::settings::BROKER_URL),
             heartbeat_every: secs("SLUICE_HEARTBEAT_SECS", 5),
             zombie_threshold: secs("SLUICE_ZOMBIE_THRESHOLD_SECS", 60),
             queued_timeout: secs("SLUICE_QUEUED_TIMEOUT_SECS", 120),
-            worker_grace: secs("SLUICE_WORKER_GRACE_SECS", 60),
+            worker_grace: secs(sluice_contract::settings::WORKER_GRACE_SECS, 60),
             task_log: LogLimits {
                 max_lines: positive("SLUICE_TASK_LOG_MAX_LINES").unwrap_or(LogLimits::default().max_lines),
                 max_bytes: positive("SLUICE_TASK_LOG_MAX_BYTES").unwrap_or(LogLimits::default().max_bytes),

@@ -54,7 +54,7 @@ pub(super) const SHARED_DATA_DIR: &str = "/data";
 pub(super) const WORKER_GRACE_SECS: u32 = 50;
 pub(super) const WORKER_STOP_GRACE_SECS: u32 = 60;
 /// Host port of the web server, overridable without regenerating.
-const WEBSERVER_PORT_VAR: &str = "SLUICE_WEBSERVER_PORT";
+const WEBSERVER_PORT_VAR: &str = sluice_contract::settings::WEBSERVER_PORT;
 
 struct Template {
     path: &'static str,
@@ -444,15 +444,15 @@ pub(super) fn sluice_environments(
     // to PostgreSQL for what transaction pooling breaks (migrations, LISTEN/NOTIFY,
     // advisory locks held across statements).
     let mut common = BTreeMap::new();
-    common.insert("SLUICE_MODE".to_string(), setting("distributed"));
+    common.insert(sluice_contract::settings::MODE.to_string(), setting("distributed"));
     // Files tasks hand each other (scraped data, models) live on the shared volume.
-    common.insert("SLUICE_HOME".to_string(), setting(SHARED_DATA_DIR));
+    common.insert(sluice_contract::settings::HOME.to_string(), setting(SHARED_DATA_DIR));
     // Less than the worker's stop grace period: running tasks are handed back before the
     // container is killed.
-    common.insert("SLUICE_WORKER_GRACE_SECS".to_string(), setting(&WORKER_GRACE_SECS.to_string()));
-    common.insert("SLUICE_DATABASE_URL".into(), EnvSource::DatabaseUrl);
-    common.insert("SLUICE_DATABASE_DIRECT_URL".into(), EnvSource::DatabaseDirectUrl);
-    common.insert("SLUICE_BROKER_URL".into(), EnvSource::BrokerUrl);
+    common.insert(sluice_contract::settings::WORKER_GRACE_SECS.to_string(), setting(&WORKER_GRACE_SECS.to_string()));
+    common.insert(sluice_contract::settings::DATABASE_URL.into(), EnvSource::DatabaseUrl);
+    common.insert(sluice_contract::settings::DATABASE_DIRECT_URL.into(), EnvSource::DatabaseDirectUrl);
+    common.insert(sluice_contract::settings::BROKER_URL.into(), EnvSource::BrokerUrl);
     // Every service reads or writes stored secrets (connections, secret variables).
     common.insert(d.fernet_key_env.value.clone(), secret.clone());
 
@@ -465,7 +465,7 @@ pub(super) fn sluice_environments(
     init.insert(d.admin.email_env.value.clone(), EnvSource::Secret { default: Some("admin@example.com") });
     let mut web = common.clone();
     web.insert(d.secret_key_env.value.clone(), secret.clone());
-    web.insert("SLUICE_RATE_LIMIT_URL".into(), EnvSource::RateLimitUrl);
+    web.insert(sluice_contract::settings::RATE_LIMIT_URL.into(), EnvSource::RateLimitUrl);
     let mut tasks = common;
     for name in connection_vars.keys() {
         tasks.entry(name.clone()).or_insert_with(|| secret.clone());

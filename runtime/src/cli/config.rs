@@ -50,25 +50,34 @@ fn settings_rows(registry: &Registry, settings: &Settings, env: &dyn Fn(&str) ->
     let yaml = registry.source;
     let from_env_or = |var: &str, default: &str| if env(var).is_some() { var.to_string() } else { default.to_string() };
     let mut rows = vec![
-        row("mode", env("SLUICE_MODE").unwrap_or_else(|| "standalone".into()), &from_env_or("SLUICE_MODE", "default")),
+        row(
+            "mode",
+            env(sluice_contract::settings::MODE).unwrap_or_else(|| "standalone".into()),
+            &from_env_or(sluice_contract::settings::MODE, "default"),
+        ),
         row("project", d.project, yaml),
         row("pipelines", registry.pipelines.len(), yaml),
         row("connections_declared", registry.connections.len(), yaml),
         row(
             "database_url",
             redact(&settings.store_url()),
-            &from_env_or("SLUICE_DATABASE_URL", "default: SQLite in SLUICE_HOME"),
+            &from_env_or(sluice_contract::settings::DATABASE_URL, "default: SQLite in SLUICE_HOME"),
         ),
     ];
     if let Some(url) = &settings.database_direct_url {
         rows.push(row("database_direct_url", redact(url), "SLUICE_DATABASE_DIRECT_URL"));
     }
-    rows.push(row("home", settings.home.display().to_string(), &from_env_or("SLUICE_HOME", "default")));
-    let port_source = if env("SLUICE_WEBSERVER_PORT").and_then(|p| p.parse::<u16>().ok()) == Some(settings.port) {
-        "SLUICE_WEBSERVER_PORT"
-    } else {
-        yaml
-    };
+    rows.push(row(
+        "home",
+        settings.home.display().to_string(),
+        &from_env_or(sluice_contract::settings::HOME, "default"),
+    ));
+    let port_source =
+        if env(sluice_contract::settings::WEBSERVER_PORT).and_then(|p| p.parse::<u16>().ok()) == Some(settings.port) {
+            "SLUICE_WEBSERVER_PORT"
+        } else {
+            yaml
+        };
     rows.push(row("webserver_port", settings.port, port_source));
     rows.push(row("parallelism", d.parallelism, yaml));
     rows.push(row("worker_concurrency", d.worker_concurrency, yaml));

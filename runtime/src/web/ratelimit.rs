@@ -63,7 +63,7 @@ impl RateLimiter {
 
     /// `SLUICE_RATE_LIMIT_URL` when set, else in process.
     pub fn from_env() -> Result<RateLimiter, String> {
-        match std::env::var("SLUICE_RATE_LIMIT_URL").ok().filter(|u| !u.is_empty()) {
+        match std::env::var(sluice_contract::settings::RATE_LIMIT_URL).ok().filter(|u| !u.is_empty()) {
             Some(url) => RateLimiter::redis(&url),
             None => Ok(RateLimiter::in_process()),
         }
