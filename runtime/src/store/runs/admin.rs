@@ -1,0 +1,254 @@
+//! What an operator does to runs and task instances: force, clear, mark, clean, recover.
+
+use super::*;
+
+/// How many runs `db clean` deletes per transaction.
+pub const CLEAN_BATCH: i64 = 500;
+
+impl Store {
+    /// Queues one task instance whatever its upstreams (`tasks test`, "run this now").
+    pub async fn force_queue(&self, run_pk: i64, task_id: &str) -> Result<Queued> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let row = q("UPDATE task_instances SET state = 'queued', queued_at = $3 WHERE run_pk = $1 AND task_id = $2 \
+                     AND state NOT IN ('queued', 'running') RETURNING id, queue, priority_weight")
+        .bind(run_pk)
+        .bind(task_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .doing("queueing a task")?;
+        q("UPDATE runs SET state = 'running', start_date = $2 WHERE id = $1 AND state = 'queued'")
+            .bind(run_pk)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .doing("starting a run")?;
+        tx.commit().await.doing("queueing a task")?;
+        let row = row.ok_or_else(|| StoreError::Conflict(format!("task `{task_id}` is already queued or running")))?;
+        Ok(Queued {
+            ti_id: get(&row, "id")?,
+            queue: get(&row, "queue")?,
+            priority_weight: get(&row, "priority_weight")?,
+        })
+    }
+}
+
+impl Store {
+    /// After a restart of the single standalone process, tasks it was running have no
+    /// worker any more: they go back to `queued` (at-least-once), and every queued task
+    /// instance is returned so the in-process queue can be refilled.
+    pub async fn recover_standalone(&self) -> Result<Vec<Queued>> {
+        let mut tx = self.begin().await?;
+        q("UPDATE task_tries SET state = 'failed', end_date = $1, error = 'the worker stopped while running it' \
+           WHERE state = 'running'")
+        .bind(self.now())
+        .execute(&mut *tx)
+        .await
+        .doing("closing orphaned tries")?;
+        q("UPDATE task_instances SET state = 'queued', worker = NULL WHERE state = 'running'")
+            .execute(&mut *tx)
+            .await
+            .doing("requeueing orphaned tasks")?;
+        let rows =
+            q("SELECT id, queue, priority_weight FROM task_instances WHERE state = 'queued' ORDER BY queued_at, id")
+                .fetch_all(&mut *tx)
+                .await
+                .doing("listing queued tasks")?;
+        tx.commit().await.doing("recovering queued tasks")?;
+        rows.iter()
+            .map(|r| {
+                Ok(Queued {
+                    ti_id: get(r, "id")?,
+                    queue: get(r, "queue")?,
+                    priority_weight: get(r, "priority_weight")?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Store {
+    /// Clears task `task_id` of a run (and, with `downstream`, every task below it) so it
+    /// runs again, as Airflow's clear: tries so far are kept, and each cleared task gets
+    /// its retries again on top of them. The run goes back to `queued`.
+    pub async fn clear_task(
+        &self,
+        pipeline: &PipelineSpec,
+        run_pk: i64,
+        task_id: &str,
+        downstream: bool,
+    ) -> Result<Vec<String>> {
+        let mut ids = vec![task_id.to_string()];
+        if downstream {
+            ids.extend(descendants(pipeline, task_id).into_iter().map(str::to_string));
+        }
+        let mut tx = self.begin_locked(&[pipeline.id]).await?;
+        for id in &ids {
+            let retries = pipeline.task(id).map_or(0, |t| i64::from(t.retry.retries));
+            let done = q("UPDATE task_instances SET state = 'none', end_date = NULL, next_try_at = NULL, error = NULL, \
+                          max_tries = try_number + $3 + 1 WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
+            .bind(run_pk)
+            .bind(id)
+            .bind(retries)
+            .execute(&mut *tx)
+            .await
+            .doing("clearing a task")?;
+            if done.rows_affected() == 0 && id == task_id {
+                return Err(StoreError::Conflict(format!(
+                    "task `{task_id}` is queued or running: wait for it to finish"
+                )));
+            }
+            q("DELETE FROM task_outputs WHERE ti_id IN (SELECT id FROM task_instances WHERE run_pk = $1 AND task_id = $2)")
+                .bind(run_pk)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .doing("clearing task outputs")?;
+        }
+        q("UPDATE runs SET state = 'queued', end_date = NULL WHERE id = $1")
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await
+            .doing("reopening a run")?;
+        tx.commit().await.doing("clearing tasks")?;
+        Ok(ids)
+    }
+
+    /// Marks a task `success` or `failed` by hand (not while it runs), then lets the run
+    /// continue from there.
+    pub async fn mark_task(
+        &self,
+        pipeline: &PipelineSpec,
+        run_pk: i64,
+        task_id: &str,
+        state: TiState,
+        parallelism: u32,
+    ) -> Result<Vec<Queued>> {
+        if !matches!(state, TiState::Success | TiState::Failed) {
+            return Err(StoreError::Conflict("a task can only be marked success or failed".into()));
+        }
+        let now = self.now();
+        let mut tx = self.begin_locked(&[pipeline.id]).await?;
+        let done = q("UPDATE task_instances SET state = $3, end_date = $4, next_try_at = NULL \
+                      WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
+        .bind(run_pk)
+        .bind(task_id)
+        .bind(state.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .doing("marking a task")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "task `{task_id}` of this run does not exist or is queued or running"
+            )));
+        }
+        // What was decided downstream from the old state (upstream_failed, skipped) is
+        // decided again from the new one.
+        for id in descendants(pipeline, task_id) {
+            q("UPDATE task_instances SET state = 'none', end_date = NULL WHERE run_pk = $1 AND task_id = $2 \
+               AND state IN ('upstream_failed', 'skipped')")
+            .bind(run_pk)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .doing("reopening downstream tasks")?;
+        }
+        q("UPDATE runs SET state = 'running', end_date = NULL WHERE id = $1 AND state IN ('success', 'failed')")
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await
+            .doing("reopening a run")?;
+        let state: String = get(
+            &q("SELECT state FROM runs WHERE id = $1").bind(run_pk).fetch_one(&mut *tx).await.doing("reading a run")?,
+            "state",
+        )?;
+        let queued = if state == "running" {
+            advance_in_tx(&mut tx, pipeline, run_pk, now, parallelism).await?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await.doing("marking a task")?;
+        Ok(queued)
+    }
+
+    /// Deletes finished runs (with their task instances, tries, logs, outputs and SLA
+    /// misses) whose logical date is before `before`, and notifications done before it,
+    /// in batches of [`CLEAN_BATCH`] runs, one transaction each, calling
+    /// `progress(deleted, total)` after each. With `dry_run`, only counts them.
+    pub async fn clean_before(&self, before: Micros, dry_run: bool, progress: &mut dyn FnMut(i64, i64)) -> Result<i64> {
+        const FINISHED_BEFORE: &str = "logical_date < $1 AND state IN ('success', 'failed')";
+        let mut tx = self.begin().await?;
+        let row = q(AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM runs WHERE {FINISHED_BEFORE}")))
+            .bind(before)
+            .fetch_one(&mut *tx)
+            .await
+            .doing("counting old runs")?;
+        let total: i64 = get(&row, "n")?;
+        tx.commit().await.doing("counting old runs")?;
+        if dry_run || total == 0 {
+            return Ok(total);
+        }
+        let mut deleted = 0;
+        loop {
+            let mut tx = self.begin().await?;
+            let ids: Vec<i64> = q(AssertSqlSafe(format!(
+                "SELECT id FROM runs WHERE {FINISHED_BEFORE} ORDER BY id LIMIT {CLEAN_BATCH}"
+            )))
+            .bind(before)
+            .fetch_all(&mut *tx)
+            .await
+            .doing("listing old runs")?
+            .iter()
+            .map(|r| get(r, "id"))
+            .collect::<Result<_>>()?;
+            let Some(&last) = ids.last() else { break };
+            let batch = "run_pk IN (SELECT id FROM runs WHERE id <= $2 AND logical_date < $1 AND state IN ('success', 'failed'))";
+            for table in ["task_logs", "task_outputs", "task_tries"] {
+                q(AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE ti_id IN (SELECT id FROM task_instances WHERE {batch})"
+                )))
+                .bind(before)
+                .bind(last)
+                .execute(&mut *tx)
+                .await
+                .doing("deleting old task data")?;
+            }
+            q(AssertSqlSafe(format!("DELETE FROM task_instances WHERE {batch}")))
+                .bind(before)
+                .bind(last)
+                .execute(&mut *tx)
+                .await
+                .doing("deleting old task instances")?;
+            let done = q(AssertSqlSafe(format!("DELETE FROM runs WHERE id <= $2 AND {FINISHED_BEFORE}")))
+                .bind(before)
+                .bind(last)
+                .execute(&mut *tx)
+                .await
+                .doing("deleting old runs")?;
+            tx.commit().await.doing("cleaning old runs")?;
+            deleted += i64::try_from(done.rows_affected()).unwrap_or(0);
+            progress(deleted, total);
+        }
+        let mut tx = self.begin().await?;
+        q("DELETE FROM notifications WHERE state <> 'pending' AND created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .doing("deleting old notifications")?;
+        tx.commit().await.doing("deleting old notifications")?;
+        Ok(deleted)
+    }
+
+    pub async fn start_run(&self, run_pk: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        q("UPDATE runs SET state = 'running', start_date = $2 WHERE id = $1 AND state = 'queued'")
+            .bind(run_pk)
+            .bind(self.now())
+            .execute(&mut *tx)
+            .await
+            .doing("starting a run")?;
+        tx.commit().await.doing("starting a run")
+    }
+}

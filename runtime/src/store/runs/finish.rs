@@ -1,0 +1,255 @@
+//! Recording the ends of tries: successes and failures (retries, alerts), then what they
+//! made ready, in the same transaction.
+
+use super::*;
+
+impl Store {
+    /// Records how try `try_number` ended and, in the same transaction, queues whatever
+    /// became ready. Only the current running try can finish (a late or duplicate report
+    /// changes nothing), so recording an outcome is exactly-once.
+    pub async fn finish(
+        &self,
+        pipeline: &PipelineSpec,
+        ti_id: i64,
+        try_number: i64,
+        outcome: &Outcome,
+        parallelism: u32,
+    ) -> Result<Vec<Queued>> {
+        let finish = Finish { pipeline, ti_id, try_number, outcome, run: None };
+        Ok(self.finish_many(&[finish], parallelism, None).await?.queued)
+    }
+
+    /// Records several outcomes in one transaction (see [`Store::finish`]), deciding each
+    /// affected run once for all of its finished tasks: outcomes that arrive together
+    /// share one turn on their pipelines' locks. With `take`, each finished try's worker
+    /// slot also claims, in the same transaction, a task it queued that the worker serves,
+    /// to run next without a trip through the broker.
+    pub async fn finish_many(
+        &self,
+        finishes: &[Finish<'_>],
+        parallelism: u32,
+        take: Option<Take<'_>>,
+    ) -> Result<RecordedBatch> {
+        let now = self.now();
+        let mut pipeline_ids: Vec<&str> = finishes.iter().map(|f| f.pipeline.id).collect();
+        pipeline_ids.sort_unstable();
+        pipeline_ids.dedup();
+        let mut tx = self.begin_locked(&pipeline_ids).await?;
+        let mut ended = record_successes(&mut tx, finishes, now).await?;
+        for (index, finish) in finishes.iter().enumerate() {
+            if let Outcome::Failed(message) = finish.outcome
+                && let Some(end) = record_failure(&mut tx, index, finish, message, now).await?
+            {
+                ended.push(end);
+            }
+        }
+        for end in &ended {
+            queue_task_alerts(&mut tx, &finishes[end.index], end, now).await?;
+        }
+
+        // Each run is decided once, for all of its tasks that ended.
+        let mut report = RecordedBatch { queued: Vec::new(), each: vec![Recorded::default(); finishes.len()] };
+        let mut runs: Vec<i64> = ended.iter().map(|e| e.run_pk).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        for run_pk in runs {
+            let of_run: Vec<&Ended> = ended.iter().filter(|e| e.run_pk == run_pk).collect();
+            let pipeline = finishes[of_run[0].index].pipeline;
+            let tasks: Vec<&str> = of_run.iter().map(|e| e.task_id.as_str()).collect();
+            let all_succeeded = of_run.iter().all(|e| e.state == TiState::Success);
+            let queued = advance_after(&mut tx, pipeline, run_pk, &tasks, all_succeeded, now, parallelism).await?;
+            for end in &of_run {
+                report.each[end.index] = Recorded {
+                    ended: true,
+                    failed: end.state != TiState::Success,
+                    run_queued: queued.len(),
+                    next: None,
+                };
+            }
+            report.queued.extend(queued);
+        }
+
+        if let Some(take) = take {
+            let mut takers = Vec::new();
+            let mut ids = Vec::new();
+            for end in &ended {
+                if let Some(at) = report.queued.iter().position(|q| take.serves(&q.queue)) {
+                    ids.push(report.queued.remove(at).ti_id);
+                    takers.push(end.index);
+                }
+            }
+            let known = Known::of(finishes, &ended);
+            for claimed in claim_in_tx(&mut tx, &ids, take.worker, take.pipelines, &known, now).await? {
+                if let Some(at) = ids.iter().position(|id| *id == claimed.ti_id) {
+                    report.each[takers[at]].next = Some(claimed);
+                }
+            }
+        }
+        fail::fail_point!("store.finish.before_commit", |_| std::process::abort());
+        tx.commit().await.doing("finishing a task")?;
+        Ok(report)
+    }
+}
+
+/// Records the successes among `finishes` whose try is running: two statements however
+/// many there are. Outputs other than unit leave a row each.
+pub(super) async fn record_successes(tx: &mut Tx, finishes: &[Finish<'_>], now: Micros) -> Result<Vec<Ended>> {
+    let tries: Vec<(i64, i64)> =
+        finishes.iter().filter(|f| matches!(f.outcome, Outcome::Success(_))).map(|f| (f.ti_id, f.try_number)).collect();
+    if tries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let update = format!(
+        "UPDATE task_instances SET state = 'success', end_date = $1, error = NULL, next_try_at = NULL \
+         WHERE state = 'running' AND {} RETURNING id, run_pk, task_id, try_number",
+        in_json_tries(tx, "id", "try_number", 2)
+    );
+    // PostgreSQL ends the tries in the same statement (one round trip fewer).
+    let postgres = tx.backend_name() == "PostgreSQL";
+    let sql = if postgres {
+        format!(
+            "WITH done AS ({update}), tries AS (UPDATE task_tries t SET state = 'success', end_date = $1, \
+             error = NULL FROM done WHERE t.ti_id = done.id AND t.try_number = done.try_number) \
+             SELECT id, run_pk, task_id, try_number FROM done"
+        )
+    } else {
+        update
+    };
+    let rows = q(AssertSqlSafe(sql))
+        .bind(now)
+        .bind(json_list(&tries))
+        .fetch_all(&mut **tx)
+        .await
+        .doing("recording a task outcome")?;
+    let mut ended = Vec::new();
+    let mut recorded = Vec::new();
+    for row in &rows {
+        let (ti_id, try_number): (i64, i64) = (get(row, "id")?, get(row, "try_number")?);
+        let Some(index) = finishes.iter().position(|f| f.ti_id == ti_id && f.try_number == try_number) else {
+            continue;
+        };
+        recorded.push((ti_id, try_number));
+        let task_id = get(row, "task_id")?;
+        ended.push(Ended { index, run_pk: get(row, "run_pk")?, task_id, state: TiState::Success, error: None });
+    }
+    if !postgres && !recorded.is_empty() {
+        let sql = format!(
+            "UPDATE task_tries SET state = 'success', end_date = $1, error = NULL WHERE {}",
+            in_json_tries(tx, "ti_id", "try_number", 2)
+        );
+        q(AssertSqlSafe(sql)).bind(now).bind(json_list(&recorded)).execute(&mut **tx).await.doing("recording a try")?;
+    }
+    for end in &ended {
+        let finish = &finishes[end.index];
+        if let Outcome::Success(outputs) = finish.outcome
+            && !outputs.is_null()
+        {
+            q("INSERT INTO task_outputs (ti_id, outputs, created_at) VALUES ($1, $2, $3) \
+               ON CONFLICT (ti_id) DO UPDATE SET outputs = excluded.outputs, created_at = excluded.created_at")
+            .bind(finish.ti_id)
+            .bind(outputs.to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .doing("recording task outputs")?;
+        }
+    }
+    Ok(ended)
+}
+
+/// Records that `finishes[index]` failed with `message`, if its try is running: up for
+/// retry while it has tries left, else failed.
+pub(super) async fn record_failure(
+    tx: &mut Tx,
+    index: usize,
+    finish: &Finish<'_>,
+    message: &str,
+    now: Micros,
+) -> Result<Option<Ended>> {
+    let row = q("SELECT run_pk, task_id, max_tries FROM task_instances WHERE id = $1 AND state = 'running' \
+                 AND try_number = $2")
+    .bind(finish.ti_id)
+    .bind(finish.try_number)
+    .fetch_optional(&mut **tx)
+    .await
+    .doing("recording a task outcome")?;
+    let Some(row) = row else { return Ok(None) };
+    let task_id: String = get(&row, "task_id")?;
+    let max_tries: i64 = get(&row, "max_tries")?;
+    let (state, next_try) = if finish.try_number < max_tries {
+        let delay = finish.pipeline.task(&task_id).map_or(0, |t| retry_delay_secs(t, finish.try_number + 1));
+        (TiState::UpForRetry, Some(now + i64::try_from(delay).unwrap_or(i64::MAX / 2_000_000) * 1_000_000))
+    } else {
+        (TiState::Failed, None)
+    };
+    q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5 WHERE id = $1")
+        .bind(finish.ti_id)
+        .bind(state.as_str())
+        .bind(now)
+        .bind(message)
+        .bind(next_try)
+        .execute(&mut **tx)
+        .await
+        .doing("recording a task outcome")?;
+    q("UPDATE task_tries SET state = 'failed', end_date = $3, error = $4 WHERE ti_id = $1 AND try_number = $2")
+        .bind(finish.ti_id)
+        .bind(finish.try_number)
+        .bind(now)
+        .bind(message)
+        .execute(&mut **tx)
+        .await
+        .doing("recording a try")?;
+    let run_pk = get(&row, "run_pk")?;
+    Ok(Some(Ended { index, run_pk, task_id, state, error: Some(message.to_string()) }))
+}
+
+/// Queues the notifications the task asked for on this end (success, retry, failure).
+pub(super) async fn queue_task_alerts(tx: &mut Tx, finish: &Finish<'_>, end: &Ended, now: Micros) -> Result<()> {
+    let Some(task) = finish.pipeline.task(&end.task_id) else { return Ok(()) };
+    let event = match end.state {
+        TiState::Success => Event::Success,
+        TiState::UpForRetry => Event::Retry,
+        _ => Event::Failure,
+    };
+    let targets = event.task_targets(task);
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let (run_id, logical_date) = alerts::run_identity(tx, end.run_pk).await?;
+    let notice = alerts::Notice {
+        event,
+        pipeline_id: finish.pipeline.id,
+        run_id: &run_id,
+        logical_date,
+        task_id: Some(task.id),
+        try_number: Some(finish.try_number),
+        state: end.state.as_str(),
+        error: end.error.as_deref(),
+        sla_deadline: None,
+    };
+    alerts::enqueue(tx, &notice, targets, task.email, now).await
+}
+
+/// What a finishing transaction already holds when it claims: the runs its callers
+/// passed, and the tasks that succeeded in it with their outputs (unit ones have none).
+#[derive(Debug, Default)]
+pub(super) struct Known<'a> {
+    pub(super) runs: Vec<&'a RunRow>,
+    pub(super) succeeded: Vec<(i64, &'a str)>,
+    pub(super) outputs: Vec<((i64, &'a str), &'a serde_json::Value)>,
+}
+
+impl<'a> Known<'a> {
+    pub(super) fn of(finishes: &[Finish<'a>], ended: &'a [Ended]) -> Known<'a> {
+        let mut known = Known { runs: finishes.iter().filter_map(|f| f.run).collect(), ..Known::default() };
+        for end in ended {
+            if let Outcome::Success(value) = finishes[end.index].outcome {
+                known.succeeded.push((end.run_pk, end.task_id.as_str()));
+                if !value.is_null() {
+                    known.outputs.push(((end.run_pk, end.task_id.as_str()), value));
+                }
+            }
+        }
+        known
+    }
+}

@@ -1,0 +1,552 @@
+//! Runs and task instances: creation, the state machine, and what workers claim and
+//! report. Each transition is one transaction; finishing a task also decides what becomes
+//! ready downstream in that same transaction, so dispatch needs no polling.
+//!
+//! This module holds the rows and the run queries; the state machine's paths each have a
+//! module: [`claim`], [`finish`], [`advance`] (what becomes ready, pools, closing runs),
+//! [`admin`] (what an operator forces), and [`logs`] (logs, rendered templates, outputs).
+
+use super::alerts::{self, Event};
+use super::{Doing, Result, Store, StoreError, Tx, get, opt, q};
+use crate::clock::Micros;
+use crate::rules::{Decision, TiState, decide};
+use crate::spec::{PipelineSpec, TaskSpec, TriggerRule};
+use crate::tasklog::{LogLimits, LogUsage, PageSize};
+use sqlx::AssertSqlSafe;
+use std::collections::{BTreeMap, HashMap};
+
+mod admin;
+mod advance;
+mod claim;
+mod finish;
+mod logs;
+
+pub use admin::CLEAN_BATCH;
+pub(in crate::store) use advance::insert_task_instance;
+use advance::*;
+use claim::*;
+use finish::*;
+pub use logs::{LogAppend, LogFrom, LogRow};
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub run_id: String,
+    /// `scheduled`, `manual` or `backfill`.
+    pub run_type: &'static str,
+    pub logical_date: Micros,
+    pub data_interval_start: Micros,
+    pub data_interval_end: Micros,
+    pub conf: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: i64,
+    pub pipeline_id: String,
+    pub run_id: String,
+    pub run_type: String,
+    pub state: String,
+    pub logical_date: Micros,
+    pub data_interval_start: Micros,
+    pub data_interval_end: Micros,
+    pub conf: String,
+    pub start_date: Option<Micros>,
+    pub end_date: Option<Micros>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TiRow {
+    pub id: i64,
+    pub run_pk: i64,
+    pub task_id: String,
+    pub state: TiState,
+    pub try_number: i64,
+    pub max_tries: i64,
+    pub priority_weight: i64,
+    pub error: Option<String>,
+    pub start_date: Option<Micros>,
+    pub end_date: Option<Micros>,
+    pub pool: String,
+    pub pool_slots: i64,
+    pub queue: String,
+    pub queued_at: Option<Micros>,
+    /// The worker running (or that last ran) it.
+    pub worker: Option<String>,
+}
+
+/// A task instance made ready: hand it to the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub ti_id: i64,
+    pub queue: String,
+    pub priority_weight: i64,
+}
+
+/// What a finishing worker may run next itself (see [`Store::finish_many`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Take<'a> {
+    pub worker: &'a str,
+    /// The queues the worker reads; empty: every queue.
+    pub queues: &'a [String],
+    /// Where the claimed task's upstreams are looked up.
+    pub pipelines: &'a [PipelineSpec],
+}
+
+impl Take<'_> {
+    fn serves(&self, queue: &str) -> bool {
+        self.queues.is_empty() || self.queues.iter().any(|q| q == queue)
+    }
+}
+
+/// What a worker needs to run a claimed task instance.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub ti_id: i64,
+    pub run_pk: i64,
+    pub pipeline_id: String,
+    pub task_id: String,
+    pub try_number: i64,
+    pub run: RunRow,
+    /// Outputs of the run's finished tasks, by task id.
+    pub outputs: BTreeMap<String, serde_json::Value>,
+}
+
+/// One try's end to record (see [`Store::finish_many`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    pub pipeline: &'a PipelineSpec,
+    pub ti_id: i64,
+    pub try_number: i64,
+    pub outcome: &'a Outcome,
+    /// The try's run, when the caller has it: a task of the same run claimed next with
+    /// [`Take`] needs it, and need not read it again.
+    pub run: Option<&'a RunRow>,
+}
+
+/// What recording one [`Finish`] did. All default when the try was not running (a late
+/// or duplicate report).
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// This call recorded the try's end. `false`: the try was no longer running (the zombie
+    /// sweep failed it, it was handed back, or its outcome was already recorded), and the
+    /// store's state stands.
+    pub ended: bool,
+    /// The try failed (it may be retried).
+    pub failed: bool,
+    /// How many task instances its run queued in that transaction (taken ones included):
+    /// none may mean the run ended, or freed room that other runs wait for.
+    pub run_queued: usize,
+    /// The task its worker slot claimed to run next (with [`Take`]).
+    pub next: Option<Claimed>,
+}
+
+/// What [`Store::finish_many`] did: the task instances queued and not taken, to hand to
+/// the broker, and what became of each finish, in order.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedBatch {
+    pub queued: Vec<Queued>,
+    pub each: Vec<Recorded>,
+}
+
+/// A try whose end was recorded: `finishes[index]`.
+#[derive(Debug)]
+struct Ended {
+    index: usize,
+    run_pk: i64,
+    task_id: String,
+    state: TiState,
+    error: Option<String>,
+}
+
+/// How a try ended. Serialized (`{"success": outputs}` / `{"failed": "why"}`) in the
+/// worker's spool, where an outcome waits while the store cannot take it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success(serde_json::Value),
+    Failed(String),
+}
+
+const RUN_COLUMNS: &str = "id, pipeline_id, run_id, run_type, state, logical_date, data_interval_start, \
+                           data_interval_end, conf, start_date, end_date";
+const TI_COLUMNS: &str = "id, run_pk, task_id, state, try_number, max_tries, priority_weight, error, start_date, \
+                          end_date, pool, pool_slots, queue, queued_at, worker";
+
+fn run_row(row: &sqlx::any::AnyRow) -> Result<RunRow> {
+    Ok(RunRow {
+        id: get(row, "id")?,
+        pipeline_id: get(row, "pipeline_id")?,
+        run_id: get(row, "run_id")?,
+        run_type: get(row, "run_type")?,
+        state: get(row, "state")?,
+        logical_date: get(row, "logical_date")?,
+        data_interval_start: get(row, "data_interval_start")?,
+        data_interval_end: get(row, "data_interval_end")?,
+        conf: get(row, "conf")?,
+        start_date: opt(row, "start_date"),
+        end_date: opt(row, "end_date"),
+    })
+}
+
+fn ti_row(row: &sqlx::any::AnyRow) -> Result<TiRow> {
+    let state: String = get(row, "state")?;
+    Ok(TiRow {
+        id: get(row, "id")?,
+        run_pk: get(row, "run_pk")?,
+        task_id: get(row, "task_id")?,
+        state: TiState::parse(&state).ok_or_else(|| StoreError::Conflict(format!("unknown task state `{state}`")))?,
+        try_number: get(row, "try_number")?,
+        max_tries: get(row, "max_tries")?,
+        priority_weight: get(row, "priority_weight")?,
+        error: opt(row, "error"),
+        start_date: opt(row, "start_date"),
+        end_date: opt(row, "end_date"),
+        pool: get(row, "pool")?,
+        pool_slots: get(row, "pool_slots")?,
+        queue: get(row, "queue")?,
+        queued_at: opt(row, "queued_at"),
+        worker: opt(row, "worker"),
+    })
+}
+
+/// Every task below `task_id`, nearest first.
+pub fn descendants<'p>(pipeline: &'p PipelineSpec, task_id: &str) -> Vec<&'p str> {
+    let mut out: Vec<&str> = Vec::new();
+    let mut frontier = vec![task_id];
+    while let Some(id) = frontier.pop() {
+        for t in pipeline.tasks.iter().filter(|t| t.depends_on.contains(&id)) {
+            if !out.contains(&t.id) {
+                out.push(t.id);
+                frontier.insert(0, t.id);
+            }
+        }
+    }
+    out
+}
+
+/// Airflow's default `downstream` weight rule: a task's own weight plus all its descendants'.
+pub fn effective_priority(pipeline: &PipelineSpec, task: &TaskSpec) -> i64 {
+    let below: i64 = descendants(pipeline, task.id)
+        .iter()
+        .filter_map(|id| pipeline.task(id))
+        .map(|t| i64::from(t.priority_weight))
+        .sum();
+    i64::from(task.priority_weight) + below
+}
+
+/// Seconds to wait before try `next_try` (2 = the first retry), with Airflow's doubling
+/// under exponential backoff and the cap.
+pub fn retry_delay_secs(task: &TaskSpec, next_try: i64) -> u64 {
+    let base = task.retry.retry_delay_secs;
+    let delay = if task.retry.exponential_backoff {
+        let exponent = u32::try_from((next_try - 2).max(0)).unwrap_or(u32::MAX).min(30);
+        base.saturating_mul(1u64 << exponent)
+    } else {
+        base
+    };
+    task.retry.max_retry_delay_secs.map_or(delay, |cap| delay.min(cap))
+}
+
+impl Store {
+    /// A transaction holding the row locks of pipelines `ids` (PostgreSQL; sorted, so
+    /// that lockers never wait on each other in a circle): every state change of one
+    /// pipeline's runs takes its turn, however many schedulers and workers decide.
+    /// The lock is taken with `BEGIN`, in the same round trip. SQLite has one writer, so
+    /// it needs none.
+    async fn begin_locked(&self, ids: &[&str]) -> Result<Tx> {
+        if self.backend != super::Backend::Postgres {
+            return self.begin().await;
+        }
+        // Pipeline ids are identifiers (the compiler checks them); quoted all the same.
+        let quoted: Vec<String> = ids.iter().map(|id| format!("'{}'", id.replace('\'', "''"))).collect();
+        let sql = format!(
+            "BEGIN; SELECT pipeline_id FROM pipelines WHERE pipeline_id IN ({}) ORDER BY pipeline_id FOR UPDATE",
+            quoted.join(", ")
+        );
+        self.pool.begin_with(AssertSqlSafe(sql)).await.doing("locking a pipeline")
+    }
+
+    /// Creates a run and its task instances, `queued` until the scheduler starts it.
+    pub async fn create_run(&self, pipeline: &PipelineSpec, new: &NewRun) -> Result<RunRow> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let clash = q("SELECT run_id FROM runs WHERE pipeline_id = $1 AND (run_id = $2 OR logical_date = $3)")
+            .bind(pipeline.id)
+            .bind(&new.run_id)
+            .bind(new.logical_date)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("checking for a duplicate run")?;
+        if let Some(row) = clash {
+            let existing: String = get(&row, "run_id")?;
+            return Err(StoreError::Conflict(format!(
+                "pipeline `{}` already has run `{existing}` for this logical date",
+                pipeline.id
+            )));
+        }
+        let sql = format!(
+            "INSERT INTO runs (pipeline_id, run_id, run_type, state, logical_date, data_interval_start, \
+             data_interval_end, conf, version_hash, created_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9) \
+             RETURNING {RUN_COLUMNS}"
+        );
+        let row = q(AssertSqlSafe(sql))
+            .bind(pipeline.id)
+            .bind(&new.run_id)
+            .bind(new.run_type)
+            .bind(new.logical_date)
+            .bind(new.data_interval_start)
+            .bind(new.data_interval_end)
+            .bind(new.conf.to_string())
+            .bind(pipeline.version_hash)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await;
+        let row = match row {
+            // Another scheduler created it between the check and here.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!(
+                    "pipeline `{}` already has a run for this logical date",
+                    pipeline.id
+                )));
+            }
+            other => other.doing("creating a run")?,
+        };
+        let run = run_row(&row)?;
+        for task in pipeline.tasks {
+            let deadline = alerts::sla_deadline(task, new.run_type, new.data_interval_end);
+            insert_task_instance(&mut tx, run.id, pipeline, task, deadline).await?;
+        }
+        tx.commit().await.doing("creating a run")?;
+        Ok(run)
+    }
+
+    pub async fn run(&self, run_pk: i64) -> Result<RunRow> {
+        let mut tx = self.begin().await?;
+        let row = q(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
+            .bind(run_pk)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("reading a run")?;
+        tx.commit().await.doing("reading a run")?;
+        row.as_ref().map(run_row).transpose()?.ok_or_else(|| StoreError::NotFound(format!("run #{run_pk}")))
+    }
+
+    pub async fn run_by_id(&self, pipeline_id: &str, run_id: &str) -> Result<RunRow> {
+        let mut tx = self.begin().await?;
+        let row = q(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE pipeline_id = $1 AND run_id = $2")))
+            .bind(pipeline_id)
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("reading a run")?;
+        tx.commit().await.doing("reading a run")?;
+        row.as_ref()
+            .map(run_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` of pipeline `{pipeline_id}`")))
+    }
+
+    /// Runs of a pipeline, newest logical date first.
+    /// A page of a pipeline's runs, newest first, and how many there are in all.
+    pub async fn runs_page(&self, pipeline_id: &str, limit: i64, offset: i64) -> Result<(Vec<RunRow>, i64)> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE pipeline_id = $1 ORDER BY logical_date DESC, id DESC LIMIT $2 OFFSET $3"
+        )))
+        .bind(pipeline_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing runs")?;
+        let total: i64 = get(
+            &q("SELECT COUNT(*) AS n FROM runs WHERE pipeline_id = $1")
+                .bind(pipeline_id)
+                .fetch_one(&mut *tx)
+                .await
+                .doing("counting runs")?,
+            "n",
+        )?;
+        tx.commit().await.doing("listing runs")?;
+        Ok((rows.iter().map(run_row).collect::<Result<_>>()?, total))
+    }
+
+    /// Sets a finished-or-not run's outcome by hand, as Airflow's "mark run as": `success`
+    /// makes its unfinished tasks succeed; `failed` fails its running and queued tasks and
+    /// skips those not started. Running tasks are not stopped: their outcome is recorded
+    /// against the try only if the run still waits for it.
+    pub async fn set_run_state(&self, pipeline: &PipelineSpec, run_pk: i64, state: &str) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.begin_locked(&[pipeline.id]).await?;
+        let (done, undone) = match state {
+            "success" => ("success", "success"),
+            "failed" => ("failed", "skipped"),
+            other => return Err(StoreError::Conflict(format!("a run can be marked success or failed, not `{other}`"))),
+        };
+        q("UPDATE task_instances SET state = $2, end_date = $3, next_try_at = NULL WHERE run_pk = $1 \
+           AND state IN ('running', 'queued', 'up_for_retry')")
+        .bind(run_pk)
+        .bind(done)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .doing("marking a run's tasks")?;
+        q("UPDATE task_instances SET state = $2, end_date = $3 WHERE run_pk = $1 AND state IN ('none', 'scheduled')")
+            .bind(run_pk)
+            .bind(undone)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .doing("marking a run's tasks")?;
+        let changed =
+            q("UPDATE runs SET state = $2, end_date = $3, start_date = COALESCE(start_date, $3) WHERE id = $1")
+                .bind(run_pk)
+                .bind(state)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .doing("marking a run")?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("run {run_pk}")));
+        }
+        tx.commit().await.doing("marking a run")
+    }
+
+    /// Deletes a run with its task instances, tries, logs and outputs.
+    pub async fn delete_run(&self, pipeline: &PipelineSpec, run_pk: i64) -> Result<()> {
+        let mut tx = self.begin_locked(&[pipeline.id]).await?;
+        for table in ["task_logs", "task_outputs", "task_tries"] {
+            q(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE ti_id IN (SELECT id FROM task_instances WHERE run_pk = $1)"
+            )))
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await
+            .doing("deleting a run's task data")?;
+        }
+        q("DELETE FROM task_instances WHERE run_pk = $1")
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await
+            .doing("deleting a run's task instances")?;
+        let done = q("DELETE FROM runs WHERE id = $1").bind(run_pk).execute(&mut *tx).await.doing("deleting a run")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("run {run_pk}")));
+        }
+        tx.commit().await.doing("deleting a run")
+    }
+
+    /// The newest `per_pipeline` runs of every pipeline, newest first.
+    pub async fn recent_runs(&self, per_pipeline: i64) -> Result<HashMap<String, Vec<RunRow>>> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE (SELECT COUNT(*) FROM runs n WHERE n.pipeline_id = r.pipeline_id \
+             AND (n.logical_date > r.logical_date OR (n.logical_date = r.logical_date AND n.id > r.id))) < $1 \
+             ORDER BY pipeline_id, logical_date DESC, id DESC"
+        )))
+        .bind(per_pipeline)
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing recent runs")?;
+        tx.commit().await.doing("listing recent runs")?;
+        let mut by_pipeline: HashMap<String, Vec<RunRow>> = HashMap::new();
+        for row in &rows {
+            let run = run_row(row)?;
+            by_pipeline.entry(run.pipeline_id.clone()).or_default().push(run);
+        }
+        Ok(by_pipeline)
+    }
+
+    pub async fn runs(&self, pipeline_id: &str, limit: i64) -> Result<Vec<RunRow>> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE pipeline_id = $1 ORDER BY logical_date DESC LIMIT $2"
+        )))
+        .bind(pipeline_id)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing runs")?;
+        tx.commit().await.doing("listing runs")?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// Runs that are queued or running, oldest first: what the scheduler looks after.
+    pub async fn active_runs(&self) -> Result<Vec<RunRow>> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE state IN ('queued', 'running') ORDER BY logical_date, id"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing active runs")?;
+        tx.commit().await.doing("listing active runs")?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// The latest logical date of a scheduled run: where the timetable continues from.
+    pub async fn last_scheduled(&self, pipeline_id: &str) -> Result<Option<Micros>> {
+        let mut tx = self.begin().await?;
+        let row = q("SELECT MAX(logical_date) AS last FROM runs WHERE pipeline_id = $1 AND run_type = 'scheduled'")
+            .bind(pipeline_id)
+            .fetch_one(&mut *tx)
+            .await
+            .doing("reading the last scheduled run")?;
+        tx.commit().await.doing("reading the last scheduled run")?;
+        Ok(opt(&row, "last"))
+    }
+
+    pub async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!("SELECT {TI_COLUMNS} FROM task_instances WHERE run_pk = $1 ORDER BY id")))
+            .bind(run_pk)
+            .fetch_all(&mut *tx)
+            .await
+            .doing("listing task instances")?;
+        tx.commit().await.doing("listing task instances")?;
+        rows.iter().map(ti_row).collect()
+    }
+
+    /// The earliest time a task waiting for a retry becomes due, for the scheduler's timer.
+    pub async fn next_retry_at(&self) -> Result<Option<Micros>> {
+        let mut tx = self.begin().await?;
+        let row = q("SELECT MIN(next_try_at) AS at FROM task_instances WHERE state = 'up_for_retry'")
+            .fetch_one(&mut *tx)
+            .await
+            .doing("reading retries")?;
+        tx.commit().await.doing("reading retries")?;
+        Ok(opt(&row, "at"))
+    }
+}
+
+/// Membership in a JSON array bound as parameter `$n`: a list of any length is one
+/// parameter (binding thousands of numbered parameters is quadratic in SQLite). On
+/// PostgreSQL the array is built once and matched with `= ANY`, which plans as a plain
+/// index lookup.
+pub(super) fn in_json(tx: &Tx, n: usize, of_ids: bool) -> String {
+    match (tx.backend_name() == "PostgreSQL", of_ids) {
+        (true, true) => format!("= ANY(ARRAY(SELECT json_array_elements_text(${n}::json)::BIGINT))"),
+        (true, false) => format!("= ANY(ARRAY(SELECT json_array_elements_text(${n}::json)))"),
+        (false, _) => format!("IN (SELECT value FROM json_each(${n}))"),
+    }
+}
+
+/// `(id, try_number)` (columns `id` and `try`) among a JSON array of `[id, try]` pairs
+/// bound as parameter `$n`.
+pub(super) fn in_json_tries(tx: &Tx, id: &str, try_number: &str, n: usize) -> String {
+    if tx.backend_name() == "PostgreSQL" {
+        format!(
+            "{id} = ANY(ARRAY(SELECT (e->>0)::BIGINT FROM json_array_elements(${n}::json) AS e)) \
+             AND ({id}, {try_number}) IN (SELECT (e->>0)::BIGINT, (e->>1)::BIGINT FROM json_array_elements(${n}::json) AS e)"
+        )
+    } else {
+        format!(
+            "({id}, {try_number}) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(${n}))"
+        )
+    }
+}
+
+pub(super) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
