@@ -1,0 +1,108 @@
+//! Signing in and out: the login form (with its own CSRF token), logout as a POST, and the
+//! stylesheet the login page needs before a session exists.
+
+use super::*;
+
+/// The stylesheet of every page, served from here so the Content-Security-Policy needs
+/// no inline style.
+pub(super) async fn stylesheet() -> Response {
+    let headers = [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")];
+    (headers, include_str!("../templates/sluice.css")).into_response()
+}
+
+pub(super) async fn login_page(State(state): State<AppState>) -> Response {
+    login_form(&state, "", None, StatusCode::OK)
+}
+
+/// The sign-in page with a fresh login token (in the form, and sealed in its cookie).
+pub(super) fn login_form(state: &AppState, username: &str, error: Option<String>, status: StatusCode) -> Response {
+    let (token, cookie) = state.sessions.login_token();
+    let mut page = render("login.html", context! { error, username, csrf => token });
+    *page.status_mut() = status;
+    if let Ok(cookie) = header::HeaderValue::from_str(&cookie) {
+        page.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    page
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LoginForm {
+    pub(super) username: String,
+    pub(super) password: String,
+    #[serde(default)]
+    pub(super) csrf: String,
+}
+
+pub(super) async fn login(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    use axum::extract::FromRequest;
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "local".to_string(), |c| c.0.ip().to_string());
+    let headers = request.headers().clone();
+    let form = match Form::<LoginForm>::from_request(request, &state).await {
+        Ok(Form(form)) => form,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    };
+    if !state.sessions.login_token_matches(&headers, &form.csrf) {
+        let why = "This sign-in form has expired or did not come from this site: sign in again.";
+        return login_form(&state, &form.username, Some(why.into()), StatusCode::FORBIDDEN);
+    }
+    let failures = format!("login-failures:{address}");
+    // Counted as a failure before the hash is checked, forgiven when it matches, so that
+    // concurrent guesses cannot all pass a check made before any of them failed.
+    if let Err(wait) = state.limiter.hit(&failures, state.limiter.login).await {
+        let secs = wait.as_secs().max(1);
+        let why = format!("Too many failed sign-ins: try again in {secs} s.");
+        let mut page = login_form(&state, &form.username, Some(why), StatusCode::TOO_MANY_REQUESTS);
+        page.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        return page;
+    }
+    match state.store.authenticate(&form.username, &form.password).await {
+        Ok(Some(account)) => {
+            state.limiter.forgive(&failures, state.limiter.login).await;
+            let mut session = Session::new(&form.username, &account);
+            session.default_password = is_default_password(&form.username, &form.password);
+            let mut response = Redirect::to("/").into_response();
+            for cookie in [state.sessions.cookie(&session), state.sessions.clear_login_cookie()] {
+                if let Ok(cookie) = header::HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+            }
+            response
+        }
+        Ok(None) => {
+            login_form(&state, &form.username, Some("Invalid username or password.".into()), StatusCode::UNAUTHORIZED)
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// The passwords a fresh Airflow or Sluice install is known by, and the username itself.
+pub(super) fn is_default_password(username: &str, password: &str) -> bool {
+    let same = |known: &str| same_secret(password.as_bytes(), known.as_bytes());
+    // Every candidate is compared, matched or not: the answer takes the same time.
+    ["admin", "airflow", "password", "changeme", username].into_iter().fold(false, |found, known| found | same(known))
+}
+
+/// `GET /logout` signs nobody out (a link or an image on another site could): it shows
+/// the button that does.
+pub(super) async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers).await {
+        Ok(session) => render("logout.html", page_context(&session)),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// Signs out: ends every session of the user (a copy of the cookie is worthless from
+/// now on) and drops the cookie.
+pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Viewer).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(e) = state.store.end_sessions(&session.username).await {
+        return store_error(e);
+    }
+    ([(header::SET_COOKIE, state.sessions.clear_cookie())], Redirect::to("/login")).into_response()
+}

@@ -1,0 +1,95 @@
+//! Users and their roles (Admin only).
+
+use super::*;
+
+pub(super) fn users_page(session: &Session, users: &[crate::store::UserRow], error: Option<String>) -> Response {
+    let rows: Vec<Value> = users
+        .iter()
+        .map(|u| json!({ "username": u.username, "email": u.email, "role": u.role, "active": u.active }))
+        .collect();
+    render(
+        "users.html",
+        with(page_context(session), context! { users => v(&rows), roles => v(crate::store::ROLES), error }),
+    )
+}
+
+pub(super) async fn users(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match signed_in_as(&state, &headers, Role::Admin).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match state.store.users().await {
+        Ok(users) => users_page(&session, &users, None),
+        Err(e) => store_error(e),
+    }
+}
+
+pub(super) async fn add_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let field = |name: &str| form.fields.get(name).map(String::as_str).unwrap_or_default();
+    // The store refuses a password that `check_new_password` refuses, as for the CLI.
+    let user = crate::store::NewUser {
+        username: field("username"),
+        email: field("email"),
+        role: field("role"),
+        password: field("password"),
+        first_name: "",
+        last_name: "",
+    };
+    let error = state.store.add_user(&user).await.err().map(|e| e.to_string());
+    match (error, state.store.users().await) {
+        (None, _) => Redirect::to("/users").into_response(),
+        (Some(error), Ok(users)) => {
+            let mut page = users_page(&session, &users, Some(error));
+            *page.status_mut() = StatusCode::BAD_REQUEST;
+            page
+        }
+        (Some(_), Err(e)) => store_error(e),
+    }
+}
+
+pub(super) async fn change_role(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if username == session.username {
+        return (StatusCode::BAD_REQUEST, "you cannot change your own role").into_response();
+    }
+    let role = form.fields.get("role").map(String::as_str).unwrap_or_default();
+    match state.store.set_role(&username, role).await {
+        Ok(()) => Redirect::to("/users").into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+pub(super) async fn delete_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if username == session.username {
+        return (StatusCode::BAD_REQUEST, "you cannot delete yourself").into_response();
+    }
+    match state.store.delete_user(&username).await {
+        Ok(()) => Redirect::to("/users").into_response(),
+        Err(e) => store_error(e),
+    }
+}
