@@ -1,0 +1,120 @@
+//! `/connections`: Airflow's connection CRUD; secrets never come back.
+
+use super::*;
+
+/// A connection as Airflow lists it: no password, no extra. Airflow's `schema` is the
+/// protocol of an http connection and the database of the others.
+pub(super) fn connection_item(c: &Connection) -> Value {
+    json!({
+        "connection_id": c.id,
+        "conn_type": c.conn_type,
+        "description": if c.description.is_empty() { Value::Null } else { c.description.clone().into() },
+        "host": c.host,
+        "login": c.login,
+        "schema": if c.conn_type == "http" { &c.schema } else { &c.database },
+        "port": c.port,
+    })
+}
+
+/// One connection: the item and its extra, secret values masked; never the password.
+pub(super) fn connection_json(c: &Connection) -> Value {
+    let mut item = connection_item(c);
+    item["extra"] =
+        if c.extra.is_empty() { Value::Null } else { mask_extra(&Value::Object(c.extra.clone())).to_string().into() };
+    item
+}
+
+pub(super) async fn list_connections(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(page): Query<Page>,
+) -> ApiResult {
+    caller.require(Role::Op)?;
+    let infos = state.store.connection_infos().await?;
+    let all: Vec<Value> = infos
+        .iter()
+        .map(|c| {
+            connection_item(&Connection {
+                id: c.id.clone(),
+                conn_type: c.conn_type.clone(),
+                description: c.description.clone(),
+                host: c.host.clone(),
+                port: c.port,
+                schema: c.schema.clone(),
+                database: c.database.clone(),
+                login: c.login.clone(),
+                ..Connection::default()
+            })
+        })
+        .collect();
+    ok(json!({ "connections": page.slice(&all)?, "total_entries": all.len() }))
+}
+
+/// A connection from an API body (Airflow's field names), read as Airflow's JSON import.
+pub(super) fn connection_from_body(id: &str, mut body: Map<String, Value>) -> Result<Connection, Problem> {
+    body.remove("connection_id");
+    if let Some(Value::String(extra)) = body.get("extra") {
+        let parsed: Value = serde_json::from_str(extra)
+            .map_err(|e| Problem::bad_request(format!("`extra` must be a JSON object in a string: {e}")))?;
+        body.insert("extra".into(), parsed);
+    }
+    let text = json!({ id: Value::Object(body) }).to_string();
+    let mut conns = crate::connection::import(&text, Format::Json).map_err(|e| Problem::bad_request(e.to_string()))?;
+    conns.pop().ok_or_else(|| Problem::bad_request("no connection in the body"))
+}
+
+pub(super) async fn post_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body<Map<String, Value>>,
+) -> ApiResult {
+    caller.require(Role::Op)?;
+    let id = body
+        .get("connection_id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| Problem::bad_request("give `connection_id`"))?
+        .to_string();
+    let conn = connection_from_body(&id, body)?;
+    state.store.add_connection(&conn, crypto(&state)?).await?;
+    ok(connection_json(&conn))
+}
+
+pub(super) async fn get_connection(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    caller.require(Role::Op)?;
+    let conn = state.store.connection(&id, crypto(&state)?).await.map_err(|e| match e {
+        crate::store::StoreError::NotFound(_) => Problem::not_found(format!("connection `{id}` not found")),
+        other => other.into(),
+    })?;
+    ok(connection_json(&conn))
+}
+
+pub(super) async fn patch_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Map<String, Value>>,
+) -> ApiResult {
+    caller.require(Role::Op)?;
+    let crypto = crypto(&state)?;
+    state.store.connection(&id, crypto).await?;
+    if body.get("connection_id").and_then(Value::as_str).is_some_and(|other| other != id) {
+        return Err(Problem::bad_request("`connection_id` cannot be changed"));
+    }
+    let conn = connection_from_body(&id, body)?;
+    state.store.upsert_connection(&conn, crate::store::ConnectionSource::Runtime, crypto).await?;
+    ok(connection_json(&conn))
+}
+
+pub(super) async fn delete_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    caller.require(Role::Op)?;
+    state.store.delete_connection(&id).await.map_err(|e| match e {
+        crate::store::StoreError::NotFound(_) => Problem::not_found(format!("connection `{id}` not found")),
+        other => other.into(),
+    })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,121 @@
+//! `/dags/{dag_id}/dagRuns`: trigger, list, one, mark, delete.
+
+use super::*;
+
+pub(super) fn run_json(run: &RunRow) -> Value {
+    let conf: Value = serde_json::from_str(&run.conf).unwrap_or_else(|_| json!({}));
+    json!({
+        "dag_run_id": run.run_id,
+        "dag_id": run.pipeline_id,
+        "logical_date": to_rfc3339(run.logical_date),
+        "execution_date": to_rfc3339(run.logical_date),
+        "start_date": date(run.start_date),
+        "end_date": date(run.end_date),
+        "data_interval_start": to_rfc3339(run.data_interval_start),
+        "data_interval_end": to_rfc3339(run.data_interval_end),
+        "last_scheduling_decision": null,
+        "run_type": run.run_type,
+        "state": run.state,
+        "external_trigger": run.run_type != "scheduled",
+        "conf": conf,
+        "note": null,
+    })
+}
+
+pub(super) async fn list_runs(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(dag_id): Path<String>,
+    Query(page): Query<Page>,
+) -> ApiResult {
+    pipeline(&state, &dag_id)?;
+    let (runs, total) = state.store.runs_page(&dag_id, page.limit()?, page.offset()?).await?;
+    ok(json!({ "dag_runs": runs.iter().map(run_json).collect::<Vec<_>>(), "total_entries": total }))
+}
+
+pub(super) async fn post_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(dag_id): Path<String>,
+    Body(body): Body<Map<String, Value>>,
+) -> ApiResult {
+    caller.require(Role::User)?;
+    let p = pipeline(&state, &dag_id)?;
+    let conf = match body.get("conf") {
+        None | Some(Value::Null) => json!({}),
+        Some(conf @ Value::Object(_)) => conf.clone(),
+        Some(_) => return Err(Problem::bad_request("`conf` must be a JSON object")),
+    };
+    let logical_date = match body.get("logical_date").or_else(|| body.get("execution_date")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(
+            parse_datetime(text)
+                .ok_or_else(|| Problem::bad_request(format!("`logical_date` is not a date-time: `{text}`")))?,
+        ),
+        Some(_) => return Err(Problem::bad_request("`logical_date` must be a date-time string")),
+    };
+    let run_id = match body.get("dag_run_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => return Err(Problem::bad_request("`dag_run_id` must be a string")),
+    };
+    let run = crate::scheduler::trigger_as(&state.store, p, conf, logical_date, run_id).await.map_err(|e| match e {
+        crate::scheduler::TriggerError::Params(m) => Problem::bad_request(m),
+        crate::scheduler::TriggerError::Store(e) => Problem::from(e),
+    })?;
+    state.wake.notify_one();
+    ok(run_json(&run))
+}
+
+pub(super) async fn find_run(state: &AppState, dag_id: &str, run_id: &str) -> Result<RunRow, Problem> {
+    state.store.run_by_id(dag_id, run_id).await.map_err(|e| match e {
+        crate::store::StoreError::NotFound(_) => {
+            Problem::not_found(format!("DAG run `{run_id}` of DAG `{dag_id}` not found"))
+        }
+        other => other.into(),
+    })
+}
+
+pub(super) async fn get_run(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> ApiResult {
+    pipeline(&state, &dag_id)?;
+    ok(run_json(&find_run(&state, &dag_id, &run_id).await?))
+}
+
+pub(super) async fn patch_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    Body(body): Body<Map<String, Value>>,
+) -> ApiResult {
+    caller.require(Role::User)?;
+    let p = pipeline(&state, &dag_id)?;
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    match body.get("state").and_then(Value::as_str) {
+        Some(s @ ("success" | "failed")) => state.store.set_run_state(p, run.id, s).await?,
+        Some("queued") => {
+            let roots = p.tasks.iter().filter(|t| t.depends_on.is_empty());
+            for root in roots {
+                state.store.clear_task(p, run.id, root.id, true).await?;
+            }
+        }
+        _ => return Err(Problem::bad_request("give `state`: success, failed or queued")),
+    }
+    state.wake.notify_one();
+    ok(run_json(&find_run(&state, &dag_id, &run_id).await?))
+}
+
+pub(super) async fn delete_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require(Role::User)?;
+    let p = pipeline(&state, &dag_id)?;
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    state.store.delete_run(p, run.id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,130 @@
+//! The REST API at `/api/v1`, in the shape of Airflow's stable API v1 (the official
+//! `apache-airflow-client` 2.x works against it): DAGs (pipelines), DAG runs, task
+//! instances and their logs, connections, variables, pools, health, version and import
+//! errors (always none: pipelines are compiled). Errors are RFC 7807 problems; lists
+//! take `limit` (default 100) and `offset`.
+
+use super::AppState;
+use super::auth::{Caller, Role};
+use super::problem::Problem;
+use crate::clock::{Micros, parse_datetime, to_rfc3339};
+use crate::connection::{Connection, Format, is_secret_key, mask_extra};
+use crate::crypto::Crypto;
+use crate::rules::TiState;
+use crate::spec::{PipelineSpec, Schedule, TaskKind};
+use crate::store::{LogFrom, RunRow, TiRow};
+use crate::tasklog::{LogToken, PageSize};
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+mod connections;
+mod dag_runs;
+mod dags;
+mod monitoring;
+mod pools;
+mod task_instances;
+mod variables;
+
+use connections::*;
+use dag_runs::*;
+use dags::*;
+use monitoring::*;
+use pools::*;
+use task_instances::*;
+use variables::*;
+
+type ApiResult = Result<Response, Problem>;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(super::health))
+        .route("/version", get(version))
+        .route("/openapi.yaml", get(openapi))
+        .route("/importErrors", get(import_errors))
+        .route("/dags", get(list_dags))
+        .route("/dags/{dag_id}", get(get_dag).patch(patch_dag))
+        .route("/dags/{dag_id}/tasks", get(list_tasks))
+        .route("/dags/{dag_id}/dagRuns", get(list_runs).post(post_run))
+        .route("/dags/{dag_id}/dagRuns/{run_id}", get(get_run).patch(patch_run).delete(delete_run))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances", get(list_task_instances))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", get(get_task_instance))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}", get(get_log))
+        .route("/connections", get(list_connections).post(post_connection))
+        .route("/connections/{connection_id}", get(get_connection).patch(patch_connection).delete(delete_connection))
+        .route("/variables", get(list_variables).post(post_variable))
+        .route("/variables/{key}", get(get_variable).patch(patch_variable).delete(delete_variable))
+        .route("/pools", get(list_pools).post(post_pool))
+        .route("/pools/{name}", get(get_pool).patch(patch_pool).delete(delete_pool))
+        .fallback(|| async { Problem::not_found("no such API endpoint") })
+}
+
+/// A JSON body; a malformed one is a 400 problem (413 when too large), not axum's text.
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Problem> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"))
+            }
+            Err(e) => Err(Problem::bad_request(format!("invalid request body: {}", e.body_text()))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+impl Page {
+    fn limit(&self) -> Result<i64, Problem> {
+        match self.limit {
+            None => Ok(100),
+            Some(n) if (1..=1000).contains(&n) => Ok(n),
+            Some(n) => Err(Problem::bad_request(format!("limit {n} is out of range: use 1 to 1000"))),
+        }
+    }
+
+    fn offset(&self) -> Result<i64, Problem> {
+        match self.offset {
+            None => Ok(0),
+            Some(n) if n >= 0 => Ok(n),
+            Some(n) => Err(Problem::bad_request(format!("offset {n} is negative"))),
+        }
+    }
+
+    /// The page of `items`.
+    fn slice<T: Clone>(&self, items: &[T]) -> Result<Vec<T>, Problem> {
+        let (limit, offset) = (self.limit()?, self.offset()?);
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(items.len());
+        let end = start.saturating_add(usize::try_from(limit).unwrap_or(0)).min(items.len());
+        Ok(items[start..end].to_vec())
+    }
+}
+
+fn ok(value: Value) -> ApiResult {
+    Ok(axum::Json(value).into_response())
+}
+
+fn date(micros: Option<Micros>) -> Value {
+    micros.map_or(Value::Null, |m| Value::String(to_rfc3339(m)))
+}
+
+fn pipeline<'a>(state: &'a AppState, dag_id: &str) -> Result<&'a PipelineSpec, Problem> {
+    state.registry.pipeline(dag_id).ok_or_else(|| Problem::not_found(format!("DAG `{dag_id}` not found")))
+}
+
+fn crypto(state: &AppState) -> Result<&Crypto, Problem> {
+    Ok(&state.crypto)
+}
