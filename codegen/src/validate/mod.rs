@@ -8,8 +8,9 @@ use sluice_contract::ident::is_identifier;
 use sluice_contract::template::TEMPLATE_VARIABLES;
 use std::collections::{BTreeSet, HashMap};
 
-/// minijinja's own globals, which its analysis reports as undeclared.
-const TEMPLATE_GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop", "self"];
+mod deployment;
+mod templates;
+
 /// Above this many runs, a `catchup: true` pipeline's first start gets a warning.
 pub const CATCHUP_WARN_RUNS: usize = 100;
 /// Rough client connections one Sluice process opens to PgBouncer (its pool size).
@@ -539,113 +540,6 @@ impl Validator<'_> {
         }
     }
 
-    fn template(&mut self, p: &Pipeline, t: &Task, template: &Sp<String>) {
-        let env = minijinja::Environment::new();
-        let parsed = match env.template_from_str(&template.value) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                let span = e.range().map_or(template.span, |r| self.inner_span(template.span, r.start, r.len()));
-                let detail = e.detail().unwrap_or("syntax error").to_string();
-                self.push(
-                    Diagnostic::error(
-                        "template-syntax",
-                        span,
-                        format!("template of task `{}` does not parse: {detail}", t.id.value),
-                    )
-                    .with_hint("templates use Jinja syntax: `{{ ds }}`, `{{ params.name }}`, `{% if ... %}`"),
-                );
-                return;
-            }
-        };
-        let mut names: Vec<String> = parsed.undeclared_variables(true).into_iter().collect();
-        names.sort();
-        for name in names {
-            let mut parts = name.split('.');
-            let root = parts.next().unwrap_or("");
-            let span =
-                template.value.find(&name).map_or(template.span, |at| self.inner_span(template.span, at, name.len()));
-            if TEMPLATE_GLOBALS.contains(&root) {
-                continue;
-            }
-            if !TEMPLATE_VARIABLES.contains(&root) {
-                let hint = suggestion(root, TEMPLATE_VARIABLES.iter().copied())
-                    .unwrap_or_else(|| format!("available: {}", TEMPLATE_VARIABLES.join(", ")));
-                self.push(
-                    Diagnostic::error(
-                        "unknown-template-variable",
-                        span,
-                        format!("template of task `{}` uses unknown variable `{root}`", t.id.value),
-                    )
-                    .with_hint(hint),
-                );
-                continue;
-            }
-            let Some(member) = parts.next() else { continue };
-            match root {
-                "params" if !p.params.iter().any(|q| q.name.value == member) => {
-                    let hint = suggestion(member, p.params.iter().map(|q| q.name.value.as_str()))
-                        .unwrap_or_else(|| format!("declare it under `params:` of pipeline `{}`", p.id.value));
-                    self.push(
-                        Diagnostic::error(
-                            "unknown-param",
-                            span,
-                            format!("template of task `{}` uses unknown param `{member}`", t.id.value),
-                        )
-                        .with_hint(hint),
-                    );
-                }
-                "conn" => {
-                    let id = Sp::new(member.to_string(), span);
-                    if self.connection_ref(&id, &format!("template of task `{}`", t.id.value)).is_some()
-                        && !t.connections.iter().any(|c| c.value == member)
-                        && t.kind.step_connection().is_none_or(|c| c.value != member)
-                    {
-                        self.push(
-                            Diagnostic::error(
-                                "undeclared-connection",
-                                span,
-                                format!(
-                                    "template of task `{}` uses connection `{member}`, which the task does not declare",
-                                    t.id.value
-                                ),
-                            )
-                            .with_hint(format!("add `{member}` to the task's `connections:`")),
-                        );
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// `| safe` in a shell command or SQL statement writes a value unquoted, so the value
-    /// can change what runs: allowed, but said.
-    fn raw_values(&mut self, t: &Task, template: &Sp<String>) {
-        let text = &template.value;
-        for (at, _) in text.match_indices("safe") {
-            let before = text[..at].trim_end();
-            let after = text[at + 4..].chars().next();
-            let is_filter = before.ends_with('|') && !after.is_some_and(|c| c.is_alphanumeric() || c == '_');
-            if !is_filter {
-                continue;
-            }
-            let what = if matches!(t.kind, TaskKind::Sql { .. }) { "statement" } else { "command" };
-            self.push(
-                Diagnostic::warning(
-                    "unquoted-template-value",
-                    self.inner_span(template.span, at, 4),
-                    format!(
-                        "`| safe` writes a value into the {what} of task `{}` unquoted: the value can change what runs",
-                        t.id.value
-                    ),
-                )
-                .with_hint(
-                    "drop `| safe` to quote the value; pass data through `env:` (shell) instead of building code from it",
-                ),
-            );
-        }
-    }
-
     /// Tasks that can never run (see [`crate::feasibility`]); the pool errors are the causes.
     fn feasibility(&mut self, p: &Pipeline) {
         if self.has_cycle {
@@ -671,88 +565,6 @@ impl Validator<'_> {
                 )
                 .with_hint("fix the upstream task, or change this task's `trigger_rule`"),
             );
-        }
-    }
-
-    fn deployment(&mut self) {
-        let d = &self.config.deployment;
-        let r = &self.config.redis;
-        if r.maxmemory_policy.value != "noeviction" {
-            self.push(
-                Diagnostic::warning(
-                    "evicting-broker",
-                    r.maxmemory_policy.span,
-                    format!("Redis carries the task broker (db {}), and `{}` evicts keys under memory pressure: queued tasks would be dropped", r.broker_db.value, r.maxmemory_policy.value),
-                )
-                .with_hint("use `maxmemory_policy: noeviction` (the store re-queues lost work, but only after a delay)"),
-            );
-        }
-        if r.broker_db.value == r.rate_limit_db.value {
-            self.push(
-                Diagnostic::error(
-                    "invalid-value",
-                    r.rate_limit_db.span,
-                    format!("`rate_limit_db` and `broker_db` are both db {}", r.broker_db.value),
-                )
-                .with_hint("give the rate limiter its own database, e.g. `rate_limit_db: 2`"),
-            );
-        }
-        let b = &self.config.pgbouncer;
-        match b.pool_mode.value.as_str() {
-            "statement" => self.push(
-                Diagnostic::error("pgbouncer-mode", b.pool_mode.span, "`pool_mode: statement` cannot run Sluice: the store needs multi-statement transactions")
-                    .with_hint("use `pool_mode: transaction`"),
-            ),
-            "session" => self.push(
-                Diagnostic::warning("pgbouncer-mode", b.pool_mode.span, format!("with `pool_mode: session` each client holds a server connection: at most {} Sluice connections work at once, the rest wait", b.default_pool_size.value))
-                    .with_hint("use `pool_mode: transaction`"),
-            ),
-            _ => {}
-        }
-        if b.min_pool_size.value > b.default_pool_size.value {
-            self.push(Diagnostic::warning(
-                "pgbouncer-pool",
-                b.min_pool_size.span,
-                format!(
-                    "`min_pool_size` ({}) is larger than `default_pool_size` ({}): it can never be reached",
-                    b.min_pool_size.value, b.default_pool_size.value
-                ),
-            ));
-        }
-        let e = &d.executor;
-        let processes = e.worker_replicas.value + 3; // workers + scheduler + webserver + init
-        let clients = processes * CLIENTS_PER_PROCESS;
-        if clients > b.max_client_conn.value {
-            self.push(
-                Diagnostic::warning("pgbouncer-clients", b.max_client_conn.span, format!("`max_client_conn: {}` is below the ~{clients} client connections of {processes} Sluice processes", b.max_client_conn.value))
-                    .with_hint("raise `max_client_conn`"),
-            );
-        }
-        let capacity = e.worker_concurrency.value.saturating_mul(e.worker_replicas.value);
-        // Only when written: the defaults (32 = Airflow's) assume workers are scaled at deploy.
-        if capacity < e.parallelism.value && e.worker_replicas.value > 0 && e.parallelism.is_explicit() {
-            self.push(
-                Diagnostic::warning(
-                    "unreachable-limit",
-                    e.parallelism.span,
-                    format!(
-                        "`parallelism: {}` can never be reached by {} worker(s) x {} slots = {capacity}",
-                        e.parallelism.value, e.worker_replicas.value, e.worker_concurrency.value
-                    ),
-                )
-                .with_hint("raise `worker_replicas` or `worker_concurrency`, or lower `parallelism` (scaling workers at deploy time also raises capacity)"),
-            );
-        }
-        let used: BTreeSet<&str> =
-            self.config.pipelines.iter().flat_map(|p| &p.tasks).map(|t| t.queue.value.as_str()).collect();
-        for q in &e.queues {
-            if q.value != DEFAULT_QUEUE && !used.contains(q.value.as_str()) {
-                self.push(Diagnostic::warning(
-                    "unused-queue",
-                    q.span,
-                    format!("no task is routed to queue `{}`", q.value),
-                ));
-            }
         }
     }
 }
