@@ -66,15 +66,17 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
         .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
 }
 
-/// A reqwest client builder on this stack, trusting the system's roots (for clients that
-/// name no CA file of their own, such as the CLI's and tests').
+/// A reqwest client builder on this stack, trusting the system's roots and, when given, the
+/// CA file.
+pub fn http_client_builder_trusting(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, String> {
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(client_config(ca_file)?))
+}
+
+/// [`http_client_builder_trusting`] the system's roots only (for clients that name no CA
+/// file of their own, such as the CLI's and tests').
 pub fn http_client_builder() -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder();
-    match client_config(None) {
-        Ok(config) => builder.tls_backend_preconfigured(config),
-        // Only a provider without a safe protocol version fails here; ring has them all.
-        Err(_) => builder,
-    }
+    // Only a missing CA file fails, and none is named here.
+    http_client_builder_trusting(None).unwrap_or_else(|_| reqwest::Client::builder())
 }
 
 /// A Redis client for `url`. `rediss://` speaks TLS, checked against the system's roots,

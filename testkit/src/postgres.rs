@@ -37,20 +37,7 @@ impl PrivatePostgres {
         let bin = postgres_bin();
         let dir = tempfile::Builder::new().prefix("sluice-postgres-").tempdir().expect("temp dir");
         let data = dir.path().join("data");
-        let data_arg = data.to_string_lossy().into_owned();
-        if is_root() {
-            // PostgreSQL refuses to run as root: the files belong to `postgres`.
-            run_checked(Command::new("chown").args(["postgres:postgres", &dir.path().to_string_lossy()]));
-        }
-        run_checked(as_postgres(&bin.join("initdb")).args([
-            "-D",
-            &data_arg,
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ]));
+        initdb(&bin, dir.path(), &data);
         if let Some(cert) = cert {
             // The key must belong to the server's user and be private to it.
             for (name, text) in [("server.crt", &cert.cert_pem), ("server.key", &cert.key_pem)] {
@@ -110,6 +97,16 @@ impl Drop for PrivatePostgres {
         let data = self.dir.path().join("data").to_string_lossy().into_owned();
         let _ = as_postgres(&self.bin.join("pg_ctl")).args(["-D", &data, "stop", "-m", "immediate"]).output();
     }
+}
+
+/// A new cluster in `data` (under `dir`), trust auth for the superuser `postgres`.
+fn initdb(bin: &Path, dir: &Path, data: &Path) {
+    if is_root() {
+        // PostgreSQL refuses to run as root: the files belong to `postgres`.
+        run_checked(Command::new("chown").args(["postgres:postgres", &dir.to_string_lossy()]));
+    }
+    let data = data.to_string_lossy();
+    run_checked(as_postgres(&bin.join("initdb")).args(["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]));
 }
 
 /// The directory of PostgreSQL's server programs (Debian keeps them out of PATH).
@@ -175,19 +172,8 @@ fn shared_private() -> String {
     let data = dir.join("data");
     let port_file = dir.join("port");
     if !data.join("PG_VERSION").is_file() {
-        if is_root() {
-            run_checked(Command::new("chown").args(["postgres:postgres", &dir.to_string_lossy()]));
-        }
         let _ = fs::remove_dir_all(&data);
-        run_checked(as_postgres(&bin.join("initdb")).args([
-            "-D",
-            &data.to_string_lossy(),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ]));
+        initdb(&bin, &dir, &data);
         fs::write(&port_file, free_port().to_string()).expect("write the port file");
     }
     let port: u16 = fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()).expect("the port file");

@@ -196,11 +196,9 @@ pub(crate) fn client(conn: &Connection) -> Result<reqwest::Client, TaskError> {
     if let Some(client) = clients.lock().unwrap_or_else(PoisonError::into_inner).get(&ca_file) {
         return Ok(client.clone());
     }
-    let tls = crate::tls::client_config(ca_file.as_deref())
-        .map_err(|e| TaskError::new(format!("connection `{}`: {e}", conn.id)))?;
-    let client = reqwest::Client::builder()
+    let client = crate::tls::http_client_builder_trusting(ca_file.as_deref())
+        .map_err(|e| TaskError::new(format!("connection `{}`: {e}", conn.id)))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .tls_backend_preconfigured(tls)
         .build()
         .map_err(|e| TaskError::new(format!("cannot set up the HTTP client: {}", error_chain(&e))))?;
     clients.lock().unwrap_or_else(PoisonError::into_inner).insert(ca_file, client.clone());
