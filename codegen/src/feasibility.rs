@@ -132,3 +132,62 @@ fn settle<'p>(
     };
     (States(result), never(culprit, reason))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The analysis must agree with the runtime's own decision function: for every rule and
+    //! every set of possible upstream end states, the task can run exactly when some
+    //! combination of those states makes `decide` run it, and every state `decide` can
+    //! reach is among the predicted ones.
+
+    use super::*;
+    use proptest::prelude::*;
+    use sluice_contract::rules::{Decision, TiState, decide};
+
+    const END_STATES: [(u8, TiState); 4] = [
+        (SUCCESS, TiState::Success),
+        (FAILED, TiState::Failed),
+        (SKIPPED, TiState::Skipped),
+        (UPSTREAM_FAILED, TiState::UpstreamFailed),
+    ];
+
+    /// Every end state `decide` can give the task, over every combination of upstream
+    /// states drawn from the sets.
+    fn reachable(rule: TriggerRule, ups: &[States]) -> States {
+        let choices: Vec<Vec<TiState>> =
+            ups.iter().map(|s| END_STATES.iter().filter(|(bit, _)| s.has(*bit)).map(|(_, st)| *st).collect()).collect();
+        let mut reached = 0;
+        let mut combo = vec![0usize; choices.len()];
+        loop {
+            let states: Vec<TiState> = combo.iter().zip(&choices).map(|(&i, c)| c[i]).collect();
+            reached |= match decide(rule, &states) {
+                Decision::Run => SUCCESS | FAILED,
+                Decision::Skip => SKIPPED,
+                Decision::UpstreamFailed => UPSTREAM_FAILED,
+                Decision::Wait => panic!("{rule:?} waits although every upstream is done: {states:?}"),
+            };
+            // The next combination, as an odometer; done when it wraps.
+            let Some(digit) = (0..combo.len()).find(|&d| combo[d] + 1 < choices[d].len()) else { break };
+            combo[digit] += 1;
+            combo[..digit].fill(0);
+        }
+        States(reached)
+    }
+
+    fn rule() -> impl Strategy<Value = TriggerRule> {
+        proptest::sample::select(TriggerRule::ALL.iter().map(|(_, r)| *r).collect::<Vec<_>>())
+    }
+
+    proptest! {
+        #[test]
+        fn feasibility_agrees_with_decide(rule in rule(), sets in proptest::collection::vec(1u8..16, 0..5)) {
+            let ids = ["a", "b", "c", "d", "e"];
+            let ups: Vec<(&str, States)> = sets.iter().enumerate().map(|(i, s)| (ids[i], States(*s))).collect();
+            let (predicted, never) = settle("t", rule, &ups, false);
+            let actual = reachable(rule, &ups.iter().map(|(_, s)| *s).collect::<Vec<_>>());
+            prop_assert!(predicted.0 & actual.0 == actual.0, "{rule:?} over {sets:?}: predicted {predicted:?}, reachable {actual:?}");
+            prop_assert_eq!(predicted.has(SUCCESS), actual.has(SUCCESS), "{:?} over {:?}", rule, sets);
+            prop_assert_eq!(never.is_some(), !actual.has(SUCCESS), "{:?} over {:?}", rule, sets);
+        }
+    }
+}

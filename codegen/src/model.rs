@@ -163,9 +163,7 @@ pub struct Pool {
     pub description: String,
 }
 
-pub const DEFAULT_POOL: &str = "default_pool";
-pub const DEFAULT_POOL_SLOTS: u32 = 128;
-pub const DEFAULT_QUEUE: &str = "default";
+pub use sluice_contract::defaults::{POOL as DEFAULT_POOL, POOL_SLOTS as DEFAULT_POOL_SLOTS, QUEUE as DEFAULT_QUEUE};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PgBouncer {
@@ -265,6 +263,18 @@ pub enum ValueType {
 }
 
 impl ValueType {
+    /// The compiler's form of a type the runtime's tables spell.
+    pub fn from_spec(ty: &spec::ValueType) -> ValueType {
+        match ty {
+            spec::ValueType::String => ValueType::String,
+            spec::ValueType::Int => ValueType::Int,
+            spec::ValueType::Float => ValueType::Float,
+            spec::ValueType::Bool => ValueType::Bool,
+            spec::ValueType::Json => ValueType::Json,
+            spec::ValueType::List(inner) => ValueType::List(Box::new(ValueType::from_spec(inner))),
+        }
+    }
+
     pub const SCALARS: &'static [&'static str] = &["string", "int", "float", "bool", "json"];
 
     /// Reads `string`, `int`, `float`, `bool`, `json` or `list<T>`.
@@ -318,46 +328,8 @@ pub struct Param {
     pub description: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TriggerRule {
-    AllSuccess,
-    AllFailed,
-    AllDone,
-    AllSkipped,
-    OneSuccess,
-    OneFailed,
-    OneDone,
-    NoneFailed,
-    NoneFailedMinOneSuccess,
-    NoneSkipped,
-    Always,
-}
-
-impl TriggerRule {
-    pub const ALL: &'static [(&'static str, TriggerRule)] = &[
-        ("all_success", TriggerRule::AllSuccess),
-        ("all_failed", TriggerRule::AllFailed),
-        ("all_done", TriggerRule::AllDone),
-        ("all_skipped", TriggerRule::AllSkipped),
-        ("one_success", TriggerRule::OneSuccess),
-        ("one_failed", TriggerRule::OneFailed),
-        ("one_done", TriggerRule::OneDone),
-        ("none_failed", TriggerRule::NoneFailed),
-        ("none_failed_min_one_success", TriggerRule::NoneFailedMinOneSuccess),
-        ("none_skipped", TriggerRule::NoneSkipped),
-        ("always", TriggerRule::Always),
-    ];
-
-    pub fn name(self) -> &'static str {
-        TriggerRule::ALL.iter().find(|(_, r)| *r == self).map_or("?", |(n, _)| n)
-    }
-
-    /// Whether the task runs only when every upstream succeeded (so their outputs exist).
-    pub fn needs_all_upstream_success(self) -> bool {
-        self == TriggerRule::AllSuccess
-    }
-}
+pub use sluice_contract::spec::TriggerRule;
+use sluice_contract::{outputs, spec};
 
 /// Retry, timeout and alert settings, as `default_args` of a pipeline or overridden per task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -383,7 +355,7 @@ impl Default for TaskSettings {
     fn default() -> Self {
         TaskSettings {
             retries: 0,
-            retry_delay_secs: 300,
+            retry_delay_secs: sluice_contract::defaults::RETRY_DELAY_SECS,
             retry_exponential_backoff: false,
             max_retry_delay_secs: None,
             execution_timeout_secs: None,
@@ -526,8 +498,12 @@ impl Config {
 pub fn implicit_outputs(kind: &TaskKind) -> Vec<(&'static str, ValueType)> {
     match kind {
         TaskKind::Rust { .. } => Vec::new(),
-        TaskKind::Shell { .. } => vec![("stdout", ValueType::String), ("exit_code", ValueType::Int)],
-        TaskKind::Http(_) => vec![("status", ValueType::Int), ("body", ValueType::Json)],
-        TaskKind::Sql { .. } => vec![("rows_affected", ValueType::Int), ("rows", ValueType::Json)],
+        TaskKind::Shell { .. } => outputs::SHELL.iter().map(implicit).collect(),
+        TaskKind::Http(_) => outputs::HTTP.iter().map(implicit).collect(),
+        TaskKind::Sql { .. } => outputs::SQL.iter().map(implicit).collect(),
     }
+}
+
+fn implicit((name, ty): &(&'static str, spec::ValueType)) -> (&'static str, ValueType) {
+    (name, ValueType::from_spec(ty))
 }

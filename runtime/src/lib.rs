@@ -19,12 +19,14 @@ pub mod notify;
 pub mod params;
 pub mod registry;
 pub mod resolver;
-pub mod rules;
+/// Task states and trigger rules (shared with the compiler).
+pub use sluice_contract::rules;
 pub mod scheduler;
 pub mod secrets;
 pub mod settings;
 pub mod shutdown;
-pub mod spec;
+/// The compiled pipelines' static tables (shared with the compiler).
+pub use sluice_contract::spec;
 pub mod spool;
 pub mod standalone;
 pub mod store;

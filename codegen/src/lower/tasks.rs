@@ -75,8 +75,8 @@ impl Lowerer<'_> {
             None => Vec::new(),
         };
         let trigger_rule = match self.opt_string(&f, "trigger_rule", &w) {
-            Some(t) => match TriggerRule::ALL.iter().find(|(n, _)| *n == t.value) {
-                Some((_, rule)) => Sp::new(*rule, t.span),
+            Some(t) => match TriggerRule::parse(&t.value) {
+                Some(rule) => Sp::new(rule, t.span),
                 None => {
                     let names = TriggerRule::ALL.iter().map(|(n, _)| *n);
                     let hint = suggestion(&t.value, names.clone())

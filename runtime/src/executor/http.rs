@@ -16,6 +16,7 @@ use crate::connection::Connection;
 use crate::task::{TaskError, TaskInput};
 use crate::template::TemplateContext;
 use serde_json::Value;
+use sluice_contract::outputs;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -89,7 +90,7 @@ pub(super) async fn run(
     }
     let body = serde_json::from_slice::<serde_json::Value>(&body)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
-    Ok(serde_json::json!({ "status": status, "body": body }))
+    Ok(serde_json::json!({ outputs::HTTP_STATUS: status, outputs::HTTP_BODY: body }))
 }
 
 /// What one request may cost.

@@ -17,6 +17,7 @@ use crate::spec::{PipelineSpec, TaskSpec};
 use crate::task::{LogStream, Logger, TaskError, TaskInput};
 use crate::template::{Language, TemplateContext};
 use rustix::process::{Pid, Signal};
+use sluice_contract::outputs;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -95,7 +96,9 @@ pub(super) async fn run(
     join_reader(stderr, log).await;
 
     match status.code() {
-        Some(0) => Ok(serde_json::json!({ "stdout": last_line.unwrap_or_default(), "exit_code": 0 })),
+        Some(0) => {
+            Ok(serde_json::json!({ outputs::SHELL_STDOUT: last_line.unwrap_or_default(), outputs::SHELL_EXIT_CODE: 0 }))
+        }
         Some(code) => Err(TaskError::new(format!("the command exited with status {code} (its output is in the log)"))),
         None => Err(TaskError::new(signal_failure(status))),
     }

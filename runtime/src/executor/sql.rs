@@ -19,6 +19,7 @@ use crate::connection::Connection;
 use crate::task::{TaskError, TaskInput};
 use crate::template::{Language, TemplateContext};
 use serde_json::{Map, Value};
+use sluice_contract::outputs;
 use sqlx::postgres::{PgConnectOptions, PgRow, PgValueFormat};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, ConnectOptions, Connection as _, Row, TypeInfo, ValueRef};
@@ -47,7 +48,7 @@ pub(super) async fn run(conn_id: &str, statement: &str, input: &TaskInput, env: 
     } else {
         log.info(format!("{rows_affected} rows affected; {returned} rows returned"));
     }
-    Ok(serde_json::json!({ "rows_affected": rows_affected, "rows": rows }))
+    Ok(serde_json::json!({ outputs::SQL_ROWS_AFFECTED: rows_affected, outputs::SQL_ROWS: rows }))
 }
 
 /// Runs `sql` (one statement or a script) on a postgres or sqlite connection: the rows it

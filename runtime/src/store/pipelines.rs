@@ -3,6 +3,7 @@
 use super::{Doing, Result, Store, StoreError, get, opt, q};
 use crate::registry::Registry;
 use crate::spec::Schedule;
+use sluice_contract::defaults;
 
 /// A pipeline as the store knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,10 +109,12 @@ impl Store {
                 report.deactivated.push(id);
             }
         }
-        let declared_default = registry.pools.iter().any(|p| p.name == "default_pool");
+        let declared_default = registry.pools.iter().any(|p| p.name == defaults::POOL);
         if !declared_default {
-            q("INSERT INTO pools (name, slots, description) VALUES ('default_pool', 128, 'Default pool') \
+            q("INSERT INTO pools (name, slots, description) VALUES ($1, $2, 'Default pool') \
                ON CONFLICT (name) DO NOTHING")
+            .bind(defaults::POOL)
+            .bind(i64::from(defaults::POOL_SLOTS))
             .execute(&mut *tx)
             .await
             .doing("creating the default pool")?;
@@ -217,7 +220,7 @@ impl Store {
 
     /// Deletes a pool no task instance waits on or runs in; never `default_pool`.
     pub async fn delete_pool(&self, name: &str) -> Result<()> {
-        if name == "default_pool" {
+        if name == defaults::POOL {
             return Err(StoreError::Conflict("`default_pool` cannot be deleted".into()));
         }
         let mut tx = self.begin().await?;

@@ -1,4 +1,6 @@
 //! Static specs: the compiled `pipelines.yaml`, as `static` tables in the generated code.
+//! The compiler writes them (as Rust source) and the runtime reads them, so both use these
+//! types.
 
 /// Deployment settings the services read at start.
 #[derive(Debug)]
@@ -115,7 +117,8 @@ pub struct PipelineSpec {
     pub version_hash: &'static str,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
 pub enum TriggerRule {
     AllSuccess,
     AllFailed,

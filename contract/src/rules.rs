@@ -1,6 +1,39 @@
-//! Task states and trigger rules, as Airflow 2 defines them.
+//! Task states and trigger rules, as Airflow 2 defines them. The runtime decides with
+//! [`decide`]; the compiler's feasibility analysis predicts the same decisions before deploy
+//! (a property test holds the two together).
 
 use crate::spec::TriggerRule;
+
+impl TriggerRule {
+    /// Every rule with its name in `pipelines.yaml` (Airflow's spelling).
+    pub const ALL: &'static [(&'static str, TriggerRule)] = &[
+        ("all_success", TriggerRule::AllSuccess),
+        ("all_failed", TriggerRule::AllFailed),
+        ("all_done", TriggerRule::AllDone),
+        ("all_skipped", TriggerRule::AllSkipped),
+        ("one_success", TriggerRule::OneSuccess),
+        ("one_failed", TriggerRule::OneFailed),
+        ("one_done", TriggerRule::OneDone),
+        ("none_failed", TriggerRule::NoneFailed),
+        ("none_failed_min_one_success", TriggerRule::NoneFailedMinOneSuccess),
+        ("none_skipped", TriggerRule::NoneSkipped),
+        ("always", TriggerRule::Always),
+    ];
+
+    /// The rule's name, as Airflow writes it (`all_success`).
+    pub fn name(self) -> &'static str {
+        TriggerRule::ALL.iter().find(|(_, r)| *r == self).map_or("all_success", |(n, _)| n)
+    }
+
+    pub fn parse(name: &str) -> Option<TriggerRule> {
+        TriggerRule::ALL.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+    }
+
+    /// Whether the task runs only when every upstream succeeded (so their outputs exist).
+    pub fn needs_all_upstream_success(self) -> bool {
+        self == TriggerRule::AllSuccess
+    }
+}
 
 /// The state of a task instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -243,6 +276,14 @@ mod tests {
         ];
         for (rule, ups, expected) in cases {
             assert_eq!(decide(*rule, ups), *expected, "{rule:?} over {ups:?}");
+        }
+    }
+
+    #[test]
+    fn rules_round_trip_as_text() {
+        for (name, rule) in TriggerRule::ALL {
+            assert_eq!(TriggerRule::parse(name), Some(*rule));
+            assert_eq!(rule.name(), *name);
         }
     }
 

@@ -1,0 +1,12 @@
+//! Defaults both sides apply: the compiler fills them into the tables, the runtime falls
+//! back on them (the pool every task lands in unless it names one exists even when the
+//! YAML never declares it). Airflow's values, so ported pipelines behave the same.
+
+/// The pool of a task that names none.
+pub const POOL: &str = "default_pool";
+/// `default_pool`'s slots when the YAML does not declare it (Airflow's `default_pool_task_slot_count`).
+pub const POOL_SLOTS: u32 = 128;
+/// The queue of a task that names none.
+pub const QUEUE: &str = "default";
+/// Seconds between tries when `retry_delay` is not set (Airflow: 5 minutes).
+pub const RETRY_DELAY_SECS: u64 = 300;
