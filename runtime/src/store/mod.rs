@@ -1,10 +1,13 @@
 //! The metadata store: one API over PostgreSQL (production, also through PgBouncer in
 //! transaction mode) and SQLite (the embedded default, or in memory for `dags test`).
 //!
-//! Every statement runs inside an explicit transaction and unprepared
-//! (`persistent(false)`): through a transaction-mode PgBouncer a named statement may land
-//! on another server connection, and an unnamed one is only safe while the transaction
-//! pins the connection. Times are microseconds since the epoch; JSON is text.
+//! Every statement is prepared once per connection and kept (sqlx's statement cache), so
+//! it costs one round trip from then on (an unprepared one costs two: Parse/Describe, then
+//! Bind/Execute). Through PgBouncer this needs 1.21 or later with
+//! `max_prepared_statements` set, as the generated `pgbouncer.ini` has it: PgBouncer then
+//! prepares a client's named statements on whichever server connection a transaction
+//! gets. An older PgBouncer in transaction mode would hand one client's statement names to
+//! another's server connection. Times are microseconds since the epoch; JSON is text.
 
 mod alerts;
 mod connections;
@@ -132,10 +135,14 @@ impl<T> Doing<T> for std::result::Result<T, sqlx::Error> {
     }
 }
 
-/// An unprepared statement (see the module docs for why).
+/// A statement, prepared on first use on each connection and kept (see the module docs).
 pub(crate) fn q(sql: impl SqlSafeStr) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
-    sqlx::query(sql).persistent(false)
+    sqlx::query(sql)
 }
+
+/// Statements each PostgreSQL connection keeps prepared: more than the store has, so none
+/// is evicted (an eviction costs a round trip of its own).
+const STATEMENT_CACHE_CAPACITY: usize = 500;
 
 pub(crate) type Tx = sqlx::Transaction<'static, Any>;
 
@@ -211,6 +218,10 @@ impl Store {
         };
         let url_with_options = match backend {
             Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => format!("{url}?mode=rwc"),
+            Backend::Postgres if !url.contains("statement-cache-capacity") => {
+                let joiner = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{joiner}statement-cache-capacity={STATEMENT_CACHE_CAPACITY}")
+            }
             _ => url.to_string(),
         };
         let pool = if lazy && backend == Backend::Postgres {
