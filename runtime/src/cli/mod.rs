@@ -5,11 +5,13 @@
 pub mod config;
 pub mod connections;
 mod dags;
+pub mod error;
 pub mod fernet;
 mod output;
 pub mod users;
 pub mod variables;
 
+pub use error::CliError;
 pub use output::Output;
 
 use crate::registry::Registry;
