@@ -93,7 +93,7 @@ impl Session {
     async fn sluice(&self, args: &[&str]) -> Result<String, String> {
         let cli = parse(args).unwrap_or_else(|e| panic!("`{}` should parse: {e}", args.join(" ")));
         let output = cli.output;
-        match cli.command {
+        let result = match cli.command {
             Command::Connections { command } => connections::run(&self.store, &self.crypto, command, output).await,
             Command::Variables { command } => variables::run(&self.store, &self.crypto, command, output).await,
             Command::Users { command } => users::run(&self.store, command, output).await,
@@ -105,7 +105,8 @@ impl Session {
                 let env = |name: &str| self.env.get(name).cloned();
                 Ok(config::run(registry(&[], &[]), &self.settings, &env, command, output))
             }
-        }
+        };
+        result.map_err(|e| e.to_string())
     }
 
     async fn ok(&self, args: &[&str]) -> String {

@@ -3,6 +3,7 @@
 //! Secrets are never shown: database and Redis URLs have their password replaced by
 //! `***`, and keys are reported only as set or not set.
 
+use super::error::CliError;
 use super::output::{Output, render};
 use crate::crypto::Crypto;
 use crate::registry::Registry;
@@ -24,7 +25,7 @@ pub async fn main(
     settings: &Settings,
     command: ConfigCommand,
     output: Output,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let env = |name: &str| std::env::var(name).ok();
     print!("{}", run(registry, settings, &env, command, output));
     Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 //! is the explicit way to take secrets out (as Airflow's is); its file is made readable by
 //! its owner only.
 
+use super::error::{CliError, Context};
 use super::fernet::crypto_of;
 use super::open_store;
 use super::output::{Output, render, table};
@@ -115,7 +116,7 @@ pub async fn main(
     settings: &Settings,
     command: ConnectionsCommand,
     output: Output,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let crypto = crypto_of(registry, settings)?;
     let store = open_store(registry, settings).await?;
     print!("{}", run(&store, &crypto, command, output).await?);
@@ -128,20 +129,20 @@ pub async fn run(
     crypto: &Crypto,
     command: ConnectionsCommand,
     output: Output,
-) -> Result<String, String> {
+) -> Result<String, CliError> {
     match command {
         ConnectionsCommand::Add(args) => {
             let conn = connection_of(&args)?;
-            store.add_connection(&conn, crypto).await.map_err(|e| e.to_string())?;
+            store.add_connection(&conn, crypto).await?;
             Ok(format!("connection `{}` added: {}\n", conn.id, conn.masked_uri()))
         }
         ConnectionsCommand::Get { conn_id } => {
-            let info = store.connection_info(&conn_id).await.map_err(|e| e.to_string())?;
-            let conn = store.connection(&conn_id, crypto).await.map_err(|e| e.to_string())?;
+            let info = store.connection_info(&conn_id).await?;
+            let conn = store.connection(&conn_id, crypto).await?;
             Ok(show(&info, &conn, output))
         }
         ConnectionsCommand::List => {
-            let infos = store.connection_infos().await.map_err(|e| e.to_string())?;
+            let infos = store.connection_infos().await?;
             let rows: Vec<Value> = infos.iter().map(info_json).collect();
             Ok(render(
                 output,
@@ -150,17 +151,17 @@ pub async fn run(
             ))
         }
         ConnectionsCommand::Delete { conn_id } => {
-            store.delete_connection(&conn_id).await.map_err(|e| e.to_string())?;
+            store.delete_connection(&conn_id).await?;
             Ok(format!("connection `{conn_id}` deleted\n"))
         }
         ConnectionsCommand::Import { file, overwrite } => {
-            let format = Format::from_path(&file).map_err(|e| e.to_string())?;
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let conns = connection::import(&text, format).map_err(|e| e.to_string())?;
+            let format = Format::from_path(&file)?;
+            let text = std::fs::read_to_string(&file).context(|| format!("cannot read {}", file.display()))?;
+            let conns = connection::import(&text, format)?;
             if conns.is_empty() {
-                return Err(format!("{} holds no connections", file.display()));
+                return Err(CliError::Input(format!("{} holds no connections", file.display())));
             }
-            let report = store.import_connections(&conns, overwrite, crypto).await.map_err(|e| e.to_string())?;
+            let report = store.import_connections(&conns, overwrite, crypto).await?;
             let mut out = format!("imported {} connection(s) from {}", conns.len(), file.display());
             if !report.added.is_empty() {
                 out += &format!("; added: {}", report.added.join(", "));
@@ -174,9 +175,9 @@ pub async fn run(
             let format = match (format, file.as_str()) {
                 (Some(f), _) => f.into(),
                 (None, "-") => Format::Json,
-                (None, path) => Format::from_path(path).map_err(|e| e.to_string())?,
+                (None, path) => Format::from_path(path)?,
             };
-            let conns = store.connections(crypto).await.map_err(|e| e.to_string())?;
+            let conns = store.connections(crypto).await?;
             let text = connection::export(&conns, format);
             if file == "-" {
                 return Ok(text);
@@ -189,22 +190,26 @@ pub async fn run(
 
 /// The connection `connections add` describes. Never quotes a value in an error: the
 /// text may hold a password.
-fn connection_of(args: &AddArgs) -> Result<Connection, String> {
+fn connection_of(args: &AddArgs) -> Result<Connection, CliError> {
     let id = args.conn_id.as_str();
     let mut conn = if let Some(uri) = &args.conn_uri {
-        Connection::from_uri(id, uri).map_err(|e| e.to_string())?
+        Connection::from_uri(id, uri)?
     } else {
         let fields = match &args.conn_json {
             Some(text) => match serde_json::from_str::<Value>(text) {
                 Ok(Value::Object(fields)) => fields,
-                _ => return Err(format!("--conn-json of connection `{id}` is not a JSON object")),
+                _ => return Err(CliError::Input(format!("--conn-json of connection `{id}` is not a JSON object"))),
             },
             None => {
                 let extra = match &args.conn_extra {
                     None => None,
                     Some(text) => match serde_json::from_str::<Value>(text) {
                         Ok(Value::Object(map)) => Some(Value::Object(map).to_string()),
-                        _ => return Err(format!("--conn-extra of connection `{id}` is not a JSON object")),
+                        _ => {
+                            return Err(CliError::Input(format!(
+                                "--conn-extra of connection `{id}` is not a JSON object"
+                            )));
+                        }
                     },
                 };
                 let mut fields = serde_json::Map::new();
@@ -225,8 +230,8 @@ fn connection_of(args: &AddArgs) -> Result<Connection, String> {
         };
         // Airflow's field names and their mapping (schema, extra as text) are the import's.
         let doc = Value::Object([(id.to_string(), Value::Object(fields))].into_iter().collect());
-        let mut conns = connection::import(&doc.to_string(), Format::Json).map_err(|e| e.to_string())?;
-        conns.pop().ok_or_else(|| format!("connection `{id}` is empty"))?
+        let mut conns = connection::import(&doc.to_string(), Format::Json)?;
+        conns.pop().ok_or_else(|| CliError::Input(format!("connection `{id}` is empty")))?
     };
     if let Some(description) = &args.conn_description {
         conn.description = description.clone();
@@ -303,7 +308,7 @@ fn info_json(c: &ConnectionInfo) -> Value {
 
 /// Writes a file that holds secrets: created readable and writable by its owner only
 /// (on Unix), replacing one that exists.
-pub(super) fn write_private_file(path: &Path, text: &str) -> Result<(), String> {
+pub(super) fn write_private_file(path: &Path, text: &str) -> Result<(), CliError> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -312,13 +317,13 @@ pub(super) fn write_private_file(path: &Path, text: &str) -> Result<(), String> 
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let cannot = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    let mut file = options.open(path).map_err(cannot)?;
+    let cannot = || format!("cannot write {}", path.display());
+    let mut file = options.open(path).context(cannot)?;
     // `mode` applies only to a new file: narrow an existing one before writing to it.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(cannot)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).context(cannot)?;
     }
-    file.write_all(text.as_bytes()).map_err(cannot)
+    file.write_all(text.as_bytes()).context(cannot)
 }

@@ -1,5 +1,6 @@
 //! `sluice dags ...` and `sluice tasks ...`.
 
+use super::error::{CliError, Context};
 use super::open_store;
 use super::output::{Output, print};
 use crate::clock::{Micros, ShiftedClock, parse_datetime, to_rfc3339};
@@ -123,24 +124,25 @@ pub enum TasksCommand {
     },
 }
 
-fn pipeline(registry: &'static Registry, id: &str) -> Result<&'static PipelineSpec, String> {
+fn pipeline(registry: &'static Registry, id: &str) -> Result<&'static PipelineSpec, CliError> {
     registry.pipeline(id).ok_or_else(|| {
         let known: Vec<&str> = registry.pipelines.iter().map(|p| p.id).collect();
-        format!("no pipeline `{id}` in this build; known: {}", known.join(", "))
+        CliError::Input(format!("no pipeline `{id}` in this build; known: {}", known.join(", ")))
     })
 }
 
-fn date_arg(text: Option<&str>) -> Result<Option<Micros>, String> {
+fn date_arg(text: Option<&str>) -> Result<Option<Micros>, CliError> {
     text.map(|t| {
-        parse_datetime(t).ok_or_else(|| format!("`{t}` is not a date: use 2024-01-01 or 2024-01-01T06:00:00+00:00"))
+        parse_datetime(t)
+            .ok_or_else(|| CliError::Input(format!("`{t}` is not a date: use 2024-01-01 or 2024-01-01T06:00:00+00:00")))
     })
     .transpose()
 }
 
-fn conf_arg(text: Option<&str>) -> Result<serde_json::Value, String> {
+fn conf_arg(text: Option<&str>) -> Result<serde_json::Value, CliError> {
     match text {
         None => Ok(json!({})),
-        Some(t) => serde_json::from_str(t).map_err(|e| format!("--conf is not JSON: {e}")),
+        Some(t) => serde_json::from_str(t).context(|| "--conf is not JSON"),
     }
 }
 
@@ -161,11 +163,11 @@ pub async fn dags(
     settings: &Settings,
     command: DagsCommand,
     output: Output,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     match command {
         DagsCommand::List => {
             let store = open_store(registry, settings).await?;
-            let rows = store.pipelines().await.map_err(|e| e.to_string())?;
+            let rows = store.pipelines().await?;
             let list: Vec<serde_json::Value> = registry
                 .pipelines
                 .iter()
@@ -185,7 +187,7 @@ pub async fn dags(
         DagsCommand::ListRuns { dag_id, limit } => {
             pipeline(registry, &dag_id)?;
             let store = open_store(registry, settings).await?;
-            let runs = store.runs(&dag_id, limit).await.map_err(|e| e.to_string())?;
+            let runs = store.runs(&dag_id, limit).await?;
             let rows: Vec<_> = runs.iter().map(run_json).collect();
             print(output, &["dag_id", "run_id", "state", "logical_date", "start_date", "end_date"], &rows);
         }
@@ -194,7 +196,7 @@ pub async fn dags(
                 pipeline(registry, id)?;
             }
             let store = open_store(registry, settings).await?;
-            let misses = store.sla_misses(dag_id.as_deref(), limit).await.map_err(|e| e.to_string())?;
+            let misses = store.sla_misses(dag_id.as_deref(), limit).await?;
             let rows: Vec<_> = misses
                 .iter()
                 .map(|m| {
@@ -214,7 +216,7 @@ pub async fn dags(
                 pipeline(registry, id)?;
             }
             let store = open_store(registry, settings).await?;
-            let sent = store.notifications(dag_id.as_deref(), limit).await.map_err(|e| e.to_string())?;
+            let sent = store.notifications(dag_id.as_deref(), limit).await?;
             let rows: Vec<_> = sent
                 .iter()
                 .map(|n| {
@@ -239,7 +241,7 @@ pub async fn dags(
         }
         DagsCommand::NextExecution { dag_id, num_executions } => {
             let p = pipeline(registry, &dag_id)?;
-            let t = Timetable::for_pipeline(p).map_err(|e| e.to_string())?;
+            let t = Timetable::for_pipeline(p)?;
             let now = chrono::Utc::now().timestamp_micros();
             let times = t.upcoming(now, num_executions);
             if times.is_empty() {
@@ -256,8 +258,7 @@ pub async fn dags(
                 crate::scheduler::check_run_id(id)?;
             }
             let store = open_store(registry, settings).await?;
-            let run =
-                crate::scheduler::trigger_as(&store, p, conf, logical_date, run_id).await.map_err(|e| e.to_string())?;
+            let run = crate::scheduler::trigger_as(&store, p, conf, logical_date, run_id).await?;
             crate::distributed::wake_schedulers(registry, settings).await;
             print(output, &["dag_id", "run_id", "state", "logical_date"], &[run_json(&run)]);
         }
@@ -274,7 +275,7 @@ pub async fn dags(
         DagsCommand::Backfill { dag_id, start_date, end_date } => {
             let p = pipeline(registry, &dag_id)?;
             let (Some(from), Some(to)) = (date_arg(Some(&start_date))?, date_arg(Some(&end_date))?) else {
-                return Err("give --start-date and --end-date".into());
+                return Err(CliError::Input("give --start-date and --end-date".into()));
             };
             return backfill(registry, settings, p, from, to).await;
         }
@@ -302,9 +303,9 @@ async fn set_paused(
     dag_id: &str,
     paused: bool,
     output: Output,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let store = open_store(registry, settings).await?;
-    store.set_paused(dag_id, paused).await.map_err(|e| e.to_string())?;
+    store.set_paused(dag_id, paused).await?;
     match output {
         Output::Json => print(output, &["dag_id", "is_paused"], &[json!({"dag_id": dag_id, "is_paused": paused})]),
         Output::Table => println!("pipeline {dag_id} {}", if paused { "paused" } else { "unpaused" }),
@@ -317,7 +318,7 @@ pub async fn tasks(
     settings: &Settings,
     command: TasksCommand,
     output: Output,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     match command {
         TasksCommand::List { dag_id } => {
             let p = pipeline(registry, &dag_id)?;
@@ -341,11 +342,11 @@ pub async fn tasks(
             pipeline(registry, &dag_id)?;
             let store = open_store(registry, settings).await?;
             let run = find_run(&store, &dag_id, &run).await?;
-            let tis = store.task_instances(run.id).await.map_err(|e| e.to_string())?;
+            let tis = store.task_instances(run.id).await?;
             let ti = tis
                 .iter()
                 .find(|t| t.task_id == task_id)
-                .ok_or_else(|| format!("run `{}` has no task `{task_id}`", run.run_id))?;
+                .ok_or_else(|| CliError::Input(format!("run `{}` has no task `{task_id}`", run.run_id)))?;
             println!("{}", ti.state.as_str());
             Ok(ExitCode::SUCCESS)
         }
@@ -353,7 +354,7 @@ pub async fn tasks(
             let p = pipeline(registry, &dag_id)?;
             let store = open_store(registry, settings).await?;
             let run = find_run(&store, &dag_id, &run).await?;
-            let cleared = store.clear_task(p, run.id, &task_id, downstream).await.map_err(|e| e.to_string())?;
+            let cleared = store.clear_task(p, run.id, &task_id, downstream).await?;
             crate::distributed::wake_schedulers(registry, settings).await;
             println!("cleared in run {}: {}", run.run_id, cleared.join(", "));
             Ok(ExitCode::SUCCESS)
@@ -363,14 +364,13 @@ pub async fn tasks(
             let state = match state.as_str() {
                 "success" => TiState::Success,
                 "failed" => TiState::Failed,
-                other => return Err(format!("cannot mark a task `{other}`: use success or failed")),
+                other => {
+                    return Err(CliError::Input(format!("cannot mark a task `{other}`: use success or failed")));
+                }
             };
             let store = open_store(registry, settings).await?;
             let run = find_run(&store, &dag_id, &run).await?;
-            let queued = store
-                .mark_task(p, run.id, &task_id, state, registry.deployment.parallelism)
-                .await
-                .map_err(|e| e.to_string())?;
+            let queued = store.mark_task(p, run.id, &task_id, state, registry.deployment.parallelism).await?;
             crate::distributed::publish(registry, settings, &queued).await;
             crate::distributed::wake_schedulers(registry, settings).await;
             println!("task {task_id} of run {} marked {}", run.run_id, state.as_str());
@@ -380,7 +380,10 @@ pub async fn tasks(
             let p = pipeline(registry, &dag_id)?;
             if p.task(&task_id).is_none() {
                 let known: Vec<&str> = p.tasks.iter().map(|t| t.id).collect();
-                return Err(format!("pipeline `{dag_id}` has no task `{task_id}`; its tasks: {}", known.join(", ")));
+                return Err(CliError::Input(format!(
+                    "pipeline `{dag_id}` has no task `{task_id}`; its tasks: {}",
+                    known.join(", ")
+                )));
             }
             test_pipeline(registry, settings, p, date_arg(logical_date.as_deref())?, json!({}), Some(&task_id)).await
         }
@@ -396,23 +399,23 @@ async fn test_pipeline(
     logical_date: Option<Micros>,
     conf: serde_json::Value,
     only: Option<&str>,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let clock = ShiftedClock::new();
     let store = match &settings.database_url {
         Some(_) => open_store(registry, settings).await?,
         None => {
-            let store = Store::in_memory().await.map_err(|e| e.to_string())?;
-            store.sync_pipelines(registry).await.map_err(|e| e.to_string())?;
+            let store = Store::in_memory().await?;
+            store.sync_pipelines(registry).await?;
             store
         }
     }
     .with_clock(clock.clone());
-    let run = trigger(&store, p, conf, logical_date).await.map_err(|e| e.to_string())?;
+    let run = trigger(&store, p, conf, logical_date).await?;
     let ok = drive_run(registry, &store, p, &run, only, &clock, settings.task_log).await?;
     if registry.has_notifications() {
         let notifier = Notifier::new(store.clone(), Resolver::from_env(registry), base_url_from_env(registry));
         let sent = notifier.deliver_due().await;
-        let all = store.notifications(Some(p.id), 1000).await.map_err(|e| e.to_string())?;
+        let all = store.notifications(Some(p.id), 1000).await?;
         let of_run: Vec<_> = all.iter().filter(|n| n.run_id == run.run_id).collect();
         if !of_run.is_empty() {
             println!("notifications: {sent} of {} sent", of_run.len());
@@ -432,58 +435,63 @@ async fn drive_run(
     only: Option<&str>,
     clock: &ShiftedClock,
     log_limits: crate::tasklog::LogLimits,
-) -> Result<bool, String> {
+) -> Result<bool, CliError> {
     let (queue, mut rx) = LocalQueue::new();
     let queue = Arc::new(queue);
     let worker =
         Worker::new(registry, store.clone(), queue.clone(), "cli").without_notifier().with_log_limits(log_limits);
     let parallelism = registry.deployment.parallelism;
     match only {
-        Some(task) => queue.dispatch(vec![store.force_queue(run.id, task).await.map_err(|e| e.to_string())?]),
+        Some(task) => queue.dispatch(vec![store.force_queue(run.id, task).await?]),
         None => {
-            store.start_run(run.id).await.map_err(|e| e.to_string())?;
-            queue.dispatch(store.advance_pipeline(p, parallelism).await.map_err(|e| e.to_string())?);
+            store.start_run(run.id).await?;
+            queue.dispatch(store.advance_pipeline(p, parallelism).await?);
         }
     }
     loop {
         while let Ok(ti_id) = rx.try_recv() {
-            worker.run_task(ti_id).await.map_err(|e| e.to_string())?;
+            worker.run_task(ti_id).await?;
             report_task(store, run.id, ti_id).await?;
         }
         if only.is_some() {
             break;
         }
-        let state = store.run(run.id).await.map_err(|e| e.to_string())?.state;
+        let state = store.run(run.id).await?.state;
         if state == "success" || state == "failed" {
             break;
         }
-        match store.next_retry_at().await.map_err(|e| e.to_string())? {
+        match store.next_retry_at().await? {
             Some(at) => clock.jump_to(at),
-            None => return Err(format!("run `{}` is stuck: no task can start (pool or limit too small?)", run.run_id)),
+            None => {
+                return Err(CliError::Failure(format!(
+                    "run `{}` is stuck: no task can start (pool or limit too small?)",
+                    run.run_id
+                )));
+            }
         }
-        let queued = store.advance_pipeline(p, parallelism).await.map_err(|e| e.to_string())?;
+        let queued = store.advance_pipeline(p, parallelism).await?;
         if queued.is_empty() {
-            return Err(format!("run `{}` is stuck: a retry is due but nothing could start", run.run_id));
+            return Err(CliError::Failure(format!(
+                "run `{}` is stuck: a retry is due but nothing could start",
+                run.run_id
+            )));
         }
         queue.dispatch(queued);
     }
-    let tis = store.task_instances(run.id).await.map_err(|e| e.to_string())?;
+    let tis = store.task_instances(run.id).await?;
     Ok(match only {
         Some(task) => tis.iter().any(|t| t.task_id == task && t.state == TiState::Success),
-        None => store.run(run.id).await.map_err(|e| e.to_string())?.state == "success",
+        None => store.run(run.id).await?.state == "success",
     })
 }
 
-async fn report_task(store: &Store, run_pk: i64, ti_id: i64) -> Result<(), String> {
-    let tis = store.task_instances(run_pk).await.map_err(|e| e.to_string())?;
+async fn report_task(store: &Store, run_pk: i64, ti_id: i64) -> Result<(), CliError> {
+    let tis = store.task_instances(run_pk).await?;
     let Some(ti) = tis.iter().find(|t| t.id == ti_id) else { return Ok(()) };
     // Page by page: a log of up to its cap is printed without holding it all.
     let mut from = 0;
     loop {
-        let page = store
-            .log_page(ti.id, ti.try_number, LogFrom::After(from), PageSize::DEFAULT)
-            .await
-            .map_err(|e| e.to_string())?;
+        let page = store.log_page(ti.id, ti.try_number, LogFrom::After(from), PageSize::DEFAULT).await?;
         let Some(last) = page.last() else { break };
         from = last.id;
         for row in &page {
@@ -495,13 +503,14 @@ async fn report_task(store: &Store, run_pk: i64, ti_id: i64) -> Result<(), Strin
 }
 
 /// A run by its run id, or by its logical date.
-async fn find_run(store: &Store, dag_id: &str, run: &str) -> Result<RunRow, String> {
+async fn find_run(store: &Store, dag_id: &str, run: &str) -> Result<RunRow, CliError> {
     if let Ok(found) = store.run_by_id(dag_id, run).await {
         return Ok(found);
     }
-    let at = date_arg(Some(run)).map_err(|_| format!("no run `{run}` of pipeline `{dag_id}`"))?.unwrap_or_default();
-    let runs = store.runs(dag_id, i64::MAX).await.map_err(|e| e.to_string())?;
-    runs.into_iter().find(|r| r.logical_date == at).ok_or_else(|| format!("no run `{run}` of pipeline `{dag_id}`"))
+    let no_run = || CliError::Input(format!("no run `{run}` of pipeline `{dag_id}`"));
+    let at = parse_datetime(run).ok_or_else(no_run)?;
+    let runs = store.runs(dag_id, i64::MAX).await?;
+    runs.into_iter().find(|r| r.logical_date == at).ok_or_else(no_run)
 }
 
 /// Creates the backfill runs (skipping logical dates that already have a run) and runs
@@ -512,14 +521,14 @@ async fn backfill(
     p: &'static PipelineSpec,
     from: Micros,
     to: Micros,
-) -> Result<ExitCode, String> {
-    let timetable = Timetable::for_pipeline(p).map_err(|e| e.to_string())?;
+) -> Result<ExitCode, CliError> {
+    let timetable = Timetable::for_pipeline(p)?;
     if !timetable.is_scheduled() {
-        return Err(format!("pipeline `{}` has no schedule to backfill; use `dags trigger`", p.id));
+        return Err(CliError::Input(format!("pipeline `{}` has no schedule to backfill; use `dags trigger`", p.id)));
     }
     let intervals = timetable.intervals_between(from, to);
     if intervals.is_empty() {
-        return Err(format!("no scheduled logical date of `{}` falls between the two dates", p.id));
+        return Err(CliError::Input(format!("no scheduled logical date of `{}` falls between the two dates", p.id)));
     }
     let clock = ShiftedClock::new();
     let store = open_store(registry, settings).await?.with_clock(clock.clone());
@@ -539,7 +548,7 @@ async fn backfill(
                 println!("{}: a run exists already, skipped", to_rfc3339(interval.start));
                 continue;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         let ok = drive_run(registry, &store, p, &run, None, &clock, settings.task_log).await?;
         println!("run {}: {}", run.run_id, if ok { "success" } else { "failed" });

@@ -3,6 +3,7 @@
 //! Rotation, as with Airflow's `rotate-fernet-key`: set the key variable to
 //! `NEW_KEY,OLD_KEY`, run `sluice fernet rotate`, then set it to `NEW_KEY` alone.
 
+use super::error::CliError;
 use super::open_store;
 use super::output::Output;
 use crate::crypto::Crypto;
@@ -26,7 +27,7 @@ pub async fn main(
     settings: &Settings,
     command: FernetCommand,
     _output: Output,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let text = match command {
         FernetCommand::Generate => generate(),
         FernetCommand::Rotate => {
@@ -46,8 +47,8 @@ pub fn generate() -> String {
 }
 
 /// `fernet rotate`: re-encrypts, and says what to do next. `var` names the key variable.
-pub async fn rotate(store: &Store, crypto: &Crypto, var: &str) -> Result<String, String> {
-    let report = store.rotate_secrets(crypto).await.map_err(|e| e.to_string())?;
+pub async fn rotate(store: &Store, crypto: &Crypto, var: &str) -> Result<String, CliError> {
+    let report = store.rotate_secrets(crypto).await?;
     let keys = crypto.key_count();
     let next =
         if keys > 1 { format!("; the other {} key(s) in {var} can now be removed", keys - 1) } else { String::new() };
@@ -60,6 +61,6 @@ pub async fn rotate(store: &Store, crypto: &Crypto, var: &str) -> Result<String,
 /// The deployment's keys, from its key variable (or the key standalone keeps in
 /// `SLUICE_HOME`, see [`crate::keys::fernet`]). A malformed key is an error; a missing one
 /// is not, until something must be encrypted or decrypted.
-pub(super) fn crypto_of(registry: &Registry, settings: &Settings) -> Result<Crypto, String> {
-    crate::keys::fernet(registry, settings, &|name| std::env::var(name).ok())
+pub(super) fn crypto_of(registry: &Registry, settings: &Settings) -> Result<Crypto, CliError> {
+    Ok(crate::keys::fernet(registry, settings, &|name| std::env::var(name).ok())?)
 }

@@ -5,17 +5,20 @@
 pub mod config;
 pub mod connections;
 mod dags;
+pub mod error;
 pub mod fernet;
 mod output;
 pub mod users;
 pub mod variables;
 
+pub use error::CliError;
 pub use output::Output;
 
 use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::store::Store;
 use clap::{Parser, Subcommand};
+use error::Context;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -142,30 +145,40 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| crate::secrets::MaskedStderr).try_init();
 }
 
-async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> {
+async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, CliError> {
     crate::secrets::register_from_env(registry);
     let settings = Settings::from_env(registry);
     match cli.command {
-        Command::Standalone => crate::standalone::run(registry, &settings).await.map(|()| ExitCode::SUCCESS),
-        Command::Scheduler => crate::distributed::scheduler(registry, &settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Standalone => {
+            crate::standalone::run(registry, &settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scheduler => {
+            crate::distributed::scheduler(registry, &settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Worker { queues, concurrency } => {
             let declared = registry.deployment.queues;
             if let Some(unknown) = queues.iter().find(|q| !declared.contains(&q.as_str())) {
-                return Err(format!(
+                return Err(CliError::Input(format!(
                     "queue `{unknown}` is not declared: the queues are {} (deployment.executor.queues)",
                     declared.join(", ")
-                ));
+                )));
             }
             let queues = if queues.is_empty() { declared.iter().map(|q| (*q).to_string()).collect() } else { queues };
             let concurrency =
                 concurrency.unwrap_or_else(|| usize::try_from(registry.deployment.worker_concurrency).unwrap_or(16));
-            crate::distributed::worker(registry, &settings, queues, concurrency).await.map(|()| ExitCode::SUCCESS)
+            crate::distributed::worker(registry, &settings, queues, concurrency).await?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Webserver => crate::distributed::webserver(registry, &settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Webserver => {
+            crate::distributed::webserver(registry, &settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Init => {
             let store = open_for_migration(&settings).await?;
-            let applied = store.migrate().await.map_err(|e| e.to_string())?;
-            let report = store.sync_pipelines(registry).await.map_err(|e| e.to_string())?;
+            let applied = store.migrate().await?;
+            let report = store.sync_pipelines(registry).await?;
             crate::standalone::announce_admin(registry, &store).await?;
             match crate::crypto::Crypto::from_env(registry.deployment.fernet_key_env) {
                 Ok(crypto) => crate::standalone::sync_connections(registry, &store, &crypto).await?,
@@ -181,19 +194,21 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
         }
         Command::Db { command: DbCommand::Migrate } => {
             let store = open_for_migration(&settings).await?;
-            let applied = store.migrate().await.map_err(|e| e.to_string())?;
+            let applied = store.migrate().await?;
             println!("{applied} migration(s) applied");
             Ok(ExitCode::SUCCESS)
         }
         Command::Db { command: DbCommand::Check } => {
-            let store = Store::connect(&settings.store_url()).await.map_err(|e| e.to_string())?;
-            store.check().await.map_err(|e| e.to_string())?;
+            let store = Store::connect(&settings.store_url()).await?;
+            store.check().await?;
             println!("connection to {} is healthy", crate::store::redact(&settings.store_url()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Db { command: DbCommand::Clean { clean_before_timestamp, dry_run } } => {
             let before = crate::clock::parse_datetime(&clean_before_timestamp).ok_or_else(|| {
-                format!("`{clean_before_timestamp}` is not a date: use 2024-01-01 or 2024-01-01T00:00:00+00:00")
+                CliError::Input(format!(
+                    "`{clean_before_timestamp}` is not a date: use 2024-01-01 or 2024-01-01T00:00:00+00:00"
+                ))
             })?;
             let store = open_store(registry, &settings).await?;
             println!("looking for finished runs before {}...", crate::clock::to_rfc3339(before));
@@ -202,7 +217,7 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
                     println!("{done}/{total} run(s) deleted");
                 }
             };
-            let n = store.clean_before(before, dry_run, &mut progress).await.map_err(|e| e.to_string())?;
+            let n = store.clean_before(before, dry_run, &mut progress).await?;
             if dry_run {
                 println!("{n} run(s) would be deleted (dry run: nothing changed)");
             } else {
@@ -225,45 +240,49 @@ async fn run(registry: &'static Registry, cli: Cli) -> Result<ExitCode, String> 
     }
 }
 
-async fn open_for_migration(settings: &Settings) -> Result<Store, String> {
+async fn open_for_migration(settings: &Settings) -> Result<Store, CliError> {
     if settings.database_url.is_none() {
-        std::fs::create_dir_all(&settings.home).map_err(|e| {
-            format!("cannot create {}: {e}; set SLUICE_HOME to a writable folder", settings.home.display())
+        std::fs::create_dir_all(&settings.home).map_err(|e| CliError::Foreign {
+            doing: format!("cannot create {}", settings.home.display()),
+            source: Box::new(e),
+            fix: Some("set SLUICE_HOME to a writable folder"),
         })?;
     }
-    Store::connect(&settings.migration_url()).await.map_err(|e| e.to_string())
+    Ok(Store::connect(&settings.migration_url()).await?)
 }
 
 /// The store for everyday commands: migrated and synced, so a fresh checkout just works.
-pub(crate) async fn open_store(registry: &'static Registry, settings: &Settings) -> Result<Store, String> {
+pub(crate) async fn open_store(registry: &'static Registry, settings: &Settings) -> Result<Store, CliError> {
     let store = open_for_migration(settings).await?;
-    store.migrate().await.map_err(|e| e.to_string())?;
-    store.sync_pipelines(registry).await.map_err(|e| e.to_string())?;
+    store.migrate().await?;
+    store.sync_pipelines(registry).await?;
     Ok(store)
 }
 
-async fn healthcheck(registry: &Registry, settings: &Settings, service: &str) -> Result<ExitCode, String> {
+async fn healthcheck(registry: &Registry, settings: &Settings, service: &str) -> Result<ExitCode, CliError> {
     match service {
         "webserver" => {
             let url = format!("http://127.0.0.1:{}/health", settings.port);
             let client = crate::tls::http_client_builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
-                .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-            let response = client.get(&url).send().await.map_err(|e| format!("{url} does not answer: {e}"))?;
+                .context(|| "cannot set up the HTTP client")?;
+            let response = client.get(&url).send().await.context(|| format!("{url} does not answer"))?;
             if !response.status().is_success() {
-                return Err(format!("{url} answered {}", response.status()));
+                return Err(CliError::Failure(format!("{url} answered {}", response.status())));
             }
         }
         "scheduler" | "worker" | "init" => {
-            let store = Store::connect(&settings.store_url()).await.map_err(|e| e.to_string())?;
-            store.check().await.map_err(|e| e.to_string())?;
+            let store = Store::connect(&settings.store_url()).await?;
+            store.check().await?;
             if service != "init" && settings.broker_url.is_some() {
                 let broker = crate::distributed::broker(registry, settings)?;
-                broker.ping().await.map_err(|e| e.to_string())?;
+                broker.ping().await?;
             }
         }
-        other => return Err(format!("unknown service `{other}`: use webserver, scheduler or worker")),
+        other => {
+            return Err(CliError::Input(format!("unknown service `{other}`: use webserver, scheduler or worker")));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //!
 //! A random password is printed once, when it is made; no other command prints one.
 
+use super::error::CliError;
 use super::open_store;
 use super::output::{Output, render};
 use crate::registry::Registry;
@@ -63,14 +64,14 @@ pub async fn main(
     settings: &Settings,
     command: UsersCommand,
     output: Output,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let store = open_store(registry, settings).await?;
     print!("{}", run(&store, command, output).await?);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs one `users` command; returns what it prints, or the one-sentence error.
-pub async fn run(store: &Store, command: UsersCommand, output: Output) -> Result<String, String> {
+pub async fn run(store: &Store, command: UsersCommand, output: Output) -> Result<String, CliError> {
     match command {
         UsersCommand::Create { username, email, role, password, random_password, firstname, lastname } => {
             let (password, shown) = password_of(password, random_password)?;
@@ -82,14 +83,14 @@ pub async fn run(store: &Store, command: UsersCommand, output: Output) -> Result
                 first_name: firstname.as_deref().unwrap_or_default(),
                 last_name: lastname.as_deref().unwrap_or_default(),
             };
-            store.add_user(&user).await.map_err(|e| e.to_string())?;
+            store.add_user(&user).await?;
             Ok(match shown {
                 true => format!("user `{username}` created with role {role}; password (shown only now): {password}\n"),
                 false => format!("user `{username}` created with role {role}\n"),
             })
         }
         UsersCommand::List => {
-            let users = store.users().await.map_err(|e| e.to_string())?;
+            let users = store.users().await?;
             let rows: Vec<Value> = users
                 .iter()
                 .map(|u| {
@@ -106,12 +107,12 @@ pub async fn run(store: &Store, command: UsersCommand, output: Output) -> Result
             Ok(render(output, &["username", "email", "first_name", "last_name", "role", "active"], &rows))
         }
         UsersCommand::Delete { username } => {
-            store.delete_user(&username).await.map_err(|e| e.to_string())?;
+            store.delete_user(&username).await?;
             Ok(format!("user `{username}` deleted\n"))
         }
         UsersCommand::ResetPassword { username, password, random_password } => {
             let (password, shown) = password_of(password, random_password)?;
-            store.set_password(&username, &password).await.map_err(|e| e.to_string())?;
+            store.set_password(&username, &password).await?;
             Ok(match shown {
                 true => format!("password of user `{username}` reset; new password (shown only now): {password}\n"),
                 false => format!("password of user `{username}` reset\n"),
@@ -122,13 +123,13 @@ pub async fn run(store: &Store, command: UsersCommand, output: Output) -> Result
 
 /// The password given, or a generated one (then `true`: it must be shown). A given one
 /// must pass [`check_new_password`], as in the UI.
-fn password_of(given: Option<String>, random: bool) -> Result<(String, bool), String> {
+fn password_of(given: Option<String>, random: bool) -> Result<(String, bool), CliError> {
     match given {
         _ if random => Ok((generate_password(), true)),
         Some(p) => match check_new_password(&p) {
             Ok(()) => Ok((p, false)),
-            Err(why) => Err(format!("{why}: give another, or use --random-password")),
+            Err(why) => Err(CliError::Input(format!("{why}: give another, or use --random-password"))),
         },
-        None => Err("give a password with --password, or use --random-password".into()),
+        None => Err(CliError::Input("give a password with --password, or use --random-password".into())),
     }
 }

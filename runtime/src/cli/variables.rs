@@ -4,6 +4,7 @@
 //! `export` writes every value (as Airflow's do): both are explicit requests.
 
 use super::connections::write_private_file;
+use super::error::{CliError, Context};
 use super::fernet::crypto_of;
 use super::open_store;
 use super::output::{Output, render};
@@ -85,7 +86,7 @@ pub async fn main(
     settings: &Settings,
     command: VariablesCommand,
     output: Output,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let crypto = crypto_of(registry, settings)?;
     let store = open_store(registry, settings).await?;
     print!("{}", run(&store, &crypto, command, output).await?);
@@ -93,23 +94,23 @@ pub async fn main(
 }
 
 /// Runs one `variables` command; returns what it prints, or the one-sentence error.
-pub async fn run(store: &Store, crypto: &Crypto, command: VariablesCommand, output: Output) -> Result<String, String> {
+pub async fn run(
+    store: &Store,
+    crypto: &Crypto,
+    command: VariablesCommand,
+    output: Output,
+) -> Result<String, CliError> {
     match command {
-        VariablesCommand::Get { key, default } => {
-            match (store.variable(&key, crypto).await.map_err(|e| e.to_string())?, default) {
-                (Some(value), _) | (None, Some(value)) => Ok(value + "\n"),
-                (None, None) => Err(format!("variable `{key}` not found")),
-            }
-        }
+        VariablesCommand::Get { key, default } => match (store.variable(&key, crypto).await?, default) {
+            (Some(value), _) | (None, Some(value)) => Ok(value + "\n"),
+            (None, None) => Err(CliError::Input(format!("variable `{key}` not found"))),
+        },
         VariablesCommand::Set { key, value, description, secret } => {
-            store
-                .set_variable(&key, &value, secret, description.as_deref(), crypto)
-                .await
-                .map_err(|e| e.to_string())?;
+            store.set_variable(&key, &value, secret, description.as_deref(), crypto).await?;
             Ok(format!("variable `{key}` set\n"))
         }
         VariablesCommand::List => {
-            let infos = store.variable_infos().await.map_err(|e| e.to_string())?;
+            let infos = store.variable_infos().await?;
             let rows: Vec<Value> = infos
                 .iter()
                 .map(|v| {
@@ -125,16 +126,13 @@ pub async fn run(store: &Store, crypto: &Crypto, command: VariablesCommand, outp
             Ok(render(output, &["key", "value", "description", "secret"], &rows))
         }
         VariablesCommand::Delete { key } => {
-            store.delete_variable(&key).await.map_err(|e| e.to_string())?;
+            store.delete_variable(&key).await?;
             Ok(format!("variable `{key}` deleted\n"))
         }
         VariablesCommand::Import { file, action_on_existing_key } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(&file).context(|| format!("cannot read {}", file.display()))?;
             let entries = parse_import(&text, &file)?;
-            let report = store
-                .import_variables(&entries, action_on_existing_key.into(), crypto)
-                .await
-                .map_err(|e| e.to_string())?;
+            let report = store.import_variables(&entries, action_on_existing_key.into(), crypto).await?;
             let mut out = format!(
                 "imported {} variable(s) from {}: {} created, {} overwritten",
                 report.created.len() + report.overwritten.len(),
@@ -148,7 +146,7 @@ pub async fn run(store: &Store, crypto: &Crypto, command: VariablesCommand, outp
             Ok(out + "\n")
         }
         VariablesCommand::Export { file } => {
-            let vars = store.variables(crypto).await.map_err(|e| e.to_string())?;
+            let vars = store.variables(crypto).await?;
             // Airflow exports a value that is JSON as that JSON, and any other as text.
             let doc: Map<String, Value> = vars
                 .iter()
@@ -169,14 +167,17 @@ pub async fn run(store: &Store, crypto: &Crypto, command: VariablesCommand, outp
 
 /// Airflow's variables file: `{"key": value}`, a text value taken as it is and any other
 /// JSON value stored as its JSON text. Never quotes the document: values may be secrets.
-fn parse_import(text: &str, file: &Path) -> Result<Vec<(String, String)>, String> {
+fn parse_import(text: &str, file: &Path) -> Result<Vec<(String, String)>, CliError> {
     let doc = serde_json::from_str::<Value>(text)
-        .map_err(|e| format!("cannot read the variables in {}: it is not valid JSON ({e})", file.display()))?;
+        .context(|| format!("cannot read the variables in {}: it is not valid JSON", file.display()))?;
     let Value::Object(entries) = doc else {
-        return Err(format!("the variables in {} must be one JSON object of key: value", file.display()));
+        return Err(CliError::Input(format!(
+            "the variables in {} must be one JSON object of key: value",
+            file.display()
+        )));
     };
     if entries.is_empty() {
-        return Err(format!("{} holds no variables", file.display()));
+        return Err(CliError::Input(format!("{} holds no variables", file.display())));
     }
     Ok(entries
         .into_iter()
