@@ -171,15 +171,7 @@ pub(super) fn with(base: minijinja::Value, extra: minijinja::Value) -> minijinja
     context! { ..extra, ..base }
 }
 
+/// The error page of a failed store call, its status from the API's mapping.
 pub(super) fn store_error(e: crate::store::StoreError) -> Response {
-    match e {
-        crate::store::StoreError::NotFound(what) => {
-            (StatusCode::NOT_FOUND, format!("{what} not found")).into_response()
-        }
-        crate::store::StoreError::Conflict(what) => (StatusCode::CONFLICT, what).into_response(),
-        other => {
-            tracing::warn!("page failed: {other}");
-            (StatusCode::SERVICE_UNAVAILABLE, "the metadata database is not available; try again").into_response()
-        }
-    }
+    super::problem::store_failure(e).into_response()
 }
