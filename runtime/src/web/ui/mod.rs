@@ -118,3 +118,6 @@ pub(super) fn with(base: minijinja::Value, extra: minijinja::Value) -> minijinja
 pub(super) fn store_error(e: crate::store::StoreError) -> Response {
     super::problem::store_failure(e).into_response()
 }
+
+#[cfg(test)]
+mod tests;
