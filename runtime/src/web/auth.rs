@@ -2,13 +2,24 @@
 //! (argon2 hashes), and Airflow's roles in increasing power: Viewer reads; User also
 //! triggers, pauses, clears and marks; Op also manages connections, variables and pools;
 //! Admin also manages users.
+//!
+//! An API handler takes a [`Caller`]; a UI handler states what it needs in its signature:
+//! [`SignedIn<R>`] for a page, [`CsrfForm<R, F>`] for a form post, `R` the least role.
+//! A refused page request never reaches the handler.
 
 use super::AppState;
-use super::problem::Problem;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use super::problem::{Problem, store_failure};
+use super::session::Session;
+use crate::store::StoreError;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
@@ -116,4 +127,138 @@ pub fn client_address(parts: &Parts) -> String {
         .extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map_or_else(|| "local".to_string(), |c| c.0.ip().to_string())
+}
+
+/// The least role a UI page or form needs, named as a type: `SignedIn<Op>`.
+pub trait MinRole {
+    const ROLE: Role;
+}
+
+/// Any signed-in user.
+#[derive(Debug)]
+pub enum Viewer {}
+
+#[derive(Debug)]
+pub enum User {}
+
+#[derive(Debug)]
+pub enum Op {}
+
+#[derive(Debug)]
+pub enum Admin {}
+
+impl MinRole for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+
+impl MinRole for User {
+    const ROLE: Role = Role::User;
+}
+
+impl MinRole for Op {
+    const ROLE: Role = Role::Op;
+}
+
+impl MinRole for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// Why a UI request is not served.
+#[derive(Debug)]
+pub enum Refused {
+    /// Not signed in, or the session has ended: to the login page.
+    SignIn,
+    /// A role too weak, or a form without its session's CSRF token.
+    Forbidden(String),
+    /// The users table could not be read.
+    Store(StoreError),
+    /// The form body could not be read.
+    Form(FormRejection),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::SignIn => Redirect::to("/login").into_response(),
+            Refused::Forbidden(why) => (StatusCode::FORBIDDEN, why).into_response(),
+            Refused::Store(e) => store_failure(e).into_response(),
+            Refused::Form(e) => e.into_response(),
+        }
+    }
+}
+
+/// The signed-in user of a UI request, their role from the users table and at least
+/// `R`; derefs to their [`Session`].
+#[derive(Debug)]
+pub struct SignedIn<R = Viewer> {
+    session: Session,
+    role: PhantomData<R>,
+}
+
+impl<R: MinRole> SignedIn<R> {
+    /// `session`, confirmed against the users table, if its role is at least `R`.
+    fn at_least(session: Session, refusal: impl FnOnce(&Session) -> String) -> Result<SignedIn<R>, Refused> {
+        if session.role() < R::ROLE {
+            return Err(Refused::Forbidden(refusal(&session)));
+        }
+        Ok(SignedIn { session, role: PhantomData })
+    }
+}
+
+impl<R> std::ops::Deref for SignedIn<R> {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl<R: MinRole> FromRequestParts<AppState> for SignedIn<R> {
+    type Rejection = Refused;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<SignedIn<R>, Refused> {
+        let session = state.sessions.signed_in(&state.store, &parts.headers).await.map_err(Refused::Store)?;
+        let session = session.ok_or(Refused::SignIn)?;
+        SignedIn::at_least(session, |s| format!("this page needs the {:?} role; yours is {}", R::ROLE, s.role))
+    }
+}
+
+/// A form without fields of its own (a delete or action button): only its CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct NoFields {}
+
+/// A posted UI form: its fields `F`, sent with the CSRF token of the session of a user
+/// whose role is at least `R`. Every UI route that changes something takes one, so none
+/// can skip the token or the role.
+#[derive(Debug)]
+pub struct CsrfForm<R, F = NoFields> {
+    pub session: SignedIn<R>,
+    pub form: F,
+}
+
+/// A form body as posted: the token beside the form's own fields.
+#[derive(Deserialize)]
+struct Posted<F> {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    form: F,
+}
+
+impl<R: MinRole, F: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<R, F> {
+    type Rejection = Refused;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<CsrfForm<R, F>, Refused> {
+        let session = state.sessions.from_headers(request.headers());
+        let Form(posted) = Form::<Posted<F>>::from_request(request, state).await.map_err(Refused::Form)?;
+        let session = session.ok_or(Refused::SignIn)?;
+        // The token before the users table: a forged request costs no database read.
+        if !session.csrf_matches(&posted.csrf) {
+            return Err(Refused::Forbidden("the form's CSRF token is missing or stale: reload the page".into()));
+        }
+        let session = state.sessions.confirm(&state.store, session).await.map_err(Refused::Store)?;
+        let session = session.ok_or(Refused::SignIn)?;
+        let session = SignedIn::at_least(session, |s| format!("your role {} cannot do this", s.role))?;
+        Ok(CsrfForm { session, form: posted.form })
+    }
 }

@@ -43,16 +43,23 @@ impl Problem {
     }
 }
 
+/// What a failed store call means to a web caller, its status and one sentence: the one
+/// mapping behind the API's problems and the UI's error pages.
+pub fn store_failure(e: StoreError) -> (StatusCode, String) {
+    match e {
+        StoreError::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
+        StoreError::Conflict(what) => (StatusCode::CONFLICT, what),
+        other => {
+            tracing::warn!("web request failed: {other}");
+            (StatusCode::SERVICE_UNAVAILABLE, "the metadata database is not available; try again".into())
+        }
+    }
+}
+
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
-        match e {
-            StoreError::NotFound(what) => Problem::not_found(format!("{what} not found")),
-            StoreError::Conflict(what) => Problem::conflict(what),
-            other => {
-                tracing::warn!("API request failed: {other}");
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the metadata database is not available; try again")
-            }
-        }
+        let (status, detail) = store_failure(e);
+        Problem::new(status, detail)
     }
 }
 

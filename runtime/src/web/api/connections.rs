@@ -82,10 +82,7 @@ pub(super) async fn post_connection(
 
 pub(super) async fn get_connection(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
     caller.require(Role::Op)?;
-    let conn = state.store.connection(&id, crypto(&state)?).await.map_err(|e| match e {
-        crate::store::StoreError::NotFound(_) => Problem::not_found(format!("connection `{id}` not found")),
-        other => other.into(),
-    })?;
+    let conn = state.store.connection(&id, crypto(&state)?).await?;
     ok(connection_json(&conn))
 }
 
@@ -112,9 +109,6 @@ pub(super) async fn delete_connection(
     Path(id): Path<String>,
 ) -> ApiResult {
     caller.require(Role::Op)?;
-    state.store.delete_connection(&id).await.map_err(|e| match e {
-        crate::store::StoreError::NotFound(_) => Problem::not_found(format!("connection `{id}` not found")),
-        other => other.into(),
-    })?;
+    state.store.delete_connection(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

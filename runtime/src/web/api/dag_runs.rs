@@ -67,22 +67,13 @@ pub(super) async fn post_run(
     ok(run_json(&run))
 }
 
-pub(super) async fn find_run(state: &AppState, dag_id: &str, run_id: &str) -> Result<RunRow, Problem> {
-    state.store.run_by_id(dag_id, run_id).await.map_err(|e| match e {
-        crate::store::StoreError::NotFound(_) => {
-            Problem::not_found(format!("DAG run `{run_id}` of DAG `{dag_id}` not found"))
-        }
-        other => other.into(),
-    })
-}
-
 pub(super) async fn get_run(
     State(state): State<AppState>,
     _caller: Caller,
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> ApiResult {
     pipeline(&state, &dag_id)?;
-    ok(run_json(&find_run(&state, &dag_id, &run_id).await?))
+    ok(run_json(&state.store.run_by_id(&dag_id, &run_id).await?))
 }
 
 pub(super) async fn patch_run(
@@ -93,7 +84,7 @@ pub(super) async fn patch_run(
 ) -> ApiResult {
     caller.require(Role::User)?;
     let p = pipeline(&state, &dag_id)?;
-    let run = find_run(&state, &dag_id, &run_id).await?;
+    let run = state.store.run_by_id(&dag_id, &run_id).await?;
     match body.get("state").and_then(Value::as_str) {
         Some(s @ ("success" | "failed")) => state.store.set_run_state(p, run.id, s).await?,
         Some("queued") => {
@@ -105,7 +96,7 @@ pub(super) async fn patch_run(
         _ => return Err(Problem::bad_request("give `state`: success, failed or queued")),
     }
     state.wake.notify_one();
-    ok(run_json(&find_run(&state, &dag_id, &run_id).await?))
+    ok(run_json(&state.store.run_by_id(&dag_id, &run_id).await?))
 }
 
 pub(super) async fn delete_run(
@@ -115,7 +106,7 @@ pub(super) async fn delete_run(
 ) -> ApiResult {
     caller.require(Role::User)?;
     let p = pipeline(&state, &dag_id)?;
-    let run = find_run(&state, &dag_id, &run_id).await?;
+    let run = state.store.run_by_id(&dag_id, &run_id).await?;
     state.store.delete_run(p, run.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

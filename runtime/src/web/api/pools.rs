@@ -89,9 +89,6 @@ pub(super) async fn patch_pool(
 
 pub(super) async fn delete_pool(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult {
     caller.require(Role::Op)?;
-    state.store.delete_pool(&name).await.map_err(|e| match e {
-        crate::store::StoreError::NotFound(_) => Problem::not_found(format!("pool `{name}` not found")),
-        other => other.into(),
-    })?;
+    state.store.delete_pool(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -45,7 +45,7 @@ pub(super) async fn list_task_instances(
     Query(page): Query<Page>,
 ) -> ApiResult {
     let p = pipeline(&state, &dag_id)?;
-    let run = find_run(&state, &dag_id, &run_id).await?;
+    let run = state.store.run_by_id(&dag_id, &run_id).await?;
     let tis = state.store.task_instances(run.id).await?;
     let all: Vec<Value> = tis.iter().map(|ti| task_instance_json(p, &run, ti)).collect();
     ok(json!({ "task_instances": page.slice(&all)?, "total_entries": all.len() }))
@@ -57,7 +57,7 @@ pub(super) async fn find_task_instance(
     run_id: &str,
     task_id: &str,
 ) -> Result<(RunRow, TiRow), Problem> {
-    let run = find_run(state, dag_id, run_id).await?;
+    let run = state.store.run_by_id(dag_id, run_id).await?;
     let ti = state.store.task_instances(run.id).await?.into_iter().find(|t| t.task_id == task_id);
     let ti = ti.ok_or_else(|| Problem::not_found(format!("task instance `{task_id}` of run `{run_id}` not found")))?;
     Ok((run, ti))

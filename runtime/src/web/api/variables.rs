@@ -81,9 +81,6 @@ pub(super) async fn delete_variable(
     Path(key): Path<String>,
 ) -> ApiResult {
     caller.require(Role::Op)?;
-    state.store.delete_variable(&key).await.map_err(|e| match e {
-        crate::store::StoreError::NotFound(_) => Problem::not_found(format!("variable `{key}` not found")),
-        other => other.into(),
-    })?;
+    state.store.delete_variable(&key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -85,26 +85,26 @@ pub(super) async fn connections_page(state: &AppState, session: &Session, error:
     }
 }
 
-pub(super) async fn connections(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in_as(&state, &headers, Role::Op).await {
-        Ok(session) => connections_page(&state, &session, None).await,
-        Err(r) => r.into_response(),
-    }
+pub(super) async fn connections(State(state): State<AppState>, session: SignedIn<Op>) -> Response {
+    connections_page(&state, &session, None).await
+}
+
+/// The fields of [`CONNECTION_FIELDS`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ConnectionForm {
+    conn_id: String,
+    conn_uri: String,
+    description: String,
 }
 
 pub(super) async fn add_connection(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    CsrfForm { session, form }: CsrfForm<Op, ConnectionForm>,
 ) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let field = |name: &str| form.fields.get(name).map(String::as_str).unwrap_or_default().trim().to_string();
-    let added = match crate::connection::Connection::from_uri(&field("conn_id"), &field("conn_uri")) {
+    let added = match crate::connection::Connection::from_uri(form.conn_id.trim(), form.conn_uri.trim()) {
         Ok(mut conn) => {
-            conn.description = field("description");
+            conn.description = form.description.trim().to_string();
             // Saving an id that exists replaces that connection (the way to edit one).
             let source = crate::store::ConnectionSource::Runtime;
             state.store.upsert_connection(&conn, source, &state.crypto).await.map_err(|e| e.to_string())
@@ -119,13 +119,9 @@ pub(super) async fn add_connection(
 
 pub(super) async fn delete_connection(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    _: CsrfForm<Op>,
 ) -> Response {
-    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::Op).await {
-        return r.into_response();
-    }
     match state.store.delete_connection(&id).await {
         Ok(()) => Redirect::to("/connections").into_response(),
         Err(e) => store_error(e),
@@ -162,27 +158,29 @@ pub(super) async fn variables_page(state: &AppState, session: &Session, error: O
     }
 }
 
-pub(super) async fn variables(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in_as(&state, &headers, Role::Op).await {
-        Ok(session) => variables_page(&state, &session, None).await,
-        Err(r) => r.into_response(),
-    }
+pub(super) async fn variables(State(state): State<AppState>, session: SignedIn<Op>) -> Response {
+    variables_page(&state, &session, None).await
+}
+
+/// The fields of [`VARIABLE_FIELDS`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct VariableForm {
+    key: String,
+    value: String,
+    description: String,
+    /// The checkbox: present (`on`) when ticked.
+    secret: String,
 }
 
 pub(super) async fn set_variable(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    CsrfForm { session, form }: CsrfForm<Op, VariableForm>,
 ) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let field = |name: &str| form.fields.get(name).map(String::as_str).unwrap_or_default();
-    let key = field("key").trim();
-    let secret = !field("secret").is_empty() || crate::connection::is_secret_key(key);
-    let description = Some(field("description")).filter(|d| !d.is_empty());
-    match state.store.set_variable(key, field("value"), secret, description, &state.crypto).await {
+    let key = form.key.trim();
+    let secret = !form.secret.is_empty() || crate::connection::is_secret_key(key);
+    let description = Some(form.description.as_str()).filter(|d| !d.is_empty());
+    match state.store.set_variable(key, &form.value, secret, description, &state.crypto).await {
         Ok(()) => Redirect::to("/variables").into_response(),
         Err(e) => variables_page(&state, &session, Some(e.to_string())).await,
     }
@@ -190,13 +188,9 @@ pub(super) async fn set_variable(
 
 pub(super) async fn delete_variable(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(key): Path<String>,
-    Form(form): Form<CsrfForm>,
+    _: CsrfForm<Op>,
 ) -> Response {
-    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::Op).await {
-        return r.into_response();
-    }
     match state.store.delete_variable(&key).await {
         Ok(()) => Redirect::to("/variables").into_response(),
         Err(e) => store_error(e),
@@ -238,29 +232,28 @@ pub(super) async fn pools_page(state: &AppState, session: &Session, error: Optio
     }
 }
 
-pub(super) async fn pools(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in(&state, &headers).await {
-        Ok(session) => pools_page(&state, &session, None).await,
-        Err(r) => r.into_response(),
-    }
+pub(super) async fn pools(State(state): State<AppState>, session: SignedIn) -> Response {
+    pools_page(&state, &session, None).await
+}
+
+/// The fields of [`POOL_FIELDS`]; `slots` as typed, so a bad number is shown on the page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct PoolForm {
+    name: String,
+    slots: String,
+    description: String,
 }
 
 /// Creates a pool or resizes one of that name.
 pub(super) async fn save_pool(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    CsrfForm { session, form }: CsrfForm<Op, PoolForm>,
 ) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let field = |name: &str| form.fields.get(name).map(String::as_str).unwrap_or_default().trim();
-    let saved = match field("slots").parse::<i64>() {
-        Ok(slots) => {
-            state.store.upsert_pool(field("name"), slots, field("description")).await.map_err(|e| e.to_string())
-        }
-        Err(_) => Err(format!("slots must be a number, not `{}`", field("slots"))),
+    let (name, slots, description) = (form.name.trim(), form.slots.trim(), form.description.trim());
+    let saved = match slots.parse::<i64>() {
+        Ok(slots) => state.store.upsert_pool(name, slots, description).await.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("slots must be a number, not `{slots}`")),
     };
     match saved {
         Ok(()) => Redirect::to("/pools").into_response(),
@@ -270,14 +263,9 @@ pub(super) async fn save_pool(
 
 pub(super) async fn delete_pool(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm { session, .. }: CsrfForm<Op>,
 ) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Op).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     match state.store.delete_pool(&name).await {
         Ok(()) => Redirect::to("/pools").into_response(),
         Err(e) => pools_page(&state, &session, Some(e.to_string())).await,

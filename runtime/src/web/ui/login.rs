@@ -2,6 +2,8 @@
 //! stylesheet the login page needs before a session exists.
 
 use super::*;
+use crate::web::auth::{Viewer, client_address};
+use axum::Form;
 
 /// The stylesheet of every page, served from here so the Content-Security-Policy needs
 /// no inline style.
@@ -33,21 +35,34 @@ pub(super) struct LoginForm {
     pub(super) csrf: String,
 }
 
-pub(super) async fn login(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    use axum::extract::FromRequest;
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "local".to_string(), |c| c.0.ip().to_string());
-    let headers = request.headers().clone();
-    let form = match Form::<LoginForm>::from_request(request, &state).await {
-        Ok(Form(form)) => form,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
-    };
-    if !state.sessions.login_token_matches(&headers, &form.csrf) {
-        let why = "This sign-in form has expired or did not come from this site: sign in again.";
-        return login_form(&state, &form.username, Some(why.into()), StatusCode::FORBIDDEN);
+/// A posted login form whose token is the one sealed in the request's login cookie, and
+/// the address it came from (failed logins are counted per address).
+#[derive(Debug)]
+pub(super) struct LoginAttempt {
+    pub(super) form: LoginForm,
+    pub(super) address: String,
+}
+
+impl axum::extract::FromRequest<AppState> for LoginAttempt {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<LoginAttempt, Response> {
+        let (parts, body) = request.into_parts();
+        let address = client_address(&parts);
+        let headers = parts.headers.clone();
+        let request = axum::extract::Request::from_parts(parts, body);
+        let Form(form) = Form::<LoginForm>::from_request(request, state)
+            .await
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.body_text()).into_response())?;
+        if !state.sessions.login_token_matches(&headers, &form.csrf) {
+            let why = "This sign-in form has expired or did not come from this site: sign in again.";
+            return Err(login_form(state, &form.username, Some(why.into()), StatusCode::FORBIDDEN));
+        }
+        Ok(LoginAttempt { form, address })
     }
+}
+
+pub(super) async fn login(State(state): State<AppState>, LoginAttempt { form, address }: LoginAttempt) -> Response {
     let failures = format!("login-failures:{address}");
     // Counted as a failure before the hash is checked, forgiven when it matches, so that
     // concurrent guesses cannot all pass a check made before any of them failed.
@@ -87,20 +102,13 @@ pub(super) fn is_default_password(username: &str, password: &str) -> bool {
 
 /// `GET /logout` signs nobody out (a link or an image on another site could): it shows
 /// the button that does.
-pub(super) async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in(&state, &headers).await {
-        Ok(session) => render("logout.html", page_context(&session)),
-        Err(r) => r.into_response(),
-    }
+pub(super) async fn logout_page(session: SignedIn) -> Response {
+    render("logout.html", page_context(&session))
 }
 
 /// Signs out: ends every session of the user (a copy of the cookie is worthless from
 /// now on) and drops the cookie.
-pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Viewer).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+pub(super) async fn logout(State(state): State<AppState>, CsrfForm { session, .. }: CsrfForm<Viewer>) -> Response {
     if let Err(e) = state.store.end_sessions(&session.username).await {
         return store_error(e);
     }

@@ -6,7 +6,7 @@
 //! variables and pools (secrets never sent to the browser).
 
 use super::AppState;
-use super::auth::Role;
+use super::auth::{Admin, CsrfForm, Op, Role, SignedIn, User};
 use super::session::Session;
 use crate::clock::to_rfc3339;
 use crate::connection::uri::encode;
@@ -15,9 +15,8 @@ use crate::rules::TiState;
 use crate::spec::PipelineSpec;
 use crate::store::{LogFrom, LogRow, RunRow, TiRow};
 use crate::tasklog::PageSize;
-use axum::Form;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -95,62 +94,6 @@ pub(super) fn render(name: &str, ctx: minijinja::Value) -> Response {
     }
 }
 
-/// Why a page is not shown.
-#[derive(Debug)]
-pub(super) enum Refused {
-    /// Not signed in, or the session has ended: to the login page.
-    SignIn,
-    Forbidden(String),
-    /// The users table could not be read.
-    Store(crate::store::StoreError),
-}
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        match self {
-            Refused::SignIn => Redirect::to("/login").into_response(),
-            Refused::Forbidden(why) => (StatusCode::FORBIDDEN, why).into_response(),
-            Refused::Store(e) => store_error(e),
-        }
-    }
-}
-
-/// The signed-in user of a page request, with their role from the users table;
-/// anonymous requests and ended sessions go to the login page.
-pub(super) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Session, Refused> {
-    state.sessions.signed_in(&state.store, headers).await.map_err(Refused::Store)?.ok_or(Refused::SignIn)
-}
-
-/// The signed-in user of a page that needs `role`.
-pub(super) async fn signed_in_as(state: &AppState, headers: &HeaderMap, role: Role) -> Result<Session, Refused> {
-    let session = signed_in(state, headers).await?;
-    if session.role() < role {
-        return Err(Refused::Forbidden(format!("this page needs the {role:?} role; yours is {}", session.role)));
-    }
-    Ok(session)
-}
-
-/// The signed-in user of a form POST, with its CSRF token checked and its role at least
-/// `role`.
-pub(super) async fn authorized_form(
-    state: &AppState,
-    headers: &HeaderMap,
-    csrf: &str,
-    role: Role,
-) -> Result<Session, Refused> {
-    // The token first: a forged request costs no database read.
-    let session = state.sessions.from_headers(headers).ok_or(Refused::SignIn)?;
-    if !session.csrf_matches(csrf) {
-        return Err(Refused::Forbidden("the form's CSRF token is missing or stale: reload the page".into()));
-    }
-    let session =
-        state.sessions.confirm(&state.store, session).await.map_err(Refused::Store)?.ok_or(Refused::SignIn)?;
-    if session.role() < role {
-        return Err(Refused::Forbidden(format!("your role {} cannot do this", session.role)));
-    }
-    Ok(session)
-}
-
 pub(super) fn page_context(session: &Session) -> minijinja::Value {
     context! {
         user => context! { username => session.username.clone(), role => session.role.clone() },
@@ -171,15 +114,10 @@ pub(super) fn with(base: minijinja::Value, extra: minijinja::Value) -> minijinja
     context! { ..extra, ..base }
 }
 
+/// The error page of a failed store call, its status from the API's mapping.
 pub(super) fn store_error(e: crate::store::StoreError) -> Response {
-    match e {
-        crate::store::StoreError::NotFound(what) => {
-            (StatusCode::NOT_FOUND, format!("{what} not found")).into_response()
-        }
-        crate::store::StoreError::Conflict(what) => (StatusCode::CONFLICT, what).into_response(),
-        other => {
-            tracing::warn!("page failed: {other}");
-            (StatusCode::SERVICE_UNAVAILABLE, "the metadata database is not available; try again").into_response()
-        }
-    }
+    super::problem::store_failure(e).into_response()
 }
+
+#[cfg(test)]
+mod tests;

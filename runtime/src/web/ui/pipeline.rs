@@ -46,15 +46,7 @@ pub(super) fn ti_state(ti: &TiRow) -> &'static str {
     ti.state.as_str()
 }
 
-pub(super) async fn pipeline(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(dag_id): Path<String>,
-) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+pub(super) async fn pipeline(State(state): State<AppState>, session: SignedIn, Path(dag_id): Path<String>) -> Response {
     let Some(p) = state.registry.pipeline(&dag_id) else {
         return (StatusCode::NOT_FOUND, format!("pipeline `{dag_id}` not found")).into_response();
     };

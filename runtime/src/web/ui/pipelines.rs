@@ -50,13 +50,9 @@ pub(super) fn cron_words(cron: &str) -> Option<String> {
 
 pub(super) async fn pipelines(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: SignedIn,
     Query(filter): Query<ListFilter>,
 ) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let rows = match state.store.pipelines().await {
         Ok(rows) => rows,
         Err(e) => return store_error(e),
@@ -100,34 +96,23 @@ pub(super) async fn pipelines(
     )
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct CsrfForm {
-    #[serde(default)]
-    pub(super) csrf: String,
-    #[serde(flatten)]
-    pub(super) fields: HashMap<String, String>,
-}
-
 pub(super) async fn pipeline_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((dag_id, action)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm { form: fields, .. }: CsrfForm<User, HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::User).await {
-        return r.into_response();
-    }
     let Some(p) = state.registry.pipeline(&dag_id) else {
         return (StatusCode::NOT_FOUND, format!("pipeline `{dag_id}` not found")).into_response();
     };
     let done = match action.as_str() {
         "pause" | "unpause" => state.store.set_paused(p.id, action == "pause").await.map_err(store_error),
         "trigger" => {
-            let conf = match trigger_conf(p, &form.fields) {
+            let conf = match trigger_conf(p, &fields) {
                 Ok(conf) => conf,
                 Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
             };
-            let run_id = form.fields.get("run_id").filter(|id| !id.is_empty()).cloned();
+            let run_id = fields.get("run_id").filter(|id| !id.is_empty()).cloned();
             crate::scheduler::trigger_as(&state.store, p, conf, None, run_id).await.map(|_| ()).map_err(|e| match e {
                 crate::scheduler::TriggerError::Params(m) => (StatusCode::BAD_REQUEST, m).into_response(),
                 crate::scheduler::TriggerError::Store(e) => store_error(e),

@@ -15,14 +15,10 @@ pub(super) struct TryQuery {
 
 pub(super) async fn task_instance(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: SignedIn,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
     Query(query): Query<TryQuery>,
 ) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let run = match state.store.run_by_id(&dag_id, &run_id).await {
         Ok(run) => run,
         Err(e) => return store_error(e),
@@ -93,13 +89,9 @@ pub(super) fn log_neighbours(page: &[LogRow], ends: Option<(i64, i64)>, from: Lo
 
 pub(super) async fn task_action(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path((dag_id, run_id, task_id, action)): Path<(String, String, String, String)>,
-    Form(form): Form<CsrfForm>,
+    _: CsrfForm<User>,
 ) -> Response {
-    if let Err(r) = authorized_form(&state, &headers, &form.csrf, Role::User).await {
-        return r.into_response();
-    }
     let Some(p) = state.registry.pipeline(&dag_id) else {
         return (StatusCode::NOT_FOUND, format!("pipeline `{dag_id}` not found")).into_response();
     };

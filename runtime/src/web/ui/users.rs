@@ -13,33 +13,33 @@ pub(super) fn users_page(session: &Session, users: &[crate::store::UserRow], err
     )
 }
 
-pub(super) async fn users(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match signed_in_as(&state, &headers, Role::Admin).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+pub(super) async fn users(State(state): State<AppState>, session: SignedIn<Admin>) -> Response {
     match state.store.users().await {
         Ok(users) => users_page(&session, &users, None),
         Err(e) => store_error(e),
     }
 }
 
+/// The new user form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct NewUserForm {
+    username: String,
+    email: String,
+    role: String,
+    password: String,
+}
+
 pub(super) async fn add_user(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    CsrfForm { session, form }: CsrfForm<Admin, NewUserForm>,
 ) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let field = |name: &str| form.fields.get(name).map(String::as_str).unwrap_or_default();
     // The store refuses a password that `check_new_password` refuses, as for the CLI.
     let user = crate::store::NewUser {
-        username: field("username"),
-        email: field("email"),
-        role: field("role"),
-        password: field("password"),
+        username: &form.username,
+        email: &form.email,
+        role: &form.role,
+        password: &form.password,
         first_name: "",
         last_name: "",
     };
@@ -55,21 +55,22 @@ pub(super) async fn add_user(
     }
 }
 
+/// A user's new role.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RoleForm {
+    role: String,
+}
+
 pub(super) async fn change_role(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(username): Path<String>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm { session, form }: CsrfForm<Admin, RoleForm>,
 ) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     if username == session.username {
         return (StatusCode::BAD_REQUEST, "you cannot change your own role").into_response();
     }
-    let role = form.fields.get("role").map(String::as_str).unwrap_or_default();
-    match state.store.set_role(&username, role).await {
+    match state.store.set_role(&username, &form.role).await {
         Ok(()) => Redirect::to("/users").into_response(),
         Err(e) => store_error(e),
     }
@@ -77,14 +78,9 @@ pub(super) async fn change_role(
 
 pub(super) async fn delete_user(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(username): Path<String>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm { session, .. }: CsrfForm<Admin>,
 ) -> Response {
-    let session = match authorized_form(&state, &headers, &form.csrf, Role::Admin).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     if username == session.username {
         return (StatusCode::BAD_REQUEST, "you cannot delete yourself").into_response();
     }
