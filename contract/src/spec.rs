@@ -160,12 +160,33 @@ pub enum TaskKind {
     },
 }
 
+/// How a task is retried: Airflow's `retries`, `retry_delay`,
+/// `retry_exponential_backoff` and `max_retry_delay`.
 #[derive(Debug)]
 pub struct RetryPolicy {
     pub retries: u32,
     pub retry_delay_secs: u64,
     pub exponential_backoff: bool,
     pub max_retry_delay_secs: Option<u64>,
+}
+
+impl RetryPolicy {
+    /// Tries in all: the first and each retry.
+    pub fn max_tries(&self) -> i64 {
+        i64::from(self.retries) + 1
+    }
+
+    /// Seconds to wait before try `next_try` (2 is the first retry), doubling per retry
+    /// under exponential backoff, never above `max_retry_delay`.
+    pub fn delay_secs(&self, next_try: i64) -> u64 {
+        let delay = if self.exponential_backoff {
+            let exponent = u32::try_from((next_try - 2).max(0)).unwrap_or(u32::MAX).min(30);
+            self.retry_delay_secs.saturating_mul(1u64 << exponent)
+        } else {
+            self.retry_delay_secs
+        };
+        self.max_retry_delay_secs.map_or(delay, |cap| delay.min(cap))
+    }
 }
 
 #[derive(Debug)]

@@ -19,8 +19,7 @@ pub mod notify;
 pub mod params;
 pub mod registry;
 pub mod resolver;
-/// Task states and trigger rules (shared with the compiler).
-pub use sluice_contract::rules;
+pub mod rules;
 pub mod scheduler;
 pub mod secrets;
 pub mod settings;

@@ -15,6 +15,7 @@ mod liveness;
 mod metrics;
 mod pipelines;
 mod runs;
+mod sql;
 mod users;
 mod variables;
 
@@ -27,6 +28,8 @@ pub use runs::{
     CLEAN_BATCH, Claimed, Finish, LogAppend, LogFrom, LogRow, NewRun, Outcome, Queued, Recorded, RecordedBatch, RunRow,
     Take, TiRow,
 };
+pub use sql::Dialect;
+pub(crate) use sql::{Doing, Tx, get, opt, q};
 pub use users::{
     Account, AdminSetup, MIN_PASSWORD_CHARS, NewUser, ROLES, UserRow, check_new_password, generate_password,
     hash_password, verify_password,
@@ -34,18 +37,12 @@ pub use users::{
 pub use variables::{OnExisting, Variable, VariableImport, VariableInfo, is_secret_variable};
 
 use crate::clock::{Clock, Micros, SystemClock};
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, SqlSafeStr};
+use sqlx::{AnyPool, SqlSafeStr};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
 
 /// A store failure, with what was being done.
 #[derive(Debug)]
@@ -124,33 +121,15 @@ pub fn describe_sqlx_error(e: &sqlx::Error) -> String {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Tags a sqlx error with what the store was doing.
-pub(crate) trait Doing<T> {
-    fn doing(self, what: &'static str) -> Result<T>;
-}
-
-impl<T> Doing<T> for std::result::Result<T, sqlx::Error> {
-    fn doing(self, what: &'static str) -> Result<T> {
-        self.map_err(|source| StoreError::Query { doing: what, source })
-    }
-}
-
-/// A statement, prepared on first use on each connection and kept (see the module docs).
-pub(crate) fn q(sql: impl SqlSafeStr) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
-    sqlx::query(sql)
-}
-
 /// Statements each PostgreSQL connection keeps prepared: more than the store has, so none
 /// is evicted (an eviction costs a round trip of its own).
 const STATEMENT_CACHE_CAPACITY: usize = 500;
-
-pub(crate) type Tx = sqlx::Transaction<'static, Any>;
 
 /// The metadata store.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    backend: Backend,
+    backend: Dialect,
     clock: Arc<dyn Clock>,
 }
 
@@ -193,9 +172,9 @@ impl Store {
     async fn open(url: &str, lazy: bool) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
+            Dialect::Postgres
         } else if url.starts_with("sqlite:") {
-            Backend::Sqlite
+            Dialect::Sqlite
         } else {
             return Err(StoreError::Conflict(format!(
                 "unsupported database URL `{}`: use postgres://... or sqlite://path",
@@ -206,7 +185,7 @@ impl Store {
             // SQLite has one writer: one connection serializes transactions in-process
             // instead of failing them with SQLITE_BUSY.
             // Settings are per connection: every connection the pool opens gets them.
-            Backend::Sqlite => AnyPoolOptions::new().max_connections(1).after_connect(|conn, _| {
+            Dialect::Sqlite => AnyPoolOptions::new().max_connections(1).after_connect(|conn, _| {
                 Box::pin(async move {
                     for pragma in SQLITE_PRAGMAS {
                         sqlx::Executor::execute(&mut *conn, *pragma).await?;
@@ -214,17 +193,17 @@ impl Store {
                     Ok(())
                 })
             }),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(10).test_before_acquire(false),
+            Dialect::Postgres => AnyPoolOptions::new().max_connections(10).test_before_acquire(false),
         };
         let url_with_options = match backend {
-            Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => format!("{url}?mode=rwc"),
-            Backend::Postgres if !url.contains("statement-cache-capacity") => {
+            Dialect::Sqlite if !url.contains('?') && !url.contains(":memory:") => format!("{url}?mode=rwc"),
+            Dialect::Postgres if !url.contains("statement-cache-capacity") => {
                 let joiner = if url.contains('?') { '&' } else { '?' };
                 format!("{url}{joiner}statement-cache-capacity={STATEMENT_CACHE_CAPACITY}")
             }
             _ => url.to_string(),
         };
-        let pool = if lazy && backend == Backend::Postgres {
+        let pool = if lazy && backend == Dialect::Postgres {
             options.connect_lazy(&url_with_options)
         } else {
             options.connect(&url_with_options).await
@@ -245,7 +224,7 @@ impl Store {
         self
     }
 
-    pub fn backend(&self) -> Backend {
+    pub fn backend(&self) -> Dialect {
         self.backend
     }
 
@@ -260,8 +239,8 @@ impl Store {
     /// Applies pending migrations; forward-only and idempotent. Returns how many ran.
     pub async fn migrate(&self) -> Result<usize> {
         let list = match self.backend {
-            Backend::Postgres => POSTGRES_MIGRATIONS,
-            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Dialect::Postgres => POSTGRES_MIGRATIONS,
+            Dialect::Sqlite => SQLITE_MIGRATIONS,
         };
         let migrations: Vec<Migration> = list
             .iter()
@@ -303,7 +282,7 @@ impl Store {
     /// which is how standalone notices a `sluice dags trigger` from a second terminal
     /// without polling any table. `None` on PostgreSQL.
     pub async fn external_change_marker(&self) -> Result<Option<i64>> {
-        if self.backend != Backend::Sqlite {
+        if self.backend != Dialect::Sqlite {
             return Ok(None);
         }
         let row = q("PRAGMA data_version").fetch_one(&self.pool).await.doing("reading the data version")?;
@@ -316,8 +295,8 @@ impl Store {
     /// immediate one waits for the busy timeout.
     pub(crate) async fn begin(&self) -> Result<Tx> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
         }
         .doing("starting a transaction")
     }
@@ -328,7 +307,7 @@ impl Store {
     /// once, such as two `sluice init`s syncing the same pipelines.
     pub(crate) async fn begin_exclusive(&self, what: &str) -> Result<Tx> {
         let mut tx = self.begin().await?;
-        if self.backend == Backend::Postgres {
+        if self.backend == Dialect::Postgres {
             q("SELECT pg_advisory_xact_lock(hashtext($1)) IS NULL AS locked")
                 .bind(format!("sluice:{what}"))
                 .fetch_one(&mut *tx)
@@ -341,8 +320,8 @@ impl Store {
     /// `FOR UPDATE` where the backend has row locks (SQLite serializes writers instead).
     pub(crate) fn for_update(&self) -> &'static str {
         match self.backend {
-            Backend::Postgres => " FOR UPDATE",
-            Backend::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
         }
     }
 }
@@ -372,24 +351,6 @@ pub fn redact(url: &str) -> String {
         out = format!("{out}?{}", params.join("&"));
     }
     out
-}
-
-/// Reads a column that may be NULL.
-pub(crate) fn opt<T>(row: &AnyRow, column: &str) -> Option<T>
-where
-    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
-{
-    use sqlx::Row;
-    row.try_get::<Option<T>, _>(column).ok().flatten()
-}
-
-/// Reads a column that must be there; a missing or mistyped one is a store error.
-pub(crate) fn get<T>(row: &AnyRow, column: &'static str) -> Result<T>
-where
-    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
-{
-    use sqlx::Row;
-    row.try_get::<T, _>(column).doing(column)
 }
 
 #[cfg(test)]

@@ -85,12 +85,13 @@ impl Store {
         }
         let mut tx = self.begin_locked(&[pipeline.id]).await?;
         for id in &ids {
-            let retries = pipeline.task(id).map_or(0, |t| i64::from(t.retry.retries));
+            // A cleared task gets its policy's tries again, counted from the tries it used.
+            let tries = pipeline.task(id).map_or(1, |t| t.retry.max_tries());
             let done = q("UPDATE task_instances SET state = 'none', end_date = NULL, next_try_at = NULL, error = NULL, \
-                          max_tries = try_number + $3 + 1 WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
+                          max_tries = try_number + $3 WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
             .bind(run_pk)
             .bind(id)
-            .bind(retries)
+            .bind(tries)
             .execute(&mut *tx)
             .await
             .doing("clearing a task")?;

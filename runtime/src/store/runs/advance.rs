@@ -3,6 +3,8 @@
 //! closing runs.
 
 use super::*;
+use crate::rules::{self, RunState, Step};
+use crate::store::sql::{Dialect, json_list};
 
 impl Store {
     /// Starts queued runs while the pipeline is below `max_active_runs`, then decides what
@@ -66,7 +68,7 @@ pub(in crate::store) async fn insert_task_instance(
     .bind(run_pk)
     .bind(pipeline.id)
     .bind(task.id)
-    .bind(i64::from(task.retry.retries) + 1)
+    .bind(task.retry.max_tries())
     .bind(effective_priority(pipeline, task))
     .bind(task.pool)
     .bind(i64::from(task.pool_slots))
@@ -110,8 +112,10 @@ pub(super) fn slot(row: &sqlx::any::AnyRow) -> Result<Slot> {
 /// The slots of tasks `ids` of run `run_pk`, by task id.
 pub(super) async fn slots_of(tx: &mut Tx, run_pk: i64, ids: &[&str]) -> Result<HashMap<String, Slot>> {
     let mut found = HashMap::new();
-    let sql =
-        format!("SELECT {SLOT_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id {}", in_json(tx, 2, false));
+    let sql = format!(
+        "SELECT {SLOT_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id {}",
+        Dialect::of(tx).in_json(2, false)
+    );
     let query = q(AssertSqlSafe(sql)).bind(run_pk).bind(json_list(ids));
     for row in query.fetch_all(&mut **tx).await.doing("reading task instances")? {
         let slot = slot(&row)?;
@@ -133,7 +137,7 @@ pub(super) async fn slots_and_waiting(
         "SELECT {SLOT_COLUMNS}, CAST(0 AS BIGINT) AS waiting FROM task_instances WHERE run_pk = $1 AND task_id {} \
          UNION ALL SELECT * FROM (SELECT {SLOT_COLUMNS}, CAST(1 AS BIGINT) AS waiting FROM task_instances \
          WHERE run_pk = $1 AND state = 'scheduled' ORDER BY priority_weight DESC, id LIMIT $3) AS w",
-        in_json(tx, 2, false)
+        Dialect::of(tx).in_json(2, false)
     );
     let at_most = pipeline.max_active_tasks.min(parallelism);
     let query = q(AssertSqlSafe(sql)).bind(run_pk).bind(json_list(ids)).bind(i64::from(at_most));
@@ -156,7 +160,7 @@ pub(super) async fn counted_states(tx: &mut Tx, run_pk: i64, ids: &[&str]) -> Re
     let mut states = Vec::new();
     let sql = format!(
         "SELECT state, COUNT(*) AS n FROM task_instances WHERE run_pk = $1 AND task_id {} GROUP BY state",
-        in_json(tx, 2, false)
+        Dialect::of(tx).in_json(2, false)
     );
     let query = q(AssertSqlSafe(sql)).bind(run_pk).bind(json_list(ids));
     for row in query.fetch_all(&mut **tx).await.doing("counting upstream states")? {
@@ -191,7 +195,7 @@ impl Room {
     pub(super) async fn read(tx: &mut Tx, pipeline: &PipelineSpec, parallelism: u32) -> Result<Room> {
         // Slots are counted across pipelines: concurrent deciders take turns here, and
         // count after the lock, so they see each other's queued tasks.
-        if tx.backend_name() == "PostgreSQL" {
+        if Dialect::of(tx) == Dialect::Postgres {
             q("SELECT name FROM pools ORDER BY name FOR UPDATE").fetch_all(&mut **tx).await.doing("locking pools")?;
         }
         // One row per pool, each also carrying the global and the pipeline's counts.
@@ -251,7 +255,7 @@ pub(super) async fn queue_ready(
         let sql = format!(
             "UPDATE task_instances SET state = 'queued', queued_at = $2, next_try_at = NULL \
              WHERE id {} AND state IN ('none', 'scheduled', 'up_for_retry') RETURNING id",
-            in_json(tx, 1, true)
+            Dialect::of(tx).in_json(1, true)
         );
         let rows = q(AssertSqlSafe(sql))
             .bind(json_list(&ids))
@@ -272,7 +276,7 @@ pub(super) async fn queue_ready(
     if !waiting.is_empty() {
         let sql = format!(
             "UPDATE task_instances SET state = 'scheduled' WHERE state = 'none' AND id {}",
-            in_json(tx, 1, true)
+            Dialect::of(tx).in_json(1, true)
         );
         q(AssertSqlSafe(sql)).bind(json_list(&waiting)).execute(&mut **tx).await.doing("scheduling tasks")?;
     }
@@ -284,37 +288,32 @@ pub(super) fn downstream_of<'p>(pipeline: &'p PipelineSpec, id: &str) -> impl It
     pipeline.tasks.iter().filter(move |t| t.depends_on.contains(&id))
 }
 
-/// Ends run `run_pk` (failed when a leaf task failed) if it is still running.
+/// Ends run `run_pk` as `end` says, if it is still running.
 pub(super) async fn close_run(
     tx: &mut Tx,
     pipeline: &PipelineSpec,
     run_pk: i64,
-    states: &HashMap<String, TiState>,
+    end: RunState,
     now: Micros,
 ) -> Result<()> {
-    let failed = pipeline
-        .tasks
-        .iter()
-        .filter(|t| downstream_of(pipeline, t.id).next().is_none())
-        .any(|leaf| matches!(states.get(leaf.id), Some(TiState::Failed | TiState::UpstreamFailed)));
     let closed = q("UPDATE runs SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'")
         .bind(run_pk)
-        .bind(if failed { "failed" } else { "success" })
+        .bind(end.as_str())
         .bind(now)
         .execute(&mut **tx)
         .await
         .doing("closing a run")?;
     if closed.rows_affected() == 1 {
-        alerts::run_ended(tx, pipeline, run_pk, failed, now).await?;
+        alerts::run_ended(tx, pipeline, run_pk, end == RunState::Failed, now).await?;
     }
     Ok(())
 }
 
-/// Decides every waiting task of a running run, queues what may run within the pool,
-/// pipeline and global limits (highest priority first), and closes the run when all its
-/// tasks are done. Runs inside the caller's transaction. Reads the whole run: the
-/// scheduler's pass, which also picks up due retries; a finishing task uses
-/// [`advance_after`].
+/// Settles a whole running run ([`rules::settle`]): ends the waiting tasks that cannot
+/// run, queues what may run within the pool, pipeline and global limits (highest priority
+/// first), and closes the run when all its tasks are done. Runs inside the caller's
+/// transaction. The scheduler's pass, which also picks up due retries; a finishing task
+/// uses [`advance_after`], which reads only what it decides.
 pub(super) async fn advance_in_tx(
     tx: &mut Tx,
     pipeline: &PipelineSpec,
@@ -332,60 +331,22 @@ pub(super) async fn advance_in_tx(
         let slot = slot(row)?;
         slots.insert(slot.task_id.clone(), slot);
     }
-    let mut states: HashMap<String, TiState> = slots.iter().map(|(id, s)| (id.clone(), s.state)).collect();
-    // Settle skips and upstream failures until nothing changes (they cascade downstream).
-    let mut ready: Vec<&str> = Vec::new();
-    loop {
-        let mut changed = false;
-        ready.clear();
-        for task in pipeline.tasks {
-            let state = states.get(task.id).copied().unwrap_or(TiState::Removed);
-            let waiting = matches!(state, TiState::None | TiState::Scheduled);
-            let retry_due =
-                state == TiState::UpForRetry && slots.get(task.id).and_then(|i| i.next_try).is_none_or(|at| at <= now);
-            if retry_due {
-                ready.push(task.id);
-                continue;
-            }
-            if !waiting {
-                continue;
-            }
-            let ups: Vec<TiState> =
-                task.depends_on.iter().map(|u| states.get(*u).copied().unwrap_or(TiState::Removed)).collect();
-            let new_state = match decide(task.trigger_rule, &ups) {
-                Decision::Run => {
-                    ready.push(task.id);
-                    continue;
-                }
-                Decision::Wait => continue,
-                Decision::Skip => TiState::Skipped,
-                Decision::UpstreamFailed => TiState::UpstreamFailed,
-            };
-            if let Some(slot) = slots.get(task.id) {
-                set_done_state(tx, slot.id, new_state, now).await?;
-            }
-            states.insert(task.id.to_string(), new_state);
-            changed = true;
-        }
-        if !changed {
-            break;
+    let states: HashMap<&str, TiState> = slots.iter().map(|(id, s)| (id.as_str(), s.state)).collect();
+    let retry_due = |id: &str| slots.get(id).and_then(|s| s.next_try).is_none_or(|at| at <= now);
+    let settlement = rules::settle(pipeline, &states, retry_due);
+    for (task_id, state) in &settlement.ended {
+        if let Some(slot) = slots.get(*task_id) {
+            set_done_state(tx, slot.id, *state, now).await?;
         }
     }
-
     let mut queued = Vec::new();
-    if !ready.is_empty() {
-        let ready: Vec<Slot> = ready.iter().filter_map(|id| slots.remove(*id)).collect();
-        let ids: HashMap<i64, String> = ready.iter().map(|s| (s.id, s.task_id.clone())).collect();
+    if !settlement.ready.is_empty() {
+        let ready: Vec<Slot> = settlement.ready.iter().filter_map(|id| slots.remove(*id)).collect();
         let mut room = Room::read(tx, pipeline, parallelism).await?;
         queued = queue_ready(tx, &mut room, ready, now).await?;
-        for q in &queued {
-            if let Some(task) = ids.get(&q.ti_id) {
-                states.insert(task.clone(), TiState::Queued);
-            }
-        }
     }
-    if states.values().all(|s| s.is_done()) {
-        close_run(tx, pipeline, run_pk, &states, now).await?;
+    if let Some(end) = settlement.run_end {
+        close_run(tx, pipeline, run_pk, end, now).await?;
     }
     Ok(queued)
 }
@@ -485,20 +446,19 @@ pub(super) async fn advance_after(
             } else {
                 counted_states(tx, run_pk, task.depends_on).await?
             };
-            let new_state = match decide(task.trigger_rule, &ups) {
-                Decision::Run => {
+            let new_state = match rules::step(task, &ups) {
+                Step::Ready => {
                     if let Some(slot) = slots.remove(task.id) {
                         ready.push(slot);
                     }
                     unfinished = true;
                     continue;
                 }
-                Decision::Wait => {
+                Step::Wait => {
                     unfinished = true;
                     continue;
                 }
-                Decision::Skip => TiState::Skipped,
-                Decision::UpstreamFailed => TiState::UpstreamFailed,
+                Step::End(state) => state,
             };
             if let Some(slot) = slots.get(task.id) {
                 set_done_state(tx, slot.id, new_state, now).await?;
@@ -536,14 +496,10 @@ pub(super) async fn advance_after(
             "n",
         )?;
         if left == 0 {
-            let leaves: Vec<&str> = pipeline
-                .tasks
-                .iter()
-                .filter(|t| downstream_of(pipeline, t.id).next().is_none())
-                .map(|t| t.id)
-                .collect();
-            let states = slots_of(tx, run_pk, &leaves).await?.into_iter().map(|(id, s)| (id, s.state)).collect();
-            close_run(tx, pipeline, run_pk, &states, now).await?;
+            let leaves: Vec<&str> = rules::leaves(pipeline).collect();
+            let states = slots_of(tx, run_pk, &leaves).await?;
+            let end = rules::run_end(pipeline, |id| states.get(id).map_or(TiState::Removed, |s| s.state));
+            close_run(tx, pipeline, run_pk, end, now).await?;
         }
     }
     Ok(queued)

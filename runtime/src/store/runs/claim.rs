@@ -1,6 +1,7 @@
 //! Claiming queued task instances for a worker: one transaction for a batch.
 
 use super::*;
+use crate::store::sql::{Dialect, json_list};
 
 impl Store {
     /// Claims a queued task instance for `worker`: it becomes `running` with its next try,
@@ -38,10 +39,10 @@ pub(super) async fn claim_in_tx(
         "UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $2, \
          end_date = NULL, worker = $3, heartbeat_at = $2, error = NULL \
          WHERE id {} AND state = 'queued' RETURNING id, run_pk, pipeline_id, task_id, try_number",
-        in_json(tx, 1, true)
+        Dialect::of(tx).in_json(1, true)
     );
     // PostgreSQL starts the tries in the same statement (one round trip fewer).
-    let postgres = tx.backend_name() == "PostgreSQL";
+    let postgres = Dialect::of(tx) == Dialect::Postgres;
     let sql = if postgres {
         format!(
             "WITH claimed AS ({update}), tries AS (INSERT INTO task_tries (ti_id, try_number, state, start_date, \
@@ -76,7 +77,7 @@ pub(super) async fn claim_in_tx(
         let sql = format!(
             "INSERT INTO task_tries (ti_id, try_number, state, start_date, worker) \
              SELECT id, try_number, 'running', start_date, worker FROM task_instances WHERE id {}",
-            in_json(tx, 1, true)
+            Dialect::of(tx).in_json(1, true)
         );
         q(AssertSqlSafe(sql)).bind(json_list(&ids)).execute(&mut **tx).await.doing("recording a try")?;
     }
@@ -87,7 +88,7 @@ pub(super) async fn claim_in_tx(
     let mut runs: HashMap<i64, RunRow> =
         known.runs.iter().filter(|r| run_pks.contains(&r.id)).map(|r| (r.id, (*r).clone())).collect();
     if runs.len() < run_pks.len() {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id {}", in_json(tx, 1, true));
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id {}", Dialect::of(tx).in_json(1, true));
         for row in q(AssertSqlSafe(sql)).bind(json_list(&run_pks)).fetch_all(&mut **tx).await.doing("reading a run")? {
             let run = run_row(&row)?;
             runs.insert(run.id, run);
@@ -113,8 +114,8 @@ pub(super) async fn claim_in_tx(
         let sql = format!(
             "SELECT ti.run_pk, ti.task_id, o.outputs FROM task_outputs o JOIN task_instances ti ON ti.id = o.ti_id \
              WHERE ti.run_pk {} AND ti.task_id {} AND ti.state = 'success'",
-            in_json(tx, 1, true),
-            in_json(tx, 2, false)
+            Dialect::of(tx).in_json(1, true),
+            Dialect::of(tx).in_json(2, false)
         );
         let query = q(AssertSqlSafe(sql)).bind(json_list(&run_pks)).bind(json_list(&upstreams));
         for row in query.fetch_all(&mut **tx).await.doing("reading upstream outputs")? {

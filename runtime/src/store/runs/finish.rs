@@ -2,6 +2,8 @@
 //! made ready, in the same transaction.
 
 use super::*;
+use crate::rules::{self, AfterFailure};
+use crate::store::sql::{Dialect, json_list};
 
 impl Store {
     /// Records how try `try_number` ended and, in the same transaction, queues whatever
@@ -102,10 +104,10 @@ pub(super) async fn record_successes(tx: &mut Tx, finishes: &[Finish<'_>], now: 
     let update = format!(
         "UPDATE task_instances SET state = 'success', end_date = $1, error = NULL, next_try_at = NULL \
          WHERE state = 'running' AND {} RETURNING id, run_pk, task_id, try_number",
-        in_json_tries(tx, "id", "try_number", 2)
+        Dialect::of(tx).in_json_tries("id", "try_number", 2)
     );
     // PostgreSQL ends the tries in the same statement (one round trip fewer).
-    let postgres = tx.backend_name() == "PostgreSQL";
+    let postgres = Dialect::of(tx) == Dialect::Postgres;
     let sql = if postgres {
         format!(
             "WITH done AS ({update}), tries AS (UPDATE task_tries t SET state = 'success', end_date = $1, \
@@ -135,7 +137,7 @@ pub(super) async fn record_successes(tx: &mut Tx, finishes: &[Finish<'_>], now: 
     if !postgres && !recorded.is_empty() {
         let sql = format!(
             "UPDATE task_tries SET state = 'success', end_date = $1, error = NULL WHERE {}",
-            in_json_tries(tx, "ti_id", "try_number", 2)
+            Dialect::of(tx).in_json_tries("ti_id", "try_number", 2)
         );
         q(AssertSqlSafe(sql)).bind(now).bind(json_list(&recorded)).execute(&mut **tx).await.doing("recording a try")?;
     }
@@ -176,11 +178,14 @@ pub(super) async fn record_failure(
     let Some(row) = row else { return Ok(None) };
     let task_id: String = get(&row, "task_id")?;
     let max_tries: i64 = get(&row, "max_tries")?;
-    let (state, next_try) = if finish.try_number < max_tries {
-        let delay = finish.pipeline.task(&task_id).map_or(0, |t| retry_delay_secs(t, finish.try_number + 1));
-        (TiState::UpForRetry, Some(now + i64::try_from(delay).unwrap_or(i64::MAX / 2_000_000) * 1_000_000))
-    } else {
-        (TiState::Failed, None)
+    let after = match finish.pipeline.task(&task_id) {
+        Some(task) => rules::after_failure(&task.retry, finish.try_number, max_tries, now),
+        // No longer in the pipeline: nothing to retry.
+        None => AfterFailure::Fail,
+    };
+    let (state, next_try) = match after {
+        AfterFailure::Retry { at } => (TiState::UpForRetry, Some(at)),
+        AfterFailure::Fail => (TiState::Failed, None),
     };
     q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5 WHERE id = $1")
         .bind(finish.ti_id)

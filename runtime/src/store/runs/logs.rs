@@ -190,10 +190,7 @@ impl Store {
     /// The database does the sizing, so a page of long lines is never read whole into
     /// memory first.
     pub async fn log_page(&self, ti_id: i64, try_number: i64, from: LogFrom, size: PageSize) -> Result<Vec<LogRow>> {
-        let length = match self.backend {
-            crate::store::Backend::Postgres => "octet_length(line)",
-            crate::store::Backend::Sqlite => "length(CAST(line AS BLOB))",
-        };
+        let length = self.backend.byte_length("line");
         let (condition, order, position) = match from {
             LogFrom::After(id) => ("id > $3", "", id),
             LogFrom::Before(id) => ("id < $3", " DESC", id),

@@ -9,8 +9,9 @@
 use super::alerts::{self, Event};
 use super::{Doing, Result, Store, StoreError, Tx, get, opt, q};
 use crate::clock::Micros;
-use crate::rules::{Decision, TiState, decide};
+use crate::rules::TiState;
 use crate::spec::{PipelineSpec, TaskSpec, TriggerRule};
+use crate::store::sql::Dialect;
 use crate::tasklog::{LogLimits, LogUsage, PageSize};
 use sqlx::AssertSqlSafe;
 use std::collections::{BTreeMap, HashMap};
@@ -235,19 +236,6 @@ pub fn effective_priority(pipeline: &PipelineSpec, task: &TaskSpec) -> i64 {
     i64::from(task.priority_weight) + below
 }
 
-/// Seconds to wait before try `next_try` (2 = the first retry), with Airflow's doubling
-/// under exponential backoff and the cap.
-pub fn retry_delay_secs(task: &TaskSpec, next_try: i64) -> u64 {
-    let base = task.retry.retry_delay_secs;
-    let delay = if task.retry.exponential_backoff {
-        let exponent = u32::try_from((next_try - 2).max(0)).unwrap_or(u32::MAX).min(30);
-        base.saturating_mul(1u64 << exponent)
-    } else {
-        base
-    };
-    task.retry.max_retry_delay_secs.map_or(delay, |cap| delay.min(cap))
-}
-
 impl Store {
     /// A transaction holding the row locks of pipelines `ids` (PostgreSQL; sorted, so
     /// that lockers never wait on each other in a circle): every state change of one
@@ -255,7 +243,7 @@ impl Store {
     /// The lock is taken with `BEGIN`, in the same round trip. SQLite has one writer, so
     /// it needs none.
     async fn begin_locked(&self, ids: &[&str]) -> Result<Tx> {
-        if self.backend != super::Backend::Postgres {
+        if self.backend != Dialect::Postgres {
             return self.begin().await;
         }
         // Pipeline ids are identifiers (the compiler checks them); quoted all the same.
@@ -518,35 +506,4 @@ impl Store {
         tx.commit().await.doing("reading retries")?;
         Ok(opt(&row, "at"))
     }
-}
-
-/// Membership in a JSON array bound as parameter `$n`: a list of any length is one
-/// parameter (binding thousands of numbered parameters is quadratic in SQLite). On
-/// PostgreSQL the array is built once and matched with `= ANY`, which plans as a plain
-/// index lookup.
-pub(super) fn in_json(tx: &Tx, n: usize, of_ids: bool) -> String {
-    match (tx.backend_name() == "PostgreSQL", of_ids) {
-        (true, true) => format!("= ANY(ARRAY(SELECT json_array_elements_text(${n}::json)::BIGINT))"),
-        (true, false) => format!("= ANY(ARRAY(SELECT json_array_elements_text(${n}::json)))"),
-        (false, _) => format!("IN (SELECT value FROM json_each(${n}))"),
-    }
-}
-
-/// `(id, try_number)` (columns `id` and `try`) among a JSON array of `[id, try]` pairs
-/// bound as parameter `$n`.
-pub(super) fn in_json_tries(tx: &Tx, id: &str, try_number: &str, n: usize) -> String {
-    if tx.backend_name() == "PostgreSQL" {
-        format!(
-            "{id} = ANY(ARRAY(SELECT (e->>0)::BIGINT FROM json_array_elements(${n}::json) AS e)) \
-             AND ({id}, {try_number}) IN (SELECT (e->>0)::BIGINT, (e->>1)::BIGINT FROM json_array_elements(${n}::json) AS e)"
-        )
-    } else {
-        format!(
-            "({id}, {try_number}) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(${n}))"
-        )
-    }
-}
-
-pub(super) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
-    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
