@@ -17,6 +17,7 @@ mod infra;
 use infra::{Bouncer, Compose, Database};
 use sluice_runtime::Registry;
 use sluice_runtime::crypto::Crypto;
+use sluice_runtime::rules::{RunState, RunType};
 use sluice_runtime::spec::{PipelineSpec, RetryPolicy, Schedule, TaskKind, TaskSpec, TriggerRule};
 use sluice_runtime::store::{NewRun, RunRow, Store};
 use sqlx::Row;
@@ -250,7 +251,7 @@ async fn store_client(i: usize, store: Store, pipeline: &'static PipelineSpec, d
 
         let new = NewRun {
             run_id: run_id(i, k),
-            run_type: "manual",
+            run_type: RunType::Manual,
             logical_date: logical_date(k),
             data_interval_start: logical_date(k),
             data_interval_end: logical_date(k),
@@ -262,7 +263,7 @@ async fn store_client(i: usize, store: Store, pipeline: &'static PipelineSpec, d
                     && run.run_id == new.run_id
                     && run.logical_date == new.logical_date
                     && serde_json::from_str::<serde_json::Value>(&run.conf).ok().as_ref() == Some(&new.conf)
-                    && run.state == "queued";
+                    && run.state == RunState::Queued;
                 if ok { Ok(()) } else { Err(format!("created {new:?}, got {run:?}")) }
             })
             .await;

@@ -8,6 +8,7 @@ use crate::clock::{Micros, to_rfc3339};
 use crate::notify::{Notifier, base_url_from_env};
 use crate::registry::Registry;
 use crate::resolver::Resolver;
+use crate::rules::RunType;
 use crate::shutdown::Shutdown;
 use crate::spec::PipelineSpec;
 use crate::store::{NewRun, Outcome, Queued, RunRow, Store, StoreError};
@@ -107,7 +108,7 @@ impl Scheduler {
                 while let Some(interval) = timetable.next_due(last, now) {
                     let run = NewRun {
                         run_id: format!("scheduled__{}", to_rfc3339(interval.start)),
-                        run_type: "scheduled",
+                        run_type: RunType::Scheduled,
                         logical_date: interval.start,
                         data_interval_start: interval.start,
                         data_interval_end: interval.end,
@@ -309,7 +310,7 @@ pub async fn trigger_as(
         .map_err(|e| TriggerError::Params(e.to_string()))?;
     let run = NewRun {
         run_id: run_id.unwrap_or_else(|| format!("manual__{}", to_rfc3339_micros(at))),
-        run_type: "manual",
+        run_type: RunType::Manual,
         logical_date: at,
         data_interval_start: interval.start.min(at),
         data_interval_end: interval.end.max(interval.start.min(at)),

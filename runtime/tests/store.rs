@@ -4,6 +4,7 @@
 
 mod support;
 
+use sluice_runtime::rules::RunState;
 use sluice_runtime::rules::TiState;
 use sluice_runtime::spec::*;
 use sluice_runtime::store::{Finish, Outcome, Queued, Store, Take};
@@ -72,7 +73,7 @@ async fn a_chain_runs_in_order_and_passes_outputs() {
         let p = &CHAIN[0];
         store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
-        assert_eq!(run.state, "queued");
+        assert_eq!(run.state, RunState::Queued);
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         assert_eq!(queued.len(), 1);
         assert_eq!(task_id(&store, run.id, &queued[0]).await, "a");
@@ -86,7 +87,7 @@ async fn a_chain_runs_in_order_and_passes_outputs() {
             .expect("finish");
         let done = run_one(&store, p, &next[0], Outcome::Success(serde_json::Value::Null)).await;
         assert!(done.is_empty());
-        assert_eq!(store.run(run.id).await.expect("run").state, "success");
+        assert_eq!(store.run(run.id).await.expect("run").state, RunState::Success);
     }
 }
 
@@ -156,7 +157,7 @@ async fn retries_wait_with_backoff_then_fail() {
         let tis = store.task_instances(run.id).await.expect("tis");
         assert_eq!(tis[0].state, TiState::Failed);
         assert_eq!(tis[0].try_number, 3);
-        assert_eq!(store.run(run.id).await.expect("run").state, "failed");
+        assert_eq!(store.run(run.id).await.expect("run").state, RunState::Failed);
     }
 }
 
@@ -192,7 +193,7 @@ async fn failures_cascade_and_trigger_rules_decide() {
         for q in &next {
             run_one(&store, p, q, Outcome::Success(serde_json::Value::Null)).await;
         }
-        assert_eq!(store.run(run.id).await.expect("run").state, "failed", "a failed leaf fails the run");
+        assert_eq!(store.run(run.id).await.expect("run").state, RunState::Failed, "a failed leaf fails the run");
     }
 }
 
@@ -241,8 +242,8 @@ async fn max_active_runs_and_tasks_hold_work_back() {
         let second = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         assert_eq!(queued.len(), 2, "max_active_tasks");
-        assert_eq!(store.run(first.id).await.expect("run").state, "running");
-        assert_eq!(store.run(second.id).await.expect("run").state, "queued", "max_active_runs");
+        assert_eq!(store.run(first.id).await.expect("run").state, RunState::Running);
+        assert_eq!(store.run(second.id).await.expect("run").state, RunState::Queued, "max_active_runs");
         assert!(store.advance_pipeline(p, 32).await.expect("advance").is_empty());
         let more = run_one(&store, p, &queued[0], Outcome::Success(serde_json::Value::Null)).await;
         assert_eq!(more.len(), 1, "a freed task slot is used at once");
@@ -305,7 +306,7 @@ async fn clearing_reruns_a_task_and_its_downstream() {
         while let Some(q) = queued.pop() {
             queued.extend(run_one(&store, p, &q, Outcome::Success(serde_json::Value::Null)).await);
         }
-        assert_eq!(store.run(run.id).await.expect("run").state, "success");
+        assert_eq!(store.run(run.id).await.expect("run").state, RunState::Success);
         let cleared = store.clear_task(p, run.id, "b", true).await.expect("clear");
         assert_eq!(cleared, ["b", "c"]);
         let all = states(&store, run.id).await;
@@ -329,10 +330,10 @@ async fn marking_success_lets_the_run_continue() {
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         run_one(&store, p, &queued[0], Outcome::Failed("boom".into())).await;
-        assert_eq!(store.run(run.id).await.expect("run").state, "failed");
+        assert_eq!(store.run(run.id).await.expect("run").state, RunState::Failed);
         let next = store.mark_task(p, run.id, "a", TiState::Success, 32).await.expect("mark");
         assert_eq!(task_id(&store, run.id, &next[0]).await, "b", "b runs after a is marked success");
-        assert_eq!(store.run(run.id).await.expect("run").state, "running");
+        assert_eq!(store.run(run.id).await.expect("run").state, RunState::Running);
         let err = store.mark_task(p, run.id, "b", TiState::Success, 32).await.expect_err("b is queued");
         assert!(err.to_string().contains("queued or running"), "{err}");
     }
@@ -392,7 +393,7 @@ async fn a_new_version_removes_and_adds_tasks_in_active_runs() {
         let next = run_one(&store, &V2[0], &queued[0], Outcome::Success(serde_json::Value::Null)).await;
         assert_eq!(task_id(&store, run.id, &next[0]).await, "new");
         run_one(&store, &V2[0], &next[0], Outcome::Success(serde_json::Value::Null)).await;
-        assert_eq!(store.run(run.id).await.expect("run").state, "success", "removed tasks do not hold the run");
+        assert_eq!(store.run(run.id).await.expect("run").state, RunState::Success, "removed tasks do not hold the run");
     }
 }
 
@@ -435,7 +436,7 @@ async fn a_wide_run_waits_for_room_and_its_join_runs_after_the_last_upstream() {
             assert!(queued.len() <= 16, "never more than max_active_tasks at once");
         }
         assert_eq!(state_of(&states(&store, run.id).await, "end"), TiState::Success);
-        assert_eq!(store.run(run.id).await.expect("run").state, "success");
+        assert_eq!(store.run(run.id).await.expect("run").state, RunState::Success);
 
         // One upstream fails: the join is upstream_failed at once, and the run fails when
         // the rest have ended.
@@ -451,7 +452,7 @@ async fn a_wide_run_waits_for_room_and_its_join_runs_after_the_last_upstream() {
         }
         let all = states(&store, run.id).await;
         assert_eq!(all.iter().filter(|(_, s)| *s == TiState::Success).count(), width, "start and the other upstreams");
-        assert_eq!(store.run(run.id).await.expect("run").state, "failed");
+        assert_eq!(store.run(run.id).await.expect("run").state, RunState::Failed);
     }
 }
 
@@ -485,7 +486,7 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
         let c_row = tis.iter().find(|t| t.task_id == "c").expect("c");
         assert_eq!((c_row.state, c_row.worker.as_deref()), (TiState::Running, Some("w1")));
         store.finish(p, c.ti_id, c.try_number, &success, 32).await.expect("finish");
-        assert_eq!(store.run(run.id).await.expect("run").state, "success");
+        assert_eq!(store.run(run.id).await.expect("run").state, RunState::Success);
     }
 }
 
@@ -542,7 +543,7 @@ async fn outcomes_recorded_together_decide_each_run_once() {
         let failed_run = claimed[0].run_pk;
         let other_run = runs.iter().copied().find(|r| *r != failed_run).expect("two runs");
         assert_eq!(state_of(&states(&store, failed_run).await, "end"), TiState::UpstreamFailed);
-        assert_eq!(store.run(failed_run).await.expect("run").state, "failed");
+        assert_eq!(store.run(failed_run).await.expect("run").state, RunState::Failed);
         let end = done.each.iter_mut().find_map(|r| r.next.take()).expect("the other run's join, taken");
         assert_eq!((end.task_id.as_str(), end.run_pk), ("end", other_run));
         assert!(done.each.iter().all(|r| r.next.is_none()), "taken once");
@@ -550,7 +551,7 @@ async fn outcomes_recorded_together_decide_each_run_once() {
         let tis = store.task_instances(other_run).await.expect("tis");
         assert!(tis.iter().filter(|t| t.task_id != "end").all(|t| t.state == TiState::Success));
         store.finish(p, end.ti_id, end.try_number, &success, 32).await.expect("finish");
-        assert_eq!(store.run(other_run).await.expect("run").state, "success");
+        assert_eq!(store.run(other_run).await.expect("run").state, RunState::Success);
         let ended_tries = store.metrics(0).await.expect("metrics").durations;
         assert_eq!(ended_tries, [("wide".to_string(), 2 + 12 + 1, 0)], "every try that ran has ended, once");
     }

@@ -8,6 +8,7 @@ use crate::notify::{Notifier, base_url_from_env};
 use crate::registry::Registry;
 use crate::resolver::Resolver;
 use crate::rules::TiState;
+use crate::rules::{RunState, RunType};
 use crate::scheduler::{Dispatch, trigger};
 use crate::settings::Settings;
 use crate::spec::{PipelineSpec, TaskKind};
@@ -457,7 +458,7 @@ async fn drive_run(
             break;
         }
         let state = store.run(run.id).await?.state;
-        if state == "success" || state == "failed" {
+        if !state.is_active() {
             break;
         }
         match store.next_retry_at().await? {
@@ -481,7 +482,7 @@ async fn drive_run(
     let tis = store.task_instances(run.id).await?;
     Ok(match only {
         Some(task) => tis.iter().any(|t| t.task_id == task && t.state == TiState::Success),
-        None => store.run(run.id).await?.state == "success",
+        None => store.run(run.id).await?.state == RunState::Success,
     })
 }
 
@@ -536,7 +537,7 @@ async fn backfill(
     for interval in intervals {
         let new = crate::store::NewRun {
             run_id: format!("backfill__{}", to_rfc3339(interval.start)),
-            run_type: "backfill",
+            run_type: RunType::Backfill,
             logical_date: interval.start,
             data_interval_start: interval.start,
             data_interval_end: interval.end,

@@ -8,6 +8,7 @@
 use super::{Doing, Result, Store, Tx, get, opt, q};
 use crate::clock::{Micros, to_rfc3339};
 use crate::registry::Registry;
+use crate::rules::RunType;
 use crate::spec::{PipelineSpec, TaskSpec};
 use serde_json::{Value, json};
 
@@ -81,8 +82,8 @@ pub struct SlaMissRow {
 /// The deadline of `task` in a run. SLAs apply to scheduled runs and count, as Airflow's
 /// do, from the run's start as scheduled: the end of its data interval (a daily run of
 /// logical date D starts at D + 1 day).
-pub(super) fn sla_deadline(task: &TaskSpec, run_type: &str, data_interval_end: Micros) -> Option<Micros> {
-    let secs = task.sla_secs.filter(|_| run_type == "scheduled")?;
+pub(super) fn sla_deadline(task: &TaskSpec, run_type: RunType, data_interval_end: Micros) -> Option<Micros> {
+    let secs = task.sla_secs.filter(|_| run_type == RunType::Scheduled)?;
     Some(data_interval_end.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1_000_000)))
 }
 

@@ -2,6 +2,7 @@
 
 use super::{Doing, Result, Store, StoreError, get, opt, q};
 use crate::registry::Registry;
+use crate::rules::RunType;
 use crate::spec::Schedule;
 use sluice_contract::defaults;
 
@@ -295,7 +296,8 @@ async fn reconcile_active_runs(tx: &mut super::Tx, p: &crate::spec::PipelineSpec
         }
         for task in p.tasks.iter().filter(|t| !existing.iter().any(|id| id == t.id)) {
             let run_type: String = get(&run, "run_type")?;
-            let deadline = super::alerts::sla_deadline(task, &run_type, get(&run, "data_interval_end")?);
+            let run_type = RunType::parse(&run_type).unwrap_or(RunType::Manual);
+            let deadline = super::alerts::sla_deadline(task, run_type, get(&run, "data_interval_end")?);
             super::runs::insert_task_instance(tx, run_pk, p, task, deadline).await?;
         }
     }

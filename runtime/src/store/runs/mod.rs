@@ -9,7 +9,7 @@
 use super::alerts::{self, Event};
 use super::{Doing, Result, Store, StoreError, Tx, get, opt, q};
 use crate::clock::Micros;
-use crate::rules::TiState;
+use crate::rules::{RunState, RunType, TiState};
 use crate::spec::{PipelineSpec, TaskSpec, TriggerRule};
 use crate::store::sql::Dialect;
 use crate::tasklog::{LogLimits, LogUsage, PageSize};
@@ -33,8 +33,7 @@ pub use logs::{LogAppend, LogFrom, LogRow};
 #[derive(Debug, Clone)]
 pub struct NewRun {
     pub run_id: String,
-    /// `scheduled`, `manual` or `backfill`.
-    pub run_type: &'static str,
+    pub run_type: RunType,
     pub logical_date: Micros,
     pub data_interval_start: Micros,
     pub data_interval_end: Micros,
@@ -46,8 +45,8 @@ pub struct RunRow {
     pub id: i64,
     pub pipeline_id: String,
     pub run_id: String,
-    pub run_type: String,
-    pub state: String,
+    pub run_type: RunType,
+    pub state: RunState,
     pub logical_date: Micros,
     pub data_interval_start: Micros,
     pub data_interval_end: Micros,
@@ -179,8 +178,8 @@ fn run_row(row: &sqlx::any::AnyRow) -> Result<RunRow> {
         id: get(row, "id")?,
         pipeline_id: get(row, "pipeline_id")?,
         run_id: get(row, "run_id")?,
-        run_type: get(row, "run_type")?,
-        state: get(row, "state")?,
+        run_type: parsed(row, "run_type", RunType::parse)?,
+        state: parsed(row, "state", RunState::parse)?,
         logical_date: get(row, "logical_date")?,
         data_interval_start: get(row, "data_interval_start")?,
         data_interval_end: get(row, "data_interval_end")?,
@@ -188,6 +187,13 @@ fn run_row(row: &sqlx::any::AnyRow) -> Result<RunRow> {
         start_date: opt(row, "start_date"),
         end_date: opt(row, "end_date"),
     })
+}
+
+/// A text column holding one of an enum's names; another value is a store error (a row
+/// written by a newer version, or by hand).
+fn parsed<T>(row: &sqlx::any::AnyRow, column: &'static str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    let text: String = get(row, column)?;
+    parse(&text).ok_or_else(|| StoreError::Conflict(format!("unknown {column} `{text}` in the metadata database")))
 }
 
 fn ti_row(row: &sqlx::any::AnyRow) -> Result<TiRow> {
@@ -281,7 +287,7 @@ impl Store {
         let row = q(AssertSqlSafe(sql))
             .bind(pipeline.id)
             .bind(&new.run_id)
-            .bind(new.run_type)
+            .bind(new.run_type.as_str())
             .bind(new.logical_date)
             .bind(new.data_interval_start)
             .bind(new.data_interval_end)

@@ -1,6 +1,7 @@
 //! `/dags/{dag_id}/dagRuns`: trigger, list, one, mark, delete.
 
 use super::*;
+use crate::rules::RunType;
 
 pub(super) fn run_json(run: &RunRow) -> Value {
     let conf: Value = serde_json::from_str(&run.conf).unwrap_or_else(|_| json!({}));
@@ -16,7 +17,7 @@ pub(super) fn run_json(run: &RunRow) -> Value {
         "last_scheduling_decision": null,
         "run_type": run.run_type,
         "state": run.state,
-        "external_trigger": run.run_type != "scheduled",
+        "external_trigger": run.run_type != RunType::Scheduled,
         "conf": conf,
         "note": null,
     })

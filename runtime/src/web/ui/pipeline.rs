@@ -101,7 +101,7 @@ pub(super) async fn pipeline(State(state): State<AppState>, session: SignedIn, P
                 .collect()
         })
         .unwrap_or_default();
-    let active = runs.iter().any(|r| r.state == "queued" || r.state == "running");
+    let active = runs.iter().any(|r| r.state.is_active());
     let params: Vec<Value> = p
         .params
         .iter()
