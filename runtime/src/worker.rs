@@ -11,7 +11,7 @@ use crate::scheduler::Dispatch;
 use crate::shutdown::Shutdown;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
 use crate::spool::{Replayed, Spool, Spooled};
-use crate::store::{Claimed, Finish, Outcome, Queued, Recorded, RunRow, Store, StoreError, Take};
+use crate::store::{Claimed, Finish, Outcome, Queued, Recorded, Store, StoreError, Take};
 use crate::task::{Logger, RunInfo, TaskInput};
 use crate::tasklog::LogLimits;
 use std::collections::BTreeMap;
@@ -47,24 +47,6 @@ pub const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 /// The most outcomes one transaction records.
 const BATCH_AT_MOST: usize = 64;
 
-/// How a try ended, for the caller to decide whether the scheduler must look: a
-/// failure may mean a retry to time, and a finish that queued nothing may end a run.
-#[derive(Debug, Clone)]
-pub struct Finished {
-    pub failed: bool,
-    /// How many task instances it queued downstream.
-    pub queued: usize,
-    /// The task this worker claimed in the same transaction, to run next (see
-    /// [`Worker::taking_next`]).
-    pub next: Option<Claimed>,
-}
-
-impl Finished {
-    pub fn needs_scheduler(&self) -> bool {
-        self.failed || self.queued == 0
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Worker {
     registry: &'static Registry,
@@ -82,7 +64,7 @@ pub struct Worker {
     /// (empty: all); `None`: everything goes through the dispatch.
     takes_next: Option<Arc<[String]>>,
     /// Where outcomes wait for their batch; the batching task starts on first use.
-    recorder: Arc<OnceLock<mpsc::UnboundedSender<PendingFinish>>>,
+    recorder: Arc<OnceLock<mpsc::UnboundedSender<Pending>>>,
     /// Decrypts secret variables; `None`: the deployment's key variable, read per task.
     crypto: Option<Arc<crate::crypto::Crypto>>,
     /// The most of a try's log that is stored.
@@ -193,7 +175,7 @@ impl Worker {
     /// Claims, runs and records one task instance; `None` when another worker claimed
     /// it first or it is no longer queued (not an error).
     /// With [`Worker::taking_next`], what it claimed while finishing runs next, here.
-    pub async fn run_task(&self, ti_id: i64) -> Result<Option<Finished>, StoreError> {
+    pub async fn run_task(&self, ti_id: i64) -> Result<Option<Recorded>, StoreError> {
         let Some(mut claimed) = self.claim(ti_id).await? else { return Ok(None) };
         loop {
             let mut finished = self.run_claimed(&claimed).await?;
@@ -217,7 +199,7 @@ impl Worker {
     /// Runs a claimed try and records its outcome. Dropping the future stops the work
     /// (a shell task's whole process group is killed); the try is then still `running`
     /// in the store, for [`Store::hand_back`] or the zombie sweep.
-    pub async fn run_claimed(&self, claimed: &Claimed) -> Result<Finished, StoreError> {
+    pub async fn run_claimed(&self, claimed: &Claimed) -> Result<Recorded, StoreError> {
         let pipeline = self.registry.pipeline(&claimed.pipeline_id);
         let task = pipeline.and_then(|p| p.task(&claimed.task_id));
         let (Some(pipeline), Some(task)) = (pipeline, task) else {
@@ -356,7 +338,7 @@ impl Worker {
         pipeline: Option<&'static PipelineSpec>,
         claimed: &Claimed,
         outcome: Outcome,
-    ) -> Result<Finished, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let failed = matches!(outcome, Outcome::Failed(_));
         // The error line is best effort: the outcome (which carries the same message) is
         // recorded whatever happens to the log.
@@ -370,9 +352,10 @@ impl Worker {
                 claimed.try_number
             );
         }
-        let Some(pipeline) = pipeline else { return Ok(Finished { failed, queued: 0, next: None }) };
-        let recorded = self.finish_patiently(pipeline, claimed, outcome).await?;
-        let finished = Finished { failed, queued: recorded.run_queued, next: recorded.next };
+        let Some(pipeline) = pipeline else { return Ok(Recorded { failed, ..Recorded::default() }) };
+        let mut finished = self.finish_patiently(pipeline, claimed, outcome).await?;
+        // A late report records nothing, but its caller still learns how its try ended.
+        finished.failed = failed;
         if let Some(notifier) = &self.notifier
             && pipeline.task(&claimed.task_id).is_some_and(|t| has_notifications(pipeline, t))
         {
@@ -398,12 +381,11 @@ impl Worker {
     ) -> Result<Recorded, StoreError> {
         let started = tokio::time::Instant::now();
         let mut backoff = crate::broker::Backoff::new();
-        let mut alone = false;
         // Set once the spool holds the outcome; the guard keeps replay passes off it while
         // this loop retries.
         let mut spooled = None;
         loop {
-            let e = match self.finish_once(pipeline, claimed, &outcome, alone).await {
+            let e = match self.finish_once(pipeline, claimed, &outcome).await {
                 Ok(recorded) => {
                     if spooled.is_some()
                         && let Some(spool) = &self.spool
@@ -435,7 +417,6 @@ impl Worker {
                 backoff.peek()
             );
             backoff.wait().await;
-            alone = true;
         }
     }
 
@@ -445,20 +426,17 @@ impl Worker {
         pipeline: &'static PipelineSpec,
         claimed: &Claimed,
         outcome: &Outcome,
-        alone: bool,
     ) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let pending = PendingFinish {
+        let finish = Finish {
             pipeline,
             ti_id: claimed.ti_id,
             try_number: claimed.try_number,
             outcome: outcome.clone(),
-            run: claimed.run.clone(),
-            alone,
-            reply,
+            run: Some(claimed.run.clone()),
         };
         let stopped = || StoreError::Conflict("the worker's outcome recorder stopped".into());
-        self.recorder().send(pending).map_err(|_| stopped())?;
+        self.recorder().send((finish, reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -506,7 +484,7 @@ impl Worker {
 
     /// The queue of outcomes to record; starts [`record_batches`] on first use. The task
     /// ends when the last clone of this worker is dropped.
-    fn recorder(&self) -> &mpsc::UnboundedSender<PendingFinish> {
+    fn recorder(&self) -> &mpsc::UnboundedSender<Pending> {
         self.recorder.get_or_init(|| {
             let (sender, pending) = mpsc::unbounded_channel();
             let batches = Batches {
@@ -610,18 +588,8 @@ async fn write_log(
     }
 }
 
-/// An outcome waiting to be recorded with others.
-#[derive(Debug)]
-struct PendingFinish {
-    pipeline: &'static PipelineSpec,
-    ti_id: i64,
-    try_number: i64,
-    outcome: Outcome,
-    run: RunRow,
-    /// Recorded in a transaction of its own (after its batch failed).
-    alone: bool,
-    reply: oneshot::Sender<Result<Recorded, StoreError>>,
-}
+/// An outcome waiting to be recorded with others, and where its caller waits for the result.
+type Pending = (Finish<'static>, oneshot::Sender<Result<Recorded, StoreError>>);
 
 /// What [`record_batches`] needs of its worker.
 struct Batches {
@@ -637,7 +605,7 @@ struct Batches {
 /// batch holds its pipeline's lock, the outcomes that end meanwhile gather for the next.
 /// An idle worker records each outcome at once; a busy one pays one transaction (and one
 /// turn on the lock) per batch rather than per task.
-async fn record_batches(batches: Batches, mut pending: mpsc::UnboundedReceiver<PendingFinish>) {
+async fn record_batches(batches: Batches, mut pending: mpsc::UnboundedReceiver<Pending>) {
     while let Some(first) = pending.recv().await {
         let mut waiting = vec![first];
         while waiting.len() < BATCH_AT_MOST
@@ -645,49 +613,53 @@ async fn record_batches(batches: Batches, mut pending: mpsc::UnboundedReceiver<P
         {
             waiting.push(more);
         }
-        let (alone, together): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|p| p.alone);
-        for one in alone {
-            batches.record(vec![one]).await;
-        }
-        if !together.is_empty() {
-            batches.record(together).await;
-        }
+        batches.record(waiting).await;
     }
 }
 
 impl Batches {
-    async fn record(&self, batch: Vec<PendingFinish>) {
-        let finishes: Vec<Finish> = batch
-            .iter()
-            .map(|p| Finish {
-                pipeline: p.pipeline,
-                ti_id: p.ti_id,
-                try_number: p.try_number,
-                outcome: &p.outcome,
-                run: Some(&p.run),
-            })
-            .collect();
+    /// Records a batch in one transaction. When that fails, each outcome is tried again in
+    /// a transaction of its own, so that one bad outcome cannot hold back the others.
+    async fn record(&self, batch: Vec<Pending>) {
+        let (finishes, replies): (Vec<Finish>, Vec<_>) = batch.into_iter().unzip();
         let take =
             self.takes_next.as_deref().map(|queues| Take { worker: &self.worker, queues, pipelines: self.pipelines });
         match self.store.finish_many(&finishes, self.parallelism, take).await {
             Ok(recorded) => {
                 fail::fail_point!("worker.after_finish_commit", |_| std::process::abort());
                 self.dispatch.dispatch(recorded.queued);
-                for (pending, each) in batch.into_iter().zip(recorded.each) {
-                    // The caller is gone (its task was abandoned): what it claimed to run
-                    // next goes back to the queue.
-                    if let Err(Ok(Recorded { next: Some(next), .. })) = pending.reply.send(Ok(each)) {
-                        match self.store.hand_back(next.ti_id, next.try_number).await {
-                            Ok(queued) => self.dispatch.dispatch(queued.into_iter().collect()),
-                            Err(e) => tracing::warn!("task instance {}: cannot hand it back: {e}", next.ti_id),
-                        }
-                    }
+                for (reply, each) in replies.into_iter().zip(recorded.each) {
+                    self.reply(reply, Ok(each)).await;
                 }
             }
-            Err(e) => {
-                for pending in batch {
-                    let _ = pending.reply.send(Err(e.for_each_caller()));
+            Err(e) if finishes.len() == 1 => {
+                for reply in replies {
+                    self.reply(reply, Err(e.for_each_caller())).await;
                 }
+            }
+            Err(_) => {
+                for (finish, reply) in finishes.into_iter().zip(replies) {
+                    let alone = self.store.finish_many(std::slice::from_ref(&finish), self.parallelism, take).await;
+                    let each = match alone {
+                        Ok(mut recorded) => {
+                            self.dispatch.dispatch(std::mem::take(&mut recorded.queued));
+                            Ok(recorded.each.pop().unwrap_or_default())
+                        }
+                        Err(e) => Err(e),
+                    };
+                    self.reply(reply, each).await;
+                }
+            }
+        }
+    }
+
+    /// Answers a caller. One that is gone (its task was abandoned) hands back what was
+    /// claimed for it to run next.
+    async fn reply(&self, reply: oneshot::Sender<Result<Recorded, StoreError>>, each: Result<Recorded, StoreError>) {
+        if let Err(Ok(Recorded { next: Some(next), .. })) = reply.send(each) {
+            match self.store.hand_back(next.ti_id, next.try_number).await {
+                Ok(queued) => self.dispatch.dispatch(queued.into_iter().collect()),
+                Err(e) => tracing::warn!("task instance {}: cannot hand it back: {e}", next.ti_id),
             }
         }
     }

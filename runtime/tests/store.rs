@@ -468,7 +468,8 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
         let elsewhere = ["ml".to_string()];
         let take = Take { worker: "w1", queues: &elsewhere, pipelines: &CHAIN };
         let success = Outcome::Success(serde_json::json!({"rows": 1}));
-        let finish = Finish { pipeline: p, ti_id: a.ti_id, try_number: a.try_number, outcome: &success, run: None };
+        let finish =
+            Finish { pipeline: p, ti_id: a.ti_id, try_number: a.try_number, outcome: success.clone(), run: None };
         let done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
         assert!(done.each[0].next.is_none(), "b is on the default queue, which this worker does not read");
         let left = done.queued;
@@ -476,7 +477,8 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
 
         let b = store.claim(left[0].ti_id, "w1", &CHAIN).await.expect("claim").expect("queued");
         let take = Take { worker: "w1", queues: &[], pipelines: &CHAIN };
-        let finish = Finish { pipeline: p, ti_id: b.ti_id, try_number: b.try_number, outcome: &success, run: None };
+        let finish =
+            Finish { pipeline: p, ti_id: b.ti_id, try_number: b.try_number, outcome: success.clone(), run: None };
         let mut done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
         assert!(done.queued.is_empty(), "nothing left to dispatch");
         let c = done.each[0].next.take().expect("c claimed with b's finish");
@@ -530,11 +532,17 @@ async fn outcomes_recorded_together_decide_each_run_once() {
                 pipeline: p,
                 ti_id: c.ti_id,
                 try_number: c.try_number,
-                outcome: if i == 0 { &failure } else { &success },
-                run: Some(&c.run),
+                outcome: if i == 0 { failure.clone() } else { success.clone() },
+                run: Some(c.run.clone()),
             })
             .collect();
-        finishes.push(Finish { pipeline: p, ti_id: claimed[1].ti_id, try_number: 7, outcome: &failure, run: None });
+        finishes.push(Finish {
+            pipeline: p,
+            ti_id: claimed[1].ti_id,
+            try_number: 7,
+            outcome: failure.clone(),
+            run: None,
+        });
         let take = Take { worker: "w1", queues: &[], pipelines };
         let mut done = store.finish_many(&finishes, 32, Some(take)).await.expect("finish");
         assert_eq!(done.each.len(), 13);

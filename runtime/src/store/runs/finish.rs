@@ -17,7 +17,7 @@ impl Store {
         outcome: &Outcome,
         parallelism: u32,
     ) -> Result<Vec<Queued>> {
-        let finish = Finish { pipeline, ti_id, try_number, outcome, run: None };
+        let finish = Finish { pipeline, ti_id, try_number, outcome: outcome.clone(), run: None };
         Ok(self.finish_many(&[finish], parallelism, None).await?.queued)
     }
 
@@ -39,7 +39,7 @@ impl Store {
         let mut tx = self.begin_locked(&pipeline_ids).await?;
         let mut ended = record_successes(&mut tx, finishes, now).await?;
         for (index, finish) in finishes.iter().enumerate() {
-            if let Outcome::Failed(message) = finish.outcome
+            if let Outcome::Failed(message) = &finish.outcome
                 && let Some(end) = record_failure(&mut tx, index, finish, message, now).await?
             {
                 ended.push(end);
@@ -143,7 +143,7 @@ pub(super) async fn record_successes(tx: &mut Tx, finishes: &[Finish<'_>], now: 
     }
     for end in &ended {
         let finish = &finishes[end.index];
-        if let Outcome::Success(outputs) = finish.outcome
+        if let Outcome::Success(outputs) = &finish.outcome
             && !outputs.is_null()
         {
             q("INSERT INTO task_outputs (ti_id, outputs, created_at) VALUES ($1, $2, $3) \
@@ -245,10 +245,10 @@ pub(super) struct Known<'a> {
 }
 
 impl<'a> Known<'a> {
-    pub(super) fn of(finishes: &[Finish<'a>], ended: &'a [Ended]) -> Known<'a> {
-        let mut known = Known { runs: finishes.iter().filter_map(|f| f.run).collect(), ..Known::default() };
+    pub(super) fn of(finishes: &'a [Finish<'a>], ended: &'a [Ended]) -> Known<'a> {
+        let mut known = Known { runs: finishes.iter().filter_map(|f| f.run.as_ref()).collect(), ..Known::default() };
         for end in ended {
-            if let Outcome::Success(value) = finishes[end.index].outcome {
+            if let Outcome::Success(value) = &finishes[end.index].outcome {
                 known.succeeded.push((end.run_pk, end.task_id.as_str()));
                 if !value.is_null() {
                     known.outputs.push(((end.run_pk, end.task_id.as_str()), value));

@@ -113,15 +113,15 @@ pub struct Claimed {
 }
 
 /// One try's end to record (see [`Store::finish_many`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Finish<'a> {
     pub pipeline: &'a PipelineSpec,
     pub ti_id: i64,
     pub try_number: i64,
-    pub outcome: &'a Outcome,
+    pub outcome: Outcome,
     /// The try's run, when the caller has it: a task of the same run claimed next with
     /// [`Take`] needs it, and need not read it again.
-    pub run: Option<&'a RunRow>,
+    pub run: Option<RunRow>,
 }
 
 /// What recording one [`Finish`] did. All default when the try was not running (a late
@@ -139,6 +139,14 @@ pub struct Recorded {
     pub run_queued: usize,
     /// The task its worker slot claimed to run next (with [`Take`]).
     pub next: Option<Claimed>,
+}
+
+impl Recorded {
+    /// Whether the scheduler must look: a failure may mean a retry to time, and a finish
+    /// that queued nothing may end a run or free room another run waits for.
+    pub fn needs_scheduler(&self) -> bool {
+        self.failed || self.run_queued == 0
+    }
 }
 
 /// What [`Store::finish_many`] did: the task instances queued and not taken, to hand to
