@@ -10,13 +10,14 @@
 //!
 //! Run with `-- --nocapture` to see the one-line figures of each test.
 
-mod infra;
-
-use infra::{Bouncer, Compose, Database};
 use sluice_runtime::Registry;
 use sluice_runtime::crypto::Crypto;
 use sluice_runtime::spec::{PipelineSpec, RetryPolicy, Schedule, TaskKind, TaskSpec, TriggerRule};
 use sluice_runtime::store::{NewRun, RunRow, Store};
+use sluice_testkit::compose::Compose;
+use sluice_testkit::database::Database;
+use sluice_testkit::pgbouncer::Bouncer;
+use sluice_testkit::report;
 use sqlx::Row;
 use sqlx::any::AnyPoolOptions;
 use std::future::Future;
@@ -74,7 +75,7 @@ async fn store_gives_every_client_its_own_rows_through_pgbouncer() {
         tally.merge(client.await.expect("a client task panicked"));
     }
     let elapsed = started.elapsed();
-    infra::report(&format!(
+    report(&format!(
         "pgbouncer store: {CLIENTS} clients, {} ops in {:.1} s ({:.0} ops/s), {} errors, {} wrong rows",
         tally.ops,
         elapsed.as_secs_f64(),
@@ -148,7 +149,7 @@ async fn control_unprepared_statements_outside_transactions_go_wrong_through_pgb
             tally.merge(client.await.expect("a client task panicked"));
         }
         let elapsed = started.elapsed();
-        infra::report(&format!(
+        report(&format!(
             "pgbouncer control (persistent(false), no transaction), round {round}: {CLIENTS} clients, {} ops in \
              {:.1} s ({:.0} ops/s), {} errors, {} wrong rows",
             tally.ops,
@@ -163,16 +164,13 @@ async fn control_unprepared_statements_outside_transactions_go_wrong_through_pgb
         }
     }
     if total.errors + total.wrong == 0 {
-        infra::report(&format!(
+        report(&format!(
             "pgbouncer control: the hazard did NOT show in {} ops on this machine; the store test above proves \
              less than it could",
             total.ops
         ));
     } else {
-        infra::report(&format!(
-            "pgbouncer control: the hazard is real here; first ones:\n{}",
-            total.samples.join("\n")
-        ));
+        report(&format!("pgbouncer control: the hazard is real here; first ones:\n{}", total.samples.join("\n")));
     }
 }
 
