@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-pub const INSTALL_HINT: &str = "run scripts/install-test-deps.sh";
+pub use crate::process::INSTALL_HINT;
 
 /// The venv's directory.
 pub fn dir() -> PathBuf {
