@@ -7,10 +7,9 @@
 //!
 //! A missing venv fails the test with the hint to install it; nothing is skipped.
 
-mod infra;
-
-use infra::standalone::{Standalone, create, read, run_within};
-
+use sluice_testkit::process::{output_file, read_file, run_within};
+use sluice_testkit::report;
+use sluice_testkit::standalone::Standalone;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -41,19 +40,19 @@ fn the_official_airflow_python_client_works_against_standalone() {
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
         .stdin(Stdio::null())
-        .stdout(create(&out_path))
-        .stderr(create(&err_path));
+        .stdout(output_file(&out_path))
+        .stderr(output_file(&err_path));
     let status = run_within(&mut check, CHECK_LIMIT);
 
-    let stdout = read(&out_path);
+    let stdout = read_file(&out_path);
     for line in stdout.lines() {
-        infra::report(&format!("airflow client: {line}"));
+        report(&format!("airflow client: {line}"));
     }
     assert!(
         status.is_some_and(|s| s.success()),
         "check.py {}\nstdout:\n{stdout}\nstderr:\n{}\nsluice standalone log (end):\n{}",
         status.map_or_else(|| format!("did not finish within {CHECK_LIMIT:?}"), |s| format!("ended with {s}")),
-        read(&err_path),
+        read_file(&err_path),
         sluice.log_tail(),
     );
     assert!(stdout.lines().any(|l| l == "ok   all checks passed"), "{stdout}");

@@ -10,10 +10,9 @@
 //! `scripts/install-test-deps.sh`; Node.js 20 is expected on the machine. A missing one fails
 //! the test with the hint to install it; nothing is skipped.
 
-mod infra;
-
-use infra::standalone::{Standalone, create, read, run_within};
-
+use sluice_testkit::process::{output_file, read_file, run_within};
+use sluice_testkit::report;
+use sluice_testkit::standalone::Standalone;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -55,20 +54,20 @@ fn the_web_ui_works_in_a_real_browser() {
         .env("NODE_PATH", &modules)
         .env_remove("NODE_OPTIONS")
         .stdin(Stdio::null())
-        .stdout(create(&out_path))
-        .stderr(create(&err_path));
+        .stdout(output_file(&out_path))
+        .stderr(output_file(&err_path));
     let status = run_within(&mut ui, CHECK_LIMIT);
 
-    let stdout = read(&out_path);
+    let stdout = read_file(&out_path);
     for line in stdout.lines() {
-        infra::report(&format!("browser: {line}"));
+        report(&format!("browser: {line}"));
     }
-    infra::report(&format!("browser: screenshots in {}", screenshots.display()));
+    report(&format!("browser: screenshots in {}", screenshots.display()));
     assert!(
         status.is_some_and(|s| s.success()),
         "ui.mjs {}\nstdout:\n{stdout}\nstderr:\n{}\nscreenshots: {}\nsluice standalone log (end):\n{}",
         status.map_or_else(|| format!("did not finish within {CHECK_LIMIT:?}"), |s| format!("ended with {s}")),
-        read(&err_path),
+        read_file(&err_path),
         screenshots.display(),
         sluice.log_tail(),
     );

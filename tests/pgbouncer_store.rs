@@ -12,14 +12,15 @@
 //!
 //! Run with `-- --nocapture` to see the one-line figures of each test.
 
-mod infra;
-
-use infra::{Bouncer, Compose, Database};
 use sluice_runtime::Registry;
 use sluice_runtime::crypto::Crypto;
 use sluice_runtime::rules::{RunState, RunType};
 use sluice_runtime::spec::{PipelineSpec, RetryPolicy, Schedule, TaskKind, TaskSpec, TriggerRule};
 use sluice_runtime::store::{NewRun, RunRow, Store};
+use sluice_testkit::compose::Compose;
+use sluice_testkit::database::Database;
+use sluice_testkit::pgbouncer::Bouncer;
+use sluice_testkit::report;
 use sqlx::Row;
 use sqlx::any::AnyPoolOptions;
 use std::future::Future;
@@ -77,7 +78,7 @@ async fn store_gives_every_client_its_own_rows_through_pgbouncer() {
         tally.merge(client.await.expect("a client task panicked"));
     }
     let elapsed = started.elapsed();
-    infra::report(&format!(
+    report(&format!(
         "pgbouncer store: {CLIENTS} clients, {} ops in {:.1} s ({:.0} ops/s), {} errors, {} wrong rows",
         tally.ops,
         elapsed.as_secs_f64(),
@@ -105,7 +106,7 @@ async fn store_gives_every_client_its_own_rows_through_pgbouncer() {
     // Measured: 2,487 Parse for 17,920 Bind, the first use of ~35 statements on 64 clients.
     let stats = bouncer_stats(&bouncer, &db);
     let (parses, binds) = (stats("total_client_parse_count"), stats("total_bind_count"));
-    infra::report(&format!("pgbouncer store: {parses} client Parse messages for {binds} Bind messages"));
+    report(&format!("pgbouncer store: {parses} client Parse messages for {binds} Bind messages"));
     assert!(
         binds >= (CLIENTS * OPS_PER_CLIENT) as u64 && parses * 2 < binds,
         "statements are not reused: {parses} Parse for {binds} Bind (the store prepares each once per connection)"
@@ -126,7 +127,7 @@ async fn store_gives_every_client_its_own_rows_through_pgbouncer() {
 /// PgBouncer's `SHOW STATS` for the test database, through its admin console (the metadata
 /// user is an admin user in the generated config): a column by name.
 fn bouncer_stats(bouncer: &Bouncer, db: &Database) -> impl Fn(&str) -> u64 {
-    let out = std::process::Command::new(infra::tool("psql"))
+    let out = std::process::Command::new(sluice_testkit::process::tool("psql"))
         .arg(format!("host=127.0.0.1 port={} user={} dbname=pgbouncer connect_timeout=10", bouncer.port(), db.user()))
         .args(["-X", "-A", "-F", "\t", "-c", "SHOW STATS"])
         .env("PGPASSWORD", db.password())
@@ -187,7 +188,7 @@ async fn control_unprepared_statements_outside_transactions_go_wrong_through_pgb
             tally.merge(client.await.expect("a client task panicked"));
         }
         let elapsed = started.elapsed();
-        infra::report(&format!(
+        report(&format!(
             "pgbouncer control (persistent(false), no transaction), round {round}: {CLIENTS} clients, {} ops in \
              {:.1} s ({:.0} ops/s), {} errors, {} wrong rows",
             tally.ops,
@@ -202,16 +203,13 @@ async fn control_unprepared_statements_outside_transactions_go_wrong_through_pgb
         }
     }
     if total.errors + total.wrong == 0 {
-        infra::report(&format!(
+        report(&format!(
             "pgbouncer control: the hazard did NOT show in {} ops on this machine; the store test above proves \
              less than it could",
             total.ops
         ));
     } else {
-        infra::report(&format!(
-            "pgbouncer control: the hazard is real here; first ones:\n{}",
-            total.samples.join("\n")
-        ));
+        report(&format!("pgbouncer control: the hazard is real here; first ones:\n{}", total.samples.join("\n")));
     }
 }
 

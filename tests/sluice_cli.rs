@@ -1,6 +1,8 @@
 //! The `sluice` binary as a user runs it: each test gets its own SLUICE_HOME (the
 //! standalone SQLite file lives there), so nothing leaks between tests.
 
+use sluice_testkit::process::free_port;
+use sluice_testkit::standalone::http_get;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -127,20 +129,6 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let help = ok(&sluice(home.path(), &["dags", "--help"]));
     assert!(help.contains("trigger") && help.contains("next-execution"), "{help}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 #[test]

@@ -5,10 +5,9 @@
 //! webserver needs the shared session key, and standalone keeps the keys it made in its
 //! home.
 
-mod infra;
-
-use infra::standalone::Standalone;
 use reqwest::StatusCode;
+use sluice_testkit::process::free_port;
+use sluice_testkit::standalone::Standalone;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -242,7 +241,7 @@ fn a_short_admin_password_in_the_environment_stops_standalone_and_init() {
 fn the_webserver_needs_the_shared_session_key() {
     let home = tempfile::tempdir().expect("temp home");
     let database = format!("sqlite://{}", home.path().join("web.sqlite").display());
-    let port = infra::free_port().to_string();
+    let port = free_port().to_string();
     let env = [("SLUICE_DATABASE_URL", database.as_str()), ("SLUICE_WEBSERVER_PORT", port.as_str())];
     let err = fails(sluice(home.path(), &env, &["webserver"]));
     assert!(err.contains("SLUICE_SECRET_KEY is not set"), "{err}");

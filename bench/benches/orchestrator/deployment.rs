@@ -3,9 +3,10 @@
 //! PostgreSQL through the generated PgBouncer config and Redis. Runs are triggered with the
 //! CLI, as a user triggers them; their timings are read from the metadata database.
 
-use crate::infra::cluster::Cluster;
-use crate::infra::standalone::Standalone;
-use crate::infra::{Env, Persistence, tool};
+use sluice_testkit::cluster::Cluster;
+use sluice_testkit::process::{Env, tool};
+use sluice_testkit::redis::Persistence;
+use sluice_testkit::standalone::Standalone;
 use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use std::cell::Cell;

@@ -17,9 +17,6 @@
 //! no assertion on time. `scripts/bench.sh` (`cargo make bench`) puts the tables into
 //! BENCHMARKS.md.
 
-#[path = "../../../tests/infra/mod.rs"]
-mod infra;
-
 mod deployment;
 mod report;
 mod soak;

@@ -13,9 +13,9 @@
 //! - and the rate is sustained: tasks succeeded over the soak >= 90% of the target.
 
 use crate::deployment::{Deployment, Mode, rss_mib};
-use crate::infra::cluster::Cluster;
-use crate::infra::tool;
 use crate::report::Report;
+use sluice_testkit::cluster::Cluster;
+use sluice_testkit::process::tool;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `sluice standalone` as a process, for tests that drive it from outside (the official
 //! Airflow client, a browser).
 
-use std::fs::{self, File};
+use crate::process::{TAIL_LINES, free_port, kill_group, output_file, tail};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -13,7 +13,6 @@ use tempfile::TempDir;
 
 /// How long standalone may take to answer `/health`.
 const START_LIMIT: Duration = Duration::from_secs(30);
-const TAIL_LINES: usize = 40;
 
 /// `sluice standalone` on a free port with its own SLUICE_HOME (SQLite inside), an admin
 /// whose password the test knows, a Fernet key, and no external database or broker. Killed, with the
@@ -62,12 +61,13 @@ impl Standalone {
     /// exactly `env` of the variables that change what it does (see `CLEARED`); its exit
     /// status and log when it exits before it serves `/health`.
     pub fn launch(binary: &Path, home: &Path, env: &[(&str, &str)]) -> Result<Standalone, (ExitStatus, String)> {
-        let port = super::free_port();
+        let port = free_port();
         let log = home.join("standalone.log");
         let mut command = Command::new(binary);
         command
             .arg("standalone")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            // Where `pipelines.yaml`'s `./` paths (the sample data) are.
+            .current_dir(crate::workspace::root())
             .env("SLUICE_HOME", home)
             .env("SLUICE_WEBSERVER_PORT", port.to_string());
         for var in CLEARED {
@@ -76,8 +76,8 @@ impl Standalone {
         command
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(create(&log))
-            .stderr(create(&log))
+            .stdout(output_file(&log))
+            .stderr(output_file(&log))
             // Its own process group, so Drop also ends the shell tasks it started.
             .process_group(0);
         let child = command.spawn().unwrap_or_else(|e| panic!("start {command:?}: {e}"));
@@ -109,36 +109,16 @@ impl Standalone {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = read(&self.log);
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+        tail(&self.log, TAIL_LINES)
     }
 }
 
 impl Drop for Standalone {
     fn drop(&mut self) {
         // The group id is the child's pid and cannot be reused while any member lives.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-s", "KILL", "--", &group]).stderr(Stdio::null()).status();
+        kill_group(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Runs `command` to its end, or kills it after `limit` and returns None.
-pub fn run_within(command: &mut Command, limit: Duration) -> Option<ExitStatus> {
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for a child") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -150,13 +130,4 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     Some(response)
-}
-
-pub fn create(path: &Path) -> File {
-    File::options().create(true).append(true).open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
-}
-
-/// A file's text; empty when it does not exist (yet).
-pub fn read(path: &Path) -> String {
-    fs::read_to_string(path).unwrap_or_default()
 }

@@ -3,7 +3,11 @@
 //! `generated/docker-compose.yml` (`init`, `webserver`, `scheduler`, `worker`) run as
 //! local processes with their compose environment, host names mapped to loopback.
 
-use super::{Bouncer, Compose, Database, Env, Persistence, Redis, Service};
+use crate::compose::Compose;
+use crate::database::{Database, psql_at};
+use crate::pgbouncer::Bouncer;
+use crate::process::{Env, Service, TAIL_LINES, free_port, path_var, run_stdout};
+use crate::redis::{Persistence, Redis};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -38,14 +42,14 @@ impl Cluster {
     }
 
     /// As [`Cluster::start`], with the metadata database on the PostgreSQL server at
-    /// `server` (a [`super::PrivatePostgres`] a test may crash).
+    /// `server` (a [`crate::postgres::PrivatePostgres`] a test may crash).
     pub fn start_on(server: &str, binary: &Path, persistence: Persistence, extra: Env) -> Cluster {
         let compose = Compose::load();
         let db = Database::fresh_on(server, "cluster");
         let bouncer = Bouncer::start(&compose, &db);
         let redis = Redis::start_with(&compose, persistence);
         let dir = tempfile::Builder::new().prefix("sluice-cluster-").tempdir().expect("temp dir");
-        let fernet = run(Command::new(binary).args(["fernet", "generate"]).env_clear());
+        let fernet = run_stdout(Command::new(binary).args(["fernet", "generate"]).env_clear());
         let vars = Env::from([
             ("POSTGRES_PASSWORD".into(), db.password().to_string()),
             ("SLUICE_FERNET_KEY".into(), fernet.trim().to_string()),
@@ -64,13 +68,13 @@ impl Cluster {
             bouncer,
             redis,
             db,
-            web_port: super::free_port(),
+            web_port: free_port(),
             dir,
         };
         let init = cluster.spawn("init", "init");
         match init.wait(INIT_LIMIT) {
             Some(status) if status.success() => {}
-            other => panic!("init ended {other:?}:\n{}", init.log_tail(40)),
+            other => panic!("init ended {other:?}:\n{}", init.log_tail(TAIL_LINES)),
         }
         cluster
     }
@@ -148,7 +152,9 @@ impl Cluster {
 
     /// Runs the CLI as `docker compose exec webserver sluice <args>` would; its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        run(Command::new(&self.binary).args(args).env_clear().envs(self.env("webserver")).env("PATH", path()))
+        run_stdout(
+            Command::new(&self.binary).args(args).env_clear().envs(self.env("webserver")).env("PATH", path_var()),
+        )
     }
 
     /// The CLI's whole output, for commands expected to fail.
@@ -157,7 +163,7 @@ impl Cluster {
             .args(args)
             .env_clear()
             .envs(self.env("webserver"))
-            .env("PATH", path())
+            .env("PATH", path_var())
             .output()
             .expect("run the CLI")
     }
@@ -200,7 +206,7 @@ impl Cluster {
 
     /// One query on the metadata database, straight to PostgreSQL; rows as `a|b` lines.
     pub fn sql(&self, sql: &str) -> String {
-        super::psql_at(&self.db.address(), self.db.name(), sql).unwrap_or_else(|e| panic!("`{sql}`: {e}"))
+        psql_at(&self.db.address(), self.db.name(), sql).unwrap_or_else(|e| panic!("`{sql}`: {e}"))
     }
 
     /// The logs of every process, for a failing test's message.
@@ -211,21 +217,4 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
-}
-
-fn path() -> String {
-    format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", std::env::var("PATH").unwrap_or_default())
-}
-
-/// Runs a command to success; its stdout.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
