@@ -5,38 +5,23 @@
 //! and pipelines, plus one typed dispatch function that runs Rust task bodies through
 //! their [`task::TaskContext`]. This crate knows nothing of YAML; the generated code is
 //! the only bridge between the two.
+//!
+//! Two layers, one folder each: [`engine`] (the store, the rules, scheduler, worker,
+//! broker and executors) and its surfaces, [`cli`] and [`web`]. [`standalone`] and
+//! [`distributed`] assemble them into processes. The engine's modules are also reachable
+//! at the crate root (`sluice_runtime::store`), the paths generated code and tests use.
 
-pub mod broker;
+pub mod engine;
+
 pub mod cli;
-pub mod clock;
-pub mod connection;
-pub mod crypto;
 pub mod distributed;
-pub mod executor;
-pub mod io;
-pub mod keys;
-pub mod notify;
-pub mod params;
-pub mod registry;
-pub mod resolver;
-pub mod rules;
-pub mod scheduler;
-pub mod secrets;
-pub mod settings;
-pub mod shutdown;
-/// The compiled pipelines' static tables (shared with the compiler).
-pub use sluice_contract::spec;
-pub mod spool;
 pub mod standalone;
-pub mod store;
-pub mod task;
-pub mod tasklog;
-pub mod template;
-pub mod timetable;
-pub mod tls;
 pub mod web;
-pub mod worker;
 
+pub use engine::{
+    broker, clock, connection, crypto, executor, io, keys, notify, params, registry, resolver, rules, scheduler,
+    secrets, settings, shutdown, spec, spool, store, task, tasklog, template, timetable, tls, worker,
+};
 pub use registry::Registry;
 pub use task::{Connection, Logger, RunInfo, TaskContext, TaskError, TaskFuture, TaskInput};
 

@@ -23,7 +23,7 @@ mod finish;
 mod logs;
 
 pub use admin::CLEAN_BATCH;
-pub(in crate::store) use advance::insert_task_instance;
+pub(in crate::engine::store) use advance::insert_task_instance;
 use advance::*;
 use claim::*;
 use finish::*;

@@ -134,20 +134,20 @@ pub struct Store {
 }
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "metadata", include_str!("../../../migrations/postgres/0001_metadata.sql")),
-    (2, "alerts", include_str!("../../../migrations/postgres/0002_alerts.sql")),
-    (3, "rendered", include_str!("../../../migrations/postgres/0003_rendered.sql")),
-    (4, "scheduled", include_str!("../../../migrations/postgres/0004_scheduled.sql")),
-    (5, "session_stamp", include_str!("../../../migrations/postgres/0005_session_stamp.sql")),
-    (6, "task_log_usage", include_str!("../../../migrations/postgres/0006_task_log_usage.sql")),
+    (1, "metadata", include_str!("../../../../migrations/postgres/0001_metadata.sql")),
+    (2, "alerts", include_str!("../../../../migrations/postgres/0002_alerts.sql")),
+    (3, "rendered", include_str!("../../../../migrations/postgres/0003_rendered.sql")),
+    (4, "scheduled", include_str!("../../../../migrations/postgres/0004_scheduled.sql")),
+    (5, "session_stamp", include_str!("../../../../migrations/postgres/0005_session_stamp.sql")),
+    (6, "task_log_usage", include_str!("../../../../migrations/postgres/0006_task_log_usage.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "metadata", include_str!("../../../migrations/sqlite/0001_metadata.sql")),
-    (2, "alerts", include_str!("../../../migrations/sqlite/0002_alerts.sql")),
-    (3, "rendered", include_str!("../../../migrations/sqlite/0003_rendered.sql")),
-    (4, "scheduled", include_str!("../../../migrations/sqlite/0004_scheduled.sql")),
-    (5, "session_stamp", include_str!("../../../migrations/sqlite/0005_session_stamp.sql")),
-    (6, "task_log_usage", include_str!("../../../migrations/sqlite/0006_task_log_usage.sql")),
+    (1, "metadata", include_str!("../../../../migrations/sqlite/0001_metadata.sql")),
+    (2, "alerts", include_str!("../../../../migrations/sqlite/0002_alerts.sql")),
+    (3, "rendered", include_str!("../../../../migrations/sqlite/0003_rendered.sql")),
+    (4, "scheduled", include_str!("../../../../migrations/sqlite/0004_scheduled.sql")),
+    (5, "session_stamp", include_str!("../../../../migrations/sqlite/0005_session_stamp.sql")),
+    (6, "task_log_usage", include_str!("../../../../migrations/sqlite/0006_task_log_usage.sql")),
 ];
 
 const SQLITE_PRAGMAS: &[&str] = &[

@@ -56,7 +56,7 @@ impl Store {
 }
 
 /// A new task instance of `task` in run `run_pk`, waiting for its upstreams.
-pub(in crate::store) async fn insert_task_instance(
+pub(in crate::engine::store) async fn insert_task_instance(
     tx: &mut Tx,
     run_pk: i64,
     pipeline: &PipelineSpec,
