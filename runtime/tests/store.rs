@@ -257,6 +257,29 @@ async fn max_active_runs_and_tasks_hold_work_back() {
 }
 
 #[tokio::test]
+async fn a_run_held_by_max_active_runs_starts_as_the_previous_one_ends() {
+    static P: [PipelineSpec; 1] =
+        [PipelineSpec { max_active_runs: 1, ..pipeline("one_at_a_time", Schedule::Manual, &[task("only", &[])]) }];
+    for db in &BACKENDS {
+        let (store, clock) = store(db).await;
+        let p = &P[0];
+        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        let first = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        clock.advance_secs(1);
+        let second = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        assert_eq!(store.run(second.id).await.expect("run").state, RunState::Queued, "max_active_runs");
+        // The first run's last task ends: in that same transaction the second run starts
+        // and its first task is queued, with no scheduler pass in between.
+        let next = run_one(&store, p, &queued[0], Outcome::Success(serde_json::Value::Null)).await;
+        assert_eq!(store.run(first.id).await.expect("run").state, RunState::Success);
+        assert_eq!(store.run(second.id).await.expect("run").state, RunState::Running);
+        assert_eq!(next.len(), 1, "the second run's task is queued by the finish itself");
+        assert_eq!(task_id(&store, second.id, &next[0]).await, "only");
+    }
+}
+
+#[tokio::test]
 async fn a_duplicate_logical_date_is_refused() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;

@@ -12,33 +12,7 @@ impl Store {
     pub async fn advance_pipeline(&self, pipeline: &PipelineSpec, parallelism: u32) -> Result<Vec<Queued>> {
         let now = self.now();
         let mut tx = self.begin_locked(&[pipeline.id]).await?;
-        let running: i64 = get(
-            &q("SELECT COUNT(*) AS n FROM runs WHERE pipeline_id = $1 AND state = 'running'")
-                .bind(pipeline.id)
-                .fetch_one(&mut *tx)
-                .await
-                .doing("counting running runs")?,
-            "n",
-        )?;
-        let room = i64::from(pipeline.max_active_runs) - running;
-        if room > 0 {
-            let queued =
-                q("SELECT id FROM runs WHERE pipeline_id = $1 AND state = 'queued' ORDER BY logical_date, id LIMIT $2")
-                    .bind(pipeline.id)
-                    .bind(room)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .doing("listing queued runs")?;
-            for row in queued {
-                let id: i64 = get(&row, "id")?;
-                q("UPDATE runs SET state = 'running', start_date = $2 WHERE id = $1 AND state = 'queued'")
-                    .bind(id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .doing("starting a run")?;
-            }
-        }
+        start_queued_runs(&mut tx, pipeline, now).await?;
         let runs = q("SELECT id FROM runs WHERE pipeline_id = $1 AND state = 'running' ORDER BY logical_date, id")
             .bind(pipeline.id)
             .fetch_all(&mut *tx)
@@ -53,6 +27,42 @@ impl Store {
         tx.commit().await.doing("advancing a pipeline")?;
         Ok(queued)
     }
+}
+
+/// Starts the pipeline's oldest queued runs while it is below `max_active_runs`; returns
+/// the runs it started.
+async fn start_queued_runs(tx: &mut Tx, pipeline: &PipelineSpec, now: Micros) -> Result<Vec<i64>> {
+    let running: i64 = get(
+        &q("SELECT COUNT(*) AS n FROM runs WHERE pipeline_id = $1 AND state = 'running'")
+            .bind(pipeline.id)
+            .fetch_one(&mut **tx)
+            .await
+            .doing("counting running runs")?,
+        "n",
+    )?;
+    let room = i64::from(pipeline.max_active_runs) - running;
+    let mut started = Vec::new();
+    if room <= 0 {
+        return Ok(started);
+    }
+    let queued =
+        q("SELECT id FROM runs WHERE pipeline_id = $1 AND state = 'queued' ORDER BY logical_date, id LIMIT $2")
+            .bind(pipeline.id)
+            .bind(room)
+            .fetch_all(&mut **tx)
+            .await
+            .doing("listing queued runs")?;
+    for row in queued {
+        let id: i64 = get(&row, "id")?;
+        q("UPDATE runs SET state = 'running', start_date = $2 WHERE id = $1 AND state = 'queued'")
+            .bind(id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .doing("starting a run")?;
+        started.push(id);
+    }
+    Ok(started)
 }
 
 /// A new task instance of `task` in run `run_pk`, waiting for its upstreams.
@@ -295,7 +305,7 @@ pub(super) async fn close_run(
     run_pk: i64,
     end: RunState,
     now: Micros,
-) -> Result<()> {
+) -> Result<bool> {
     let closed = q("UPDATE runs SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'")
         .bind(run_pk)
         .bind(end.as_str())
@@ -303,10 +313,11 @@ pub(super) async fn close_run(
         .execute(&mut **tx)
         .await
         .doing("closing a run")?;
-    if closed.rows_affected() == 1 {
-        alerts::run_ended(tx, pipeline, run_pk, end == RunState::Failed, now).await?;
+    if closed.rows_affected() != 1 {
+        return Ok(false);
     }
-    Ok(())
+    alerts::run_ended(tx, pipeline, run_pk, end == RunState::Failed, now).await?;
+    Ok(true)
 }
 
 /// Settles a whole running run ([`rules::settle`]): ends the waiting tasks that cannot
@@ -499,7 +510,13 @@ pub(super) async fn advance_after(
             let leaves: Vec<&str> = rules::leaves(pipeline).collect();
             let states = slots_of(tx, run_pk, &leaves).await?;
             let end = rules::run_end(pipeline, |id| states.get(id).map_or(TiState::Removed, |s| s.state));
-            close_run(tx, pipeline, run_pk, end, now).await?;
+            if close_run(tx, pipeline, run_pk, end, now).await? {
+                // A run held back by `max_active_runs` starts as this one ends, in the same
+                // transaction, whatever kind either run is: no wait for the scheduler.
+                for started in start_queued_runs(tx, pipeline, now).await? {
+                    queued.extend(advance_in_tx(tx, pipeline, started, now, parallelism).await?);
+                }
+            }
         }
     }
     Ok(queued)
