@@ -8,7 +8,7 @@
 //! store's pool reconnects; the broker reconnects with backoff); the web server answers
 //! at once and reports the database unhealthy meanwhile. SIGTERM stops each gracefully.
 
-use crate::broker::{Backoff, Broker, Delivery, RECLAIM_IDLE, RedisDispatch};
+use crate::broker::{Acker, Backoff, Broker, Delivery, RECLAIM_IDLE, RedisDispatch};
 use crate::registry::Registry;
 use crate::scheduler::{Dispatch, Scheduler};
 use crate::settings::Settings;
@@ -117,6 +117,7 @@ pub async fn worker(
     // Given when the grace period is over: running tasks stop and are handed back.
     let abandon = Shutdown::new();
     let mut reader = broker.reader(&name, &queues);
+    let (acker, acks_sent) = broker.acker();
     let mut backoff = Backoff::new();
     let mut last_reclaim: Option<tokio::time::Instant> = None;
     println!("sluice worker {name}: queues {}, concurrency {concurrency}", queues.join(","));
@@ -159,13 +160,13 @@ pub async fn worker(
         for delivery in deliveries {
             // A duplicate entry, or a task instance no longer queued: nothing to run.
             let Some(claimed) = claimed.remove(&delivery.ti_id) else {
-                ack(&broker, &delivery).await;
+                acker.send(Some(delivery), false);
                 continue;
             };
             let Ok(permit) = slots.clone().acquire_owned().await else { break };
-            let (worker, broker, abandon) = (worker.clone(), broker.clone(), abandon.clone());
+            let (worker, broker, acker, abandon) = (worker.clone(), broker.clone(), acker.clone(), abandon.clone());
             tokio::spawn(async move {
-                process(&worker, &broker, &delivery, claimed, &abandon).await;
+                process(&worker, &broker, &acker, delivery, claimed, &abandon).await;
                 drop(permit);
             });
         }
@@ -180,6 +181,9 @@ pub async fn worker(
         let _ = slots.acquire_many(all).await;
     }
     let _ = beating.await;
+    // Every task has ended: what they acknowledged is sent before the process goes.
+    drop(acker);
+    let _ = acks_sent.await;
     println!("sluice worker {name}: stopped");
     Ok(())
 }
@@ -211,7 +215,14 @@ async fn claim_patiently(worker: &Worker, deliveries: &[Delivery], shutdown: &Sh
 
 /// Runs one delivered, claimed task instance and acknowledges its entry once the outcome
 /// is in the store.
-async fn process(worker: &Worker, broker: &Broker, delivery: &Delivery, mut claimed: Claimed, abandon: &Shutdown) {
+async fn process(
+    worker: &Worker,
+    broker: &Broker,
+    acker: &Acker,
+    delivery: Delivery,
+    mut claimed: Claimed,
+    abandon: &Shutdown,
+) {
     // The delivered task, then whatever this worker claimed while finishing the one before.
     let mut delivered = Some(delivery);
     loop {
@@ -219,14 +230,7 @@ async fn process(worker: &Worker, broker: &Broker, delivery: &Delivery, mut clai
             finished = worker.run_claimed(&claimed) => match finished {
                 Ok(mut finished) => {
                     fail::fail_point!("worker.before_ack", |_| std::process::abort());
-                    if let Some(delivery) = delivered.take() {
-                        ack(broker, delivery).await;
-                    }
-                    if finished.needs_scheduler()
-                        && let Err(e) = broker.wake_schedulers().await
-                    {
-                        tracing::warn!("{e}");
-                    }
+                    acker.send(delivered.take(), finished.needs_scheduler());
                     match finished.next.take() {
                         Some(next) => claimed = next,
                         None => return,
@@ -251,18 +255,10 @@ async fn process(worker: &Worker, broker: &Broker, delivery: &Delivery, mut clai
                     Ok(None) => {}
                     Err(e) => tracing::warn!("task instance {}: cannot hand it back: {e}", claimed.ti_id),
                 }
-                if let Some(delivery) = delivered.take() {
-                    ack(broker, delivery).await;
-                }
+                acker.send(delivered.take(), false);
                 return;
             }
         }
-    }
-}
-
-async fn ack(broker: &Broker, delivery: &Delivery) {
-    if let Err(e) = broker.ack(std::slice::from_ref(delivery)).await {
-        tracing::warn!("{e}; the entry will be delivered again and found done");
     }
 }
 

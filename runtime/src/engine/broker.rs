@@ -79,6 +79,34 @@ pub struct Delivery {
     pub ti_id: i64,
 }
 
+/// The most entries one acknowledgement carries.
+const ACK_BATCH_AT_MOST: usize = 256;
+
+/// One finished delivery to acknowledge, and whether the schedulers must look.
+#[derive(Debug)]
+struct Ack {
+    delivery: Option<Delivery>,
+    wake: bool,
+}
+
+/// Hands acknowledgements and wakes to the broker's background sender ([`Broker::acker`]).
+#[derive(Debug, Clone)]
+pub struct Acker {
+    tx: tokio::sync::mpsc::UnboundedSender<Ack>,
+}
+
+impl Acker {
+    /// Acknowledges `delivery` (once its outcome is in the store) and, with `wake`, tells
+    /// the schedulers to look.
+    pub fn send(&self, delivery: Option<Delivery>, wake: bool) {
+        if delivery.is_none() && !wake {
+            return;
+        }
+        // The sender only stops after every Acker is dropped.
+        let _ = self.tx.send(Ack { delivery, wake });
+    }
+}
+
 /// A connection to the broker (cheap to clone; reconnects after errors).
 #[derive(Debug, Clone)]
 pub struct Broker {
@@ -183,17 +211,58 @@ impl Broker {
         Ok(())
     }
 
-    /// Acknowledges and deletes entries whose task outcome is recorded.
+    /// Acknowledges and deletes entries whose task outcome is recorded: one XACK and one
+    /// XDEL per stream, for all of its entries.
     pub async fn ack(&self, deliveries: &[Delivery]) -> Result<()> {
-        if deliveries.is_empty() {
-            return Ok(());
+        self.ack_and_wake(deliveries, false).await
+    }
+
+    /// [`Broker::ack`], and a wake for the schedulers in the same round trip.
+    async fn ack_and_wake(&self, deliveries: &[Delivery], wake: bool) -> Result<()> {
+        let mut streams: Vec<(&str, Vec<&str>)> = Vec::new();
+        for d in deliveries {
+            match streams.iter_mut().find(|(stream, _)| *stream == d.stream) {
+                Some((_, ids)) => ids.push(&d.entry_id),
+                None => streams.push((&d.stream, vec![&d.entry_id])),
+            }
         }
         let mut pipe = redis::pipe();
-        for d in deliveries {
-            pipe.cmd("XACK").arg(&d.stream).arg(GROUP).arg(&d.entry_id).ignore();
-            pipe.cmd("XDEL").arg(&d.stream).arg(&d.entry_id).ignore();
+        for (stream, ids) in &streams {
+            pipe.cmd("XACK").arg(stream).arg(GROUP).arg(ids).ignore();
+            pipe.cmd("XDEL").arg(stream).arg(ids).ignore();
+        }
+        if wake {
+            pipe.cmd("PUBLISH").arg(self.wake_channel()).arg("1").ignore();
+        }
+        if streams.is_empty() && !wake {
+            return Ok(());
         }
         self.run::<()>(&pipe, "acknowledging tasks").await
+    }
+
+    /// A background sender of acknowledgements and scheduler wakes: what a worker's tasks
+    /// hand it while it sends is sent together, so a busy worker pays a few commands per
+    /// batch rather than three per task. Dropping every [`Acker`] clone flushes what is
+    /// left; await the handle to know it was sent.
+    pub fn acker(&self) -> (Acker, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Ack>();
+        let broker = self.clone();
+        let sending = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut deliveries = Vec::new();
+                let mut wake = false;
+                let mut next = Some(first);
+                while let Some(ack) = next {
+                    deliveries.extend(ack.delivery);
+                    wake |= ack.wake;
+                    next = if deliveries.len() < ACK_BATCH_AT_MOST { rx.try_recv().ok() } else { None };
+                }
+                if let Err(e) = broker.ack_and_wake(&deliveries, wake).await {
+                    tracing::warn!("{e}; the entries will be delivered again and found done");
+                }
+            }
+        });
+        (Acker { tx }, sending)
     }
 
     /// Claims for `consumer` the entries of `queues` pending longer than `min_idle`
