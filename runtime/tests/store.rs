@@ -7,6 +7,7 @@ mod support;
 use sluice_runtime::rules::TiState;
 use sluice_runtime::spec::*;
 use sluice_runtime::store::{Finish, Outcome, Queued, Store, Take};
+use std::sync::LazyLock;
 use support::*;
 
 async fn states(store: &Store, run_pk: i64) -> Vec<(String, TiState)> {
@@ -27,8 +28,9 @@ async fn task_id(store: &Store, run_pk: i64, q: &Queued) -> String {
     store.task_instances(run_pk).await.expect("tis").into_iter().find(|t| t.id == q.ti_id).expect("ti").task_id
 }
 
-static CHAIN: [PipelineSpec; 1] =
-    [pipeline("chain", Schedule::Manual, &[task("a", &[]), task("b", &["a"]), task("c", &["b"])])];
+static CHAIN: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+    [graphed(pipeline("chain", Schedule::Manual, &const { [task("a", &[]), task("b", &["a"]), task("c", &["b"])] }))]
+});
 
 #[tokio::test]
 async fn migrations_are_idempotent() {
@@ -49,12 +51,12 @@ async fn sync_adds_versions_and_deactivates() {
         [PipelineSpec { version_hash: "v2", ..pipeline("kept", Schedule::Manual, &[task("a", &[])]) }];
     for db in &BACKENDS {
         let (store, _) = store(db).await;
-        let report = store.sync_pipelines(registry(&V1, &[])).await.expect("sync");
+        let report = store.sync_pipelines(registry(&V1[..], &[])).await.expect("sync");
         assert_eq!(report.added, ["kept", "dropped"]);
         store.set_paused("kept", true).await.expect("pause");
-        let again = store.sync_pipelines(registry(&V1, &[])).await.expect("sync");
+        let again = store.sync_pipelines(registry(&V1[..], &[])).await.expect("sync");
         assert!(again.added.is_empty() && again.changed.is_empty() && again.deactivated.is_empty());
-        let report = store.sync_pipelines(registry(&V2, &[])).await.expect("sync");
+        let report = store.sync_pipelines(registry(&V2[..], &[])).await.expect("sync");
         assert_eq!(report.changed, ["kept"]);
         assert_eq!(report.deactivated, ["dropped"]);
         let rows = store.pipelines().await.expect("list");
@@ -70,7 +72,7 @@ async fn a_chain_runs_in_order_and_passes_outputs() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         assert_eq!(run.state, "queued");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
@@ -95,7 +97,7 @@ async fn outcomes_are_recorded_exactly_once() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         let claimed =
@@ -136,7 +138,7 @@ async fn retries_wait_with_backoff_then_fail() {
     for db in &BACKENDS {
         let (store, clock) = store(db).await;
         let p = &P[0];
-        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&P[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         assert!(run_one(&store, p, &queued[0], Outcome::Failed("boom".into())).await.is_empty());
@@ -162,21 +164,25 @@ async fn retries_wait_with_backoff_then_fail() {
 
 #[tokio::test]
 async fn failures_cascade_and_trigger_rules_decide() {
-    static P: [PipelineSpec; 1] = [pipeline(
-        "rules",
-        Schedule::Manual,
-        &[
-            task("extract", &[]),
-            task("load", &["extract"]),
-            task("report", &["load"]),
-            TaskSpec { trigger_rule: TriggerRule::AllDone, ..task("cleanup", &["load"]) },
-            TaskSpec { trigger_rule: TriggerRule::OneFailed, ..task("alert", &["extract"]) },
-        ],
-    )];
+    static P: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(pipeline(
+            "rules",
+            Schedule::Manual,
+            &const {
+                [
+                    task("extract", &[]),
+                    task("load", &["extract"]),
+                    task("report", &["load"]),
+                    TaskSpec { trigger_rule: TriggerRule::AllDone, ..task("cleanup", &["load"]) },
+                    TaskSpec { trigger_rule: TriggerRule::OneFailed, ..task("alert", &["extract"]) },
+                ]
+            },
+        ))]
+    });
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &P[0];
-        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&P[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         let next = run_one(&store, p, &queued[0], Outcome::Failed("bad data".into())).await;
@@ -199,19 +205,23 @@ async fn failures_cascade_and_trigger_rules_decide() {
 #[tokio::test]
 async fn pools_limit_and_priority_orders() {
     static POOLS: [PoolSpec; 1] = [PoolSpec { name: "one", slots: 1, description: "" }];
-    static P: [PipelineSpec; 1] = [pipeline(
-        "pooled",
-        Schedule::Manual,
-        &[
-            TaskSpec { pool: "one", priority_weight: 1, ..task("low", &[]) },
-            TaskSpec { pool: "one", priority_weight: 10, ..task("high", &[]) },
-            task("free", &[]),
-        ],
-    )];
+    static P: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(pipeline(
+            "pooled",
+            Schedule::Manual,
+            &const {
+                [
+                    TaskSpec { pool: "one", priority_weight: 1, ..task("low", &[]) },
+                    TaskSpec { pool: "one", priority_weight: 10, ..task("high", &[]) },
+                    task("free", &[]),
+                ]
+            },
+        ))]
+    });
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &P[0];
-        store.sync_pipelines(registry(&P, &POOLS)).await.expect("sync");
+        store.sync_pipelines(registry(&P[..], &POOLS)).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         let mut names = Vec::new();
@@ -235,7 +245,7 @@ async fn max_active_runs_and_tasks_hold_work_back() {
     for db in &BACKENDS {
         let (store, clock) = store(db).await;
         let p = &P[0];
-        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&P[..], &[])).await.expect("sync");
         let first = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         clock.advance_secs(1);
         let second = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
@@ -260,7 +270,7 @@ async fn a_duplicate_logical_date_is_refused() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0)).await.expect("first");
         let err =
             sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0)).await.expect_err("dup");
@@ -280,7 +290,7 @@ async fn trigger_conf_is_checked_against_param_types() {
     for db in &BACKENDS {
         let (store, clock) = store(db).await;
         let p = &P[0];
-        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&P[..], &[])).await.expect("sync");
         let err =
             sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({"limit": "ten", "league": "nfl"}), None)
                 .await
@@ -299,7 +309,7 @@ async fn clearing_reruns_a_task_and_its_downstream() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let mut queued = store.advance_pipeline(p, 32).await.expect("advance");
         while let Some(q) = queued.pop() {
@@ -325,7 +335,7 @@ async fn marking_success_lets_the_run_continue() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         run_one(&store, p, &queued[0], Outcome::Failed("boom".into())).await;
@@ -343,7 +353,7 @@ async fn cleaning_deletes_only_old_finished_runs() {
     for db in &BACKENDS {
         let (store, clock) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let old = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0 - 86_400_000_000))
             .await
             .expect("old");
@@ -374,17 +384,21 @@ async fn cleaning_deletes_only_old_finished_runs() {
 
 #[tokio::test]
 async fn a_new_version_removes_and_adds_tasks_in_active_runs() {
-    static V1: [PipelineSpec; 1] = [pipeline("evolving", Schedule::Manual, &[task("a", &[]), task("old", &["a"])])];
-    static V2: [PipelineSpec; 1] = [PipelineSpec {
-        version_hash: "v2",
-        ..pipeline("evolving", Schedule::Manual, &[task("a", &[]), task("new", &["a"])])
-    }];
+    static V1: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(pipeline("evolving", Schedule::Manual, &const { [task("a", &[]), task("old", &["a"])] }))]
+    });
+    static V2: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(PipelineSpec {
+            version_hash: "v2",
+            ..pipeline("evolving", Schedule::Manual, &const { [task("a", &[]), task("new", &["a"])] })
+        })]
+    });
     for db in &BACKENDS {
         let (store, _) = store(db).await;
-        store.sync_pipelines(registry(&V1, &[])).await.expect("sync v1");
+        store.sync_pipelines(registry(&V1[..], &[])).await.expect("sync v1");
         let run =
             sluice_runtime::scheduler::trigger(&store, &V1[0], serde_json::json!({}), None).await.expect("trigger");
-        store.sync_pipelines(registry(&V2, &[])).await.expect("sync v2");
+        store.sync_pipelines(registry(&V2[..], &[])).await.expect("sync v2");
         let all = states(&store, run.id).await;
         assert_eq!(state_of(&all, "old"), TiState::Removed);
         assert_eq!(state_of(&all, "new"), TiState::None);
@@ -403,7 +417,7 @@ fn wide(width: usize) -> &'static [PipelineSpec] {
     let mut tasks = vec![task("start", &[])];
     tasks.extend(ids.iter().map(|id| task(id, &["start"])));
     tasks.push(task("end", ids));
-    let spec = PipelineSpec { max_active_tasks: 16, ..pipeline("wide", Schedule::Manual, Vec::leak(tasks)) };
+    let spec = graphed(PipelineSpec { max_active_tasks: 16, ..pipeline("wide", Schedule::Manual, Vec::leak(tasks)) });
     Vec::leak(vec![spec])
 }
 
@@ -460,12 +474,12 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
-        let a = store.claim(queued[0].ti_id, "w1", &CHAIN).await.expect("claim").expect("queued");
+        let a = store.claim(queued[0].ti_id, "w1", &CHAIN[..]).await.expect("claim").expect("queued");
         let elsewhere = ["ml".to_string()];
-        let take = Take { worker: "w1", queues: &elsewhere, pipelines: &CHAIN };
+        let take = Take { worker: "w1", queues: &elsewhere, pipelines: &CHAIN[..] };
         let success = Outcome::Success(serde_json::json!({"rows": 1}));
         let finish = Finish { pipeline: p, ti_id: a.ti_id, try_number: a.try_number, outcome: &success, run: None };
         let done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
@@ -473,8 +487,8 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
         let left = done.queued;
         assert_eq!(left.len(), 1, "b is left to the broker");
 
-        let b = store.claim(left[0].ti_id, "w1", &CHAIN).await.expect("claim").expect("queued");
-        let take = Take { worker: "w1", queues: &[], pipelines: &CHAIN };
+        let b = store.claim(left[0].ti_id, "w1", &CHAIN[..]).await.expect("claim").expect("queued");
+        let take = Take { worker: "w1", queues: &[], pipelines: &CHAIN[..] };
         let finish = Finish { pipeline: p, ti_id: b.ti_id, try_number: b.try_number, outcome: &success, run: None };
         let mut done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
         assert!(done.queued.is_empty(), "nothing left to dispatch");
