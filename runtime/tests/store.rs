@@ -236,6 +236,49 @@ async fn pools_limit_and_priority_orders() {
 }
 
 #[tokio::test]
+async fn the_compiled_effective_weight_puts_a_task_with_much_below_it_first() {
+    // `fan` weighs 1 but has three tasks below it (4 in all); `heavy` weighs 3 alone.
+    static POOLS: [PoolSpec; 1] = [PoolSpec { name: "one", slots: 1, description: "" }];
+    static P: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(pipeline(
+            "weighted",
+            Schedule::Manual,
+            &const {
+                [
+                    TaskSpec { pool: "one", priority_weight: 3, ..task("heavy", &[]) },
+                    TaskSpec { pool: "one", ..task("fan", &[]) },
+                    task("x", &["fan"]),
+                    task("y", &["fan"]),
+                    task("z", &["x", "y"]),
+                ]
+            },
+        ))]
+    });
+    let weights: Vec<(&str, i64)> = P[0].tasks.iter().map(|t| (t.id, t.effective_priority_weight)).collect();
+    assert_eq!(weights, [("heavy", 3), ("fan", 4), ("x", 2), ("y", 2), ("z", 1)], "z counts once under fan");
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let p = &P[0];
+        store.sync_pipelines(registry(&P[..], &POOLS)).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        assert_eq!(queued.len(), 1, "one slot");
+        assert_eq!((task_id(&store, run.id, &queued[0]).await.as_str(), queued[0].priority_weight), ("fan", 4));
+    }
+}
+
+#[tokio::test]
+async fn sync_refuses_graph_facts_that_do_not_fit_the_dependencies() {
+    // Written by hand without `graphed`: `b` depends on `a`, but no fact says so.
+    static P: [PipelineSpec; 1] = [pipeline("unfit", Schedule::Manual, &[task("a", &[]), task("b", &["a"])])];
+    let (store, _) = store(&Db::Sqlite).await;
+    let error = store.sync_pipelines(registry(&P, &[])).await.expect_err("refused").to_string();
+    assert!(error.contains("pipeline `unfit`") && error.contains("task `b`"), "{error}");
+    let fitted: &'static [PipelineSpec] = Vec::leak(vec![graphed(pipeline("unfit", Schedule::Manual, P[0].tasks))]);
+    store.sync_pipelines(registry(fitted, &[])).await.expect("the same pipeline with its facts");
+}
+
+#[tokio::test]
 async fn max_active_runs_and_tasks_hold_work_back() {
     static P: [PipelineSpec; 1] = [PipelineSpec {
         max_active_runs: 1,

@@ -67,7 +67,7 @@ pub(in crate::store) async fn insert_task_instance(
     .bind(pipeline.id)
     .bind(task.id)
     .bind(i64::from(task.retry.retries) + 1)
-    .bind(effective_priority(pipeline, task))
+    .bind(task.effective_priority_weight)
     .bind(task.pool)
     .bind(i64::from(task.pool_slots))
     .bind(task.queue)
@@ -279,11 +279,6 @@ pub(super) async fn queue_ready(
     Ok(queued)
 }
 
-/// The tasks that list `id` among their upstreams.
-pub(super) fn downstream_of<'p>(pipeline: &'p PipelineSpec, id: &str) -> impl Iterator<Item = &'p TaskSpec> {
-    pipeline.tasks.iter().filter(move |t| t.depends_on.contains(&id))
-}
-
 /// Ends run `run_pk` (failed when a leaf task failed) if it is still running.
 pub(super) async fn close_run(
     tx: &mut Tx,
@@ -295,7 +290,7 @@ pub(super) async fn close_run(
     let failed = pipeline
         .tasks
         .iter()
-        .filter(|t| downstream_of(pipeline, t.id).next().is_none())
+        .filter(|t| t.downstream.is_empty())
         .any(|leaf| matches!(states.get(leaf.id), Some(TiState::Failed | TiState::UpstreamFailed)));
     let closed = q("UPDATE runs SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'")
         .bind(run_pk)
@@ -333,43 +328,37 @@ pub(super) async fn advance_in_tx(
         slots.insert(slot.task_id.clone(), slot);
     }
     let mut states: HashMap<String, TiState> = slots.iter().map(|(id, s)| (id.clone(), s.state)).collect();
-    // Settle skips and upstream failures until nothing changes (they cascade downstream).
+    // Skips and upstream failures cascade downstream. In the compiled topological order
+    // every upstream is settled before the tasks below it are decided, so one pass
+    // settles the whole run.
     let mut ready: Vec<&str> = Vec::new();
-    loop {
-        let mut changed = false;
-        ready.clear();
-        for task in pipeline.tasks {
-            let state = states.get(task.id).copied().unwrap_or(TiState::Removed);
-            let waiting = matches!(state, TiState::None | TiState::Scheduled);
-            let retry_due =
-                state == TiState::UpForRetry && slots.get(task.id).and_then(|i| i.next_try).is_none_or(|at| at <= now);
-            if retry_due {
+    for task in pipeline.topo_order.iter().filter_map(|&t| pipeline.tasks.get(t as usize)) {
+        let state = states.get(task.id).copied().unwrap_or(TiState::Removed);
+        let waiting = matches!(state, TiState::None | TiState::Scheduled);
+        let retry_due =
+            state == TiState::UpForRetry && slots.get(task.id).and_then(|i| i.next_try).is_none_or(|at| at <= now);
+        if retry_due {
+            ready.push(task.id);
+            continue;
+        }
+        if !waiting {
+            continue;
+        }
+        let ups: Vec<TiState> =
+            task.depends_on.iter().map(|u| states.get(*u).copied().unwrap_or(TiState::Removed)).collect();
+        let new_state = match decide(task.trigger_rule, &ups) {
+            Decision::Run => {
                 ready.push(task.id);
                 continue;
             }
-            if !waiting {
-                continue;
-            }
-            let ups: Vec<TiState> =
-                task.depends_on.iter().map(|u| states.get(*u).copied().unwrap_or(TiState::Removed)).collect();
-            let new_state = match decide(task.trigger_rule, &ups) {
-                Decision::Run => {
-                    ready.push(task.id);
-                    continue;
-                }
-                Decision::Wait => continue,
-                Decision::Skip => TiState::Skipped,
-                Decision::UpstreamFailed => TiState::UpstreamFailed,
-            };
-            if let Some(slot) = slots.get(task.id) {
-                set_done_state(tx, slot.id, new_state, now).await?;
-            }
-            states.insert(task.id.to_string(), new_state);
-            changed = true;
+            Decision::Wait => continue,
+            Decision::Skip => TiState::Skipped,
+            Decision::UpstreamFailed => TiState::UpstreamFailed,
+        };
+        if let Some(slot) = slots.get(task.id) {
+            set_done_state(tx, slot.id, new_state, now).await?;
         }
-        if !changed {
-            break;
-        }
+        states.insert(task.id.to_string(), new_state);
     }
 
     let mut queued = Vec::new();
@@ -441,7 +430,8 @@ pub(super) async fn advance_after(
     now: Micros,
     parallelism: u32,
 ) -> Result<Vec<Queued>> {
-    let mut candidates: Vec<&TaskSpec> = finished.iter().flat_map(|f| downstream_of(pipeline, f)).collect();
+    let mut candidates: Vec<&TaskSpec> =
+        finished.iter().filter_map(|f| pipeline.task(f)).flat_map(|f| downstream_of(pipeline, f)).collect();
     candidates.sort_unstable_by_key(|t| t.id);
     candidates.dedup_by_key(|t| t.id);
     let mut ready: Vec<Slot> = Vec::new();
@@ -503,7 +493,7 @@ pub(super) async fn advance_after(
             if let Some(slot) = slots.get(task.id) {
                 set_done_state(tx, slot.id, new_state, now).await?;
             }
-            next.extend(downstream_of(pipeline, task.id));
+            next.extend(downstream_of(pipeline, task));
         }
         next.sort_unstable_by_key(|t| t.id);
         next.dedup_by_key(|t| t.id);
@@ -536,12 +526,7 @@ pub(super) async fn advance_after(
             "n",
         )?;
         if left == 0 {
-            let leaves: Vec<&str> = pipeline
-                .tasks
-                .iter()
-                .filter(|t| downstream_of(pipeline, t.id).next().is_none())
-                .map(|t| t.id)
-                .collect();
+            let leaves: Vec<&str> = pipeline.tasks.iter().filter(|t| t.downstream.is_empty()).map(|t| t.id).collect();
             let states = slots_of(tx, run_pk, &leaves).await?.into_iter().map(|(id, s)| (id, s.state)).collect();
             close_run(tx, pipeline, run_pk, &states, now).await?;
         }
