@@ -439,7 +439,11 @@ impl Tally {
 // Specs
 // ---------------------------------------------------------------------------------------
 
-static TASKS: [TaskSpec; 2] = [task("extract", &[]), task("load", &["extract"])];
+/// `extract` -> `load`, with the graph facts the compiler emits for them.
+static TASKS: [TaskSpec; 2] = [
+    TaskSpec { downstream: &[1], effective_priority_weight: 2, ..task("extract", &[]) },
+    TaskSpec { upstream: &[0], depth: 1, ..task("load", &["extract"]) },
+];
 
 /// `n` manual pipelines of two tasks, one per client, so each client's `runs` are its own.
 fn registry(n: usize) -> &'static Registry {
@@ -463,6 +467,7 @@ fn registry(n: usize) -> &'static Registry {
             on_success: &[],
             email: &[],
             tasks: &TASKS,
+            topo_order: &[0, 1],
             version_hash: "v1",
         })
         .collect();
@@ -482,6 +487,10 @@ const fn task(id: &'static str, depends_on: &'static [&'static str]) -> TaskSpec
         description: "",
         kind: TaskKind::Shell { command: "true", env: &[] },
         depends_on,
+        upstream: &[],
+        downstream: &[],
+        depth: 0,
+        effective_priority_weight: 1,
         trigger_rule: TriggerRule::AllSuccess,
         retry: RetryPolicy {
             retries: 0,

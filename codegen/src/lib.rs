@@ -9,6 +9,7 @@ pub mod build;
 pub mod diag;
 pub mod emit;
 pub mod feasibility;
+pub mod graph;
 pub mod lower;
 pub mod model;
 pub mod parse;

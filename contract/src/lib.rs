@@ -7,6 +7,7 @@
 
 pub mod defaults;
 pub mod env;
+pub mod graph;
 pub mod ident;
 pub mod outputs;
 pub mod rules;

@@ -113,6 +113,10 @@ pub struct PipelineSpec {
     /// Recipients of run-level emails.
     pub email: &'static [&'static str],
     pub tasks: &'static [TaskSpec],
+    /// Every task's index in `tasks`, each after all of its upstreams; among tasks whose
+    /// upstreams are all listed, the one declared first comes first (so a file written
+    /// upstream-first gives `0, 1, 2, ...`). A graph fact: see [`crate::graph`].
+    pub topo_order: &'static [u32],
     /// Hash of the pipeline's compiled definition; a change means a new version.
     pub version_hash: &'static str,
 }
@@ -133,7 +137,7 @@ pub enum TriggerRule {
     Always,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum TaskKind {
     /// A Rust async fn, run through the generated dispatch.
     Rust {
@@ -162,7 +166,7 @@ pub enum TaskKind {
 
 /// How a task is retried: Airflow's `retries`, `retry_delay`,
 /// `retry_exponential_backoff` and `max_retry_delay`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RetryPolicy {
     pub retries: u32,
     pub retry_delay_secs: u64,
@@ -189,18 +193,28 @@ impl RetryPolicy {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct OutputSpec {
     pub name: &'static str,
     pub ty: ValueType,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TaskSpec {
     pub id: &'static str,
     pub description: &'static str,
     pub kind: TaskKind,
     pub depends_on: &'static [&'static str],
+    /// The index in the pipeline's `tasks` of each of `depends_on`, in the same order.
+    pub upstream: &'static [u32],
+    /// The indices of the tasks that list this one in `depends_on`, ascending, each once.
+    pub downstream: &'static [u32],
+    /// The longest path from a task without upstreams (0 for those): the column the web
+    /// UI draws the task in.
+    pub depth: u32,
+    /// Airflow's default (`downstream`) weight rule: `priority_weight` plus that of every
+    /// task below this one, each counted once. Task instances are queued by it.
+    pub effective_priority_weight: i64,
     pub trigger_rule: TriggerRule,
     pub retry: RetryPolicy,
     pub execution_timeout_secs: Option<u64>,

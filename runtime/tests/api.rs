@@ -11,13 +11,15 @@ use sluice_runtime::spec::*;
 use sluice_runtime::store::{NewUser, Store};
 use sluice_runtime::web::ratelimit::RateLimiter;
 use sluice_runtime::web::{AppState, router};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use support::*;
 
-static PIPELINES: [PipelineSpec; 1] = [PipelineSpec {
-    params: &[ParamSpec { name: "greeting", ty: ValueType::String, default_json: Some("\"hi\""), description: "" }],
-    ..pipeline("api_dag", Schedule::Manual, &[task("first", &[]), task("second", &["first"])])
-}];
+static PIPELINES: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+    [graphed(PipelineSpec {
+        params: &[ParamSpec { name: "greeting", ty: ValueType::String, default_json: Some("\"hi\""), description: "" }],
+        ..pipeline("api_dag", Schedule::Manual, &const { [task("first", &[]), task("second", &["first"])] })
+    })]
+});
 
 const ROLES: [&str; 4] = ["Viewer", "User", "Op", "Admin"];
 /// Every test user's password.
@@ -36,7 +38,7 @@ impl Api {
 
     async fn start_limited(limiter: RateLimiter) -> Api {
         let store = Store::in_memory().await.expect("store");
-        let registry = registry(&PIPELINES, &[]);
+        let registry = registry(&PIPELINES[..], &[]);
         store.sync_pipelines(registry).await.expect("sync");
         for role in ROLES {
             let name = role.to_lowercase();

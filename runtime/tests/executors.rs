@@ -51,6 +51,10 @@ const fn task(id: &'static str, kind: TaskKind, timeout: Option<u64>) -> TaskSpe
         description: "",
         kind,
         depends_on: &[],
+        upstream: &[],
+        downstream: &[],
+        depth: 0,
+        effective_priority_weight: 1,
         trigger_rule: TriggerRule::AllSuccess,
         retry: RetryPolicy { retries: 0, retry_delay_secs: 0, exponential_backoff: false, max_retry_delay_secs: None },
         execution_timeout_secs: timeout,
@@ -112,71 +116,61 @@ static PIPELINES: [PipelineSpec; 1] = [PipelineSpec {
     on_failure: &[],
     on_success: &[],
     email: &[],
-    tasks: &[
-        shell("shell_env", ENV_COMMAND, None),
-        shell("shell_cmd", "{{ params.cmd | safe }}", Some(30)),
-        shell("shell_undefined", "echo {{ params.nope }}", None),
-        shell("shell_timeout", "{{ params.cmd | safe }}", Some(1)),
-        task(
-            "http_post",
-            TaskKind::Http {
-                conn: "api",
-                method: "POST",
-                endpoint: "/api/runs/{{ ds_nodash }}",
-                body: Some(r#"{"greeting": "{{ params.greeting }}", "run": "{{ run_id }}"}"#),
-                headers: &[("Content-Type", "application/json"), ("X-Try", "{{ try_number }}")],
-                expect_status: &[200, 201],
-            },
-            Some(30),
-        ),
-        task(
-            "http_unexpected",
-            TaskKind::Http {
-                conn: "api",
-                method: "GET",
-                endpoint: "down",
-                body: None,
-                headers: &[],
-                expect_status: &[200],
-            },
-            Some(30),
-        ),
-        task(
-            "http_slow",
-            TaskKind::Http {
-                conn: "api",
-                method: "GET",
-                endpoint: "/slow",
-                body: None,
-                headers: &[],
-                expect_status: &[],
-            },
-            Some(1),
-        ),
-        // No execution_timeout: only the request's own bounds stop it.
-        task(
-            "http_unbounded",
-            TaskKind::Http {
-                conn: "api",
-                method: "GET",
-                endpoint: "/feed",
-                body: None,
-                headers: &[],
-                expect_status: &[],
-            },
-            None,
-        ),
-        sql("sql_lite", "lite"),
-        sql("sql_pg", "pg"),
-        task("sql_pg_slow", TaskKind::Sql { conn: "pg", statement: "SELECT pg_sleep(10)" }, Some(1)),
-        rust("rust_ok", None),
-        rust("rust_panics", None),
-        rust("rust_missing", None),
-        rust("rust_slow", Some(1)),
-        rust("rust_blocks", Some(1)),
-    ],
+    tasks: TASKS,
+    topo_order: support::in_order(TASKS.len()),
     version_hash: "test",
 }];
+
+/// Independent tasks, one per behaviour under test.
+const TASKS: &[TaskSpec] = &[
+    shell("shell_env", ENV_COMMAND, None),
+    shell("shell_cmd", "{{ params.cmd | safe }}", Some(30)),
+    shell("shell_undefined", "echo {{ params.nope }}", None),
+    shell("shell_timeout", "{{ params.cmd | safe }}", Some(1)),
+    task(
+        "http_post",
+        TaskKind::Http {
+            conn: "api",
+            method: "POST",
+            endpoint: "/api/runs/{{ ds_nodash }}",
+            body: Some(r#"{"greeting": "{{ params.greeting }}", "run": "{{ run_id }}"}"#),
+            headers: &[("Content-Type", "application/json"), ("X-Try", "{{ try_number }}")],
+            expect_status: &[200, 201],
+        },
+        Some(30),
+    ),
+    task(
+        "http_unexpected",
+        TaskKind::Http {
+            conn: "api",
+            method: "GET",
+            endpoint: "down",
+            body: None,
+            headers: &[],
+            expect_status: &[200],
+        },
+        Some(30),
+    ),
+    task(
+        "http_slow",
+        TaskKind::Http { conn: "api", method: "GET", endpoint: "/slow", body: None, headers: &[], expect_status: &[] },
+        Some(1),
+    ),
+    // No execution_timeout: only the request's own bounds stop it.
+    task(
+        "http_unbounded",
+        TaskKind::Http { conn: "api", method: "GET", endpoint: "/feed", body: None, headers: &[], expect_status: &[] },
+        None,
+    ),
+    sql("sql_lite", "lite"),
+    sql("sql_pg", "pg"),
+    task("sql_pg_slow", TaskKind::Sql { conn: "pg", statement: "SELECT pg_sleep(10)" }, Some(1)),
+    rust("rust_ok", None),
+    rust("rust_panics", None),
+    rust("rust_missing", None),
+    rust("rust_slow", Some(1)),
+    rust("rust_blocks", Some(1)),
+];
 
 fn dispatch<'a>(_pipeline: &str, task: &str, input: &'a TaskInput) -> Option<TaskFuture<'a>> {
     match task {

@@ -17,7 +17,7 @@ use sluice_runtime::spec::*;
 use sluice_runtime::spool::{Replayed, Spool};
 use sluice_runtime::store::{Outcome, Queued, Store};
 use sluice_runtime::worker::Worker;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use support::*;
 
@@ -40,10 +40,16 @@ const fn shell(id: &'static str, command: &'static str, depends_on: &'static [&'
     TaskSpec { kind: TaskKind::Shell { command, env: &[] }, ..task(id, depends_on) }
 }
 
-static PIPELINES: [PipelineSpec; 2] = [
-    pipeline("failing", Schedule::Manual, &[shell("boom", "echo about to fail; exit 3", &[])]),
-    pipeline("pair", Schedule::Manual, &[shell("a", "echo a", &[]), shell("b", "echo b", &["a"])]),
-];
+static PIPELINES: LazyLock<[PipelineSpec; 2]> = LazyLock::new(|| {
+    [
+        pipeline("failing", Schedule::Manual, &const { [shell("boom", "echo about to fail; exit 3", &[])] }),
+        graphed(pipeline(
+            "pair",
+            Schedule::Manual,
+            &const { [shell("a", "echo a", &[]), shell("b", "echo b", &["a"])] },
+        )),
+    ]
+});
 
 /// What the database does to a write, for as long as the test wants.
 enum Refuse {
@@ -99,7 +105,7 @@ async fn restore(store: &Store, db: &Db, table: &str) {
 
 /// A triggered run of `p` with its first task queued: (run pk, that task's id).
 async fn started(store: &Store, p: &'static PipelineSpec) -> (i64, i64) {
-    store.sync_pipelines(registry(&PIPELINES, &[])).await.expect("sync");
+    store.sync_pipelines(registry(&PIPELINES[..], &[])).await.expect("sync");
     let run = sluice_runtime::scheduler::trigger(store, p, serde_json::json!({}), None).await.expect("trigger");
     let queued = store.advance_pipeline(p, 32).await.expect("advance");
     assert_eq!(queued.len(), 1, "one root task");
@@ -111,7 +117,7 @@ async fn ti(store: &Store, run_pk: i64, task: &str) -> sluice_runtime::store::Ti
 }
 
 fn worker(store: &Store, dispatch: Arc<Collect>, name: &str) -> Worker {
-    Worker::new(registry(&PIPELINES, &[]), store.clone(), dispatch, name).without_notifier()
+    Worker::new(registry(&PIPELINES[..], &[]), store.clone(), dispatch, name).without_notifier()
 }
 
 #[tokio::test]
@@ -134,11 +140,11 @@ async fn a_failed_log_append_does_not_keep_a_zombie_from_being_failed() {
     for db in &BACKENDS {
         let (store, clock) = store(db).await;
         let (run_pk, a) = started(&store, &PIPELINES[1]).await;
-        store.claim(a, "gone", &PIPELINES).await.expect("claim").expect("queued");
+        store.claim(a, "gone", &PIPELINES[..]).await.expect("claim").expect("queued");
         refuse(&store, db, Refuse::Logs).await;
         clock.advance_secs(3600);
         let scheduler = sluice_runtime::scheduler::Scheduler::new(
-            registry(&PIPELINES, &[]),
+            registry(&PIPELINES[..], &[]),
             store.clone(),
             Arc::new(Collect::default()),
         );
@@ -211,7 +217,7 @@ async fn a_spooled_outcome_of_a_try_taken_for_a_zombie_gives_way_to_the_store() 
         // Meanwhile the worker stopped beating, and the scheduler failed the try.
         clock.advance_secs(3600);
         let scheduler = sluice_runtime::scheduler::Scheduler::new(
-            registry(&PIPELINES, &[]),
+            registry(&PIPELINES[..], &[]),
             store.clone(),
             Arc::new(Collect::default()),
         );

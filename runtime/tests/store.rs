@@ -8,6 +8,7 @@ use sluice_runtime::rules::RunState;
 use sluice_runtime::rules::TiState;
 use sluice_runtime::spec::*;
 use sluice_runtime::store::{Finish, Outcome, Queued, Store, Take};
+use std::sync::LazyLock;
 use support::*;
 
 async fn states(store: &Store, run_pk: i64) -> Vec<(String, TiState)> {
@@ -28,8 +29,9 @@ async fn task_id(store: &Store, run_pk: i64, q: &Queued) -> String {
     store.task_instances(run_pk).await.expect("tis").into_iter().find(|t| t.id == q.ti_id).expect("ti").task_id
 }
 
-static CHAIN: [PipelineSpec; 1] =
-    [pipeline("chain", Schedule::Manual, &[task("a", &[]), task("b", &["a"]), task("c", &["b"])])];
+static CHAIN: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+    [graphed(pipeline("chain", Schedule::Manual, &const { [task("a", &[]), task("b", &["a"]), task("c", &["b"])] }))]
+});
 
 #[tokio::test]
 async fn migrations_are_idempotent() {
@@ -50,12 +52,12 @@ async fn sync_adds_versions_and_deactivates() {
         [PipelineSpec { version_hash: "v2", ..pipeline("kept", Schedule::Manual, &[task("a", &[])]) }];
     for db in &BACKENDS {
         let (store, _) = store(db).await;
-        let report = store.sync_pipelines(registry(&V1, &[])).await.expect("sync");
+        let report = store.sync_pipelines(registry(&V1[..], &[])).await.expect("sync");
         assert_eq!(report.added, ["kept", "dropped"]);
         store.set_paused("kept", true).await.expect("pause");
-        let again = store.sync_pipelines(registry(&V1, &[])).await.expect("sync");
+        let again = store.sync_pipelines(registry(&V1[..], &[])).await.expect("sync");
         assert!(again.added.is_empty() && again.changed.is_empty() && again.deactivated.is_empty());
-        let report = store.sync_pipelines(registry(&V2, &[])).await.expect("sync");
+        let report = store.sync_pipelines(registry(&V2[..], &[])).await.expect("sync");
         assert_eq!(report.changed, ["kept"]);
         assert_eq!(report.deactivated, ["dropped"]);
         let rows = store.pipelines().await.expect("list");
@@ -71,7 +73,7 @@ async fn a_chain_runs_in_order_and_passes_outputs() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         assert_eq!(run.state, RunState::Queued);
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
@@ -96,7 +98,7 @@ async fn outcomes_are_recorded_exactly_once() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         let claimed =
@@ -137,7 +139,7 @@ async fn retries_wait_with_backoff_then_fail() {
     for db in &BACKENDS {
         let (store, clock) = store(db).await;
         let p = &P[0];
-        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&P[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         assert!(run_one(&store, p, &queued[0], Outcome::Failed("boom".into())).await.is_empty());
@@ -163,21 +165,25 @@ async fn retries_wait_with_backoff_then_fail() {
 
 #[tokio::test]
 async fn failures_cascade_and_trigger_rules_decide() {
-    static P: [PipelineSpec; 1] = [pipeline(
-        "rules",
-        Schedule::Manual,
-        &[
-            task("extract", &[]),
-            task("load", &["extract"]),
-            task("report", &["load"]),
-            TaskSpec { trigger_rule: TriggerRule::AllDone, ..task("cleanup", &["load"]) },
-            TaskSpec { trigger_rule: TriggerRule::OneFailed, ..task("alert", &["extract"]) },
-        ],
-    )];
+    static P: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(pipeline(
+            "rules",
+            Schedule::Manual,
+            &const {
+                [
+                    task("extract", &[]),
+                    task("load", &["extract"]),
+                    task("report", &["load"]),
+                    TaskSpec { trigger_rule: TriggerRule::AllDone, ..task("cleanup", &["load"]) },
+                    TaskSpec { trigger_rule: TriggerRule::OneFailed, ..task("alert", &["extract"]) },
+                ]
+            },
+        ))]
+    });
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &P[0];
-        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&P[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         let next = run_one(&store, p, &queued[0], Outcome::Failed("bad data".into())).await;
@@ -200,19 +206,23 @@ async fn failures_cascade_and_trigger_rules_decide() {
 #[tokio::test]
 async fn pools_limit_and_priority_orders() {
     static POOLS: [PoolSpec; 1] = [PoolSpec { name: "one", slots: 1, description: "" }];
-    static P: [PipelineSpec; 1] = [pipeline(
-        "pooled",
-        Schedule::Manual,
-        &[
-            TaskSpec { pool: "one", priority_weight: 1, ..task("low", &[]) },
-            TaskSpec { pool: "one", priority_weight: 10, ..task("high", &[]) },
-            task("free", &[]),
-        ],
-    )];
+    static P: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(pipeline(
+            "pooled",
+            Schedule::Manual,
+            &const {
+                [
+                    TaskSpec { pool: "one", priority_weight: 1, ..task("low", &[]) },
+                    TaskSpec { pool: "one", priority_weight: 10, ..task("high", &[]) },
+                    task("free", &[]),
+                ]
+            },
+        ))]
+    });
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &P[0];
-        store.sync_pipelines(registry(&P, &POOLS)).await.expect("sync");
+        store.sync_pipelines(registry(&P[..], &POOLS)).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         let mut names = Vec::new();
@@ -227,6 +237,49 @@ async fn pools_limit_and_priority_orders() {
 }
 
 #[tokio::test]
+async fn the_compiled_effective_weight_puts_a_task_with_much_below_it_first() {
+    // `fan` weighs 1 but has three tasks below it (4 in all); `heavy` weighs 3 alone.
+    static POOLS: [PoolSpec; 1] = [PoolSpec { name: "one", slots: 1, description: "" }];
+    static P: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(pipeline(
+            "weighted",
+            Schedule::Manual,
+            &const {
+                [
+                    TaskSpec { pool: "one", priority_weight: 3, ..task("heavy", &[]) },
+                    TaskSpec { pool: "one", ..task("fan", &[]) },
+                    task("x", &["fan"]),
+                    task("y", &["fan"]),
+                    task("z", &["x", "y"]),
+                ]
+            },
+        ))]
+    });
+    let weights: Vec<(&str, i64)> = P[0].tasks.iter().map(|t| (t.id, t.effective_priority_weight)).collect();
+    assert_eq!(weights, [("heavy", 3), ("fan", 4), ("x", 2), ("y", 2), ("z", 1)], "z counts once under fan");
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let p = &P[0];
+        store.sync_pipelines(registry(&P[..], &POOLS)).await.expect("sync");
+        let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        assert_eq!(queued.len(), 1, "one slot");
+        assert_eq!((task_id(&store, run.id, &queued[0]).await.as_str(), queued[0].priority_weight), ("fan", 4));
+    }
+}
+
+#[tokio::test]
+async fn sync_refuses_graph_facts_that_do_not_fit_the_dependencies() {
+    // Written by hand without `graphed`: `b` depends on `a`, but no fact says so.
+    static P: [PipelineSpec; 1] = [pipeline("unfit", Schedule::Manual, &[task("a", &[]), task("b", &["a"])])];
+    let (store, _) = store(&Db::Sqlite).await;
+    let error = store.sync_pipelines(registry(&P, &[])).await.expect_err("refused").to_string();
+    assert!(error.contains("pipeline `unfit`") && error.contains("task `b`"), "{error}");
+    let fitted: &'static [PipelineSpec] = Vec::leak(vec![graphed(pipeline("unfit", Schedule::Manual, P[0].tasks))]);
+    store.sync_pipelines(registry(fitted, &[])).await.expect("the same pipeline with its facts");
+}
+
+#[tokio::test]
 async fn max_active_runs_and_tasks_hold_work_back() {
     static P: [PipelineSpec; 1] = [PipelineSpec {
         max_active_runs: 1,
@@ -236,7 +289,7 @@ async fn max_active_runs_and_tasks_hold_work_back() {
     for db in &BACKENDS {
         let (store, clock) = store(db).await;
         let p = &P[0];
-        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&P[..], &[])).await.expect("sync");
         let first = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         clock.advance_secs(1);
         let second = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
@@ -284,7 +337,7 @@ async fn a_duplicate_logical_date_is_refused() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0)).await.expect("first");
         let err =
             sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0)).await.expect_err("dup");
@@ -304,7 +357,7 @@ async fn trigger_conf_is_checked_against_param_types() {
     for db in &BACKENDS {
         let (store, clock) = store(db).await;
         let p = &P[0];
-        store.sync_pipelines(registry(&P, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&P[..], &[])).await.expect("sync");
         let err =
             sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({"limit": "ten", "league": "nfl"}), None)
                 .await
@@ -323,7 +376,7 @@ async fn clearing_reruns_a_task_and_its_downstream() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let mut queued = store.advance_pipeline(p, 32).await.expect("advance");
         while let Some(q) = queued.pop() {
@@ -349,7 +402,7 @@ async fn marking_success_lets_the_run_continue() {
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
         run_one(&store, p, &queued[0], Outcome::Failed("boom".into())).await;
@@ -367,7 +420,7 @@ async fn cleaning_deletes_only_old_finished_runs() {
     for db in &BACKENDS {
         let (store, clock) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let old = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), Some(T0 - 86_400_000_000))
             .await
             .expect("old");
@@ -398,17 +451,21 @@ async fn cleaning_deletes_only_old_finished_runs() {
 
 #[tokio::test]
 async fn a_new_version_removes_and_adds_tasks_in_active_runs() {
-    static V1: [PipelineSpec; 1] = [pipeline("evolving", Schedule::Manual, &[task("a", &[]), task("old", &["a"])])];
-    static V2: [PipelineSpec; 1] = [PipelineSpec {
-        version_hash: "v2",
-        ..pipeline("evolving", Schedule::Manual, &[task("a", &[]), task("new", &["a"])])
-    }];
+    static V1: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(pipeline("evolving", Schedule::Manual, &const { [task("a", &[]), task("old", &["a"])] }))]
+    });
+    static V2: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(PipelineSpec {
+            version_hash: "v2",
+            ..pipeline("evolving", Schedule::Manual, &const { [task("a", &[]), task("new", &["a"])] })
+        })]
+    });
     for db in &BACKENDS {
         let (store, _) = store(db).await;
-        store.sync_pipelines(registry(&V1, &[])).await.expect("sync v1");
+        store.sync_pipelines(registry(&V1[..], &[])).await.expect("sync v1");
         let run =
             sluice_runtime::scheduler::trigger(&store, &V1[0], serde_json::json!({}), None).await.expect("trigger");
-        store.sync_pipelines(registry(&V2, &[])).await.expect("sync v2");
+        store.sync_pipelines(registry(&V2[..], &[])).await.expect("sync v2");
         let all = states(&store, run.id).await;
         assert_eq!(state_of(&all, "old"), TiState::Removed);
         assert_eq!(state_of(&all, "new"), TiState::None);
@@ -427,7 +484,7 @@ fn wide(width: usize) -> &'static [PipelineSpec] {
     let mut tasks = vec![task("start", &[])];
     tasks.extend(ids.iter().map(|id| task(id, &["start"])));
     tasks.push(task("end", ids));
-    let spec = PipelineSpec { max_active_tasks: 16, ..pipeline("wide", Schedule::Manual, Vec::leak(tasks)) };
+    let spec = graphed(PipelineSpec { max_active_tasks: 16, ..pipeline("wide", Schedule::Manual, Vec::leak(tasks)) });
     Vec::leak(vec![spec])
 }
 
@@ -484,12 +541,12 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
     for db in &BACKENDS {
         let (store, _) = store(db).await;
         let p = &CHAIN[0];
-        store.sync_pipelines(registry(&CHAIN, &[])).await.expect("sync");
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
         let run = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
         let queued = store.advance_pipeline(p, 32).await.expect("advance");
-        let a = store.claim(queued[0].ti_id, "w1", &CHAIN).await.expect("claim").expect("queued");
+        let a = store.claim(queued[0].ti_id, "w1", &CHAIN[..]).await.expect("claim").expect("queued");
         let elsewhere = ["ml".to_string()];
-        let take = Take { worker: "w1", queues: &elsewhere, pipelines: &CHAIN };
+        let take = Take { worker: "w1", queues: &elsewhere, pipelines: &CHAIN[..] };
         let success = Outcome::Success(serde_json::json!({"rows": 1}));
         let finish =
             Finish { pipeline: p, ti_id: a.ti_id, try_number: a.try_number, outcome: success.clone(), run: None };
@@ -498,8 +555,8 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
         let left = done.queued;
         assert_eq!(left.len(), 1, "b is left to the broker");
 
-        let b = store.claim(left[0].ti_id, "w1", &CHAIN).await.expect("claim").expect("queued");
-        let take = Take { worker: "w1", queues: &[], pipelines: &CHAIN };
+        let b = store.claim(left[0].ti_id, "w1", &CHAIN[..]).await.expect("claim").expect("queued");
+        let take = Take { worker: "w1", queues: &[], pipelines: &CHAIN[..] };
         let finish =
             Finish { pipeline: p, ti_id: b.ti_id, try_number: b.try_number, outcome: success.clone(), run: None };
         let mut done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");

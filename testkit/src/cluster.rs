@@ -14,6 +14,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+/// The password of the cluster's admin (user `admin`).
+pub const ADMIN_PASSWORD: &str = "cluster-admin-password";
+
 /// The running deployment. Every process is killed on Drop.
 #[derive(Debug)]
 pub struct Cluster {
@@ -54,7 +57,7 @@ impl Cluster {
             ("POSTGRES_PASSWORD".into(), db.password().to_string()),
             ("SLUICE_FERNET_KEY".into(), fernet.trim().to_string()),
             ("SLUICE_SECRET_KEY".into(), "cluster-test-secret-key".into()),
-            ("SLUICE_ADMIN_PASSWORD".into(), "cluster-admin-password".into()),
+            ("SLUICE_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
             ("BACKEND_API_TOKEN".into(), "cluster-backend-token".into()),
             ("MLFLOW_DB_PASSWORD".into(), "cluster-mlflow-password".into()),
             ("MLSP_DB_PASSWORD".into(), "cluster-mlsp-password".into()),

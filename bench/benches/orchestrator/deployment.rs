@@ -71,7 +71,7 @@ impl Deployment {
         let (services, url) = match mode {
             Mode::Standalone => {
                 let fernet = cli_output(Command::new(binary).args(["fernet", "generate"]));
-                let standalone = Standalone::start(binary, "admin", "bench-password", fernet.trim());
+                let standalone = Standalone::start(binary, "admin", STANDALONE_ADMIN_PASSWORD, fernet.trim());
                 let url = format!("sqlite://{}?mode=ro", standalone.home().join("sluice.sqlite").display());
                 (Services::Standalone(standalone), url)
             }
@@ -132,6 +132,54 @@ impl Deployment {
             Services::Distributed(cluster) => cluster.web_port(),
             Services::Standalone(standalone) => standalone.port,
         }
+    }
+
+    /// The admin's user name and password, as the deployment was started with them.
+    fn admin(&self) -> (&'static str, &'static str) {
+        match &self.services {
+            Services::Standalone(_) => ("admin", STANDALONE_ADMIN_PASSWORD),
+            Services::Distributed(_) => ("admin", sluice_testkit::cluster::ADMIN_PASSWORD),
+        }
+    }
+
+    /// Signs in as the admin through the login form, then fetches the web UI's page `path`
+    /// `times` times: each fetch's wall time in ms (request sent -> whole page read, on
+    /// loopback) and the last page's HTML.
+    pub fn page_ms(&self, path: &str, times: usize) -> (Vec<f64>, String) {
+        let (user, password) = self.admin();
+        let base = format!("http://127.0.0.1:{}", self.web_port());
+        let client = sluice_runtime::tls::http_client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client");
+        self.runtime.block_on(async {
+            let form = client.get(format!("{base}/login")).send().await.expect("the login page");
+            let cookie = first_cookie(&form);
+            let html = form.text().await.expect("the login page's HTML");
+            let token = html.split(r#"name="csrf" value=""#).nth(1).and_then(|s| s.split('"').next());
+            let token = token.expect("a CSRF token on the login page");
+            let signed = client
+                .post(format!("{base}/login"))
+                .header("cookie", cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("csrf={token}&username={user}&password={password}"))
+                .send()
+                .await
+                .expect("signing in");
+            assert_eq!(signed.status(), reqwest::StatusCode::SEE_OTHER, "the admin signs in");
+            let session = first_cookie(&signed);
+            let mut ms = Vec::new();
+            let mut last = String::new();
+            for _ in 0..times {
+                let started = Instant::now();
+                let page = client.get(format!("{base}{path}")).header("cookie", &session).send().await;
+                let page = page.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+                assert_eq!(page.status(), reqwest::StatusCode::OK, "GET {path}");
+                last = page.text().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+                ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            (ms, last)
+        })
     }
 
     /// `sluice <args>` as an operator runs it beside the deployment; its stdout.
@@ -292,6 +340,14 @@ impl Deployment {
             Services::Distributed(cluster) => cluster.logs(),
         }
     }
+}
+
+const STANDALONE_ADMIN_PASSWORD: &str = "bench-password";
+
+/// The `name=value` of a response's first Set-Cookie.
+fn first_cookie(response: &reqwest::Response) -> String {
+    let set = response.headers().get("set-cookie").and_then(|c| c.to_str().ok()).expect("a Set-Cookie");
+    set.split(';').next().unwrap_or_default().to_string()
 }
 
 fn cli_output(command: &mut Command) -> String {

@@ -2,7 +2,8 @@
 //! standalone mode and in distributed mode:
 //!
 //! 1. chain40: 40 sequential no-op tasks, trigger to success (1 worker);
-//! 2. fan-out: 1 -> 1,000 -> 1 (2 workers), and how cost grows with the width;
+//! 2. fan-out: 1 -> 1,000 -> 1 (2 workers), how cost grows with the width, and the web
+//!    UI's page of each width's run (up to 10,000 with `--wide-binary`);
 //! 3. transition latency: upstream end -> downstream start over the chain's hand-overs;
 //! 4. throughput: tasks/s over 60 s windows of independent tasks (4 workers), with the
 //!    store transactions and Redis commands per task;
@@ -242,7 +243,24 @@ fn growth(binary: &Path, mode: Mode, widths: &[usize], report: &mut Report) {
             peak("worker"),
         );
         report.add(name, &format!("width {width}"), "", mode, text);
+        pipeline_page(&deployment, width, report);
     }
+}
+
+/// How many times the pipeline page is fetched per width.
+const PAGE_FETCHES: usize = 10;
+
+/// 2c. The web UI's page of the fan-out just run (grid, graph and durations of a run of
+/// `width + 2` tasks), fetched by a signed-in admin, as the page's own refresh fetches it
+/// while a run is active.
+fn pipeline_page(deployment: &Deployment, width: usize, report: &mut Report) {
+    let name = format!("2c. pipeline page after the fan-out's run: GET by a signed-in admin, {PAGE_FETCHES} fetches");
+    let (ms, html) = deployment.page_ms(&format!("/dags/fanout{width}"), PAGE_FETCHES);
+    // A page that lost tasks would be quick for the wrong reason.
+    let nodes = html.matches(r#"<g class="node""#).count();
+    assert_eq!(nodes, width + 2, "the graph draws every task of fanout{width}");
+    let goal = if width == 10_000 { "< 200" } else { "" };
+    report.add(&name, &format!("width {width} (ms)"), goal, deployment.mode, spread(&ms));
 }
 
 /// 4 and 6: sustained throughput with four workers, then the footprint of the same

@@ -4,8 +4,9 @@
 //! runtime's untyped [`TaskInput`] into each Rust task's typed context and calls the
 //! user's function, so rustc checks every task body against what the YAML declares.
 
+use crate::graph;
 use crate::model::*;
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
 /// The generated Rust file for a validated config, formatted for reading.
@@ -29,6 +30,13 @@ fn opt_str(value: Option<&str>) -> TokenStream {
         Some(v) => quote!(Some(#v)),
         None => quote!(None),
     }
+}
+
+/// `&[0, 3, 7]`: task indices, unsuffixed (the field's type says `u32`) to keep wide
+/// pipelines' tables short.
+fn indices(values: &[u32]) -> TokenStream {
+    let values = values.iter().map(|&v| Literal::u32_unsuffixed(v));
+    quote!(&[#(#values),*])
 }
 
 fn opt_u64(value: Option<u64>) -> TokenStream {
@@ -253,7 +261,25 @@ fn pipeline_spec(p: &Pipeline, smtp_default: bool) -> TokenStream {
             quote!(ParamSpec { name: #name, ty: #ty, default_json: #default, description: #description })
         })
         .collect();
-    let tasks: Vec<TokenStream> = p.tasks.iter().map(|t| task_spec(t, smtp_default)).collect();
+    let upstream = graph::upstream(p);
+    // Validation rejects cycles, so the facts exist; were they ever missing, the empty
+    // tables fail the runtime's `check_graph` at start rather than misorder a run.
+    let facts = graph::facts(p, &upstream).unwrap_or_default();
+    let tasks: Vec<TokenStream> = p
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let facts = TaskFacts {
+                upstream: upstream.get(i).map_or(&[], Vec::as_slice),
+                downstream: facts.downstream.get(i).map_or(&[], Vec::as_slice),
+                depth: facts.depth.get(i).copied().unwrap_or(0),
+                effective_priority_weight: facts.effective_weight.get(i).copied().unwrap_or_default(),
+            };
+            task_spec(t, smtp_default, &facts)
+        })
+        .collect();
+    let topo_order = indices(&facts.topo_order);
     let hash = version_hash(p);
     let on_failure = targets(&p.on_failure, false, &p.email, false);
     let on_success = targets(&p.on_success, false, &p.email, false);
@@ -278,12 +304,21 @@ fn pipeline_spec(p: &Pipeline, smtp_default: bool) -> TokenStream {
             on_success: #on_success,
             email: &[#(#email),*],
             tasks: &[#(#tasks),*],
+            topo_order: #topo_order,
             version_hash: #hash,
         }
     }
 }
 
-fn task_spec(t: &Task, smtp_default: bool) -> TokenStream {
+/// One task's graph facts, as [`graph::facts`] found them.
+struct TaskFacts<'f> {
+    upstream: &'f [u32],
+    downstream: &'f [u32],
+    depth: u32,
+    effective_priority_weight: i64,
+}
+
+fn task_spec(t: &Task, smtp_default: bool, facts: &TaskFacts<'_>) -> TokenStream {
     let id = &t.id.value;
     let description = &t.description;
     let kind = match &t.kind {
@@ -340,12 +375,18 @@ fn task_spec(t: &Task, smtp_default: bool) -> TokenStream {
         })
         .collect();
     let renamed: Vec<&str> = t.renamed_from.iter().map(|r| r.value.as_str()).collect();
+    let (upstream, downstream) = (indices(facts.upstream), indices(facts.downstream));
+    let (depth, effective_weight) = (facts.depth, facts.effective_priority_weight);
     quote! {
         TaskSpec {
             id: #id,
             description: #description,
             kind: #kind,
             depends_on: &[#(#depends_on),*],
+            upstream: #upstream,
+            downstream: #downstream,
+            depth: #depth,
+            effective_priority_weight: #effective_weight,
             trigger_rule: TriggerRule::#rule,
             retry: RetryPolicy {
                 retries: #retries,

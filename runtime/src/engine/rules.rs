@@ -128,33 +128,25 @@ pub fn settle<'p>(
     let mut now: HashMap<&str, TiState> = states.clone();
     let state_of = |now: &HashMap<&str, TiState>, id: &str| now.get(id).copied().unwrap_or(TiState::Removed);
     let mut settlement = Settlement::default();
-    // Tasks are decided in rounds until nothing changes: an end here may decide a task
-    // listed before it.
-    loop {
-        let mut changed = false;
-        settlement.ready.clear();
-        for task in pipeline.tasks {
-            let state = state_of(&now, task.id);
-            if state == TiState::UpForRetry && retry_due(task.id) {
-                settlement.ready.push(task.id);
-                continue;
-            }
-            if !matches!(state, TiState::None | TiState::Scheduled) {
-                continue;
-            }
-            let upstream: Vec<TiState> = task.depends_on.iter().map(|u| state_of(&now, u)).collect();
-            match step(task, &upstream) {
-                Step::Ready => settlement.ready.push(task.id),
-                Step::Wait => {}
-                Step::End(end) => {
-                    now.insert(task.id, end);
-                    settlement.ended.push((task.id, end));
-                    changed = true;
-                }
-            }
+    // In the compiled topological order every upstream is settled before the tasks below
+    // it are decided, so one pass lets skips and upstream failures cascade all the way.
+    for task in pipeline.topo_order.iter().filter_map(|&i| pipeline.tasks.get(i as usize)) {
+        let state = state_of(&now, task.id);
+        if state == TiState::UpForRetry && retry_due(task.id) {
+            settlement.ready.push(task.id);
+            continue;
         }
-        if !changed {
-            break;
+        if !matches!(state, TiState::None | TiState::Scheduled) {
+            continue;
+        }
+        let upstream: Vec<TiState> = task.depends_on.iter().map(|u| state_of(&now, u)).collect();
+        match step(task, &upstream) {
+            Step::Ready => settlement.ready.push(task.id),
+            Step::Wait => {}
+            Step::End(end) => {
+                now.insert(task.id, end);
+                settlement.ended.push((task.id, end));
+            }
         }
     }
     if settlement.ready.is_empty() && pipeline.tasks.iter().all(|t| state_of(&now, t.id).is_done()) {
@@ -172,9 +164,7 @@ pub fn run_end(pipeline: &PipelineSpec, state_of: impl Fn(&str) -> TiState) -> R
 
 /// The tasks nothing depends on.
 pub fn leaves(pipeline: &PipelineSpec) -> impl Iterator<Item = &str> {
-    let upstreams: std::collections::HashSet<&str> =
-        pipeline.tasks.iter().flat_map(|t| t.depends_on.iter().copied()).collect();
-    pipeline.tasks.iter().map(|t| t.id).filter(move |id| !upstreams.contains(id))
+    pipeline.tasks.iter().filter(|t| t.downstream.is_empty()).map(|t| t.id)
 }
 
 /// What a failed try leads to.

@@ -18,6 +18,12 @@ pub const fn task(id: &'static str, depends_on: &'static [&'static str]) -> Task
         description: "",
         kind: TaskKind::Shell { command: "true", env: &[] },
         depends_on,
+        // The graph facts of a task with nothing above or below it; a pipeline whose
+        // tasks depend on each other goes through [`graphed`].
+        upstream: &[],
+        downstream: &[],
+        depth: 0,
+        effective_priority_weight: 1,
         trigger_rule: TriggerRule::AllSuccess,
         retry: RetryPolicy {
             retries: 0,
@@ -63,8 +69,52 @@ pub const fn pipeline(id: &'static str, schedule: Schedule, tasks: &'static [Tas
         on_success: &[],
         email: &[],
         tasks,
+        topo_order: in_order(tasks.len()),
         version_hash: "v1",
     }
+}
+
+/// `0, 1, ..., n - 1`: the topological order of `n` tasks that do not depend on each other
+/// (up to 64 of them, else empty: more go through [`graphed`]).
+pub const fn in_order(n: usize) -> &'static [u32] {
+    match IN_ORDER.split_at_checked(n) {
+        Some((order, _)) => order,
+        None => &[],
+    }
+}
+
+const IN_ORDER: &[u32] = &{
+    let mut order = [0u32; 64];
+    let mut i = 0;
+    while i < order.len() {
+        order[i] = i as u32;
+        i += 1;
+    }
+    order
+};
+
+/// `p` with the graph facts of its `depends_on` and weights, derived as the compiler
+/// derives them (the specs written here give dependencies only). The runtime refuses a
+/// pipeline whose facts do not fit, so one left out shows at its first sync.
+pub fn graphed(p: PipelineSpec) -> PipelineSpec {
+    let index = |id: &str| p.tasks.iter().position(|t| t.id == id).map(|i| i as u32);
+    let upstream: Vec<Vec<u32>> =
+        p.tasks.iter().map(|t| t.depends_on.iter().filter_map(|d| index(d)).collect()).collect();
+    let weights: Vec<i64> = p.tasks.iter().map(|t| i64::from(t.priority_weight)).collect();
+    let facts = sluice_contract::graph::facts(&upstream, &weights).expect("a pipeline without cycles");
+    let tasks: Vec<TaskSpec> = p
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| TaskSpec {
+            upstream: Vec::leak(upstream[i].clone()),
+            downstream: Vec::leak(facts.downstream[i].clone()),
+            depth: facts.depth[i],
+            effective_priority_weight: facts.effective_weight[i],
+            ..t.clone()
+        })
+        .collect();
+    PipelineSpec { tasks: Vec::leak(tasks), topo_order: Vec::leak(facts.topo_order), ..p }
 }
 
 pub static DEPLOYMENT: DeploymentSpec = DeploymentSpec {

@@ -25,6 +25,10 @@ const fn task(id: &'static str, depends_on: &'static [&'static str], trigger_rul
         connections: &[],
         outputs: &[],
         renamed_from: &[],
+        upstream: &[],
+        downstream: &[],
+        depth: 0,
+        effective_priority_weight: 1,
     }
 }
 
@@ -48,13 +52,37 @@ const fn pipeline(tasks: &'static [TaskSpec]) -> PipelineSpec {
         on_success: &[],
         email: &[],
         tasks,
+        topo_order: &[],
         version_hash: "",
     }
 }
 
+/// `p` with the graph facts the compiler would emit for it.
+fn graphed(p: &PipelineSpec) -> PipelineSpec {
+    let index = |id: &str| p.tasks.iter().position(|t| t.id == id).and_then(|i| u32::try_from(i).ok());
+    let upstream: Vec<Vec<u32>> =
+        p.tasks.iter().map(|t| t.depends_on.iter().filter_map(|d| index(d)).collect()).collect();
+    let weights: Vec<i64> = p.tasks.iter().map(|t| i64::from(t.priority_weight)).collect();
+    let facts = sluice_contract::graph::facts(&upstream, &weights).expect("acyclic");
+    let tasks: Vec<TaskSpec> = p
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| TaskSpec {
+            upstream: Vec::leak(upstream[i].clone()),
+            downstream: Vec::leak(facts.downstream[i].clone()),
+            depth: facts.depth[i],
+            effective_priority_weight: facts.effective_weight[i],
+            ..t.clone()
+        })
+        .collect();
+    PipelineSpec { topo_order: Vec::leak(facts.topo_order), ..pipeline(Vec::leak(tasks)) }
+}
+
 /// extract -> transform -> load, and `cleanup` after load whatever happened. `cleanup` is
 /// listed first: the cascade must reach it all the same.
-static ETL: PipelineSpec = pipeline(&[
+static ETL: std::sync::LazyLock<PipelineSpec> = std::sync::LazyLock::new(|| graphed(&ETL_TASKS));
+static ETL_TASKS: PipelineSpec = pipeline(&[
     task("cleanup", &["load"], TriggerRule::AllDone),
     task("extract", &[], TriggerRule::AllSuccess),
     task("transform", &["extract"], TriggerRule::AllSuccess),

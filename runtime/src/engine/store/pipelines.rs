@@ -30,6 +30,14 @@ impl Store {
     /// spec says), changed ones get a new version, missing ones become inactive and keep
     /// their history. Pools declared in the YAML get their declared sizes.
     pub async fn sync_pipelines(&self, registry: &Registry) -> Result<SyncReport> {
+        // The runtime orders, clears and weighs tasks by the compiled graph facts alone;
+        // facts that do not fit `depends_on` (a spec written by hand, generated code older
+        // than its runtime) would do that wrongly, so they stop the start instead.
+        for p in registry.pipelines {
+            p.check_graph().map_err(|e| {
+                StoreError::Conflict(format!("pipeline `{}`: the compiled graph facts do not fit: {e}", p.id))
+            })?;
+        }
         let now = self.now();
         let mut report = SyncReport::default();
         let mut tx = self.begin_exclusive("sync_pipelines").await?;

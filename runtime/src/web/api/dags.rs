@@ -131,7 +131,7 @@ pub(super) async fn list_tasks(
                 "pool_slots": t.pool_slots,
                 "queue": t.queue,
                 "priority_weight": t.priority_weight,
-                "downstream_task_ids": p.tasks.iter().filter(|d| d.depends_on.contains(&t.id)).map(|d| d.id).collect::<Vec<_>>(),
+                "downstream_task_ids": t.downstream.iter().filter_map(|&d| p.tasks.get(d as usize)).map(|d| d.id).collect::<Vec<_>>(),
                 "doc_md": if t.description.is_empty() { Value::Null } else { t.description.into() },
             })
         })

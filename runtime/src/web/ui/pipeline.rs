@@ -2,43 +2,42 @@
 
 use super::*;
 
-/// Layered layout of the task graph: a column per depth, a row per task in its column.
+/// Layered layout of the task graph: a column per depth, a row per task in its column, in
+/// declaration order. Depths and upstream indices are compiled, so the layout is linear in
+/// tasks and edges: the page reloads every two seconds while a run is active.
 pub(super) fn graph(p: &PipelineSpec, states: &HashMap<String, String>) -> Value {
-    let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
-    for _ in 0..p.tasks.len() {
-        for t in p.tasks {
-            let d = t.depends_on.iter().map(|u| depth.get(u).map_or(0, |d| d + 1)).max().unwrap_or(0);
-            depth.insert(t.id, d);
-        }
-    }
     let (w, gap_x, gap_y) = (160, 40, 44);
-    let mut rows_in: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut pos: HashMap<&str, (usize, usize)> = HashMap::new();
-    for t in p.tasks {
-        let d = depth.get(t.id).copied().unwrap_or(0);
-        let row = rows_in.entry(d).or_insert(0);
-        pos.insert(t.id, (10 + d * (w + gap_x), 10 + *row * gap_y));
-        *row += 1;
-    }
-    let nodes: Vec<Value> = p
+    let mut rows_in: Vec<usize> = Vec::new();
+    let pos: Vec<(usize, usize)> = p
         .tasks
         .iter()
         .map(|t| {
-            let (x, y) = pos[t.id];
+            let d = t.depth as usize;
+            if rows_in.len() <= d {
+                rows_in.resize(d + 1, 0);
+            }
+            let row = rows_in[d];
+            rows_in[d] += 1;
+            (10 + d * (w + gap_x), 10 + row * gap_y)
+        })
+        .collect();
+    let nodes: Vec<Value> = p
+        .tasks
+        .iter()
+        .zip(&pos)
+        .map(|(t, (x, y))| {
             json!({ "id": t.id, "x": x, "y": y, "w": w, "state": states.get(t.id).map_or("none", String::as_str) })
         })
         .collect();
     let edges: Vec<Value> = p
         .tasks
         .iter()
-        .flat_map(|t| t.depends_on.iter().map(move |u| (*u, t.id)))
-        .filter_map(|(from, to)| {
-            let ((x1, y1), (x2, y2)) = (pos.get(from)?, pos.get(to)?);
-            Some(json!({ "x1": x1 + w, "y1": y1 + 14, "x2": x2, "y2": y2 + 14 }))
-        })
+        .zip(&pos)
+        .flat_map(|(t, to)| t.upstream.iter().filter_map(|&u| pos.get(u as usize)).map(move |from| (from, to)))
+        .map(|((x1, y1), (x2, y2))| json!({ "x1": x1 + w, "y1": y1 + 14, "x2": x2, "y2": y2 + 14 }))
         .collect();
-    let width = pos.values().map(|(x, _)| x + w + 10).max().unwrap_or(200);
-    let height = pos.values().map(|(_, y)| y + 40).max().unwrap_or(60);
+    let width = pos.iter().map(|(x, _)| x + w + 10).max().unwrap_or(200);
+    let height = pos.iter().map(|(_, y)| y + 40).max().unwrap_or(60);
     json!({ "nodes": nodes, "edges": edges, "width": width, "height": height })
 }
 

@@ -79,14 +79,14 @@ impl Store {
         task_id: &str,
         downstream: bool,
     ) -> Result<Vec<String>> {
-        let mut ids = vec![task_id.to_string()];
+        let mut targets = vec![(task_id, pipeline.task(task_id).map_or(0, |t| t.retry.retries))];
         if downstream {
-            ids.extend(descendants(pipeline, task_id).into_iter().map(str::to_string));
+            targets.extend(descendants(pipeline, task_id).into_iter().map(|t| (t.id, t.retry.retries)));
         }
         let mut tx = self.begin_locked(&[pipeline.id]).await?;
-        for id in &ids {
+        for &(id, retries) in &targets {
             // A cleared task gets its policy's tries again, counted from the tries it used.
-            let tries = pipeline.task(id).map_or(1, |t| t.retry.max_tries());
+            let tries = i64::from(retries) + 1;
             let done = q("UPDATE task_instances SET state = 'none', end_date = NULL, next_try_at = NULL, error = NULL, \
                           max_tries = try_number + $3 WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
             .bind(run_pk)
@@ -113,7 +113,7 @@ impl Store {
             .await
             .doing("reopening a run")?;
         tx.commit().await.doing("clearing tasks")?;
-        Ok(ids)
+        Ok(targets.into_iter().map(|(id, _)| id.to_string()).collect())
     }
 
     /// Marks a task `success` or `failed` by hand (not while it runs), then lets the run
@@ -147,11 +147,11 @@ impl Store {
         }
         // What was decided downstream from the old state (upstream_failed, skipped) is
         // decided again from the new one.
-        for id in descendants(pipeline, task_id) {
+        for below in descendants(pipeline, task_id) {
             q("UPDATE task_instances SET state = 'none', end_date = NULL WHERE run_pk = $1 AND task_id = $2 \
                AND state IN ('upstream_failed', 'skipped')")
             .bind(run_pk)
-            .bind(id)
+            .bind(below.id)
             .execute(&mut *tx)
             .await
             .doing("reopening downstream tasks")?;

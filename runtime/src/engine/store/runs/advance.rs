@@ -79,7 +79,7 @@ pub(in crate::engine::store) async fn insert_task_instance(
     .bind(pipeline.id)
     .bind(task.id)
     .bind(task.retry.max_tries())
-    .bind(effective_priority(pipeline, task))
+    .bind(task.effective_priority_weight)
     .bind(task.pool)
     .bind(i64::from(task.pool_slots))
     .bind(task.queue)
@@ -293,11 +293,6 @@ pub(super) async fn queue_ready(
     Ok(queued)
 }
 
-/// The tasks that list `id` among their upstreams.
-pub(super) fn downstream_of<'p>(pipeline: &'p PipelineSpec, id: &str) -> impl Iterator<Item = &'p TaskSpec> {
-    pipeline.tasks.iter().filter(move |t| t.depends_on.contains(&id))
-}
-
 /// Ends run `run_pk` as `end` says, if it is still running.
 pub(super) async fn close_run(
     tx: &mut Tx,
@@ -413,7 +408,8 @@ pub(super) async fn advance_after(
     now: Micros,
     parallelism: u32,
 ) -> Result<Vec<Queued>> {
-    let mut candidates: Vec<&TaskSpec> = finished.iter().flat_map(|f| downstream_of(pipeline, f)).collect();
+    let mut candidates: Vec<&TaskSpec> =
+        finished.iter().filter_map(|f| pipeline.task(f)).flat_map(|f| downstream_of(pipeline, f)).collect();
     candidates.sort_unstable_by_key(|t| t.id);
     candidates.dedup_by_key(|t| t.id);
     let mut ready: Vec<Slot> = Vec::new();
@@ -474,7 +470,7 @@ pub(super) async fn advance_after(
             if let Some(slot) = slots.get(task.id) {
                 set_done_state(tx, slot.id, new_state, now).await?;
             }
-            next.extend(downstream_of(pipeline, task.id));
+            next.extend(downstream_of(pipeline, task));
         }
         next.sort_unstable_by_key(|t| t.id);
         next.dedup_by_key(|t| t.id);

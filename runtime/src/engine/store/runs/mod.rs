@@ -225,29 +225,31 @@ fn ti_row(row: &sqlx::any::AnyRow) -> Result<TiRow> {
     })
 }
 
-/// Every task below `task_id`, nearest first.
-pub fn descendants<'p>(pipeline: &'p PipelineSpec, task_id: &str) -> Vec<&'p str> {
-    let mut out: Vec<&str> = Vec::new();
-    let mut frontier = vec![task_id];
-    while let Some(id) = frontier.pop() {
-        for t in pipeline.tasks.iter().filter(|t| t.depends_on.contains(&id)) {
-            if !out.contains(&t.id) {
-                out.push(t.id);
-                frontier.insert(0, t.id);
+/// Every task below `task_id`, nearest first: breadth first over the compiled
+/// `downstream` lists, each task and edge once. (The effective priority weight, which
+/// sums over the same set, is compiled too: [`TaskSpec::effective_priority_weight`].)
+pub fn descendants<'p>(pipeline: &'p PipelineSpec, task_id: &str) -> Vec<&'p TaskSpec> {
+    let Some(start) = pipeline.tasks.iter().position(|t| t.id == task_id) else { return Vec::new() };
+    let mut seen = vec![false; pipeline.tasks.len()];
+    seen[start] = true;
+    let mut queue = vec![start];
+    let mut head = 0;
+    while let Some(task) = queue.get(head).and_then(|&t| pipeline.tasks.get(t)) {
+        head += 1;
+        for &d in task.downstream {
+            let d = d as usize;
+            if seen.get(d) == Some(&false) {
+                seen[d] = true;
+                queue.push(d);
             }
         }
     }
-    out
+    queue[1..].iter().filter_map(|&t| pipeline.tasks.get(t)).collect()
 }
 
-/// Airflow's default `downstream` weight rule: a task's own weight plus all its descendants'.
-pub fn effective_priority(pipeline: &PipelineSpec, task: &TaskSpec) -> i64 {
-    let below: i64 = descendants(pipeline, task.id)
-        .iter()
-        .filter_map(|id| pipeline.task(id))
-        .map(|t| i64::from(t.priority_weight))
-        .sum();
-    i64::from(task.priority_weight) + below
+/// The tasks that list `task` among their upstreams, as compiled.
+pub(super) fn downstream_of<'p>(pipeline: &'p PipelineSpec, task: &TaskSpec) -> impl Iterator<Item = &'p TaskSpec> {
+    task.downstream.iter().filter_map(|&d| pipeline.tasks.get(d as usize))
 }
 
 impl Store {
