@@ -285,5 +285,10 @@ async fn append_line(conn: &Connection, body: &Value) -> Result<(), String> {
         .open(&path)
         .await
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    file.write_all(format!("{body}\n").as_bytes()).await.map_err(|e| format!("cannot write {}: {e}", path.display()))
+    file.write_all(format!("{body}\n").as_bytes())
+        .await
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    // tokio's File writes in the background: without a flush the line may land after the
+    // notification is reported sent (or not at all if the process ends).
+    file.flush().await.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
