@@ -164,6 +164,20 @@ pub enum TaskKind {
     },
 }
 
+impl TaskKind {
+    /// Every template text of the task: what the runtime renders before it runs.
+    pub fn templates(&self) -> Vec<&'static str> {
+        match self {
+            TaskKind::Rust { .. } => Vec::new(),
+            TaskKind::Shell { command, env } => std::iter::once(*command).chain(env.iter().map(|(_, v)| *v)).collect(),
+            TaskKind::Http { endpoint, body, headers, .. } => {
+                std::iter::once(*endpoint).chain(*body).chain(headers.iter().map(|(_, v)| *v)).collect()
+            }
+            TaskKind::Sql { statement, .. } => vec![*statement],
+        }
+    }
+}
+
 /// How a task is retried: Airflow's `retries`, `retry_delay`,
 /// `retry_exponential_backoff` and `max_retry_delay`.
 #[derive(Clone, Debug)]

@@ -215,11 +215,12 @@ impl Worker {
             Err(message) => return self.record(Some(pipeline), claimed, Outcome::Failed(message)).await,
         };
         let logs = tokio::spawn(write_log(self.store.clone(), claimed.ti_id, claimed.try_number, rx, self.log_limits));
-        // Variables feed templates; a Rust body has none, and skips the read.
-        let variables = if matches!(task.kind, crate::spec::TaskKind::Rust { .. }) {
-            Arc::clone(&self.variables)
-        } else {
+        // Variables feed templates: a task whose templates never read `var` skips the read
+        // (and the decryption of every stored variable).
+        let variables = if crate::template::reads(&task.kind.templates(), "var") {
             self.variables_for(&input.log).await
+        } else {
+            Arc::clone(&self.variables)
         };
         let env = crate::executor::ExecEnv::new(variables);
         let result = crate::executor::execute(self.registry, pipeline, task, input, &env).await;

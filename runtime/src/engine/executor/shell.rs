@@ -235,8 +235,11 @@ async fn terminate_group(child: &mut Child, pgid: i32, grace: Duration, log: &Lo
 /// Whether any process of the group is still running. Zombies do not count: a killed
 /// grandchild stays one until its new parent (PID 1, or a subreaper) reaps it, which is
 /// out of our hands. Linux's /proc tells them apart; elsewhere `kill -0` counts them too.
+/// The group must have been reaped of its leader (`child.wait`) for `false` to be possible.
 async fn group_alive(pgid: i32) -> bool {
-    if pgid <= 0 {
+    // `kill -0` first: a group with no process left at all (the usual end of a command)
+    // needs no scan of /proc.
+    if pgid <= 0 || !signal_group(pgid, None) {
         return false;
     }
     match tokio::task::spawn_blocking(move || running_members(pgid)).await {

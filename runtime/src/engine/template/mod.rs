@@ -138,6 +138,14 @@ impl TemplateContext {
     }
 }
 
+/// Whether any of `templates` reads the top-level name `name` (`var` for Variables). A
+/// template that does not parse counts as reading it: rendering will report the error.
+pub fn reads(templates: &[&str], name: &str) -> bool {
+    templates.iter().any(|text| {
+        plain_environment().template_from_str(text).map_or(true, |t| t.undeclared_variables(false).contains(name))
+    })
+}
+
 /// Renders `template` with `ctx`, every value written as it is: for text that is never
 /// interpreted as code (an http endpoint's path, a body, a header). Shell commands and SQL
 /// statements go through [`render_quoted`].
