@@ -1017,3 +1017,48 @@ async fn a_missing_database_is_named_with_its_sqlstate_not_a_server_source_line(
         )
     );
 }
+
+/// The rows of one statement run as task `sql_pg` on `pg()`, with `env`'s connections.
+async fn pg_rows(env: &ExecEnv, sql: &str) -> Vec<Value> {
+    let task = input("sql_pg", json!({ "sql": sql }), vec![pg()]);
+    let result = execute(&REGISTRY, &PIPELINES[0], spec("sql_pg"), task, env).await;
+    let outputs = result.unwrap_or_else(|e| panic!("{sql}: {}", e.message));
+    outputs["rows"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn sql_tasks_reuse_a_connection_and_find_it_as_a_fresh_session() {
+    let env = env();
+    let marker = "sluice_reuse_probe";
+    let first = pg_rows(
+        &env,
+        &format!(
+            "SET application_name = '{marker}'; SET search_path TO nowhere; \
+         CREATE TEMP TABLE leftover (x int); SELECT pg_backend_pid() AS pid, pg_advisory_lock(4242) AS locked"
+        ),
+    )
+    .await;
+    let pid = first[0]["pid"].clone();
+    let rows = pg_rows(
+        &env,
+        "SELECT pg_backend_pid() AS pid, current_setting('search_path') AS search_path, \
+             current_setting('application_name') AS app, to_regclass('pg_temp.leftover') IS NULL AS no_temp, \
+             (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS locks",
+    )
+    .await;
+    let row = &rows[0];
+    assert_eq!(row["pid"], pid, "the second task runs on the first one's server process: {row}");
+    assert_eq!(row["search_path"], json!("\"$user\", public"), "{row}");
+    assert_eq!(row["no_temp"], json!(true), "{row}");
+    assert_eq!(row["locks"], json!(0), "{row}");
+    assert_ne!(row["app"], json!(marker), "{row}");
+}
+
+#[tokio::test]
+async fn a_transaction_a_sql_task_leaves_open_is_rolled_back() {
+    let (env, table) = (env(), "sluice_left_open");
+    pg_rows(&env, &format!("DROP TABLE IF EXISTS {table}")).await;
+    pg_rows(&env, &format!("BEGIN; CREATE TABLE {table} (x int)")).await;
+    let rows = pg_rows(&env, &format!("SELECT to_regclass('{table}') IS NULL AS gone")).await;
+    assert_eq!(rows[0]["gone"], json!(true), "{rows:?}");
+}

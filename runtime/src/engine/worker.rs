@@ -73,6 +73,8 @@ pub struct Worker {
     spool: Option<Spool>,
     /// How long an outcome is retried in process before its slot is freed.
     patience: std::time::Duration,
+    /// Connections of sql tasks, kept open between tasks.
+    sql_connections: crate::executor::SqlConnections,
 }
 
 impl Worker {
@@ -95,6 +97,7 @@ impl Worker {
             log_limits: LogLimits::default(),
             spool: None,
             patience: RECORD_PATIENCE,
+            sql_connections: crate::executor::SqlConnections::default(),
             store,
         }
     }
@@ -222,7 +225,10 @@ impl Worker {
         } else {
             Arc::clone(&self.variables)
         };
-        let env = crate::executor::ExecEnv::new(variables);
+        let env = crate::executor::ExecEnv {
+            sql_connections: self.sql_connections.clone(),
+            ..crate::executor::ExecEnv::new(variables)
+        };
         let result = crate::executor::execute(self.registry, pipeline, task, input, &env).await;
         let rendered = env.rendered();
         if !rendered.is_empty()

@@ -13,12 +13,14 @@
 //! | rust | the generated dispatch, on a blocking-pool thread of its own (blocking is harmless; a panic is a failure) | the body's |
 //! | shell | `bash -c <command>` in its own process group, output streamed to the log | `stdout` (last non-empty line), `exit_code` |
 //! | http | one request to the step's connection (plain http only) | `status`, `body` (JSON if it parses) |
-//! | sql | the statement on one short-lived connection (postgres or sqlite) | `rows_affected`, `rows` (at most 100) |
+//! | sql | the statement on a connection kept open between tasks (postgres or sqlite) | `rows_affected`, `rows` (at most 100) |
 
 pub(crate) mod http;
 mod rust;
 mod shell;
 pub(crate) mod sql;
+
+pub use sql::SqlConnections;
 
 use crate::registry::Registry;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
@@ -43,6 +45,8 @@ pub struct ExecEnv {
     /// The templates this try rendered, by what they are (`the shell command`), secrets
     /// masked: shown on the task instance's page as Airflow's "Rendered Template".
     pub rendered: Arc<std::sync::Mutex<BTreeMap<String, String>>>,
+    /// The worker's open connections for sql tasks, shared by all its tasks.
+    pub sql_connections: sql::SqlConnections,
 }
 
 impl ExecEnv {
@@ -51,7 +55,12 @@ impl ExecEnv {
 
     /// An environment with these variables and the default kill grace.
     pub fn new(variables: Arc<BTreeMap<String, String>>) -> ExecEnv {
-        ExecEnv { variables, kill_grace: Self::DEFAULT_KILL_GRACE, rendered: Arc::default() }
+        ExecEnv {
+            variables,
+            kill_grace: Self::DEFAULT_KILL_GRACE,
+            rendered: Arc::default(),
+            sql_connections: sql::SqlConnections::default(),
+        }
     }
 }
 

@@ -41,7 +41,7 @@ pub(super) fn grid(p: &PipelineSpec, runs: &[GridRun<'_>]) -> String {
     let dag = HtmlEscape(p.id);
     for t in p.tasks {
         let id = HtmlEscape(t.id);
-        let _ = write!(html, "<tr><td>{id}</td>\n");
+        let _ = writeln!(html, "<tr><td>{id}</td>");
         for (r, path) in runs.iter().zip(&paths) {
             let state = r.states.get(t.id).copied();
             let _ = write!(

@@ -1,5 +1,5 @@
-//! SQL tasks: the rendered statement on one short-lived connection to a postgres or sqlite
-//! connection.
+//! SQL tasks: the rendered statement on a postgres or sqlite connection, taken from the
+//! worker's pool for that connection ([`pools`]).
 //!
 //! The statement is sent with `raw_sql`: PostgreSQL's simple query protocol, unprepared and
 //! in one round trip, which is correct behind PgBouncer in transaction mode (prepared
@@ -14,15 +14,19 @@
 //! for a statement that returns rows, how many it returned (PostgreSQL's command tag
 //! counts the same); otherwise the rows it inserted, updated or deleted.
 
+mod pools;
+
+pub use pools::SqlConnections;
+
 use super::{ExecEnv, render};
 use crate::connection::Connection;
 use crate::task::{TaskError, TaskInput};
 use crate::template::{Language, TemplateContext};
 use serde_json::{Map, Value};
 use sluice_contract::outputs;
-use sqlx::postgres::{PgConnectOptions, PgRow, PgValueFormat};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
-use sqlx::{AssertSqlSafe, Column, ConnectOptions, Connection as _, Row, TypeInfo, ValueRef};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow, PgValueFormat};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
+use sqlx::{AssertSqlSafe, Column, ConnectOptions, Row, TypeInfo, ValueRef};
 use std::time::Duration;
 
 /// Rows kept in the outputs.
@@ -38,7 +42,7 @@ pub(super) async fn run(conn_id: &str, statement: &str, input: &TaskInput, env: 
     let sql = render(env, input, "the statement", statement, &ctx, Some(language))?;
     let log = &input.log;
     log.info(format!("Running statement on `{conn_id}`: {sql}"));
-    let (rows, rows_affected) = execute(conn, &sql).await?;
+    let (rows, rows_affected) = execute(Some(&env.sql_connections), conn, &sql).await?;
     let returned = rows.len();
     let rows: Vec<Value> = rows.into_iter().take(MAX_ROWS).collect();
     if returned > MAX_ROWS {
@@ -51,12 +55,16 @@ pub(super) async fn run(conn_id: &str, statement: &str, input: &TaskInput, env: 
     Ok(serde_json::json!({ outputs::SQL_ROWS_AFFECTED: rows_affected, outputs::SQL_ROWS: rows }))
 }
 
-/// Runs `sql` (one statement or a script) on a postgres or sqlite connection: the rows it
-/// returned, and how many rows it returned or changed.
-pub(crate) async fn execute(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), TaskError> {
+/// Runs `sql` (one statement or a script) on a postgres or sqlite connection, kept on
+/// `shelves` when given: the rows it returned, and how many rows it returned or changed.
+pub(crate) async fn execute(
+    shelves: Option<&SqlConnections>,
+    conn: &Connection,
+    sql: &str,
+) -> Result<(Vec<Value>, u64), TaskError> {
     match conn.conn_type.as_str() {
-        "postgres" => postgres(conn, sql).await,
-        "sqlite" => sqlite(conn, sql).await,
+        "postgres" => postgres(shelves, conn, sql).await,
+        "sqlite" => sqlite(shelves, conn, sql).await,
         other => Err(TaskError::new(format!(
             "connection `{}` is of type {other}, and SQL needs a postgres or sqlite connection",
             conn.id
@@ -64,7 +72,11 @@ pub(crate) async fn execute(conn: &Connection, sql: &str) -> Result<(Vec<Value>,
     }
 }
 
-async fn postgres(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), TaskError> {
+async fn postgres(
+    shelves: Option<&SqlConnections>,
+    conn: &Connection,
+    sql: &str,
+) -> Result<(Vec<Value>, u64), TaskError> {
     let id = &conn.id;
     let host = conn
         .host
@@ -103,39 +115,47 @@ async fn postgres(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), Tas
         options = options.ssl_client_cert(cert).ssl_client_key(key);
     }
     let target = format!("`{id}` (postgres at {host}:{port})");
-    let mut db = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
-        Ok(Ok(db)) => db,
-        Ok(Err(e)) => {
-            return Err(TaskError::new(format!(
-                "cannot connect to {target}: {}",
-                crate::store::describe_sqlx_error(&e)
-            )));
-        }
-        Err(_) => {
-            return Err(TaskError::new(format!(
-                "cannot connect to {target}: no answer within {}s",
-                CONNECT_TIMEOUT.as_secs()
-            )));
+    let opened = async {
+        match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+            Ok(connected) => connected,
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
         }
     };
+    let mut db: pools::Lease<PgConnection> =
+        pools::take(shelves, conn, opened).await.map_err(|e| cannot_connect(&target, &e))?;
     let failed = |e: sqlx::Error| {
         TaskError::new(format!("the statement failed on `{id}`: {}", crate::store::describe_sqlx_error(&e)))
     };
     let query = sqlx::raw_sql(AssertSqlSafe(sql.to_string()));
     let result = if returns_rows(sql) {
-        let rows = query.fetch_all(&mut db).await.map_err(failed)?;
+        let rows = query.fetch_all(&mut *db).await.map_err(failed)?;
         let rows: Vec<Value> = rows.iter().map(pg_row).collect();
         let count = rows.len() as u64;
         (rows, count)
     } else {
-        let done = query.execute(&mut db).await.map_err(failed)?;
+        let done = query.execute(&mut *db).await.map_err(failed)?;
         (Vec::new(), done.rows_affected())
     };
-    let _ = db.close().await;
+    db.give_back().await;
     Ok(result)
 }
 
-async fn sqlite(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), TaskError> {
+/// Why a connection could not be had: the server's answer, or its silence.
+fn cannot_connect(target: &str, e: &sqlx::Error) -> TaskError {
+    match e {
+        // The connect timeout above.
+        sqlx::Error::PoolTimedOut => {
+            TaskError::new(format!("cannot connect to {target}: no answer within {}s", CONNECT_TIMEOUT.as_secs()))
+        }
+        e => TaskError::new(format!("cannot connect to {target}: {}", crate::store::describe_sqlx_error(e))),
+    }
+}
+
+async fn sqlite(
+    shelves: Option<&SqlConnections>,
+    conn: &Connection,
+    sql: &str,
+) -> Result<(Vec<Value>, u64), TaskError> {
     let id = &conn.id;
     let path = conn
         .database
@@ -149,16 +169,21 @@ async fn sqlite(conn: &Connection, sql: &str) -> Result<(Vec<Value>, u64), TaskE
             .map_err(|e| TaskError::new(format!("cannot create the folder of `{id}` (sqlite file {path}): {e}")))?;
     }
     let options = SqliteConnectOptions::new().filename(path).create_if_missing(true).disable_statement_logging();
-    let mut db =
-        options.connect().await.map_err(|e| TaskError::new(format!("cannot open `{id}` (sqlite file {path}): {e}")))?;
+    let mut db: pools::Lease<SqliteConnection> = pools::take(shelves, conn, options.connect())
+        .await
+        .map_err(|e| TaskError::new(format!("cannot open `{id}` (sqlite file {path}): {e}")))?;
     let failed = |e: sqlx::Error| {
         TaskError::new(format!("the statement failed on `{id}`: {}", crate::store::describe_sqlx_error(&e)))
     };
-    let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_all(&mut db).await.map_err(failed)?;
+    // The connection's running total before and after: what this statement (or script)
+    // changed, whatever earlier tasks did on it.
+    let total_changes = "SELECT total_changes()";
+    let before: i64 = sqlx::query_scalar(total_changes).fetch_one(&mut *db).await.map_err(failed)?;
+    let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_all(&mut *db).await.map_err(failed)?;
     let rows: Vec<Value> = rows.iter().map(sqlite_row).collect();
-    // The connection is new: its total is what this statement (or script) changed.
-    let changes: i64 = sqlx::query_scalar("SELECT total_changes()").fetch_one(&mut db).await.map_err(failed)?;
-    let _ = db.close().await;
+    let after: i64 = sqlx::query_scalar(total_changes).fetch_one(&mut *db).await.map_err(failed)?;
+    db.give_back().await;
+    let changes = after.saturating_sub(before);
     let affected = if rows.is_empty() { u64::try_from(changes).unwrap_or(0) } else { rows.len() as u64 };
     Ok((rows, affected))
 }
