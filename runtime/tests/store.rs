@@ -548,8 +548,14 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
         let elsewhere = ["ml".to_string()];
         let take = Take { worker: "w1", queues: &elsewhere, pipelines: &CHAIN[..] };
         let success = Outcome::Success(serde_json::json!({"rows": 1}));
-        let finish =
-            Finish { pipeline: p, ti_id: a.ti_id, try_number: a.try_number, outcome: success.clone(), run: None };
+        let finish = Finish {
+            pipeline: p,
+            ti_id: a.ti_id,
+            try_number: a.try_number,
+            outcome: success.clone(),
+            run: None,
+            rendered: None,
+        };
         let done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
         assert!(done.each[0].next.is_none(), "b is on the default queue, which this worker does not read");
         let left = done.queued;
@@ -557,8 +563,14 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
 
         let b = store.claim(left[0].ti_id, "w1", &CHAIN[..]).await.expect("claim").expect("queued");
         let take = Take { worker: "w1", queues: &[], pipelines: &CHAIN[..] };
-        let finish =
-            Finish { pipeline: p, ti_id: b.ti_id, try_number: b.try_number, outcome: success.clone(), run: None };
+        let finish = Finish {
+            pipeline: p,
+            ti_id: b.ti_id,
+            try_number: b.try_number,
+            outcome: success.clone(),
+            run: None,
+            rendered: None,
+        };
         let mut done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
         assert!(done.queued.is_empty(), "nothing left to dispatch");
         let c = done.each[0].next.take().expect("c claimed with b's finish");
@@ -597,10 +609,7 @@ async fn outcomes_recorded_together_decide_each_run_once() {
         assert!(claimed.iter().all(|c| c.outputs.get("start") == Some(&serde_json::json!({"n": 1}))));
         assert!(store.claim_many(&ids, "w2", pipelines).await.expect("claim").is_empty(), "claimed once");
         let rendered = std::collections::BTreeMap::from([("cmd".to_string(), "true".to_string())]);
-        for c in &claimed {
-            store.record_rendered(c.ti_id, c.try_number, &rendered).await.expect("rendered");
-            assert_eq!(store.rendered(c.ti_id, c.try_number).await.expect("read"), rendered, "each claim starts a try");
-        }
+        let rendered_json = serde_json::to_string(&rendered).expect("json");
 
         // One middle task fails for good; a stale report of another try changes nothing.
         let success = Outcome::Success(serde_json::Value::Null);
@@ -614,6 +623,7 @@ async fn outcomes_recorded_together_decide_each_run_once() {
                 try_number: c.try_number,
                 outcome: if i == 0 { failure.clone() } else { success.clone() },
                 run: Some(c.run.clone()),
+                rendered: Some(rendered_json.clone()),
             })
             .collect();
         finishes.push(Finish {
@@ -622,12 +632,17 @@ async fn outcomes_recorded_together_decide_each_run_once() {
             try_number: 7,
             outcome: failure.clone(),
             run: None,
+            rendered: Some(r#"{"cmd":"stale"}"#.into()),
         });
         let take = Take { worker: "w1", queues: &[], pipelines };
         let mut done = store.finish_many(&finishes, 32, Some(take)).await.expect("finish");
         assert_eq!(done.each.len(), 13);
         assert!(done.each[0].failed && !done.each[1].failed);
         assert!(done.each[12].next.is_none() && done.each[12].run_queued == 0, "the stale report did nothing");
+        for c in &claimed {
+            let kept = store.rendered(c.ti_id, c.try_number).await.expect("read");
+            assert_eq!(kept, rendered, "each try's templates are kept with its end, the stale report's are not");
+        }
         let failed_run = claimed[0].run_pk;
         let other_run = runs.iter().copied().find(|r| *r != failed_run).expect("two runs");
         assert_eq!(state_of(&states(&store, failed_run).await, "end"), TiState::UpstreamFailed);

@@ -76,7 +76,9 @@ impl Deployment {
                 (Services::Standalone(standalone), url)
             }
             Mode::Distributed => {
-                let mut cluster = Cluster::start(binary, Persistence::AsGenerated, Env::new());
+                // Benchmark 5's PostgreSQL SQL tasks go to the local server.
+                let env = Env::from([("SLUICE_CONN_BENCH_PG".to_string(), sluice_testkit::postgres::url("postgres"))]);
+                let mut cluster = Cluster::start(binary, Persistence::AsGenerated, env);
                 cluster.spawn("scheduler", "scheduler");
                 cluster.start_webserver();
                 let url = cluster.db.direct_url();
@@ -209,6 +211,18 @@ impl Deployment {
         self.runtime
             .block_on(sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(&self.pool))
             .unwrap_or_else(|e| panic!("`{sql}`: {e}"))
+    }
+
+    /// How long `sql` takes on the harness's own open connection to the store, `times`
+    /// times, in ms.
+    pub fn statement_ms(&self, sql: &str, times: usize) -> Vec<f64> {
+        (0..times)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                self.rows(sql);
+                started.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect()
     }
 
     fn number(&self, sql: &str) -> i64 {

@@ -7,6 +7,9 @@
 //! 3. transition latency: upstream end -> downstream start over the chain's hand-overs;
 //! 4. throughput: tasks/s over 60 s windows of independent tasks (4 workers), with the
 //!    store transactions and Redis commands per task;
+//! 5. task kinds: 40 shell tasks (`bash -c true`) and 40 SQL tasks (`SELECT 1`; SQLite
+//!    standalone, PostgreSQL distributed) in a row, against the no-op chain, bash's own
+//!    start and the query's own time;
 //! 6. footprint: peak RSS of the scheduler, workers and web server; the scheduler's CPU
 //!    time over 60 idle seconds;
 //! 7. and 8. `sluice dags list` and `/health` (under wrk) on each deployment's own store;
@@ -108,8 +111,9 @@ fn main() {
     let out = option("--out").map_or_else(|| target_dir().join(default_out), PathBuf::from);
     let wide = option("--wide-binary").map(PathBuf::from);
     let binary = Path::new(env!("CARGO_BIN_EXE_sluice-bench"));
-    // `--only chain,fanout,throughput,cli,soak` and `--modes standalone,distributed` narrow a pass.
-    let only = option("--only").unwrap_or_else(|| "chain,fanout,throughput,cli,soak".into());
+    // `--only chain,kinds,fanout,throughput,cli,soak` and `--modes standalone,distributed`
+    // narrow a pass.
+    let only = option("--only").unwrap_or_else(|| "chain,kinds,fanout,throughput,cli,soak".into());
     let modes: Vec<Mode> = option("--modes")
         .unwrap_or_else(|| "standalone,distributed".into())
         .split(',')
@@ -125,6 +129,9 @@ fn main() {
     for &mode in &modes {
         if only.contains("chain") {
             chain(binary, mode, &plan, &mut report);
+        }
+        if only.contains("kinds") {
+            kinds(binary, mode, &plan, &mut report);
         }
         if only.contains("fanout") {
             fanout(binary, mode, &plan, &mut report);
@@ -193,6 +200,76 @@ fn chain(binary: &Path, mode: Mode, plan: &Plan, report: &mut Report) {
     report.add(&name, "p50 (ms)", "<= 5", mode, format!("{:.2}", percentile(&gaps, 50.0)));
     report.add(&name, "p99 (ms)", "<= 20", mode, format!("{:.2}", percentile(&gaps, 99.0)));
     report.add(&name, "max (ms)", "", mode, format!("{:.2}", percentile(&gaps, 100.0)));
+}
+
+/// Tasks per chain of benchmark 5, and how many times bash's start and the query are
+/// timed on their own.
+const KIND_CHAIN: usize = 40;
+const ALONE_TIMES: usize = 40;
+
+/// 5: what a shell task and an SQL task cost beyond a no-op task, beyond bash's own start
+/// and beyond the query itself: chains of 40 of each, one worker.
+fn kinds(binary: &Path, mode: Mode, plan: &Plan, report: &mut Report) {
+    let deployment = Deployment::start(mode, binary, 1);
+    let sql_chain = match mode {
+        Mode::Standalone => "sqlite40",
+        Mode::Distributed => "pgsql40",
+    };
+    let per_task = |dag: &str| -> Vec<f64> {
+        deployment.run_once(dag, RUN_LIMIT); // warm-up, not counted
+        (0..plan.runs)
+            .map(|_| {
+                let (run_id, run) = deployment.run_once(dag, RUN_LIMIT);
+                let tasks = deployment.tasks(dag, &run_id);
+                assert_eq!(tasks.len(), KIND_CHAIN, "{dag} has {KIND_CHAIN} tasks");
+                run.duration().as_secs_f64() * 1000.0 / KIND_CHAIN as f64
+            })
+            .collect()
+    };
+    let noop = per_task(plan.chain);
+    let shell = per_task("shell40");
+    let sql = per_task(sql_chain);
+    let bash_alone: Vec<f64> = (0..ALONE_TIMES)
+        .map(|_| {
+            let started = Instant::now();
+            let status = std::process::Command::new("bash").args(["-c", "true"]).status().expect("run bash");
+            assert!(status.success());
+            started.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    let query_alone = deployment.statement_ms("SELECT 1", ALONE_TIMES);
+    let median = |values: &[f64]| percentile(values, 50.0);
+    let beyond =
+        |values: &[f64], alone: f64| -> Vec<f64> { values.iter().map(|v| v - median(&noop) - alone).collect() };
+    let name = format!(
+        "5. task kinds: chains of {KIND_CHAIN} tasks, 1 worker, SQL on SQLite standalone and on PostgreSQL \
+         distributed; per task (ms)"
+    );
+    report.add(&name, "no-op Rust task", "", mode, spread(&noop));
+    report.add(&name, "shell task (`bash -c true`)", "", mode, spread(&shell));
+    report.add(&name, "`bash -c true` alone (median)", "", mode, format!("{:.2}", median(&bash_alone)));
+    report.add(
+        &name,
+        "shell: beyond a no-op task and bash's own start",
+        "<= 2 distributed, <= 1 standalone",
+        mode,
+        spread(&beyond(&shell, median(&bash_alone))),
+    );
+    report.add(&name, "SQL task (`SELECT 1`)", "", mode, spread(&sql));
+    report.add(
+        &name,
+        "`SELECT 1` alone on an open connection (median)",
+        "",
+        mode,
+        format!("{:.2}", median(&query_alone)),
+    );
+    report.add(
+        &name,
+        "SQL: beyond a no-op task and the query",
+        "<= 3 PostgreSQL, <= 2 SQLite",
+        mode,
+        spread(&beyond(&sql, median(&query_alone))),
+    );
 }
 
 /// 2: the fan-out with two workers, then how cost grows with the width.

@@ -226,7 +226,7 @@ pub async fn replay(spool: &Spool, store: &Store, registry: &Registry, dispatch:
             done.stuck += 1;
             continue;
         };
-        let finish = Finish { pipeline, ti_id, try_number, outcome: entry.outcome.clone(), run: None };
+        let finish = Finish { pipeline, ti_id, try_number, outcome: entry.outcome.clone(), run: None, rendered: None };
         match store.finish_many(&[finish], registry.deployment.parallelism, None).await {
             Ok(batch) => {
                 dispatch.dispatch(batch.queued);

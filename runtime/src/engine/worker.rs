@@ -231,18 +231,14 @@ impl Worker {
         };
         let result = crate::executor::execute(self.registry, pipeline, task, input, &env).await;
         let rendered = env.rendered();
-        if !rendered.is_empty()
-            && let Err(e) = self.store.record_rendered(claimed.ti_id, claimed.try_number, &rendered).await
-        {
-            tracing::warn!("task instance {}: rendered templates not recorded: {e}", claimed.ti_id);
-        }
+        let rendered = (!rendered.is_empty()).then(|| serde_json::to_string(&rendered).unwrap_or_default());
         // The input (and its log sender) is dropped by now: the log writer drains and ends.
         let _ = logs.await;
         let outcome = match result {
             Ok(outputs) => Outcome::Success(outputs),
             Err(e) => Outcome::Failed(e.message),
         };
-        self.record(Some(pipeline), claimed, outcome).await
+        self.record_try(Some(pipeline), claimed, outcome, rendered).await
     }
 
     /// Records, until `shutdown`, that this worker lives and runs its running tasks;
@@ -346,6 +342,17 @@ impl Worker {
         claimed: &Claimed,
         outcome: Outcome,
     ) -> Result<Recorded, StoreError> {
+        self.record_try(pipeline, claimed, outcome, None).await
+    }
+
+    /// Records an outcome and, with it, the templates its try rendered (JSON).
+    async fn record_try(
+        &self,
+        pipeline: Option<&'static PipelineSpec>,
+        claimed: &Claimed,
+        outcome: Outcome,
+        rendered: Option<String>,
+    ) -> Result<Recorded, StoreError> {
         let failed = matches!(outcome, Outcome::Failed(_));
         // The error line is best effort: the outcome (which carries the same message) is
         // recorded whatever happens to the log.
@@ -360,7 +367,7 @@ impl Worker {
             );
         }
         let Some(pipeline) = pipeline else { return Ok(Recorded { failed, ..Recorded::default() }) };
-        let mut finished = self.finish_patiently(pipeline, claimed, outcome).await?;
+        let mut finished = self.finish_patiently(pipeline, claimed, outcome, rendered).await?;
         // A late report records nothing, but its caller still learns how its try ended.
         finished.failed = failed;
         if let Some(notifier) = &self.notifier
@@ -385,6 +392,7 @@ impl Worker {
         pipeline: &'static PipelineSpec,
         claimed: &Claimed,
         outcome: Outcome,
+        rendered: Option<String>,
     ) -> Result<Recorded, StoreError> {
         let started = tokio::time::Instant::now();
         let mut backoff = crate::broker::Backoff::new();
@@ -392,7 +400,7 @@ impl Worker {
         // this loop retries.
         let mut spooled = None;
         loop {
-            let e = match self.finish_once(pipeline, claimed, &outcome).await {
+            let e = match self.finish_once(pipeline, claimed, &outcome, rendered.clone()).await {
                 Ok(recorded) => {
                     if spooled.is_some()
                         && let Some(spool) = &self.spool
@@ -433,6 +441,7 @@ impl Worker {
         pipeline: &'static PipelineSpec,
         claimed: &Claimed,
         outcome: &Outcome,
+        rendered: Option<String>,
     ) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
         let finish = Finish {
@@ -441,6 +450,7 @@ impl Worker {
             try_number: claimed.try_number,
             outcome: outcome.clone(),
             run: Some(claimed.run.clone()),
+            rendered,
         };
         let stopped = || StoreError::Conflict("the worker's outcome recorder stopped".into());
         self.recorder().send((finish, reply)).map_err(|_| stopped())?;

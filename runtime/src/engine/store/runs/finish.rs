@@ -17,7 +17,7 @@ impl Store {
         outcome: &Outcome,
         parallelism: u32,
     ) -> Result<Vec<Queued>> {
-        let finish = Finish { pipeline, ti_id, try_number, outcome: outcome.clone(), run: None };
+        let finish = Finish { pipeline, ti_id, try_number, outcome: outcome.clone(), run: None, rendered: None };
         Ok(self.finish_many(&[finish], parallelism, None).await?.queued)
     }
 
@@ -47,6 +47,9 @@ impl Store {
         }
         for end in &ended {
             queue_task_alerts(&mut tx, &finishes[end.index], end, now).await?;
+            if let Some(rendered) = &finishes[end.index].rendered {
+                record_rendered(&mut tx, &finishes[end.index], rendered).await?;
+            }
         }
 
         // Each run is decided once, for all of its tasks that ended.
@@ -91,6 +94,18 @@ impl Store {
         tx.commit().await.doing("finishing a task")?;
         Ok(report)
     }
+}
+
+/// Keeps what a try rendered, with its end.
+async fn record_rendered(tx: &mut Tx, finish: &Finish<'_>, rendered: &str) -> Result<()> {
+    q("UPDATE task_tries SET rendered = $3 WHERE ti_id = $1 AND try_number = $2")
+        .bind(finish.ti_id)
+        .bind(finish.try_number)
+        .bind(rendered)
+        .execute(&mut **tx)
+        .await
+        .doing("recording rendered templates")?;
+    Ok(())
 }
 
 /// Records the successes among `finishes` whose try is running: two statements however

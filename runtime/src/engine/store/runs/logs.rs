@@ -4,24 +4,6 @@
 use super::*;
 
 impl Store {
-    /// Keeps what try `try_number` rendered (already masked).
-    pub async fn record_rendered(
-        &self,
-        ti_id: i64,
-        try_number: i64,
-        rendered: &BTreeMap<String, String>,
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        q("UPDATE task_tries SET rendered = $3 WHERE ti_id = $1 AND try_number = $2")
-            .bind(ti_id)
-            .bind(try_number)
-            .bind(serde_json::to_string(rendered).unwrap_or_default())
-            .execute(&mut *tx)
-            .await
-            .doing("recording rendered templates")?;
-        tx.commit().await.doing("recording rendered templates")
-    }
-
     /// What try `try_number` rendered; empty when nothing was recorded.
     pub async fn rendered(&self, ti_id: i64, try_number: i64) -> Result<BTreeMap<String, String>> {
         let mut tx = self.begin().await?;

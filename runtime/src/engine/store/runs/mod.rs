@@ -122,6 +122,9 @@ pub struct Finish<'a> {
     /// The try's run, when the caller has it: a task of the same run claimed next with
     /// [`Take`] needs it, and need not read it again.
     pub run: Option<RunRow>,
+    /// The templates the try rendered, as JSON (`{what: text}`, secrets masked): written
+    /// with the outcome, in its transaction.
+    pub rendered: Option<String>,
 }
 
 /// What recording one [`Finish`] did. All default when the try was not running (a late
