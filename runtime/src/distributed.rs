@@ -229,7 +229,7 @@ async fn process(
         tokio::select! {
             finished = worker.run_claimed(&claimed) => match finished {
                 Ok(mut finished) => {
-                    fail::fail_point!("worker.before_ack", |_| std::process::abort());
+                    crate::failpoint!("worker.before_ack");
                     acker.send(delivered.take(), finished.needs_scheduler());
                     match finished.next.take() {
                         Some(next) => claimed = next,

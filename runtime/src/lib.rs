@@ -11,6 +11,16 @@
 //! [`distributed`] assemble them into processes. The engine's modules are also reachable
 //! at the crate root (`sluice_runtime::store`), the paths generated code and tests use.
 
+/// A failpoint of the fault tests: with the `failpoints` feature, aborts the process when
+/// `FAILPOINTS` names it (`name=return`); in every other build, nothing at all.
+macro_rules! failpoint {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name, |_| std::process::abort());
+    };
+}
+pub(crate) use failpoint;
+
 pub mod engine;
 
 pub mod cli;

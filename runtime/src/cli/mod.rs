@@ -130,6 +130,7 @@ pub fn main(registry: &'static Registry) -> ExitCode {
     // Reads FAILPOINTS when the fault tests' build turned failpoints on; a no-op otherwise.
     // Every failpoint's `return` action aborts the process where it stands, as a SIGKILL
     // would (`FAILPOINTS=store.finish.before_commit=return`); `bench/tests/faults.rs` lists them.
+    #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     match runtime.block_on(run(registry, cli)) {
         Ok(code) => code,

@@ -453,7 +453,7 @@ impl RedisDispatch {
                 while let Ok(more) = rx.try_recv() {
                     batch.extend(more);
                 }
-                fail::fail_point!("dispatch.before_publish", |_| std::process::abort());
+                crate::failpoint!("dispatch.before_publish");
                 while let Err(e) = broker.publish(&batch).await {
                     tracing::warn!("{e}; {} task(s) held, retrying in {:?}", batch.len(), backoff.peek());
                     backoff.wait().await;
@@ -461,7 +461,7 @@ impl RedisDispatch {
                         batch.extend(more);
                     }
                 }
-                fail::fail_point!("dispatch.after_publish", |_| std::process::abort());
+                crate::failpoint!("dispatch.after_publish");
                 backoff.reset();
             }
         });

@@ -131,7 +131,7 @@ impl Scheduler {
                 continue;
             }
             let queued = self.store.advance_pipeline(p, self.registry.deployment.parallelism).await?;
-            fail::fail_point!("scheduler.after_queued", |_| std::process::abort());
+            crate::failpoint!("scheduler.after_queued");
             self.dispatch.dispatch(queued);
         }
         if self.registry.has_slas() {

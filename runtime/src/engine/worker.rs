@@ -643,7 +643,7 @@ impl Batches {
             self.takes_next.as_deref().map(|queues| Take { worker: &self.worker, queues, pipelines: self.pipelines });
         match self.store.finish_many(&finishes, self.parallelism, take).await {
             Ok(recorded) => {
-                fail::fail_point!("worker.after_finish_commit", |_| std::process::abort());
+                crate::failpoint!("worker.after_finish_commit");
                 self.dispatch.dispatch(recorded.queued);
                 for (reply, each) in replies.into_iter().zip(recorded.each) {
                     self.reply(reply, Ok(each)).await;

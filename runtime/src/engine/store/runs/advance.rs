@@ -23,7 +23,7 @@ impl Store {
             let run_pk: i64 = get(&row, "id")?;
             queued.extend(advance_in_tx(&mut tx, pipeline, run_pk, now, parallelism).await?);
         }
-        fail::fail_point!("store.advance.before_commit", |_| std::process::abort());
+        crate::failpoint!("store.advance.before_commit");
         tx.commit().await.doing("advancing a pipeline")?;
         Ok(queued)
     }

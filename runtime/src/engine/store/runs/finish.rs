@@ -90,7 +90,7 @@ impl Store {
                 }
             }
         }
-        fail::fail_point!("store.finish.before_commit", |_| std::process::abort());
+        crate::failpoint!("store.finish.before_commit");
         tx.commit().await.doing("finishing a task")?;
         Ok(report)
     }
