@@ -7,7 +7,7 @@ mod support;
 use sluice_runtime::rules::RunState;
 use sluice_runtime::rules::TiState;
 use sluice_runtime::spec::*;
-use sluice_runtime::store::{Finish, Outcome, Queued, Store, Take};
+use sluice_runtime::store::{Finish, Outcome, Queued, Store, Take, Trail};
 use std::sync::LazyLock;
 use support::*;
 
@@ -554,7 +554,7 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
             try_number: a.try_number,
             outcome: success.clone(),
             run: None,
-            rendered: None,
+            trail: Trail::default(),
         };
         let done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
         assert!(done.each[0].next.is_none(), "b is on the default queue, which this worker does not read");
@@ -569,7 +569,7 @@ async fn a_finishing_worker_takes_the_next_task_of_its_queues_in_the_same_transa
             try_number: b.try_number,
             outcome: success.clone(),
             run: None,
-            rendered: None,
+            trail: Trail::default(),
         };
         let mut done = store.finish_many(&[finish], 32, Some(take)).await.expect("finish");
         assert!(done.queued.is_empty(), "nothing left to dispatch");
@@ -623,7 +623,11 @@ async fn outcomes_recorded_together_decide_each_run_once() {
                 try_number: c.try_number,
                 outcome: if i == 0 { failure.clone() } else { success.clone() },
                 run: Some(c.run.clone()),
-                rendered: Some(rendered_json.clone()),
+                trail: Trail {
+                    rendered: Some(rendered_json.clone()),
+                    log: vec![("stdout".into(), format!("last line of {}", c.ti_id))],
+                    ..Trail::default()
+                },
             })
             .collect();
         finishes.push(Finish {
@@ -632,7 +636,7 @@ async fn outcomes_recorded_together_decide_each_run_once() {
             try_number: 7,
             outcome: failure.clone(),
             run: None,
-            rendered: Some(r#"{"cmd":"stale"}"#.into()),
+            trail: Trail { rendered: Some(r#"{"cmd":"stale"}"#.into()), ..Trail::default() },
         });
         let take = Take { worker: "w1", queues: &[], pipelines };
         let mut done = store.finish_many(&finishes, 32, Some(take)).await.expect("finish");
@@ -642,6 +646,8 @@ async fn outcomes_recorded_together_decide_each_run_once() {
         for c in &claimed {
             let kept = store.rendered(c.ti_id, c.try_number).await.expect("read");
             assert_eq!(kept, rendered, "each try's templates are kept with its end, the stale report's are not");
+            let log = store.logs(c.ti_id, c.try_number).await.expect("log");
+            assert!(log.iter().any(|l| l.contains(&format!("last line of {}", c.ti_id))), "{log:?}");
         }
         let failed_run = claimed[0].run_pk;
         let other_run = runs.iter().copied().find(|r| *r != failed_run).expect("two runs");

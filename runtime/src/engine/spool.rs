@@ -226,7 +226,14 @@ pub async fn replay(spool: &Spool, store: &Store, registry: &Registry, dispatch:
             done.stuck += 1;
             continue;
         };
-        let finish = Finish { pipeline, ti_id, try_number, outcome: entry.outcome.clone(), run: None, rendered: None };
+        let finish = Finish {
+            pipeline,
+            ti_id,
+            try_number,
+            outcome: entry.outcome.clone(),
+            run: None,
+            trail: Default::default(),
+        };
         match store.finish_many(&[finish], registry.deployment.parallelism, None).await {
             Ok(batch) => {
                 dispatch.dispatch(batch.queued);

@@ -11,7 +11,7 @@ use crate::scheduler::Dispatch;
 use crate::shutdown::Shutdown;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
 use crate::spool::{Replayed, Spool, Spooled};
-use crate::store::{Claimed, Finish, Outcome, Queued, Recorded, Store, StoreError, Take};
+use crate::store::{Claimed, Finish, Outcome, Queued, Recorded, Store, StoreError, Take, Trail};
 use crate::task::{Logger, RunInfo, TaskInput};
 use crate::tasklog::LogLimits;
 use std::collections::BTreeMap;
@@ -232,13 +232,15 @@ impl Worker {
         let result = crate::executor::execute(self.registry, pipeline, task, input, &env).await;
         let rendered = env.rendered();
         let rendered = (!rendered.is_empty()).then(|| serde_json::to_string(&rendered).unwrap_or_default());
-        // The input (and its log sender) is dropped by now: the log writer drains and ends.
-        let _ = logs.await;
+        // The input (and its log sender) is dropped by now: the log writer drains and ends,
+        // handing back what it did not write yet.
+        let log = logs.await.unwrap_or_default();
         let outcome = match result {
             Ok(outputs) => Outcome::Success(outputs),
             Err(e) => Outcome::Failed(e.message),
         };
-        self.record_try(Some(pipeline), claimed, outcome, rendered).await
+        let trail = Trail { rendered, log, log_limits: self.log_limits };
+        self.record_try(Some(pipeline), claimed, outcome, trail).await
     }
 
     /// Records, until `shutdown`, that this worker lives and runs its running tasks;
@@ -342,18 +344,27 @@ impl Worker {
         claimed: &Claimed,
         outcome: Outcome,
     ) -> Result<Recorded, StoreError> {
-        self.record_try(pipeline, claimed, outcome, None).await
+        self.record_try(pipeline, claimed, outcome, Trail::default()).await
     }
 
-    /// Records an outcome and, with it, the templates its try rendered (JSON).
+    /// Records an outcome and, with it, what else its try left (`trail`).
     async fn record_try(
         &self,
         pipeline: Option<&'static PipelineSpec>,
         claimed: &Claimed,
         outcome: Outcome,
-        rendered: Option<String>,
+        mut trail: Trail,
     ) -> Result<Recorded, StoreError> {
         let failed = matches!(outcome, Outcome::Failed(_));
+        // A failure's error line comes last in its log, after the lines still waiting.
+        if failed && !trail.log.is_empty() {
+            let lines = std::mem::take(&mut trail.log);
+            if let Err(e) =
+                self.store.append_task_log(claimed.ti_id, claimed.try_number, &lines, trail.log_limits).await
+            {
+                tracing::warn!("cannot write the log of task instance {}: {e}", claimed.ti_id);
+            }
+        }
         // The error line is best effort: the outcome (which carries the same message) is
         // recorded whatever happens to the log.
         if let Outcome::Failed(message) = &outcome
@@ -367,7 +378,7 @@ impl Worker {
             );
         }
         let Some(pipeline) = pipeline else { return Ok(Recorded { failed, ..Recorded::default() }) };
-        let mut finished = self.finish_patiently(pipeline, claimed, outcome, rendered).await?;
+        let mut finished = self.finish_patiently(pipeline, claimed, outcome, trail).await?;
         // A late report records nothing, but its caller still learns how its try ended.
         finished.failed = failed;
         if let Some(notifier) = &self.notifier
@@ -392,7 +403,7 @@ impl Worker {
         pipeline: &'static PipelineSpec,
         claimed: &Claimed,
         outcome: Outcome,
-        rendered: Option<String>,
+        mut trail: Trail,
     ) -> Result<Recorded, StoreError> {
         let started = tokio::time::Instant::now();
         let mut backoff = crate::broker::Backoff::new();
@@ -400,7 +411,7 @@ impl Worker {
         // this loop retries.
         let mut spooled = None;
         loop {
-            let e = match self.finish_once(pipeline, claimed, &outcome, rendered.clone()).await {
+            let e = match self.finish_once(pipeline, claimed, &outcome, trail.clone()).await {
                 Ok(recorded) => {
                     if spooled.is_some()
                         && let Some(spool) = &self.spool
@@ -412,6 +423,17 @@ impl Worker {
                 }
                 Err(e) => e,
             };
+            // The log never holds back its outcome: after a failure its lines are written on
+            // their own (best effort), and the outcome is tried again at once without them.
+            if !trail.log.is_empty() {
+                let lines = std::mem::take(&mut trail.log);
+                if let Err(e) =
+                    self.store.append_task_log(claimed.ti_id, claimed.try_number, &lines, trail.log_limits).await
+                {
+                    tracing::warn!("cannot write the log of task instance {}: {e}", claimed.ti_id);
+                }
+                continue;
+            }
             if spooled.is_none()
                 && let Some(spool) = &self.spool
             {
@@ -441,7 +463,7 @@ impl Worker {
         pipeline: &'static PipelineSpec,
         claimed: &Claimed,
         outcome: &Outcome,
-        rendered: Option<String>,
+        trail: Trail,
     ) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
         let finish = Finish {
@@ -450,7 +472,7 @@ impl Worker {
             try_number: claimed.try_number,
             outcome: outcome.clone(),
             run: Some(claimed.run.clone()),
-            rendered,
+            trail,
         };
         let stopped = || StoreError::Conflict("the worker's outcome recorder stopped".into());
         self.recorder().send((finish, reply)).map_err(|_| stopped())?;
@@ -569,31 +591,50 @@ pub const LOG_CHANNEL_LINES: usize = 256;
 /// (refilled while it writes) up to this.
 const LOG_BATCH_AT_MOST: usize = 4 * LOG_CHANNEL_LINES;
 
-/// The log writer of one try: stores the lines its log sends, in batches (all that wait,
-/// up to [`LOG_BATCH_AT_MOST`]), within `limits`. Once the store says the log is cut, the
-/// rest is only counted, without a round trip, so the command runs on at full speed and
-/// the count is written into the cut line when the log closes.
+/// How long a log line may wait for others before the writer stores it: a try that ends
+/// sooner hands its lines to its outcome's transaction instead, so a short task's log costs
+/// no transaction of its own. Live logs are this much behind at most.
+const LOG_LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The log writer of one try: stores the lines its log sends, in batches (what came within
+/// [`LOG_LINGER`] of the oldest waiting line, up to [`LOG_BATCH_AT_MOST`]), within `limits`.
+/// Returns the lines still waiting when the log closes, for the outcome to write. Once the
+/// store says the log is cut, the rest is only counted, without a round trip, so the
+/// command runs on at full speed and the count is written into the cut line when the log
+/// closes.
 async fn write_log(
     store: Store,
     ti: i64,
     try_number: i64,
     mut rx: mpsc::Receiver<crate::task::LogLine>,
     limits: LogLimits,
-) {
+) -> Vec<(String, String)> {
     let mut batch = Vec::new();
+    let mut due: Option<tokio::time::Instant> = None;
     let mut cut = false;
     let mut not_sent: u64 = 0;
-    while let Some(line) = rx.recv().await {
-        if cut {
-            not_sent += 1;
-            continue;
+    loop {
+        // `None`: the oldest waiting line has waited long enough.
+        let received = match due {
+            None => Some(rx.recv().await),
+            Some(at) => tokio::time::timeout_at(at, rx.recv()).await.ok(),
+        };
+        match received {
+            None => {}
+            Some(None) => break,
+            Some(Some(_)) if cut => {
+                not_sent += 1;
+                continue;
+            }
+            Some(Some(line)) => {
+                batch.push((line.stream.as_str().to_string(), line.text));
+                due.get_or_insert_with(|| tokio::time::Instant::now() + LOG_LINGER);
+                if batch.len() < LOG_BATCH_AT_MOST {
+                    continue;
+                }
+            }
         }
-        batch.push((line.stream.as_str().to_string(), line.text));
-        while batch.len() < LOG_BATCH_AT_MOST
-            && let Ok(more) = rx.try_recv()
-        {
-            batch.push((more.stream.as_str().to_string(), more.text));
-        }
+        due = None;
         match store.append_task_log(ti, try_number, &batch, limits).await {
             Ok(appended) => cut = appended.cut,
             Err(e) => tracing::warn!("cannot write the log of task instance {ti}: {e}"),
@@ -603,6 +644,7 @@ async fn write_log(
     if cut && let Err(e) = store.end_task_log(ti, try_number, not_sent, limits).await {
         tracing::warn!("cannot end the log of task instance {ti}: {e}");
     }
+    batch
 }
 
 /// An outcome waiting to be recorded with others, and where its caller waits for the result.

@@ -26,7 +26,7 @@ pub use metrics::Snapshot;
 pub use pipelines::{PipelineRow, PoolUsage, SyncReport};
 pub use runs::{
     CLEAN_BATCH, Claimed, Finish, LogAppend, LogFrom, LogRow, NewRun, Outcome, Queued, Recorded, RecordedBatch, RunRow,
-    Take, TiRow,
+    Take, TiRow, Trail,
 };
 pub use sql::Dialect;
 pub(crate) use sql::{Doing, Tx, get, opt, q};

@@ -17,7 +17,8 @@ impl Store {
         outcome: &Outcome,
         parallelism: u32,
     ) -> Result<Vec<Queued>> {
-        let finish = Finish { pipeline, ti_id, try_number, outcome: outcome.clone(), run: None, rendered: None };
+        let finish =
+            Finish { pipeline, ti_id, try_number, outcome: outcome.clone(), run: None, trail: Trail::default() };
         Ok(self.finish_many(&[finish], parallelism, None).await?.queued)
     }
 
@@ -37,6 +38,13 @@ impl Store {
         pipeline_ids.sort_unstable();
         pipeline_ids.dedup();
         let mut tx = self.begin_locked(&pipeline_ids).await?;
+        // A late report's log is still the try's log: written whether or not it ends it.
+        for finish in finishes.iter().filter(|f| !f.trail.log.is_empty()) {
+            let (ti, try_number, limits) = (finish.ti_id, finish.try_number, finish.trail.log_limits);
+            if logs::append_task_log(&mut tx, ti, try_number, &finish.trail.log, limits, now).await?.cut {
+                logs::end_task_log(&mut tx, ti, try_number, 0, limits).await?;
+            }
+        }
         let mut ended = record_successes(&mut tx, finishes, now).await?;
         for (index, finish) in finishes.iter().enumerate() {
             if let Outcome::Failed(message) = &finish.outcome
@@ -47,7 +55,7 @@ impl Store {
         }
         for end in &ended {
             queue_task_alerts(&mut tx, &finishes[end.index], end, now).await?;
-            if let Some(rendered) = &finishes[end.index].rendered {
+            if let Some(rendered) = &finishes[end.index].trail.rendered {
                 record_rendered(&mut tx, &finishes[end.index], rendered).await?;
             }
         }

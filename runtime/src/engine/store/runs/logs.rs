@@ -76,95 +76,20 @@ impl Store {
         if lines.is_empty() {
             return Ok(LogAppend::default());
         }
-        let doing = "writing a task log";
-        let sizes: Vec<u64> = lines.iter().map(|(_, line)| line.len() as u64).collect();
-        let (count, bytes) = (sizes.len() as i64, sizes.iter().sum::<u64>() as i64);
         let now = self.now();
         let mut tx = self.begin().await?;
-        // The upsert also locks the try's counts (PostgreSQL) until the commit: two writers
-        // of one try take turns, and neither can slip past the cap.
-        let row =
-            q("INSERT INTO task_log_usage (ti_id, try_number, lines, bytes, dropped) VALUES ($1, $2, $3, $4, 0) \
-                     ON CONFLICT (ti_id, try_number) DO UPDATE \
-                     SET lines = task_log_usage.lines + excluded.lines, bytes = task_log_usage.bytes + excluded.bytes \
-                     RETURNING lines, bytes, cut_line")
-            .bind(ti_id)
-            .bind(try_number)
-            .bind(count)
-            .bind(bytes)
-            .fetch_one(&mut *tx)
-            .await
-            .doing(doing)?;
-        let (total_lines, total_bytes): (i64, i64) = (get(&row, "lines")?, get(&row, "bytes")?);
-        let cut_line: Option<i64> = opt(&row, "cut_line");
-        let used = LogUsage {
-            lines: u64::try_from(total_lines - count).unwrap_or(0),
-            bytes: u64::try_from(total_bytes - bytes).unwrap_or(0),
-        };
-        let kept = if cut_line.is_some() { 0 } else { limits.admit(used, sizes.iter().copied()) };
-        insert_log_lines(&mut tx, ti_id, try_number, now, &lines[..kept]).await?;
-        if kept == lines.len() {
-            tx.commit().await.doing(doing)?;
-            return Ok(LogAppend { kept, cut: false });
-        }
-        let cut_line = match cut_line {
-            Some(id) => id,
-            None => {
-                let row =
-                    q("INSERT INTO task_logs (ti_id, try_number, at, stream, line) VALUES ($1, $2, $3, 'info', $4) \
-                             RETURNING id")
-                    .bind(ti_id)
-                    .bind(try_number)
-                    .bind(now)
-                    .bind(limits.cut_notice(None))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .doing(doing)?;
-                get(&row, "id")?
-            }
-        };
-        let kept_bytes: u64 = sizes[..kept].iter().sum();
-        q("UPDATE task_log_usage SET lines = $3, bytes = $4, dropped = dropped + $5, cut_line = $6 \
-           WHERE ti_id = $1 AND try_number = $2")
-        .bind(ti_id)
-        .bind(try_number)
-        .bind(i64::try_from(used.lines + kept as u64).unwrap_or(i64::MAX))
-        .bind(i64::try_from(used.bytes + kept_bytes).unwrap_or(i64::MAX))
-        .bind((lines.len() - kept) as i64)
-        .bind(cut_line)
-        .execute(&mut *tx)
-        .await
-        .doing(doing)?;
-        tx.commit().await.doing(doing)?;
-        Ok(LogAppend { kept, cut: true })
+        let appended = append_task_log(&mut tx, ti_id, try_number, lines, limits, now).await?;
+        tx.commit().await.doing("writing a task log")?;
+        Ok(appended)
     }
 
     /// Ends a try's log: adds `more_dropped` (lines its writer did not even send, once the
     /// log was cut) to the count, and rewrites the line where the log was cut with the
     /// final count. Nothing to do for a log that was never cut.
     pub async fn end_task_log(&self, ti_id: i64, try_number: i64, more_dropped: u64, limits: LogLimits) -> Result<()> {
-        let doing = "ending a task log";
         let mut tx = self.begin().await?;
-        let row = q("UPDATE task_log_usage SET dropped = dropped + $3 WHERE ti_id = $1 AND try_number = $2 \
-                     RETURNING dropped, cut_line")
-        .bind(ti_id)
-        .bind(try_number)
-        .bind(i64::try_from(more_dropped).unwrap_or(i64::MAX))
-        .fetch_optional(&mut *tx)
-        .await
-        .doing(doing)?;
-        if let Some(row) = row
-            && let Some(cut_line) = opt::<i64>(&row, "cut_line")
-        {
-            let dropped = u64::try_from(get::<i64>(&row, "dropped")?).unwrap_or(0);
-            q("UPDATE task_logs SET line = $2 WHERE id = $1")
-                .bind(cut_line)
-                .bind(limits.cut_notice(Some(dropped)))
-                .execute(&mut *tx)
-                .await
-                .doing(doing)?;
-        }
-        tx.commit().await.doing(doing)
+        end_task_log(&mut tx, ti_id, try_number, more_dropped, limits).await?;
+        tx.commit().await.doing("ending a task log")
     }
 
     /// One page of a try's log, oldest line first: at most `size.lines` lines and
@@ -251,6 +176,106 @@ pub struct LogRow {
 /// Rows per `INSERT` of log lines: five parameters a row stays far below the parameter
 /// limits of both backends (SQLite's 32,766, PostgreSQL's 65,535).
 pub(super) const LOG_INSERT_ROWS: usize = 500;
+
+/// [`Store::append_task_log`] inside a transaction of the caller's.
+pub(super) async fn append_task_log(
+    tx: &mut Tx,
+    ti_id: i64,
+    try_number: i64,
+    lines: &[(String, String)],
+    limits: LogLimits,
+    now: Micros,
+) -> Result<LogAppend> {
+    if lines.is_empty() {
+        return Ok(LogAppend::default());
+    }
+    let doing = "writing a task log";
+    let sizes: Vec<u64> = lines.iter().map(|(_, line)| line.len() as u64).collect();
+    let (count, bytes) = (sizes.len() as i64, sizes.iter().sum::<u64>() as i64);
+    // The upsert also locks the try's counts (PostgreSQL) until the commit: two writers
+    // of one try take turns, and neither can slip past the cap.
+    let row = q("INSERT INTO task_log_usage (ti_id, try_number, lines, bytes, dropped) VALUES ($1, $2, $3, $4, 0) \
+                 ON CONFLICT (ti_id, try_number) DO UPDATE \
+                 SET lines = task_log_usage.lines + excluded.lines, bytes = task_log_usage.bytes + excluded.bytes \
+                 RETURNING lines, bytes, cut_line")
+    .bind(ti_id)
+    .bind(try_number)
+    .bind(count)
+    .bind(bytes)
+    .fetch_one(&mut **tx)
+    .await
+    .doing(doing)?;
+    let (total_lines, total_bytes): (i64, i64) = (get(&row, "lines")?, get(&row, "bytes")?);
+    let cut_line: Option<i64> = opt(&row, "cut_line");
+    let used = LogUsage {
+        lines: u64::try_from(total_lines - count).unwrap_or(0),
+        bytes: u64::try_from(total_bytes - bytes).unwrap_or(0),
+    };
+    let kept = if cut_line.is_some() { 0 } else { limits.admit(used, sizes.iter().copied()) };
+    insert_log_lines(tx, ti_id, try_number, now, &lines[..kept]).await?;
+    if kept == lines.len() {
+        return Ok(LogAppend { kept, cut: false });
+    }
+    let cut_line = match cut_line {
+        Some(id) => id,
+        None => {
+            let row = q("INSERT INTO task_logs (ti_id, try_number, at, stream, line) VALUES ($1, $2, $3, 'info', $4) \
+                         RETURNING id")
+            .bind(ti_id)
+            .bind(try_number)
+            .bind(now)
+            .bind(limits.cut_notice(None))
+            .fetch_one(&mut **tx)
+            .await
+            .doing(doing)?;
+            get(&row, "id")?
+        }
+    };
+    let kept_bytes: u64 = sizes[..kept].iter().sum();
+    q("UPDATE task_log_usage SET lines = $3, bytes = $4, dropped = dropped + $5, cut_line = $6 \
+       WHERE ti_id = $1 AND try_number = $2")
+    .bind(ti_id)
+    .bind(try_number)
+    .bind(i64::try_from(used.lines + kept as u64).unwrap_or(i64::MAX))
+    .bind(i64::try_from(used.bytes + kept_bytes).unwrap_or(i64::MAX))
+    .bind((lines.len() - kept) as i64)
+    .bind(cut_line)
+    .execute(&mut **tx)
+    .await
+    .doing(doing)?;
+    Ok(LogAppend { kept, cut: true })
+}
+
+/// [`Store::end_task_log`] inside a transaction of the caller's.
+pub(super) async fn end_task_log(
+    tx: &mut Tx,
+    ti_id: i64,
+    try_number: i64,
+    more_dropped: u64,
+    limits: LogLimits,
+) -> Result<()> {
+    let doing = "ending a task log";
+    let row = q("UPDATE task_log_usage SET dropped = dropped + $3 WHERE ti_id = $1 AND try_number = $2 \
+                 RETURNING dropped, cut_line")
+    .bind(ti_id)
+    .bind(try_number)
+    .bind(i64::try_from(more_dropped).unwrap_or(i64::MAX))
+    .fetch_optional(&mut **tx)
+    .await
+    .doing(doing)?;
+    if let Some(row) = row
+        && let Some(cut_line) = opt::<i64>(&row, "cut_line")
+    {
+        let dropped = u64::try_from(get::<i64>(&row, "dropped")?).unwrap_or(0);
+        q("UPDATE task_logs SET line = $2 WHERE id = $1")
+            .bind(cut_line)
+            .bind(limits.cut_notice(Some(dropped)))
+            .execute(&mut **tx)
+            .await
+            .doing(doing)?;
+    }
+    Ok(())
+}
 
 /// Inserts `lines` in order, [`LOG_INSERT_ROWS`] per statement (a statement per line made a
 /// chatty command cost one round trip per line).

@@ -122,9 +122,20 @@ pub struct Finish<'a> {
     /// The try's run, when the caller has it: a task of the same run claimed next with
     /// [`Take`] needs it, and need not read it again.
     pub run: Option<RunRow>,
-    /// The templates the try rendered, as JSON (`{what: text}`, secrets masked): written
-    /// with the outcome, in its transaction.
+    /// What the try leaves besides its outcome, written in the outcome's transaction.
+    pub trail: Trail,
+}
+
+/// What a try leaves behind besides its outcome: written with it, so a short task's log
+/// and templates cost no transaction of their own.
+#[derive(Debug, Clone, Default)]
+pub struct Trail {
+    /// The templates the try rendered, as JSON (`{what: text}`, secrets masked).
     pub rendered: Option<String>,
+    /// The last lines of its log, not written yet: `(stream, line)`.
+    pub log: Vec<(String, String)>,
+    /// The most of the try's log that is kept, for `log`.
+    pub log_limits: LogLimits,
 }
 
 /// What recording one [`Finish`] did. All default when the try was not running (a late
