@@ -38,7 +38,7 @@ publish = false
 sluice-runtime = { path = "$root/runtime" }
 
 [build-dependencies]
-sluice-codegen = { path = "$root/codegen" }
+sluice-codegen = { path = "$root/codegen", default-features = false }
 TOML
   cp Cargo.lock "$dir/Cargo.lock"
   cp "$3" "$dir/pipelines.yaml"
