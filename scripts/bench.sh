@@ -39,6 +39,10 @@ sluice-runtime = { path = "$root/runtime" }
 
 [build-dependencies]
 sluice-codegen = { path = "$root/codegen", default-features = false }
+
+# As the workspace builds it (see vendor/README.md).
+[patch.crates-io]
+sqlx-core = { path = "$root/vendor/sqlx-core" }
 TOML
   cp Cargo.lock "$dir/Cargo.lock"
   cp "$3" "$dir/pipelines.yaml"
