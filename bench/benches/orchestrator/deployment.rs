@@ -329,6 +329,33 @@ impl Deployment {
         Some(calls)
     }
 
+    /// PgBouncer's `SHOW STATS` totals for the metadata database (distributed): the
+    /// services' transactions, statements and the time their statements spent in the
+    /// database (`total_query_time`, µs). The harness reads the database directly, so none
+    /// of its own statements count.
+    pub fn bouncer_totals(&self) -> Option<BTreeMap<String, i64>> {
+        let Services::Distributed(cluster) = &self.services else { return None };
+        let out = Command::new(tool("psql"))
+            .arg(format!(
+                "host=127.0.0.1 port={} user={} dbname=pgbouncer connect_timeout=10",
+                cluster.bouncer.port(),
+                cluster.db.user()
+            ))
+            .args(["-X", "-A", "-F", "\t", "-c", "SHOW STATS"])
+            .env("PGPASSWORD", cluster.db.password())
+            .output()
+            .expect("run psql");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
+        let row: Vec<&str> = lines
+            .find(|l| l.split('\t').next() == Some(cluster.db.name()))
+            .unwrap_or_else(|| panic!("no SHOW STATS row for {}:\n{text}", cluster.db.name()))
+            .split('\t')
+            .collect();
+        Some(header.iter().zip(row).filter_map(|(h, v)| Some((h.to_string(), v.parse().ok()?))).collect())
+    }
+
     /// The deployment's processes: (name, pid).
     pub fn processes(&self) -> Vec<(String, u32)> {
         match &self.services {
@@ -394,6 +421,31 @@ pub struct ProcStat {
     pub peak_mib: f64,
     /// User + system CPU time so far, seconds.
     pub cpu_secs: f64,
+}
+
+/// CPU seconds used so far by each part of the deployment: its own processes by name,
+/// and in distributed mode PgBouncer, Redis and every PostgreSQL process of the machine
+/// (the benchmark's database server serves nothing else while it runs).
+pub fn cpu_by_part(deployment: &Deployment) -> BTreeMap<String, f64> {
+    let mut parts = BTreeMap::new();
+    for (name, pid) in deployment.processes() {
+        let part = if name.starts_with("worker") { "workers".to_string() } else { name };
+        *parts.entry(part).or_insert(0.0) += proc_stat(pid).cpu_secs;
+    }
+    if let Some(cluster) = deployment.cluster() {
+        parts.insert("PgBouncer".into(), cluster.bouncer.pid().map_or(0.0, |pid| proc_stat(pid).cpu_secs));
+        parts.insert("Redis".into(), cluster.redis.pid().map_or(0.0, |pid| proc_stat(pid).cpu_secs));
+        let postgres: f64 = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+            .map(|pid| proc_stat(pid).cpu_secs)
+            .sum();
+        parts.insert("PostgreSQL".into(), postgres);
+    }
+    parts
 }
 
 pub fn proc_stat(pid: u32) -> ProcStat {

@@ -25,9 +25,10 @@ mod deployment;
 mod report;
 mod soak;
 
-use deployment::{Deployment, Mode, proc_stat};
+use deployment::{Deployment, Mode, cpu_by_part, proc_stat};
 use report::{Report, millis, percentile, spread};
 use soak::SoakPlan;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -178,8 +179,22 @@ fn chain(binary: &Path, mode: Mode, plan: &Plan, report: &mut Report) {
     let deployment = Deployment::start(mode, binary, 1);
     deployment.run_once(plan.chain, RUN_LIMIT); // warm-up, not counted
     let (mut totals, mut gaps) = (Vec::new(), Vec::new());
+    // Distributed: what each task cost the store and the broker (PgBouncer's and Redis's
+    // own counters, before and after each run).
+    let (mut xacts, mut statements, mut db_ms, mut redis) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..plan.runs {
+        let before = (deployment.bouncer_totals(), deployment.redis_commands());
         let (run_id, run) = deployment.run_once(plan.chain, RUN_LIMIT);
+        if let ((Some(b0), Some(r0)), (Some(b1), Some(r1))) =
+            (before, (deployment.bouncer_totals(), deployment.redis_commands()))
+        {
+            let n = plan.chain_len as f64;
+            let delta = |key: &str| (b1.get(key).copied().unwrap_or(0) - b0.get(key).copied().unwrap_or(0)) as f64;
+            xacts.push(delta("total_xact_count") / n);
+            statements.push(delta("total_query_count") / n);
+            db_ms.push(delta("total_query_time") / 1000.0 / n);
+            redis.push((r1.values().sum::<i64>() - r0.values().sum::<i64>()) as f64 / n);
+        }
         let tasks = deployment.tasks(plan.chain, &run_id);
         assert_eq!(tasks.len(), plan.chain_len, "{} has {} tasks", plan.chain, plan.chain_len);
         // A worker claims the next task in the transaction that records the end of the one
@@ -193,6 +208,12 @@ fn chain(binary: &Path, mode: Mode, plan: &Plan, report: &mut Report) {
     report.add(&name, "trigger -> success (ms)", "<= 400 distributed", mode, spread(&totals));
     let per_task: Vec<f64> = totals.iter().map(|t| t / plan.chain_len as f64).collect();
     report.add(&name, "per task (ms)", "", mode, spread(&per_task));
+    if !db_ms.is_empty() {
+        report.add(&name, "per task: store transactions (services, PgBouncer's count)", "", mode, spread(&xacts));
+        report.add(&name, "per task: store statements", "", mode, spread(&statements));
+        report.add(&name, "per task: time in the database, statements (ms)", "", mode, spread(&db_ms));
+        report.add(&name, "per task: Redis commands", "", mode, spread(&redis));
+    }
     let name = format!(
         "3. transition latency: upstream end recorded -> downstream (a no-op) run and its end recorded, {} hand-overs",
         gaps.len()
@@ -351,7 +372,9 @@ fn throughput_and_footprint(binary: &Path, mode: Mode, plan: &Plan, report: &mut
     let warm_up = Duration::from_secs(if plan.runs > 1 { 3 } else { 1 });
     let started = Instant::now();
     let mut windows = Vec::new();
-    let mut window_start: Option<(Instant, i64, Option<i64>, Option<i64>)> = None;
+    let mut window_start: Option<Window> = None;
+    // CPU ms per task by part of the deployment, summed over the windows, and the tasks.
+    let (mut cpu_ms, mut counted) = (BTreeMap::<String, f64>::new(), 0i64);
     while windows.len() < plan.runs {
         if deployment.active_runs(dag) < keep_active {
             deployment.trigger(dag);
@@ -362,12 +385,20 @@ fn throughput_and_footprint(binary: &Path, mode: Mode, plan: &Plan, report: &mut
             continue;
         }
         let redis_total = || deployment.redis_commands().map(|c| c.values().sum::<i64>());
-        match window_start {
-            None => window_start = Some((Instant::now(), now_micros(), deployment.transactions(), redis_total())),
-            Some((at, from, xacts, redis)) if at.elapsed() >= plan.throughput_window => {
+        let start_window =
+            || (Instant::now(), now_micros(), deployment.transactions(), redis_total(), cpu_by_part(&deployment));
+        match &window_start {
+            None => window_start = Some(start_window()),
+            Some((at, from, xacts, redis, cpu)) if at.elapsed() >= plan.throughput_window => {
+                let (from, xacts, redis) = (*from, *xacts, *redis);
                 let to = now_micros();
                 let tasks = deployment.succeeded_between(from, to);
                 assert!(tasks > 0, "no task finished in a throughput window:\n{}", deployment.logs());
+                for (part, secs) in cpu_by_part(&deployment) {
+                    *cpu_ms.entry(part.clone()).or_insert(0.0) +=
+                        (secs - cpu.get(&part).copied().unwrap_or(0.0)) * 1000.0;
+                }
+                counted += tasks;
                 let per = |before: Option<i64>, after: Option<i64>| {
                     before.zip(after).map(|(b, a)| (a - b) as f64 / tasks as f64)
                 };
@@ -376,7 +407,7 @@ fn throughput_and_footprint(binary: &Path, mode: Mode, plan: &Plan, report: &mut
                     per(xacts, deployment.transactions()),
                     per(redis, redis_total()),
                 ));
-                window_start = Some((Instant::now(), now_micros(), deployment.transactions(), redis_total()));
+                window_start = Some(start_window());
             }
             Some(_) => {}
         }
@@ -391,6 +422,19 @@ fn throughput_and_footprint(binary: &Path, mode: Mode, plan: &Plan, report: &mut
         report.add(&name, "store transactions per task", "<= 3", mode, spread(&xacts));
         report.add(&name, "Redis commands per task", "<= 3", mode, spread(&redis));
     }
+    if counted > 0 {
+        // Where a task's time goes when every core is busy: CPU per task by process.
+        let per_task: Vec<String> =
+            cpu_ms.iter().map(|(part, ms)| format!("{part} {:.2}", ms / counted as f64)).collect();
+        let total: f64 = cpu_ms.values().sum::<f64>() / counted as f64;
+        report.add(
+            &name,
+            "CPU per task (ms), by process",
+            "",
+            mode,
+            format!("{}; total {total:.2}", per_task.join(", ")),
+        );
+    }
     let limit = Instant::now() + RUN_LIMIT;
     while deployment.active_runs(dag) > 0 {
         assert!(Instant::now() < limit, "the throughput runs did not drain:\n{}", deployment.logs());
@@ -398,6 +442,10 @@ fn throughput_and_footprint(binary: &Path, mode: Mode, plan: &Plan, report: &mut
     }
     footprint(&mut deployment, plan, report);
 }
+
+/// A throughput window's start: when, the store's clock (µs), the store's transactions and
+/// Redis's commands so far, and each part's CPU seconds so far.
+type Window = (Instant, i64, Option<i64>, Option<i64>, BTreeMap<String, f64>);
 
 /// 6: peak RSS after the load, a fresh worker that stays idle, and CPU over idle time.
 fn footprint(deployment: &mut Deployment, plan: &Plan, report: &mut Report) {
