@@ -114,6 +114,14 @@ def check_get_dag(api):
     return f"{dag.dag_id}: is_paused={dag.is_paused}, owners={dag.owners}"
 
 
+def check_tasks(api):
+    # The client validates every enum: a trigger rule must be Airflow's string.
+    tasks = dag_api.DAGApi(api).get_tasks(DAG_ID)
+    rules = {task.task_id: str(getattr(task.trigger_rule, "value", task.trigger_rule)) for task in tasks.tasks}
+    expect(rules and all(rule == "all_success" for rule in rules.values()), f"trigger rules: {rules}")
+    return ", ".join(f"{task} {rule}" for task, rule in sorted(rules.items()))
+
+
 def check_unpause(api):
     dags = dag_api.DAGApi(api)
     patched = dags.patch_dag(DAG_ID, DAG(is_paused=False), update_mask=["is_paused"])
@@ -250,6 +258,7 @@ def main():
         run_step("health", check_health, api)
         run_step("list DAGs", check_list_dags, api)
         run_step("get DAG", check_get_dag, api)
+        run_step("tasks", check_tasks, api)
         run_step("unpause", check_unpause, api)
         run_step("trigger", check_trigger, api, state)
         run_step("run", check_run_succeeds, api, state)

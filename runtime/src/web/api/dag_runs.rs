@@ -27,7 +27,7 @@ pub(super) async fn list_runs(
     State(state): State<AppState>,
     _caller: Caller,
     Path(dag_id): Path<String>,
-    Query(page): Query<Page>,
+    Params(page): Params<Page>,
 ) -> ApiResult {
     pipeline(&state, &dag_id)?;
     let (runs, total) = state.store.runs_page(&dag_id, page.limit()?, page.offset()?).await?;

@@ -42,7 +42,7 @@ pub(super) async fn list_task_instances(
     State(state): State<AppState>,
     _caller: Caller,
     Path((dag_id, run_id)): Path<(String, String)>,
-    Query(page): Query<Page>,
+    Params(page): Params<Page>,
 ) -> ApiResult {
     let p = pipeline(&state, &dag_id)?;
     let run = state.store.run_by_id(&dag_id, &run_id).await?;
@@ -99,7 +99,7 @@ pub(super) async fn get_log(
     State(state): State<AppState>,
     _caller: Caller,
     Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, i64)>,
-    Query(query): Query<LogQuery>,
+    Params(query): Params<LogQuery>,
     headers: axum::http::HeaderMap,
 ) -> ApiResult {
     pipeline(&state, &dag_id)?;

@@ -79,14 +79,31 @@ impl Store {
         task_id: &str,
         downstream: bool,
     ) -> Result<Vec<String>> {
-        let mut targets = vec![(task_id, pipeline.task(task_id).map_or(0, |t| t.retry.retries))];
-        if downstream {
-            targets.extend(descendants(pipeline, task_id).into_iter().map(|t| (t.id, t.retry.retries)));
+        let busy = self
+            .task_instances(run_pk)
+            .await?
+            .into_iter()
+            .any(|ti| ti.task_id == task_id && matches!(ti.state, TiState::Queued | TiState::Running));
+        if busy {
+            return Err(StoreError::Conflict(format!("task `{task_id}` is queued or running: wait for it to finish")));
         }
+        let mut targets = vec![task_id];
+        if downstream {
+            targets.extend(descendants(pipeline, task_id).into_iter().map(|t| t.id));
+        }
+        self.clear_tasks(pipeline, run_pk, &targets).await
+    }
+
+    /// Clears the task instances `task_ids` of run `run_pk` that are not queued or running
+    /// (those are left as they are), in one transaction: each gets its retry policy's tries
+    /// again and loses its outputs, and the run is reopened. The ids cleared, in the order
+    /// given; nothing is changed (and the run stays as it is) when none could be.
+    pub async fn clear_tasks(&self, pipeline: &PipelineSpec, run_pk: i64, task_ids: &[&str]) -> Result<Vec<String>> {
         let mut tx = self.begin_locked(&[pipeline.id]).await?;
-        for &(id, retries) in &targets {
+        let mut cleared = Vec::new();
+        for &id in task_ids {
             // A cleared task gets its policy's tries again, counted from the tries it used.
-            let tries = i64::from(retries) + 1;
+            let tries = i64::from(pipeline.task(id).map_or(0, |t| t.retry.retries)) + 1;
             let done = q("UPDATE task_instances SET state = 'none', end_date = NULL, next_try_at = NULL, error = NULL, \
                           max_tries = try_number + $3 WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
             .bind(run_pk)
@@ -95,10 +112,8 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("clearing a task")?;
-            if done.rows_affected() == 0 && id == task_id {
-                return Err(StoreError::Conflict(format!(
-                    "task `{task_id}` is queued or running: wait for it to finish"
-                )));
+            if done.rows_affected() == 0 {
+                continue;
             }
             q("DELETE FROM task_outputs WHERE ti_id IN (SELECT id FROM task_instances WHERE run_pk = $1 AND task_id = $2)")
                 .bind(run_pk)
@@ -106,6 +121,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .doing("clearing task outputs")?;
+            cleared.push(id.to_string());
+        }
+        if cleared.is_empty() {
+            return Ok(cleared);
         }
         q("UPDATE runs SET state = 'queued', end_date = NULL WHERE id = $1")
             .bind(run_pk)
@@ -113,7 +132,7 @@ impl Store {
             .await
             .doing("reopening a run")?;
         tx.commit().await.doing("clearing tasks")?;
-        Ok(targets.into_iter().map(|(id, _)| id.to_string()).collect())
+        Ok(cleared)
     }
 
     /// Marks a task `success` or `failed` by hand (not while it runs), then lets the run

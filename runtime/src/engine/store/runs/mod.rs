@@ -239,26 +239,12 @@ fn ti_row(row: &sqlx::any::AnyRow) -> Result<TiRow> {
     })
 }
 
-/// Every task below `task_id`, nearest first: breadth first over the compiled
-/// `downstream` lists, each task and edge once. (The effective priority weight, which
-/// sums over the same set, is compiled too: [`TaskSpec::effective_priority_weight`].)
+/// Every task below `task_id`, nearest first ([`PipelineSpec::relatives`]). (The effective
+/// priority weight, which sums over the same set, is compiled too:
+/// [`TaskSpec::effective_priority_weight`].)
 pub fn descendants<'p>(pipeline: &'p PipelineSpec, task_id: &str) -> Vec<&'p TaskSpec> {
     let Some(start) = pipeline.tasks.iter().position(|t| t.id == task_id) else { return Vec::new() };
-    let mut seen = vec![false; pipeline.tasks.len()];
-    seen[start] = true;
-    let mut queue = vec![start];
-    let mut head = 0;
-    while let Some(task) = queue.get(head).and_then(|&t| pipeline.tasks.get(t)) {
-        head += 1;
-        for &d in task.downstream {
-            let d = d as usize;
-            if seen.get(d) == Some(&false) {
-                seen[d] = true;
-                queue.push(d);
-            }
-        }
-    }
-    queue[1..].iter().filter_map(|&t| pipeline.tasks.get(t)).collect()
+    pipeline.relatives(&[start], false, true)[1..].iter().filter_map(|&t| pipeline.tasks.get(t)).collect()
 }
 
 /// The tasks that list `task` among their upstreams, as compiled.
@@ -487,6 +473,29 @@ impl Store {
         .await
         .doing("listing runs")?;
         tx.commit().await.doing("listing runs")?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// Runs of a pipeline whose logical date is within `[from, to]` (either bound open when
+    /// `None`), oldest first.
+    pub async fn runs_between(
+        &self,
+        pipeline_id: &str,
+        from: Option<Micros>,
+        to: Option<Micros>,
+    ) -> Result<Vec<RunRow>> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE pipeline_id = $1 AND logical_date >= $2 AND logical_date <= $3 \
+             ORDER BY logical_date, id"
+        )))
+        .bind(pipeline_id)
+        .bind(from.unwrap_or(Micros::MIN))
+        .bind(to.unwrap_or(Micros::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing runs by date")?;
+        tx.commit().await.doing("listing runs by date")?;
         rows.iter().map(run_row).collect()
     }
 
