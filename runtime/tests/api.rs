@@ -126,6 +126,13 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/dagStats?dag_ids=api_dag", None, "Viewer"),
         (Method::POST, "/dags/api_dag/clearTaskInstances", Some(r#"{"dry_run": true}"#), "User"),
         (Method::POST, "/dags/api_dag/dagRuns/r1/clear", Some(r#"{"dry_run": true}"#), "User"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/tries", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/-1/tries", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/links", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/dependencies", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/-1/dependencies", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/-1", None, "Viewer"),
+        (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/xcomEntries", None, "Viewer"),
         (Method::GET, "/providers", None, "Viewer"),
         (Method::PUT, "/parseDagFile/api_dag", None, "User"),
         (Method::GET, "/datasets", None, "Viewer"),
@@ -313,6 +320,86 @@ async fn task_instances_are_cleared_with_their_relatives_dry_run_first() {
         "{answer}"
     );
     assert_eq!(states().await, [Value::Null, Value::Null]);
+}
+
+/// Runs the queued task instances of `queued` to `outcome`, as a worker would.
+async fn run_queued(
+    api: &Api,
+    queued: &[sluice_runtime::store::Queued],
+    outcome: &sluice_runtime::store::Outcome,
+) -> Vec<sluice_runtime::store::Queued> {
+    let mut next = Vec::new();
+    for q in queued {
+        let p = &PIPELINES[0];
+        let claimed = api.store.claim(q.ti_id, "w1", std::slice::from_ref(p)).await.expect("claim").expect("queued");
+        next.extend(api.store.finish(p, claimed.ti_id, claimed.try_number, outcome, 32).await.expect("finish"));
+    }
+    next
+}
+
+#[tokio::test]
+async fn tries_outputs_links_and_dependencies_of_a_task_instance() {
+    use sluice_runtime::store::Outcome;
+    let api = Api::start().await;
+    let (status, run) =
+        api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(r#"{"dag_run_id": "r1"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let base = "/dags/api_dag/dagRuns/r1/taskInstances";
+    let queued = api.store.advance_pipeline(&PIPELINES[0], 32).await.expect("advance");
+    // `second` waits for `first`: its trigger rule says so.
+    let (_, deps) = api.call(Some("viewer"), Method::GET, &format!("{base}/second/dependencies"), None).await;
+    assert_eq!(deps["dependencies"][0]["name"], "Trigger Rule", "{deps}");
+    assert!(
+        deps["dependencies"][0]["reason"].as_str().is_some_and(|r| r.contains("all_success") && r.contains("first")),
+        "{deps}"
+    );
+    let queued = run_queued(&api, &queued, &Outcome::Success(json!({ "rows": 3 }))).await;
+    let (_, deps) = api.call(Some("viewer"), Method::GET, &format!("{base}/second/-1/dependencies"), None).await;
+    assert!(
+        deps["dependencies"][0]["reason"].as_str().is_some_and(|r| r.contains("'queued'")),
+        "queued once `first` ended: {deps}"
+    );
+    let (_, deps) = api.call(Some("viewer"), Method::GET, &format!("{base}/first/dependencies"), None).await;
+    assert_eq!(deps["dependencies"][0]["name"], "Task Instance State", "{deps}");
+    // Outputs as XCom: one output is `return_value`.
+    let (_, xcoms) = api.call(Some("viewer"), Method::GET, &format!("{base}/first/xcomEntries"), None).await;
+    assert_eq!(
+        (xcoms["total_entries"].as_i64(), xcoms["xcom_entries"][0]["key"].as_str()),
+        (Some(1), Some("return_value")),
+        "{xcoms}"
+    );
+    let (_, xcom) =
+        api.call(Some("viewer"), Method::GET, &format!("{base}/first/xcomEntries/return_value"), None).await;
+    assert_eq!(xcom["value"], "3", "stringified, as Airflow answers by default: {xcom}");
+    let (_, xcom) = api
+        .call(Some("viewer"), Method::GET, &format!("{base}/first/xcomEntries/return_value?stringify=false"), None)
+        .await;
+    assert_eq!(xcom["value"], 3, "{xcom}");
+    let (status, answer) = api.call(Some("viewer"), Method::GET, &format!("{base}/first/xcomEntries/rows"), None).await;
+    assert_problem(status, &answer, StatusCode::NOT_FOUND, "an XCom key that is not there");
+    // `second` fails its first try; the tries list both states of the instance.
+    run_queued(&api, &queued, &Outcome::Failed("boom".into())).await;
+    let (_, tries) = api.call(Some("viewer"), Method::GET, &format!("{base}/second/tries"), None).await;
+    let states: Vec<(i64, &str)> = tries["task_instances"]
+        .as_array()
+        .expect("tries")
+        .iter()
+        .filter_map(|t| Some((t["try_number"].as_i64()?, t["state"].as_str()?)))
+        .collect();
+    assert_eq!(states, [(1, "failed")], "{tries}");
+    let (_, one) = api.call(Some("viewer"), Method::GET, &format!("{base}/second/-1/tries/1"), None).await;
+    assert_eq!((one["task_id"].as_str(), one["try_number"].as_i64()), (Some("second"), Some(1)), "{one}");
+    let (status, answer) = api.call(Some("viewer"), Method::GET, &format!("{base}/second/tries/2"), None).await;
+    assert_problem(status, &answer, StatusCode::NOT_FOUND, "a try that never happened");
+    let (_, links) = api.call(Some("viewer"), Method::GET, &format!("{base}/second/links"), None).await;
+    assert_eq!(links, json!({ "extra_links": [] }));
+    // The unmapped instance is map index -1; no other exists.
+    let (_, ti) = api.call(Some("viewer"), Method::GET, &format!("{base}/second/-1"), None).await;
+    assert_eq!((ti["task_id"].as_str(), ti["map_index"].as_i64()), (Some("second"), Some(-1)), "{ti}");
+    for path in [format!("{base}/second/0"), format!("{base}/second/listMapped"), format!("{base}/second/3/tries")] {
+        let (status, answer) = api.call(Some("viewer"), Method::GET, &path, None).await;
+        assert_problem(status, &answer, StatusCode::NOT_FOUND, &path);
+    }
 }
 
 #[tokio::test]
@@ -773,6 +860,17 @@ async fn the_openapi_document_lists_the_served_routes() {
         "/dagStats",
         "/dags/{dag_id}/clearTaskInstances",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/clear",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries/{task_try_number}",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/links",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dependencies",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/listMapped",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries/{task_try_number}",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dependencies",
     ];
     let mut listed = paths.clone();
     listed.sort_unstable();

@@ -32,8 +32,10 @@ mod datasets;
 mod monitoring;
 mod pools;
 mod repair;
+mod task_history;
 mod task_instances;
 mod variables;
+mod xcom;
 
 use connections::*;
 use dag_runs::*;
@@ -42,8 +44,10 @@ use datasets::*;
 use monitoring::*;
 use pools::*;
 use repair::*;
+use task_history::*;
 use task_instances::*;
 use variables::*;
+use xcom::*;
 
 type ApiResult = Result<Response, Problem>;
 
@@ -72,6 +76,23 @@ pub fn router() -> Router<AppState> {
         .route("/dagStats", get(dag_stats))
         .route("/dags/{dag_id}/clearTaskInstances", post(post_clear_task_instances))
         .route("/dags/{dag_id}/dagRuns/{run_id}/clear", post(clear_dag_run))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries", get(list_tries))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries/{try_number}", get(get_try))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links", get(get_extra_links))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/dependencies", get(get_dependencies))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/listMapped", get(list_mapped_task_instances))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries", get(list_xcom_entries))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}", get(get_xcom_entry))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}", get(get_mapped_task_instance))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries", get(list_mapped_tries))
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries/{try_number}",
+            get(get_mapped_try),
+        )
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/dependencies",
+            get(get_mapped_dependencies),
+        )
         .route("/dags/{dag_id}/dagRuns", get(list_runs).post(post_run))
         .route("/dags/{dag_id}/dagRuns/{run_id}", get(get_run).patch(patch_run).delete(delete_run))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances", get(list_task_instances))
