@@ -133,6 +133,14 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/-1/dependencies", None, "Viewer"),
         (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/-1", None, "Viewer"),
         (Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances/first/xcomEntries", None, "Viewer"),
+        (Method::PATCH, "/dags/api_dag/dagRuns/r1/taskInstances/first", Some(r#"{"new_state": "success"}"#), "User"),
+        (Method::PATCH, "/dags/api_dag/dagRuns/r1/taskInstances/first/-1", Some(r#"{"new_state": "success"}"#), "User"),
+        (
+            Method::POST,
+            "/dags/api_dag/updateTaskInstancesState",
+            Some(r#"{"task_id": "first", "dag_run_id": "r1", "new_state": "success"}"#),
+            "User",
+        ),
         (Method::GET, "/providers", None, "Viewer"),
         (Method::PUT, "/parseDagFile/api_dag", None, "User"),
         (Method::GET, "/datasets", None, "Viewer"),
@@ -399,6 +407,60 @@ async fn tries_outputs_links_and_dependencies_of_a_task_instance() {
     for path in [format!("{base}/second/0"), format!("{base}/second/listMapped"), format!("{base}/second/3/tries")] {
         let (status, answer) = api.call(Some("viewer"), Method::GET, &path, None).await;
         assert_problem(status, &answer, StatusCode::NOT_FOUND, &path);
+    }
+}
+
+#[tokio::test]
+async fn task_states_are_set_by_hand_with_their_relatives() {
+    let api = Api::start().await;
+    let (status, run) =
+        api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(r#"{"dag_run_id": "r1"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let states = || async {
+        let (_, tis) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances", None).await;
+        tis["task_instances"].as_array().expect("list").iter().map(|t| t["state"].clone()).collect::<Vec<Value>>()
+    };
+    let first = "/dags/api_dag/dagRuns/r1/taskInstances/first";
+    // A dry run (the default) answers the instance and changes nothing.
+    let (status, answer) = api.call(Some("user"), Method::PATCH, first, Some(r#"{"new_state": "failed"}"#)).await;
+    assert_eq!(
+        (status, answer["task_id"].as_str(), answer["dag_run_id"].as_str()),
+        (StatusCode::OK, Some("first"), Some("r1")),
+        "{answer}"
+    );
+    assert_eq!(states().await, [Value::Null, Value::Null]);
+    let (status, answer) =
+        api.call(Some("user"), Method::PATCH, first, Some(r#"{"new_state": "failed", "dry_run": false}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(states().await[0], "failed");
+    let (status, answer) = api
+        .call(
+            Some("user"),
+            Method::PATCH,
+            &format!("{first}/-1"),
+            Some(r#"{"new_state": "success", "dry_run": false}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(states().await[0], "success");
+    // With downstream, for real: both.
+    let body = json!({ "task_id": "first", "dag_run_id": "r1", "include_downstream": true, "new_state": "skipped", "dry_run": false });
+    let (status, answer) =
+        api.call(Some("user"), Method::POST, "/dags/api_dag/updateTaskInstancesState", Some(&body.to_string())).await;
+    let ids: Vec<&str> =
+        answer["task_instances"].as_array().expect("list").iter().filter_map(|t| t["task_id"].as_str()).collect();
+    assert_eq!((status, ids), (StatusCode::OK, vec!["first", "second"]), "{answer}");
+    assert_eq!(states().await, [json!("skipped"), json!("skipped")]);
+    for (body, what) in [
+        (json!({ "task_id": "first", "dag_run_id": "r1", "new_state": "running" }), "a state only the scheduler sets"),
+        (json!({ "task_id": "first", "new_state": "success" }), "no run"),
+        (json!({ "dag_run_id": "r1", "new_state": "success" }), "no task"),
+        (json!({ "task_id": "nope", "dag_run_id": "r1", "new_state": "success" }), "an unknown task"),
+    ] {
+        let (status, answer) = api
+            .call(Some("user"), Method::POST, "/dags/api_dag/updateTaskInstancesState", Some(&body.to_string()))
+            .await;
+        assert_problem(status, &answer, StatusCode::BAD_REQUEST, what);
     }
 }
 
@@ -860,6 +922,7 @@ async fn the_openapi_document_lists_the_served_routes() {
         "/dagStats",
         "/dags/{dag_id}/clearTaskInstances",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/clear",
+        "/dags/{dag_id}/updateTaskInstancesState",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries/{task_try_number}",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/links",

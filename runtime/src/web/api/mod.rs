@@ -76,6 +76,7 @@ pub fn router() -> Router<AppState> {
         .route("/dagStats", get(dag_stats))
         .route("/dags/{dag_id}/clearTaskInstances", post(post_clear_task_instances))
         .route("/dags/{dag_id}/dagRuns/{run_id}/clear", post(clear_dag_run))
+        .route("/dags/{dag_id}/updateTaskInstancesState", post(post_set_task_instances_state))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries", get(list_tries))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries/{try_number}", get(get_try))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links", get(get_extra_links))
@@ -83,7 +84,10 @@ pub fn router() -> Router<AppState> {
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/listMapped", get(list_mapped_task_instances))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries", get(list_xcom_entries))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}", get(get_xcom_entry))
-        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}", get(get_mapped_task_instance))
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}",
+            get(get_mapped_task_instance).patch(patch_mapped_task_instance),
+        )
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries", get(list_mapped_tries))
         .route(
             "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries/{try_number}",
@@ -96,7 +100,10 @@ pub fn router() -> Router<AppState> {
         .route("/dags/{dag_id}/dagRuns", get(list_runs).post(post_run))
         .route("/dags/{dag_id}/dagRuns/{run_id}", get(get_run).patch(patch_run).delete(delete_run))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances", get(list_task_instances))
-        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", get(get_task_instance))
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+            get(get_task_instance).patch(patch_task_instance),
+        )
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}", get(get_log))
         .route("/connections", get(list_connections).post(post_connection))
         .route("/connections/{connection_id}", get(get_connection).patch(patch_connection).delete(delete_connection))
