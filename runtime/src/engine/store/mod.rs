@@ -25,8 +25,8 @@ pub use liveness::Zombie;
 pub use metrics::Snapshot;
 pub use pipelines::{PipelineRow, PoolUsage, SyncReport};
 pub use runs::{
-    CLEAN_BATCH, Claimed, Finish, LogAppend, LogFrom, LogRow, NewRun, Outcome, Queued, Recorded, RecordedBatch, RunRow,
-    Take, TiRow, Trail,
+    CLEAN_BATCH, Claimed, Finish, LogAppend, LogFrom, LogRow, NewRun, Outcome, Queued, Recorded, RecordedBatch,
+    RunFilter, RunRow, Take, TiFilter, TiRow, Trail,
 };
 pub use sql::Dialect;
 pub(crate) use sql::{Doing, Tx, get, opt, q};

@@ -23,14 +23,29 @@ pub(super) fn run_json(run: &RunRow) -> Value {
     })
 }
 
+/// The runs of a pipeline, or of every pipeline (`~`), newest first, by Airflow's filters.
 pub(super) async fn list_runs(
     State(state): State<AppState>,
     _caller: Caller,
     Path(dag_id): Path<String>,
-    Params(page): Params<Page>,
+    query: ListQuery,
 ) -> ApiResult {
-    pipeline(&state, &dag_id)?;
-    let (runs, total) = state.store.runs_page(&dag_id, page.limit()?, page.offset()?).await?;
+    if dag_id != ANY {
+        pipeline(&state, &dag_id)?;
+    }
+    let page = query.page()?;
+    let (runs, total) = state.store.search_runs(&query.runs(&dag_id)?, page.limit()?, page.offset()?).await?;
+    ok(json!({ "dag_runs": runs.iter().map(run_json).collect::<Vec<_>>(), "total_entries": total }))
+}
+
+/// `POST /dags/~/dagRuns/list`: the runs a `ListDagRunsForm` asks for.
+pub(super) async fn list_runs_batch(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Body(form): Body<ListRunsForm>,
+) -> ApiResult {
+    let page = form.page();
+    let (runs, total) = state.store.search_runs(&form.filter()?, page.limit()?, page.offset()?).await?;
     ok(json!({ "dag_runs": runs.iter().map(run_json).collect::<Vec<_>>(), "total_entries": total }))
 }
 

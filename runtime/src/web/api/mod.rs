@@ -29,6 +29,7 @@ mod connections;
 mod dag_runs;
 mod dags;
 mod datasets;
+mod filters;
 mod monitoring;
 mod pools;
 mod repair;
@@ -41,6 +42,7 @@ use connections::*;
 use dag_runs::*;
 use dags::*;
 use datasets::*;
+use filters::*;
 use monitoring::*;
 use pools::*;
 use repair::*;
@@ -98,6 +100,8 @@ pub fn router() -> Router<AppState> {
             get(get_mapped_dependencies),
         )
         .route("/dags/{dag_id}/dagRuns", get(list_runs).post(post_run))
+        .route("/dags/~/dagRuns/list", post(list_runs_batch))
+        .route("/dags/~/dagRuns/~/taskInstances/list", post(list_task_instances_batch))
         .route("/dags/{dag_id}/dagRuns/{run_id}", get(get_run).patch(patch_run).delete(delete_run))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances", get(list_task_instances))
         .route(

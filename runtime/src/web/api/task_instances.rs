@@ -38,17 +38,40 @@ pub(super) fn task_instance_json(p: &PipelineSpec, run: &RunRow, ti: &TiRow) -> 
     })
 }
 
+/// The task instances of a run, or across runs and pipelines (`~`), by Airflow's filters.
 pub(super) async fn list_task_instances(
     State(state): State<AppState>,
     _caller: Caller,
     Path((dag_id, run_id)): Path<(String, String)>,
-    Params(page): Params<Page>,
+    query: ListQuery,
 ) -> ApiResult {
-    let p = pipeline(&state, &dag_id)?;
-    let run = state.store.run_by_id(&dag_id, &run_id).await?;
-    let tis = state.store.task_instances(run.id).await?;
-    let all: Vec<Value> = tis.iter().map(|ti| task_instance_json(p, &run, ti)).collect();
-    ok(json!({ "task_instances": page.slice(&all)?, "total_entries": all.len() }))
+    if dag_id != ANY {
+        pipeline(&state, &dag_id)?;
+        if run_id != ANY {
+            state.store.run_by_id(&dag_id, &run_id).await?;
+        }
+    }
+    let page = query.page()?;
+    search_task_instances(&state, &query.task_instances(&dag_id, &run_id)?, &page).await
+}
+
+/// `POST /dags/~/dagRuns/~/taskInstances/list`: the task instances a
+/// `ListTaskInstanceForm` asks for.
+pub(super) async fn list_task_instances_batch(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Body(form): Body<ListTasksForm>,
+) -> ApiResult {
+    search_task_instances(&state, &form.filter()?, &form.page()).await
+}
+
+async fn search_task_instances(state: &AppState, filter: &crate::store::TiFilter, page: &Page) -> ApiResult {
+    let (found, total) = state.store.search_task_instances(filter, page.limit()?, page.offset()?).await?;
+    let listed: Vec<Value> = found
+        .iter()
+        .filter_map(|(run, ti)| Some(task_instance_json(state.registry.pipeline(&run.pipeline_id)?, run, ti)))
+        .collect();
+    ok(json!({ "task_instances": listed, "total_entries": total }))
 }
 
 pub(super) async fn find_task_instance(

@@ -21,6 +21,7 @@ mod advance;
 mod claim;
 mod finish;
 mod logs;
+mod search;
 
 pub use admin::CLEAN_BATCH;
 pub(in crate::engine::store) use advance::insert_task_instance;
@@ -28,6 +29,7 @@ use advance::*;
 use claim::*;
 use finish::*;
 pub use logs::{LogAppend, LogFrom, LogRow};
+pub use search::{RunFilter, TiFilter};
 
 /// A run to create.
 #[derive(Debug, Clone)]
