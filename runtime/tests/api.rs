@@ -125,6 +125,9 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/dags/api_dag/details", None, "Viewer"),
         (Method::GET, "/dagStats?dag_ids=api_dag", None, "Viewer"),
         (Method::GET, "/dags/~/dagRuns", None, "Viewer"),
+        (Method::PATCH, "/dags/api_dag/dagRuns/r1/setNote", Some(r#"{"note": "n"}"#), "User"),
+        (Method::PATCH, "/dags/api_dag/dagRuns/r1/taskInstances/first/setNote", Some(r#"{"note": "n"}"#), "User"),
+        (Method::PATCH, "/dags/api_dag/dagRuns/r1/taskInstances/first/-1/setNote", Some(r#"{"note": "n"}"#), "User"),
         (Method::GET, "/dags/~/dagRuns/~/taskInstances", None, "Viewer"),
         (Method::POST, "/dags/~/dagRuns/list", Some("{}"), "Viewer"),
         (Method::POST, "/dags/~/dagRuns/~/taskInstances/list", Some("{}"), "Viewer"),
@@ -516,6 +519,34 @@ async fn runs_and_task_instances_are_listed_across_pipelines_by_filter() {
     assert_problem(status, &answer, StatusCode::BAD_REQUEST, "a date that does not parse");
     let (status, answer) = batch("/dags/~/dagRuns/list", json!({ "page_limit": "ten" })).await;
     assert_problem(status, &answer, StatusCode::BAD_REQUEST, "a page limit that is not a number");
+}
+
+#[tokio::test]
+async fn notes_are_written_on_runs_and_task_instances() {
+    let api = Api::start().await;
+    let (status, run) =
+        api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(r#"{"dag_run_id": "r1"}"#)).await;
+    assert_eq!((status, &run["note"]), (StatusCode::OK, &Value::Null), "{run}");
+    let note = r#"{"note": "re-run after the <feed> outage"}"#;
+    let (status, run) = api.call(Some("user"), Method::PATCH, "/dags/api_dag/dagRuns/r1/setNote", Some(note)).await;
+    assert_eq!((status, run["note"].as_str()), (StatusCode::OK, Some("re-run after the <feed> outage")), "{run}");
+    let (_, run) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/r1", None).await;
+    assert_eq!(run["note"], "re-run after the <feed> outage", "{run}");
+    let ti = "/dags/api_dag/dagRuns/r1/taskInstances/first";
+    let (status, answer) =
+        api.call(Some("user"), Method::PATCH, &format!("{ti}/setNote"), Some(r#"{"note": "slow"}"#)).await;
+    assert_eq!((status, answer["note"].as_str()), (StatusCode::OK, Some("slow")), "{answer}");
+    let (_, answer) = api.call(Some("viewer"), Method::GET, ti, None).await;
+    assert_eq!(answer["note"], "slow", "{answer}");
+    let (status, answer) =
+        api.call(Some("user"), Method::PATCH, &format!("{ti}/-1/setNote"), Some(r#"{"note": null}"#)).await;
+    assert_eq!((status, &answer["note"]), (StatusCode::OK, &Value::Null), "a null note removes it: {answer}");
+    let long = json!({ "note": "n".repeat(1001) }).to_string();
+    let (status, answer) = api.call(Some("user"), Method::PATCH, "/dags/api_dag/dagRuns/r1/setNote", Some(&long)).await;
+    assert_problem(status, &answer, StatusCode::BAD_REQUEST, "a note over 1,000 characters");
+    let (status, answer) =
+        api.call(Some("user"), Method::PATCH, &format!("{ti}/3/setNote"), Some(r#"{"note": "x"}"#)).await;
+    assert_problem(status, &answer, StatusCode::NOT_FOUND, "a map index that does not exist");
 }
 
 #[tokio::test]
@@ -978,6 +1009,9 @@ async fn the_openapi_document_lists_the_served_routes() {
         "/dags/{dag_id}/dagRuns/{dag_run_id}/clear",
         "/dags/{dag_id}/updateTaskInstancesState",
         "/dags/~/dagRuns/list",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/setNote",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/setNote",
+        "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/setNote",
         "/dags/~/dagRuns/~/taskInstances/list",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries/{task_try_number}",

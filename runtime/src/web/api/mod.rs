@@ -79,6 +79,15 @@ pub fn router() -> Router<AppState> {
         .route("/dags/{dag_id}/clearTaskInstances", post(post_clear_task_instances))
         .route("/dags/{dag_id}/dagRuns/{run_id}/clear", post(clear_dag_run))
         .route("/dags/{dag_id}/updateTaskInstancesState", post(post_set_task_instances_state))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/setNote", axum::routing::patch(set_run_note))
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/setNote",
+            axum::routing::patch(set_task_instance_note),
+        )
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/setNote",
+            axum::routing::patch(set_mapped_task_instance_note),
+        )
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries", get(list_tries))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries/{try_number}", get(get_try))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links", get(get_extra_links))

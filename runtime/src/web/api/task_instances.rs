@@ -34,7 +34,7 @@ pub(super) fn task_instance_json(p: &PipelineSpec, run: &RunRow, ti: &TiRow) -> 
         "executor_config": "{}",
         "rendered_map_index": null,
         "rendered_fields": {},
-        "note": null,
+        "note": ti.note,
     })
 }
 
@@ -259,4 +259,31 @@ pub(super) fn text_of(rows: &[crate::store::LogRow]) -> String {
 pub(super) fn json_string_body(text: &str) -> String {
     let quoted = Value::String(text.to_string()).to_string();
     quoted[1..quoted.len() - 1].to_string()
+}
+
+/// Writes an operator's note on a task instance (role User) and answers the instance.
+pub(super) async fn set_task_instance_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Body(body): Body<super::dag_runs::Note>,
+) -> ApiResult {
+    caller.require(Role::User)?;
+    let p = pipeline(&state, &dag_id)?;
+    let (run, ti) = find_task_instance(&state, &dag_id, &run_id, &task_id).await?;
+    state.store.set_task_note(ti.id, body.checked()?).await?;
+    let (run, ti) = find_task_instance(&state, &dag_id, &run.run_id, &ti.task_id).await?;
+    ok(task_instance_json(p, &run, &ti))
+}
+
+pub(super) async fn set_mapped_task_instance_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((dag_id, run_id, task_id, map_index)): Path<(String, String, String, i64)>,
+    body: Body<super::dag_runs::Note>,
+) -> ApiResult {
+    if map_index != -1 {
+        return Err(Problem::not_found(format!("task `{task_id}` is not mapped: it has no map index {map_index}")));
+    }
+    set_task_instance_note(State(state), caller, Path((dag_id, run_id, task_id)), body).await
 }

@@ -55,6 +55,8 @@ pub struct RunRow {
     pub conf: String,
     pub start_date: Option<Micros>,
     pub end_date: Option<Micros>,
+    /// An operator's note on the run.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,8 @@ pub struct TiRow {
     pub queued_at: Option<Micros>,
     /// The worker running (or that last ran) it.
     pub worker: Option<String>,
+    /// An operator's note on the task instance.
+    pub note: Option<String>,
 }
 
 /// A task instance made ready: hand it to the broker.
@@ -193,9 +197,9 @@ pub enum Outcome {
 }
 
 const RUN_COLUMNS: &str = "id, pipeline_id, run_id, run_type, state, logical_date, data_interval_start, \
-                           data_interval_end, conf, start_date, end_date";
+                           data_interval_end, conf, start_date, end_date, note";
 const TI_COLUMNS: &str = "id, run_pk, task_id, state, try_number, max_tries, priority_weight, error, start_date, \
-                          end_date, pool, pool_slots, queue, queued_at, worker";
+                          end_date, pool, pool_slots, queue, queued_at, worker, note";
 
 fn run_row(row: &sqlx::any::AnyRow) -> Result<RunRow> {
     Ok(RunRow {
@@ -210,6 +214,7 @@ fn run_row(row: &sqlx::any::AnyRow) -> Result<RunRow> {
         conf: get(row, "conf")?,
         start_date: opt(row, "start_date"),
         end_date: opt(row, "end_date"),
+        note: opt(row, "note"),
     })
 }
 
@@ -238,6 +243,7 @@ fn ti_row(row: &sqlx::any::AnyRow) -> Result<TiRow> {
         queue: get(row, "queue")?,
         queued_at: opt(row, "queued_at"),
         worker: opt(row, "worker"),
+        note: opt(row, "note"),
     })
 }
 
@@ -476,6 +482,30 @@ impl Store {
         .doing("listing runs")?;
         tx.commit().await.doing("listing runs")?;
         rows.iter().map(run_row).collect()
+    }
+
+    /// Sets (or, with `None`, removes) the note on run `run_pk`.
+    pub async fn set_run_note(&self, run_pk: i64, note: Option<&str>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        q("UPDATE runs SET note = $2 WHERE id = $1")
+            .bind(run_pk)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+            .doing("writing a note")?;
+        tx.commit().await.doing("writing a note")
+    }
+
+    /// Sets (or, with `None`, removes) the note on task instance `ti_id`.
+    pub async fn set_task_note(&self, ti_id: i64, note: Option<&str>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        q("UPDATE task_instances SET note = $2 WHERE id = $1")
+            .bind(ti_id)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+            .doing("writing a note")?;
+        tx.commit().await.doing("writing a note")
     }
 
     /// Runs of a pipeline whose logical date is within `[from, to]` (either bound open when
