@@ -1,8 +1,9 @@
 //! The REST API at `/api/v1` as Airflow users call it: the official Python client
 //! (`apache-airflow-client` 2.10.0, in the venv `scripts/install-test-deps.sh` makes at
 //! `target/test-venv`) runs `tests/airflow_client/check.py` against `sluice standalone`:
-//! health, DAGs, pause, a triggered run with its task instances and log, variables,
-//! connections and a wrong password. The client checks every answer against its generated
+//! health, DAGs and their tasks, pause, a triggered run with its task instances and log,
+//! DAG details, XCom, a clear (dry run, then real: the cleared task runs again, a second
+//! try), a dry-run state change, dagStats, variables, connections and a wrong password. The client checks every answer against its generated
 //! models, so a field Airflow never leaves null that Sluice sends as null fails here.
 //!
 //! A missing venv fails the test with the hint to install it; nothing is skipped.

@@ -124,6 +124,35 @@ fn effective_weights(order: &[u32], downstream: &[Vec<u32>], weights: &[i64]) ->
 }
 
 impl PipelineSpec {
+    /// The tasks `roots` (indices into `tasks`) with, as asked, every task above them
+    /// (`upstream`) and every task below them (`downstream`), each once, nearest first
+    /// (breadth first from the roots over the compiled `upstream` / `downstream` lists).
+    /// What clearing or marking a task "with upstream / downstream" acts on.
+    pub fn relatives(&self, roots: &[usize], upstream: bool, downstream: bool) -> Vec<usize> {
+        let mut seen = vec![false; self.tasks.len()];
+        let mut queue: Vec<usize> = Vec::with_capacity(roots.len());
+        for &root in roots {
+            if seen.get(root) == Some(&false) {
+                seen[root] = true;
+                queue.push(root);
+            }
+        }
+        let mut head = 0;
+        while let Some(task) = queue.get(head).and_then(|&t| self.tasks.get(t)) {
+            head += 1;
+            let above = task.upstream.iter().filter(|_| upstream);
+            let below = task.downstream.iter().filter(|_| downstream);
+            for &next in above.chain(below) {
+                let next = next as usize;
+                if seen.get(next) == Some(&false) {
+                    seen[next] = true;
+                    queue.push(next);
+                }
+            }
+        }
+        queue
+    }
+
     /// Whether the graph facts fit the tasks' `depends_on`: the order is a topological
     /// order of all tasks, `upstream` names `depends_on`, `downstream` is its inverse,
     /// depths are longest paths and a task with nothing below it weighs its own weight.

@@ -665,3 +665,42 @@ async fn outcomes_recorded_together_decide_each_run_once() {
         assert_eq!(ended_tries, [("wide".to_string(), 2 + 12 + 1, 0)], "every try that ran has ended, once");
     }
 }
+
+#[tokio::test]
+async fn runs_and_task_instances_are_searched_by_filter_on_both_backends() {
+    use sluice_runtime::store::{RunFilter, TiFilter};
+    for db in &BACKENDS {
+        let (store, clock) = store(db).await;
+        let p = &CHAIN[0];
+        store.sync_pipelines(registry(&CHAIN[..], &[])).await.expect("sync");
+        let first = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        clock.advance_secs(60);
+        let second = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        run_one(&store, p, &queued[0], Outcome::Success(serde_json::Value::Null)).await;
+        let all = RunFilter::default();
+        let (runs, total) = store.search_runs(&all, 10, 0).await.expect("search");
+        assert_eq!((total, runs.iter().map(|r| r.id).collect::<Vec<_>>()), (2, vec![second.id, first.id]), "{db:?}");
+        let later = RunFilter { logical_date: (Some(second.logical_date), None), ..RunFilter::default() };
+        assert_eq!(store.search_runs(&later, 10, 0).await.expect("search").1, 1, "{db:?}");
+        let states = RunFilter { states: Some(vec!["nope".into()]), ..RunFilter::default() };
+        assert_eq!(store.search_runs(&states, 10, 0).await.expect("search").1, 0, "{db:?}");
+        let (page, total) = store.search_runs(&all, 1, 1).await.expect("search");
+        assert_eq!((total, page.len(), page[0].id), (2, 1, first.id), "{db:?}");
+        // Task instances: three per run; one of them has succeeded.
+        let (found, total) = store.search_task_instances(&TiFilter::default(), 100, 0).await.expect("search");
+        assert_eq!((total, found.len()), (6, 6), "{db:?}");
+        let done = TiFilter { states: Some(vec!["success".into()]), ..TiFilter::default() };
+        let (found, total) = store.search_task_instances(&done, 100, 0).await.expect("search");
+        assert_eq!(total, 1, "{db:?}");
+        assert_eq!(found[0].1.task_id, "a", "{db:?}");
+        let of_first = TiFilter {
+            runs: RunFilter { run_ids: Some(vec![first.run_id.clone()]), ..RunFilter::default() },
+            task_ids: Some(vec!["b".into(), "c".into()]),
+            ..TiFilter::default()
+        };
+        let (found, total) = store.search_task_instances(&of_first, 100, 0).await.expect("search");
+        let ids: Vec<(i64, &str)> = found.iter().map(|(run, ti)| (run.id, ti.task_id.as_str())).collect();
+        assert_eq!((total, ids), (2, vec![(first.id, "b"), (first.id, "c")]), "{db:?}");
+    }
+}

@@ -26,14 +26,19 @@ try:
         connection_api,
         dag_api,
         dag_run_api,
+        dag_stats_api,
         monitoring_api,
         task_instance_api,
         variable_api,
+        x_com_api,
     )
     from airflow_client.client.exceptions import ApiException, OpenApiException
     from airflow_client.client.model.connection import Connection
     from airflow_client.client.model.dag import DAG
+    from airflow_client.client.model.clear_task_instances import ClearTaskInstances
     from airflow_client.client.model.dag_run import DAGRun
+    from airflow_client.client.model.update_task_instance import UpdateTaskInstance
+    from airflow_client.client.model.update_task_state import UpdateTaskState
     from airflow_client.client.model.variable import Variable
 except ImportError as error:
     print(f"FAIL import: {error}; run scripts/install-test-deps.sh", flush=True)
@@ -114,6 +119,14 @@ def check_get_dag(api):
     return f"{dag.dag_id}: is_paused={dag.is_paused}, owners={dag.owners}"
 
 
+def check_tasks(api):
+    # The client validates every enum: a trigger rule must be Airflow's string.
+    tasks = dag_api.DAGApi(api).get_tasks(DAG_ID)
+    rules = {task.task_id: str(getattr(task.trigger_rule, "value", task.trigger_rule)) for task in tasks.tasks}
+    expect(rules and all(rule == "all_success" for rule in rules.values()), f"trigger rules: {rules}")
+    return ", ".join(f"{task} {rule}" for task, rule in sorted(rules.items()))
+
+
 def check_unpause(api):
     dags = dag_api.DAGApi(api)
     patched = dags.patch_dag(DAG_ID, DAG(is_paused=False), update_mask=["is_paused"])
@@ -172,6 +185,64 @@ def check_log(api, state):
         expect(f"{GREETING} on {ds}" in content, f"'{GREETING} on {ds}' not in the log: {content[-500:]!r}")
     line = next(line for line in content.splitlines() if GREETING in line)
     return f"print_date try 1: {line.strip()[:120]}"
+
+
+def check_details(api):
+    details = dag_api.DAGApi(api).get_dag_details(DAG_ID)
+    expect(details.dag_id == DAG_ID, f"get_dag_details answered {details.dag_id}")
+    task = dag_api.DAGApi(api).get_task(DAG_ID, "print_hello")
+    expect(task.downstream_task_ids == ["print_date"], f"print_hello's downstream: {task.downstream_task_ids}")
+    return f"{DAG_ID}: timezone {details.timezone}, catchup {details.catchup}; print_hello -> {task.downstream_task_ids}"
+
+
+def check_xcom(api, state):
+    run_id = state["run"].dag_run_id
+    xcoms = x_com_api.XComApi(api)
+    entries = xcoms.get_xcom_entries(DAG_ID, run_id, "print_hello")
+    keys = [entry.key for entry in entries.xcom_entries]
+    expect(keys == ["return_value"], f"print_hello's XCom keys: {keys}")
+    entry = xcoms.get_xcom_entry(DAG_ID, run_id, "print_hello", "return_value")
+    expect(entry.value, f"print_hello's return_value is empty: {entry.value!r}")
+    return f"print_hello return_value = {str(entry.value)[:60]}"
+
+
+def tries_of(api, run_id, task_id):
+    tries = task_instance_api.TaskInstanceApi(api).get_task_instance_tries(DAG_ID, run_id, task_id)
+    return [(t.try_number, state_of(t.state)) for t in tries.task_instances]
+
+
+def check_clear(api, state):
+    run_id = state["run"].dag_run_id
+    dags = dag_api.DAGApi(api)
+    expect(tries_of(api, run_id, "print_date") == [(1, "success")], f"tries before: {tries_of(api, run_id, 'print_date')}")
+    ask = dict(dag_run_id=run_id, task_ids=["print_date"], only_failed=False)
+    planned = dags.post_clear_task_instances(DAG_ID, ClearTaskInstances(dry_run=True, **ask))
+    expect([t.task_id for t in planned.task_instances] == ["print_date"], f"dry run: {planned.task_instances}")
+    expect(tries_of(api, run_id, "print_date") == [(1, "success")], "a dry run changed the task")
+    cleared = dags.post_clear_task_instances(DAG_ID, ClearTaskInstances(dry_run=False, **ask))
+    expect([t.task_id for t in cleared.task_instances] == ["print_date"], f"clear: {cleared.task_instances}")
+    ran = check_run_succeeds(api, state)
+    tries = tries_of(api, run_id, "print_date")
+    expect(tries == [(1, "success"), (2, "success")], f"print_date's tries after the clear: {tries}")
+    return f"print_date cleared and run again: {ran}; tries {tries}"
+
+
+def check_set_state(api, state):
+    run_id = state["run"].dag_run_id
+    ref = task_instance_api.TaskInstanceApi(api).patch_task_instance(
+        DAG_ID, run_id, "print_date", UpdateTaskInstance(dry_run=True, new_state=UpdateTaskState("failed"))
+    )
+    expect(ref.task_id == "print_date", f"patch_task_instance answered {ref}")
+    tis = task_instance_api.TaskInstanceApi(api).get_task_instance(DAG_ID, run_id, "print_date")
+    expect(state_of(tis.state) == "success", f"a dry run changed print_date to {state_of(tis.state)}")
+    return f"dry run of failed on {ref.task_id}: unchanged ({state_of(tis.state)})"
+
+
+def check_stats(api):
+    stats = dag_stats_api.DagStatsApi(api).get_dag_stats(DAG_ID)
+    counts = {str(s.state): s.count for s in stats.dags[0].stats}
+    expect(counts.get("success", 0) >= 1, f"dagStats of {DAG_ID}: {counts}")
+    return f"{DAG_ID}: {counts}"
 
 
 def check_variables(api, key):
@@ -250,11 +321,17 @@ def main():
         run_step("health", check_health, api)
         run_step("list DAGs", check_list_dags, api)
         run_step("get DAG", check_get_dag, api)
+        run_step("tasks", check_tasks, api)
         run_step("unpause", check_unpause, api)
         run_step("trigger", check_trigger, api, state)
         run_step("run", check_run_succeeds, api, state)
         run_step("task instances", check_task_instances, api, state)
         run_step("log", check_log, api, state)
+        run_step("details", check_details, api)
+        run_step("xcom", check_xcom, api, state)
+        run_step("clear", check_clear, api, state)
+        run_step("set state", check_set_state, api, state)
+        run_step("dag stats", check_stats, api)
         run_step("variables", check_variables, api, f"client_check_{suffix}")
         run_step("connections", check_connections, api, f"client_check_{suffix}")
     run_step("wrong password", check_wrong_password, args.url, args.user, args.password)

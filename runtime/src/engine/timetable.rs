@@ -66,6 +66,11 @@ impl Timetable {
         })
     }
 
+    /// The pipeline's `start_date` and `end_date`, as instants.
+    pub fn bounds(&self) -> (Option<Micros>, Option<Micros>) {
+        (self.start, self.end)
+    }
+
     /// Whether the scheduler ever creates runs for this pipeline by itself.
     pub fn is_scheduled(&self) -> bool {
         self.cron.is_some() || self.once

@@ -156,6 +156,7 @@ pub const T0: i64 = 1_717_200_000_000_000;
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
 /// Which backends the behavioural suite runs on.
+#[derive(Debug)]
 pub enum Db {
     Sqlite,
     Postgres,

@@ -1,4 +1,4 @@
-//! What `/metrics` reports, read in one transaction.
+//! What `/metrics` reports, read in one transaction, and the run counts of `dagStats`.
 
 use super::{Doing, Result, Store, get, opt, q};
 use crate::clock::Micros;
@@ -76,5 +76,17 @@ impl Store {
                 .map(|r| Ok((get(r, "job_type")?, get(r, "hostname")?, get(r, "at")?)))
                 .collect::<Result<_>>()?,
         })
+    }
+
+    /// `(pipeline, run state, count)` of every pipeline's runs, by pipeline and state.
+    pub async fn run_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let mut tx = self.begin().await?;
+        let rows = q("SELECT pipeline_id AS p, state AS k, COUNT(*) AS n FROM runs GROUP BY pipeline_id, state \
+                      ORDER BY pipeline_id, state")
+        .fetch_all(&mut *tx)
+        .await
+        .doing("counting runs by pipeline")?;
+        tx.commit().await.doing("counting runs by pipeline")?;
+        rows.iter().map(|r| Ok((get(r, "p")?, get(r, "k")?, get(r, "n")?))).collect()
     }
 }

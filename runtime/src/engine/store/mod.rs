@@ -25,8 +25,8 @@ pub use liveness::Zombie;
 pub use metrics::Snapshot;
 pub use pipelines::{PipelineRow, PoolUsage, SyncReport};
 pub use runs::{
-    CLEAN_BATCH, Claimed, Finish, LogAppend, LogFrom, LogRow, NewRun, Outcome, Queued, Recorded, RecordedBatch, RunRow,
-    Take, TiRow, Trail,
+    CLEAN_BATCH, Claimed, Finish, LogAppend, LogFrom, LogRow, NewRun, Outcome, Queued, Recorded, RecordedBatch,
+    RunFilter, RunRow, Take, TiFilter, TiRow, Trail,
 };
 pub use sql::Dialect;
 pub(crate) use sql::{Doing, Tx, get, opt, q};
@@ -140,6 +140,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "scheduled", include_str!("../../../../migrations/postgres/0004_scheduled.sql")),
     (5, "session_stamp", include_str!("../../../../migrations/postgres/0005_session_stamp.sql")),
     (6, "task_log_usage", include_str!("../../../../migrations/postgres/0006_task_log_usage.sql")),
+    (7, "notes", include_str!("../../../../migrations/postgres/0007_notes.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "metadata", include_str!("../../../../migrations/sqlite/0001_metadata.sql")),
@@ -148,6 +149,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "scheduled", include_str!("../../../../migrations/sqlite/0004_scheduled.sql")),
     (5, "session_stamp", include_str!("../../../../migrations/sqlite/0005_session_stamp.sql")),
     (6, "task_log_usage", include_str!("../../../../migrations/sqlite/0006_task_log_usage.sql")),
+    (7, "notes", include_str!("../../../../migrations/sqlite/0007_notes.sql")),
 ];
 
 const SQLITE_PRAGMAS: &[&str] = &[

@@ -27,7 +27,7 @@ pub(super) fn connection_json(c: &Connection) -> Value {
 pub(super) async fn list_connections(
     State(state): State<AppState>,
     caller: Caller,
-    Query(page): Query<Page>,
+    Params(page): Params<Page>,
 ) -> ApiResult {
     caller.require(Role::Op)?;
     let infos = state.store.connection_infos().await?;

@@ -19,18 +19,33 @@ pub(super) fn run_json(run: &RunRow) -> Value {
         "state": run.state,
         "external_trigger": run.run_type != RunType::Scheduled,
         "conf": conf,
-        "note": null,
+        "note": run.note,
     })
 }
 
+/// The runs of a pipeline, or of every pipeline (`~`), newest first, by Airflow's filters.
 pub(super) async fn list_runs(
     State(state): State<AppState>,
     _caller: Caller,
     Path(dag_id): Path<String>,
-    Query(page): Query<Page>,
+    query: ListQuery,
 ) -> ApiResult {
-    pipeline(&state, &dag_id)?;
-    let (runs, total) = state.store.runs_page(&dag_id, page.limit()?, page.offset()?).await?;
+    if dag_id != ANY {
+        pipeline(&state, &dag_id)?;
+    }
+    let page = query.page()?;
+    let (runs, total) = state.store.search_runs(&query.runs(&dag_id)?, page.limit()?, page.offset()?).await?;
+    ok(json!({ "dag_runs": runs.iter().map(run_json).collect::<Vec<_>>(), "total_entries": total }))
+}
+
+/// `POST /dags/~/dagRuns/list`: the runs a `ListDagRunsForm` asks for.
+pub(super) async fn list_runs_batch(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Body(form): Body<ListRunsForm>,
+) -> ApiResult {
+    let page = form.page();
+    let (runs, total) = state.store.search_runs(&form.filter()?, page.limit()?, page.offset()?).await?;
     ok(json!({ "dag_runs": runs.iter().map(run_json).collect::<Vec<_>>(), "total_entries": total }))
 }
 
@@ -110,4 +125,38 @@ pub(super) async fn delete_run(
     let run = state.store.run_by_id(&dag_id, &run_id).await?;
     state.store.delete_run(p, run.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Airflow's `SetDagRunNote` / `SetTaskInstanceNote` body.
+#[derive(Debug, Deserialize)]
+pub(super) struct Note {
+    note: Option<String>,
+}
+
+impl Note {
+    /// The note to store: `None` (or empty) removes it; at most 1,000 characters, as
+    /// Airflow's note column holds.
+    pub(super) fn checked(&self) -> Result<Option<&str>, Problem> {
+        match self.note.as_deref() {
+            None | Some("") => Ok(None),
+            Some(text) if text.chars().count() > 1000 => {
+                Err(Problem::bad_request("`note` is longer than 1,000 characters: shorten it"))
+            }
+            Some(text) => Ok(Some(text)),
+        }
+    }
+}
+
+/// Writes an operator's note on a run (role User) and answers the run.
+pub(super) async fn set_run_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    Body(body): Body<Note>,
+) -> ApiResult {
+    caller.require(Role::User)?;
+    pipeline(&state, &dag_id)?;
+    let run = state.store.run_by_id(&dag_id, &run_id).await?;
+    state.store.set_run_note(run.id, body.checked()?).await?;
+    ok(run_json(&state.store.run(run.id).await?))
 }

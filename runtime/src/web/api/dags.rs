@@ -1,6 +1,7 @@
-//! `/dags`: list, one, patch (pause), and their details.
+//! `/dags`: list, one, patch (pause), their details and their tasks.
 
 use super::*;
+use crate::rules::RunState;
 
 pub(super) fn dag_json(
     p: &PipelineSpec,
@@ -56,7 +57,7 @@ pub(super) struct DagFilter {
 pub(super) async fn list_dags(
     State(state): State<AppState>,
     _caller: Caller,
-    Query(filter): Query<DagFilter>,
+    Params(filter): Params<DagFilter>,
 ) -> ApiResult {
     let rows = state.store.pipelines().await?;
     let dags: Vec<Value> = state
@@ -91,7 +92,7 @@ pub(super) async fn patch_dag(
     State(state): State<AppState>,
     caller: Caller,
     Path(dag_id): Path<String>,
-    Query(mask): Query<UpdateMask>,
+    Params(mask): Params<UpdateMask>,
     Body(body): Body<Map<String, Value>>,
 ) -> ApiResult {
     caller.require(Role::User)?;
@@ -116,34 +117,156 @@ pub(super) async fn list_tasks(
     Path(dag_id): Path<String>,
 ) -> ApiResult {
     let p = pipeline(&state, &dag_id)?;
-    let tasks: Vec<Value> = p
-        .tasks
-        .iter()
-        .map(|t| {
-            json!({
-                "task_id": t.id,
-                "task_display_name": t.id,
-                "owner": p.owner,
-                "operator_name": operator(&t.kind),
-                "trigger_rule": format!("{:?}", t.trigger_rule),
-                "retries": t.retry.retries,
-                "pool": t.pool,
-                "pool_slots": t.pool_slots,
-                "queue": t.queue,
-                "priority_weight": t.priority_weight,
-                "downstream_task_ids": t.downstream.iter().filter_map(|&d| p.tasks.get(d as usize)).map(|d| d.id).collect::<Vec<_>>(),
-                "doc_md": if t.description.is_empty() { Value::Null } else { t.description.into() },
-            })
-        })
-        .collect();
+    let tasks: Vec<Value> = p.tasks.iter().map(|t| task_json(p, t)).collect();
     ok(json!({ "tasks": tasks, "total_entries": p.tasks.len() }))
 }
 
-pub(super) fn operator(kind: &TaskKind) -> &'static str {
+pub(super) async fn get_task(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path((dag_id, task_id)): Path<(String, String)>,
+) -> ApiResult {
+    let p = pipeline(&state, &dag_id)?;
+    let task = p.task(&task_id).ok_or_else(|| Problem::not_found(format!("DAG `{dag_id}` has no task `{task_id}`")))?;
+    ok(task_json(p, task))
+}
+
+/// A task in Airflow's `Task` shape: what a Sluice task has, Airflow's defaults for the rest.
+fn task_json(p: &PipelineSpec, t: &TaskSpec) -> Value {
+    let (module_path, class_name) = operator_class(&t.kind);
+    json!({
+        "class_ref": { "module_path": module_path, "class_name": class_name },
+        "task_id": t.id,
+        "task_display_name": t.id,
+        "owner": p.owner,
+        "start_date": null,
+        "end_date": null,
+        "trigger_rule": t.trigger_rule.name(),
+        "extra_links": [],
+        "depends_on_past": false,
+        "is_mapped": false,
+        "wait_for_downstream": false,
+        "retries": t.retry.retries,
+        "queue": t.queue,
+        "executor": null,
+        "pool": t.pool,
+        "pool_slots": t.pool_slots,
+        "execution_timeout": t.execution_timeout_secs.map_or(Value::Null, time_delta),
+        "retry_delay": time_delta(t.retry.retry_delay_secs),
+        "retry_exponential_backoff": t.retry.exponential_backoff,
+        "priority_weight": t.priority_weight,
+        "weight_rule": "downstream",
+        "ui_color": "#fff",
+        "ui_fgcolor": "#000",
+        "template_fields": template_fields(&t.kind),
+        "downstream_task_ids": t.downstream.iter().filter_map(|&d| p.tasks.get(d as usize)).map(|d| d.id).collect::<Vec<_>>(),
+        "doc_md": if t.description.is_empty() { Value::Null } else { t.description.into() },
+    })
+}
+
+/// The fields the operator a kind stands in for renders, in Airflow's names.
+fn template_fields(kind: &TaskKind) -> &'static [&'static str] {
     match kind {
-        TaskKind::Rust { .. } => "RustOperator",
-        TaskKind::Shell { .. } => "BashOperator",
-        TaskKind::Http { .. } => "HttpOperator",
-        TaskKind::Sql { .. } => "SQLExecuteQueryOperator",
+        TaskKind::Rust { .. } => &[],
+        TaskKind::Shell { .. } => &["bash_command", "env"],
+        TaskKind::Http { .. } => &["endpoint", "data", "headers"],
+        TaskKind::Sql { .. } => &["sql"],
     }
+}
+
+/// A duration in Airflow's `TimeDelta` shape.
+fn time_delta(secs: u64) -> Value {
+    json!({ "__type": "TimeDelta", "days": secs / 86_400, "seconds": secs % 86_400, "microseconds": 0 })
+}
+
+/// A DAG with its details (`DAGDetail`): schedule bounds, timezone, params and docs.
+pub(super) async fn get_dag_details(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(dag_id): Path<String>,
+) -> ApiResult {
+    let p = pipeline(&state, &dag_id)?;
+    let row = state.store.pipeline(&dag_id).await?;
+    let (start, end) = crate::timetable::Timetable::for_pipeline(p).map(|t| t.bounds()).unwrap_or((None, None));
+    let params: Map<String, Value> = p
+        .params
+        .iter()
+        .map(|param| {
+            let default = param.default_json.and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
+            let described = if param.description.is_empty() { Value::Null } else { param.description.into() };
+            (param.name.to_string(), json!({ "__class": "airflow.models.param.Param", "value": default, "description": described, "schema": {} }))
+        })
+        .collect();
+    let mut dag = dag_json(p, Some(row.is_paused), Some(row.is_active), row.next_run_at);
+    if let Value::Object(fields) = &mut dag {
+        let details = json!({
+            "timezone": p.timezone,
+            "catchup": p.catchup,
+            "orientation": "LR",
+            "concurrency": p.max_active_tasks,
+            "start_date": date(start),
+            "dag_run_timeout": null,
+            "dataset_expression": null,
+            "doc_md": if p.description.is_empty() { Value::Null } else { p.description.into() },
+            "default_view": "grid",
+            "params": params,
+            "end_date": date(end),
+            "is_paused_upon_creation": p.paused_at_creation,
+            "last_parsed": null,
+            "template_search_path": null,
+            "render_template_as_native_obj": false,
+        });
+        if let Value::Object(details) = details {
+            fields.extend(details);
+        }
+    }
+    ok(dag)
+}
+
+pub(super) fn operator(kind: &TaskKind) -> &'static str {
+    operator_class(kind).1
+}
+
+/// The Airflow operator a task kind stands in for: (module, class).
+fn operator_class(kind: &TaskKind) -> (&'static str, &'static str) {
+    match kind {
+        TaskKind::Rust { .. } => ("sluice", "RustOperator"),
+        TaskKind::Shell { .. } => ("airflow.operators.bash", "BashOperator"),
+        TaskKind::Http { .. } => ("airflow.providers.http.operators.http", "HttpOperator"),
+        TaskKind::Sql { .. } => ("airflow.providers.common.sql.operators.sql", "SQLExecuteQueryOperator"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct StatsFilter {
+    dag_ids: Option<String>,
+}
+
+/// Runs of each asked-for pipeline by state, every run state listed (0 included), as
+/// Airflow's `dagStats`. An id that names no pipeline is left out, as Airflow leaves out
+/// a DAG it does not know.
+pub(super) async fn dag_stats(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Params(filter): Params<StatsFilter>,
+) -> ApiResult {
+    let asked = filter.dag_ids.ok_or_else(|| Problem::bad_request("give `dag_ids`: DAG ids separated by commas"))?;
+    let counts = state.store.run_counts().await?;
+    let dags: Vec<Value> = asked
+        .split(',')
+        .map(str::trim)
+        .filter(|id| state.registry.pipeline(id).is_some())
+        .map(|id| {
+            let stats: Vec<Value> = RunState::ALL
+                .iter()
+                .map(|run_state| {
+                    let count =
+                        counts.iter().find(|(p, s, _)| p == id && s == run_state.as_str()).map_or(0, |(_, _, n)| *n);
+                    json!({ "state": run_state.as_str(), "count": count })
+                })
+                .collect();
+            json!({ "dag_id": id, "stats": stats })
+        })
+        .collect();
+    ok(json!({ "total_entries": dags.len(), "dags": dags }))
 }

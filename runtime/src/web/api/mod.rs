@@ -1,8 +1,9 @@
 //! The REST API at `/api/v1`, in the shape of Airflow's stable API v1 (the official
 //! `apache-airflow-client` 2.x works against it): DAGs (pipelines), DAG runs, task
 //! instances and their logs, connections, variables, pools, health, version and import
-//! errors (always none: pipelines are compiled). Errors are RFC 7807 problems; lists
-//! take `limit` (default 100) and `offset`.
+//! errors (always none: pipelines are compiled). Errors are RFC 7807 problems, a query
+//! string that does not parse included; lists take `limit` and `offset` as Airflow does
+//! (no limit or 0: the default page of 100; above 1,000: cut to 1,000).
 
 use super::AppState;
 use super::auth::{Caller, Role};
@@ -11,33 +12,44 @@ use crate::clock::{Micros, parse_datetime, to_rfc3339};
 use crate::connection::{Connection, Format, is_secret_key, mask_extra};
 use crate::crypto::Crypto;
 use crate::rules::TiState;
-use crate::spec::{PipelineSpec, Schedule, TaskKind};
+use crate::spec::{PipelineSpec, Schedule, TaskKind, TaskSpec};
 use crate::store::{LogFrom, RunRow, TiRow};
 use crate::tasklog::{LogToken, PageSize};
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 mod connections;
 mod dag_runs;
 mod dags;
+mod datasets;
+mod filters;
 mod monitoring;
 mod pools;
+mod repair;
+mod task_history;
 mod task_instances;
 mod variables;
+mod xcom;
 
 use connections::*;
 use dag_runs::*;
 use dags::*;
+use datasets::*;
+use filters::*;
 use monitoring::*;
 use pools::*;
+use repair::*;
+use task_history::*;
 use task_instances::*;
 use variables::*;
+use xcom::*;
 
 type ApiResult = Result<Response, Problem>;
 
@@ -47,13 +59,64 @@ pub fn router() -> Router<AppState> {
         .route("/version", get(version))
         .route("/openapi.yaml", get(openapi))
         .route("/importErrors", get(import_errors))
+        .route("/importErrors/{import_error_id}", get(import_error))
+        .route("/plugins", get(plugins))
+        .route("/providers", get(providers))
+        .route("/parseDagFile/{file_token}", put(reparse_dag_file))
+        .route("/datasets", get(list_datasets))
+        .route("/datasets/events", get(list_dataset_events).post(post_dataset_event))
+        .route("/datasets/queuedEvent/{uri}", get(dataset_queued_events).delete(delete_dataset_queued_events))
+        .route("/datasets/{uri}", get(get_dataset))
+        .route("/dags/{dag_id}/datasets/queuedEvent", get(dag_queued_events).delete(delete_dag_queued_events))
+        .route("/dags/{dag_id}/datasets/queuedEvent/{uri}", get(dag_queued_event).delete(delete_dag_queued_event))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/upstreamDatasetEvents", get(upstream_dataset_events))
         .route("/dags", get(list_dags))
         .route("/dags/{dag_id}", get(get_dag).patch(patch_dag))
         .route("/dags/{dag_id}/tasks", get(list_tasks))
+        .route("/dags/{dag_id}/tasks/{task_id}", get(get_task))
+        .route("/dags/{dag_id}/details", get(get_dag_details))
+        .route("/dagStats", get(dag_stats))
+        .route("/dags/{dag_id}/clearTaskInstances", post(post_clear_task_instances))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/clear", post(clear_dag_run))
+        .route("/dags/{dag_id}/updateTaskInstancesState", post(post_set_task_instances_state))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/setNote", axum::routing::patch(set_run_note))
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/setNote",
+            axum::routing::patch(set_task_instance_note),
+        )
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/setNote",
+            axum::routing::patch(set_mapped_task_instance_note),
+        )
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries", get(list_tries))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries/{try_number}", get(get_try))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links", get(get_extra_links))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/dependencies", get(get_dependencies))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/listMapped", get(list_mapped_task_instances))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries", get(list_xcom_entries))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}", get(get_xcom_entry))
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}",
+            get(get_mapped_task_instance).patch(patch_mapped_task_instance),
+        )
+        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries", get(list_mapped_tries))
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries/{try_number}",
+            get(get_mapped_try),
+        )
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/dependencies",
+            get(get_mapped_dependencies),
+        )
         .route("/dags/{dag_id}/dagRuns", get(list_runs).post(post_run))
+        .route("/dags/~/dagRuns/list", post(list_runs_batch))
+        .route("/dags/~/dagRuns/~/taskInstances/list", post(list_task_instances_batch))
         .route("/dags/{dag_id}/dagRuns/{run_id}", get(get_run).patch(patch_run).delete(delete_run))
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances", get(list_task_instances))
-        .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", get(get_task_instance))
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+            get(get_task_instance).patch(patch_task_instance),
+        )
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}", get(get_log))
         .route("/connections", get(list_connections).post(post_connection))
         .route("/connections/{connection_id}", get(get_connection).patch(patch_connection).delete(delete_connection))
@@ -61,7 +124,22 @@ pub fn router() -> Router<AppState> {
         .route("/variables/{key}", get(get_variable).patch(patch_variable).delete(delete_variable))
         .route("/pools", get(list_pools).post(post_pool))
         .route("/pools/{name}", get(get_pool).patch(patch_pool).delete(delete_pool))
-        .fallback(|| async { Problem::not_found("no such API endpoint") })
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// An unknown route: a 404 problem, after the request's body is read. Answering before the
+/// body is read closes the connection with unread bytes in its receive queue, which the
+/// kernel turns into a reset: a client still sending its body loses the answer too.
+async fn no_such_endpoint(body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> Problem {
+    drop(body);
+    Problem::not_found("no such API endpoint")
+}
+
+/// A known route asked with a method it does not take; its body is read for the same reason.
+async fn method_not_allowed(body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> Problem {
+    drop(body);
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
 }
 
 /// A JSON body; a malformed one is a 400 problem (413 when too large), not axum's text.
@@ -81,6 +159,26 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Body<T> {
     }
 }
 
+/// Query-string parameters; a string that does not parse (`limit=ten`, `paused=null`) is
+/// a 400 problem, not axum's plain-text rejection.
+pub struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Params(value)),
+            Err(e) => Err(Problem::bad_request(format!("invalid query string: {}", e.body_text()))),
+        }
+    }
+}
+
+/// A page's size when none (or 0) is asked for, and the largest page served: a larger
+/// `limit` is cut to it, as Airflow's `fallback_page_limit` and `maximum_page_limit` do.
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1000;
+
 #[derive(Debug, Deserialize)]
 struct Page {
     limit: Option<i64>,
@@ -90,9 +188,11 @@ struct Page {
 impl Page {
     fn limit(&self) -> Result<i64, Problem> {
         match self.limit {
-            None => Ok(100),
-            Some(n) if (1..=1000).contains(&n) => Ok(n),
-            Some(n) => Err(Problem::bad_request(format!("limit {n} is out of range: use 1 to 1000"))),
+            None | Some(0) => Ok(DEFAULT_PAGE),
+            Some(n) if n < 0 => Err(Problem::bad_request(format!(
+                "limit {n} is negative: give a page size from 1 to {MAX_PAGE}, or 0 for the default {DEFAULT_PAGE}"
+            ))),
+            Some(n) => Ok(n.min(MAX_PAGE)),
         }
     }
 

@@ -25,7 +25,11 @@ pub(super) async fn pools_json(state: &AppState) -> Result<Vec<Value>, Problem> 
         .collect())
 }
 
-pub(super) async fn list_pools(State(state): State<AppState>, _caller: Caller, Query(page): Query<Page>) -> ApiResult {
+pub(super) async fn list_pools(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Params(page): Params<Page>,
+) -> ApiResult {
     let all = pools_json(&state).await?;
     ok(json!({ "pools": page.slice(&all)?, "total_entries": all.len() }))
 }

@@ -34,21 +34,44 @@ pub(super) fn task_instance_json(p: &PipelineSpec, run: &RunRow, ti: &TiRow) -> 
         "executor_config": "{}",
         "rendered_map_index": null,
         "rendered_fields": {},
-        "note": null,
+        "note": ti.note,
     })
 }
 
+/// The task instances of a run, or across runs and pipelines (`~`), by Airflow's filters.
 pub(super) async fn list_task_instances(
     State(state): State<AppState>,
     _caller: Caller,
     Path((dag_id, run_id)): Path<(String, String)>,
-    Query(page): Query<Page>,
+    query: ListQuery,
 ) -> ApiResult {
-    let p = pipeline(&state, &dag_id)?;
-    let run = state.store.run_by_id(&dag_id, &run_id).await?;
-    let tis = state.store.task_instances(run.id).await?;
-    let all: Vec<Value> = tis.iter().map(|ti| task_instance_json(p, &run, ti)).collect();
-    ok(json!({ "task_instances": page.slice(&all)?, "total_entries": all.len() }))
+    if dag_id != ANY {
+        pipeline(&state, &dag_id)?;
+        if run_id != ANY {
+            state.store.run_by_id(&dag_id, &run_id).await?;
+        }
+    }
+    let page = query.page()?;
+    search_task_instances(&state, &query.task_instances(&dag_id, &run_id)?, &page).await
+}
+
+/// `POST /dags/~/dagRuns/~/taskInstances/list`: the task instances a
+/// `ListTaskInstanceForm` asks for.
+pub(super) async fn list_task_instances_batch(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Body(form): Body<ListTasksForm>,
+) -> ApiResult {
+    search_task_instances(&state, &form.filter()?, &form.page()).await
+}
+
+async fn search_task_instances(state: &AppState, filter: &crate::store::TiFilter, page: &Page) -> ApiResult {
+    let (found, total) = state.store.search_task_instances(filter, page.limit()?, page.offset()?).await?;
+    let listed: Vec<Value> = found
+        .iter()
+        .filter_map(|(run, ti)| Some(task_instance_json(state.registry.pipeline(&run.pipeline_id)?, run, ti)))
+        .collect();
+    ok(json!({ "task_instances": listed, "total_entries": total }))
 }
 
 pub(super) async fn find_task_instance(
@@ -99,7 +122,7 @@ pub(super) async fn get_log(
     State(state): State<AppState>,
     _caller: Caller,
     Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, i64)>,
-    Query(query): Query<LogQuery>,
+    Params(query): Params<LogQuery>,
     headers: axum::http::HeaderMap,
 ) -> ApiResult {
     pipeline(&state, &dag_id)?;
@@ -236,4 +259,31 @@ pub(super) fn text_of(rows: &[crate::store::LogRow]) -> String {
 pub(super) fn json_string_body(text: &str) -> String {
     let quoted = Value::String(text.to_string()).to_string();
     quoted[1..quoted.len() - 1].to_string()
+}
+
+/// Writes an operator's note on a task instance (role User) and answers the instance.
+pub(super) async fn set_task_instance_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Body(body): Body<super::dag_runs::Note>,
+) -> ApiResult {
+    caller.require(Role::User)?;
+    let p = pipeline(&state, &dag_id)?;
+    let (run, ti) = find_task_instance(&state, &dag_id, &run_id, &task_id).await?;
+    state.store.set_task_note(ti.id, body.checked()?).await?;
+    let (run, ti) = find_task_instance(&state, &dag_id, &run.run_id, &ti.task_id).await?;
+    ok(task_instance_json(p, &run, &ti))
+}
+
+pub(super) async fn set_mapped_task_instance_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((dag_id, run_id, task_id, map_index)): Path<(String, String, String, i64)>,
+    body: Body<super::dag_runs::Note>,
+) -> ApiResult {
+    if map_index != -1 {
+        return Err(Problem::not_found(format!("task `{task_id}` is not mapped: it has no map index {map_index}")));
+    }
+    set_task_instance_note(State(state), caller, Path((dag_id, run_id, task_id)), body).await
 }

@@ -7,7 +7,7 @@ pub(super) const MASK: &str = "***";
 pub(super) async fn list_variables(
     State(state): State<AppState>,
     caller: Caller,
-    Query(page): Query<Page>,
+    Params(page): Params<Page>,
 ) -> ApiResult {
     caller.require(Role::Op)?;
     let all: Vec<Value> = state

@@ -172,6 +172,7 @@ mod tests {
             queue: "default".into(),
             queued_at: None,
             worker: None,
+            note: None,
         }
     }
 
@@ -188,6 +189,7 @@ mod tests {
             conf: "{}".into(),
             start_date: Some(1_000_000),
             end_date: None,
+            note: None,
         }
     }
 

@@ -79,14 +79,31 @@ impl Store {
         task_id: &str,
         downstream: bool,
     ) -> Result<Vec<String>> {
-        let mut targets = vec![(task_id, pipeline.task(task_id).map_or(0, |t| t.retry.retries))];
-        if downstream {
-            targets.extend(descendants(pipeline, task_id).into_iter().map(|t| (t.id, t.retry.retries)));
+        let busy = self
+            .task_instances(run_pk)
+            .await?
+            .into_iter()
+            .any(|ti| ti.task_id == task_id && matches!(ti.state, TiState::Queued | TiState::Running));
+        if busy {
+            return Err(StoreError::Conflict(format!("task `{task_id}` is queued or running: wait for it to finish")));
         }
+        let mut targets = vec![task_id];
+        if downstream {
+            targets.extend(descendants(pipeline, task_id).into_iter().map(|t| t.id));
+        }
+        self.clear_tasks(pipeline, run_pk, &targets).await
+    }
+
+    /// Clears the task instances `task_ids` of run `run_pk` that are not queued or running
+    /// (those are left as they are), in one transaction: each gets its retry policy's tries
+    /// again and loses its outputs, and the run is reopened. The ids cleared, in the order
+    /// given; nothing is changed (and the run stays as it is) when none could be.
+    pub async fn clear_tasks(&self, pipeline: &PipelineSpec, run_pk: i64, task_ids: &[&str]) -> Result<Vec<String>> {
         let mut tx = self.begin_locked(&[pipeline.id]).await?;
-        for &(id, retries) in &targets {
+        let mut cleared = Vec::new();
+        for &id in task_ids {
             // A cleared task gets its policy's tries again, counted from the tries it used.
-            let tries = i64::from(retries) + 1;
+            let tries = i64::from(pipeline.task(id).map_or(0, |t| t.retry.retries)) + 1;
             let done = q("UPDATE task_instances SET state = 'none', end_date = NULL, next_try_at = NULL, error = NULL, \
                           max_tries = try_number + $3 WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
             .bind(run_pk)
@@ -95,10 +112,8 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("clearing a task")?;
-            if done.rows_affected() == 0 && id == task_id {
-                return Err(StoreError::Conflict(format!(
-                    "task `{task_id}` is queued or running: wait for it to finish"
-                )));
+            if done.rows_affected() == 0 {
+                continue;
             }
             q("DELETE FROM task_outputs WHERE ti_id IN (SELECT id FROM task_instances WHERE run_pk = $1 AND task_id = $2)")
                 .bind(run_pk)
@@ -106,6 +121,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .doing("clearing task outputs")?;
+            cleared.push(id.to_string());
+        }
+        if cleared.is_empty() {
+            return Ok(cleared);
         }
         q("UPDATE runs SET state = 'queued', end_date = NULL WHERE id = $1")
             .bind(run_pk)
@@ -113,11 +132,11 @@ impl Store {
             .await
             .doing("reopening a run")?;
         tx.commit().await.doing("clearing tasks")?;
-        Ok(targets.into_iter().map(|(id, _)| id.to_string()).collect())
+        Ok(cleared)
     }
 
-    /// Marks a task `success` or `failed` by hand (not while it runs), then lets the run
-    /// continue from there.
+    /// Marks a task `success`, `failed` or `skipped` by hand (not while it runs; a task in
+    /// that state already is left as it is), then lets the run continue from there.
     pub async fn mark_task(
         &self,
         pipeline: &PipelineSpec,
@@ -126,28 +145,64 @@ impl Store {
         state: TiState,
         parallelism: u32,
     ) -> Result<Vec<Queued>> {
-        if !matches!(state, TiState::Success | TiState::Failed) {
-            return Err(StoreError::Conflict("a task can only be marked success or failed".into()));
+        let (marked, queued) = self.mark_tasks(pipeline, run_pk, &[task_id], state, parallelism).await?;
+        if marked.is_empty() {
+            let already =
+                self.task_instances(run_pk).await?.iter().any(|ti| ti.task_id == task_id && ti.state == state);
+            if !already {
+                return Err(StoreError::Conflict(format!(
+                    "task `{task_id}` of this run does not exist or is queued or running"
+                )));
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Marks the task instances `task_ids` of run `run_pk` `success`, `failed` or `skipped`
+    /// by hand, in one transaction; one that is queued or running, or in that state
+    /// already, is left. What was decided below a marked task (upstream_failed, skipped)
+    /// is decided again, and the run continues from there. The ids marked, in the order
+    /// given, and the task instances that became ready.
+    pub async fn mark_tasks(
+        &self,
+        pipeline: &PipelineSpec,
+        run_pk: i64,
+        task_ids: &[&str],
+        state: TiState,
+        parallelism: u32,
+    ) -> Result<(Vec<String>, Vec<Queued>)> {
+        if !matches!(state, TiState::Success | TiState::Failed | TiState::Skipped) {
+            return Err(StoreError::Conflict("a task can only be marked success, failed or skipped".into()));
         }
         let now = self.now();
         let mut tx = self.begin_locked(&[pipeline.id]).await?;
-        let done = q("UPDATE task_instances SET state = $3, end_date = $4, next_try_at = NULL \
-                      WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
-        .bind(run_pk)
-        .bind(task_id)
-        .bind(state.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .doing("marking a task")?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "task `{task_id}` of this run does not exist or is queued or running"
-            )));
+        let mut marked = Vec::new();
+        for &task_id in task_ids {
+            let done = q("UPDATE task_instances SET state = $3, end_date = $4, next_try_at = NULL \
+                          WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running') AND state <> $3")
+            .bind(run_pk)
+            .bind(task_id)
+            .bind(state.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .doing("marking a task")?;
+            if done.rows_affected() > 0 {
+                marked.push(task_id.to_string());
+            }
         }
-        // What was decided downstream from the old state (upstream_failed, skipped) is
-        // decided again from the new one.
-        for below in descendants(pipeline, task_id) {
+        if marked.is_empty() {
+            return Ok((marked, Vec::new()));
+        }
+        // What was decided downstream from the old states (upstream_failed, skipped) is
+        // decided again from the new ones; a task marked here keeps its new state.
+        let roots: Vec<usize> =
+            marked.iter().filter_map(|id| pipeline.tasks.iter().position(|t| t.id == id.as_str())).collect();
+        for below in pipeline.relatives(&roots, false, true) {
+            let Some(below) = pipeline.tasks.get(below) else { continue };
+            if marked.iter().any(|m| m == below.id) {
+                continue;
+            }
             q("UPDATE task_instances SET state = 'none', end_date = NULL WHERE run_pk = $1 AND task_id = $2 \
                AND state IN ('upstream_failed', 'skipped')")
             .bind(run_pk)
@@ -161,17 +216,17 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("reopening a run")?;
-        let state: String = get(
+        let run_state: String = get(
             &q("SELECT state FROM runs WHERE id = $1").bind(run_pk).fetch_one(&mut *tx).await.doing("reading a run")?,
             "state",
         )?;
-        let queued = if state == "running" {
+        let queued = if run_state == "running" {
             advance_in_tx(&mut tx, pipeline, run_pk, now, parallelism).await?
         } else {
             Vec::new()
         };
-        tx.commit().await.doing("marking a task")?;
-        Ok(queued)
+        tx.commit().await.doing("marking tasks")?;
+        Ok((marked, queued))
     }
 
     /// Deletes finished runs (with their task instances, tries, logs, outputs and SLA

@@ -20,14 +20,49 @@ impl Store {
 
     /// The outputs a task instance's successful try recorded.
     pub async fn outputs(&self, ti_id: i64) -> Result<Option<serde_json::Value>> {
+        Ok(self.recorded_outputs(ti_id).await?.map(|(outputs, _)| outputs))
+    }
+
+    /// The outputs a task instance's successful try recorded, and when.
+    pub async fn recorded_outputs(&self, ti_id: i64) -> Result<Option<(serde_json::Value, Micros)>> {
         let mut tx = self.begin().await?;
-        let row = q("SELECT outputs FROM task_outputs WHERE ti_id = $1")
+        let row = q("SELECT outputs, created_at FROM task_outputs WHERE ti_id = $1")
             .bind(ti_id)
             .fetch_optional(&mut *tx)
             .await
             .doing("reading task outputs")?;
         tx.commit().await.doing("reading task outputs")?;
-        Ok(row.map(|r| get::<String>(&r, "outputs")).transpose()?.and_then(|t| serde_json::from_str(&t).ok()))
+        let Some(row) = row else { return Ok(None) };
+        let text: String = get(&row, "outputs")?;
+        Ok(serde_json::from_str(&text).ok().map(|outputs| (outputs, opt(&row, "created_at").unwrap_or_default())))
+    }
+
+    /// Every recorded try of a task instance, oldest first, each as the instance looked
+    /// when that try ended (or as it is, for the try under way).
+    pub async fn tries(&self, ti: &TiRow) -> Result<Vec<TiRow>> {
+        let mut tx = self.begin().await?;
+        let rows = q("SELECT try_number, state, start_date, end_date, worker, error FROM task_tries \
+                      WHERE ti_id = $1 ORDER BY try_number")
+        .bind(ti.id)
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing tries")?;
+        tx.commit().await.doing("listing tries")?;
+        rows.iter()
+            .map(|row| {
+                let state: String = get(row, "state")?;
+                Ok(TiRow {
+                    try_number: get(row, "try_number")?,
+                    state: TiState::parse(&state)
+                        .ok_or_else(|| StoreError::Conflict(format!("unknown task state `{state}`")))?,
+                    start_date: opt(row, "start_date"),
+                    end_date: opt(row, "end_date"),
+                    worker: opt(row, "worker"),
+                    error: opt(row, "error"),
+                    ..ti.clone()
+                })
+            })
+            .collect()
     }
 
     /// Appends lines to a try's log, outside its cap: the runtime's own last word on a try

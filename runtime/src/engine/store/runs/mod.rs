@@ -21,6 +21,7 @@ mod advance;
 mod claim;
 mod finish;
 mod logs;
+mod search;
 
 pub use admin::CLEAN_BATCH;
 pub(in crate::engine::store) use advance::insert_task_instance;
@@ -28,6 +29,7 @@ use advance::*;
 use claim::*;
 use finish::*;
 pub use logs::{LogAppend, LogFrom, LogRow};
+pub use search::{RunFilter, TiFilter};
 
 /// A run to create.
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ pub struct RunRow {
     pub conf: String,
     pub start_date: Option<Micros>,
     pub end_date: Option<Micros>,
+    /// An operator's note on the run.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +77,8 @@ pub struct TiRow {
     pub queued_at: Option<Micros>,
     /// The worker running (or that last ran) it.
     pub worker: Option<String>,
+    /// An operator's note on the task instance.
+    pub note: Option<String>,
 }
 
 /// A task instance made ready: hand it to the broker.
@@ -191,9 +197,9 @@ pub enum Outcome {
 }
 
 const RUN_COLUMNS: &str = "id, pipeline_id, run_id, run_type, state, logical_date, data_interval_start, \
-                           data_interval_end, conf, start_date, end_date";
+                           data_interval_end, conf, start_date, end_date, note";
 const TI_COLUMNS: &str = "id, run_pk, task_id, state, try_number, max_tries, priority_weight, error, start_date, \
-                          end_date, pool, pool_slots, queue, queued_at, worker";
+                          end_date, pool, pool_slots, queue, queued_at, worker, note";
 
 fn run_row(row: &sqlx::any::AnyRow) -> Result<RunRow> {
     Ok(RunRow {
@@ -208,6 +214,7 @@ fn run_row(row: &sqlx::any::AnyRow) -> Result<RunRow> {
         conf: get(row, "conf")?,
         start_date: opt(row, "start_date"),
         end_date: opt(row, "end_date"),
+        note: opt(row, "note"),
     })
 }
 
@@ -236,29 +243,16 @@ fn ti_row(row: &sqlx::any::AnyRow) -> Result<TiRow> {
         queue: get(row, "queue")?,
         queued_at: opt(row, "queued_at"),
         worker: opt(row, "worker"),
+        note: opt(row, "note"),
     })
 }
 
-/// Every task below `task_id`, nearest first: breadth first over the compiled
-/// `downstream` lists, each task and edge once. (The effective priority weight, which
-/// sums over the same set, is compiled too: [`TaskSpec::effective_priority_weight`].)
+/// Every task below `task_id`, nearest first ([`PipelineSpec::relatives`]). (The effective
+/// priority weight, which sums over the same set, is compiled too:
+/// [`TaskSpec::effective_priority_weight`].)
 pub fn descendants<'p>(pipeline: &'p PipelineSpec, task_id: &str) -> Vec<&'p TaskSpec> {
     let Some(start) = pipeline.tasks.iter().position(|t| t.id == task_id) else { return Vec::new() };
-    let mut seen = vec![false; pipeline.tasks.len()];
-    seen[start] = true;
-    let mut queue = vec![start];
-    let mut head = 0;
-    while let Some(task) = queue.get(head).and_then(|&t| pipeline.tasks.get(t)) {
-        head += 1;
-        for &d in task.downstream {
-            let d = d as usize;
-            if seen.get(d) == Some(&false) {
-                seen[d] = true;
-                queue.push(d);
-            }
-        }
-    }
-    queue[1..].iter().filter_map(|&t| pipeline.tasks.get(t)).collect()
+    pipeline.relatives(&[start], false, true)[1..].iter().filter_map(|&t| pipeline.tasks.get(t)).collect()
 }
 
 /// The tasks that list `task` among their upstreams, as compiled.
@@ -487,6 +481,53 @@ impl Store {
         .await
         .doing("listing runs")?;
         tx.commit().await.doing("listing runs")?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// Sets (or, with `None`, removes) the note on run `run_pk`.
+    pub async fn set_run_note(&self, run_pk: i64, note: Option<&str>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        q("UPDATE runs SET note = $2 WHERE id = $1")
+            .bind(run_pk)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+            .doing("writing a note")?;
+        tx.commit().await.doing("writing a note")
+    }
+
+    /// Sets (or, with `None`, removes) the note on task instance `ti_id`.
+    pub async fn set_task_note(&self, ti_id: i64, note: Option<&str>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        q("UPDATE task_instances SET note = $2 WHERE id = $1")
+            .bind(ti_id)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+            .doing("writing a note")?;
+        tx.commit().await.doing("writing a note")
+    }
+
+    /// Runs of a pipeline whose logical date is within `[from, to]` (either bound open when
+    /// `None`), oldest first.
+    pub async fn runs_between(
+        &self,
+        pipeline_id: &str,
+        from: Option<Micros>,
+        to: Option<Micros>,
+    ) -> Result<Vec<RunRow>> {
+        let mut tx = self.begin().await?;
+        let rows = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE pipeline_id = $1 AND logical_date >= $2 AND logical_date <= $3 \
+             ORDER BY logical_date, id"
+        )))
+        .bind(pipeline_id)
+        .bind(from.unwrap_or(Micros::MIN))
+        .bind(to.unwrap_or(Micros::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .doing("listing runs by date")?;
+        tx.commit().await.doing("listing runs by date")?;
         rows.iter().map(run_row).collect()
     }
 
