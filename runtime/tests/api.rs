@@ -125,6 +125,12 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/dags/api_dag/details", None, "Viewer"),
         (Method::GET, "/dagStats?dag_ids=api_dag", None, "Viewer"),
         (Method::GET, "/dags/~/dagRuns", None, "Viewer"),
+        (Method::GET, "/users", None, "Admin"),
+        (Method::GET, "/users/viewer", None, "Admin"),
+        (Method::PATCH, "/users/viewer?update_mask=roles", Some(r#"{"roles": [{"name": "Viewer"}]}"#), "Admin"),
+        (Method::GET, "/roles", None, "Admin"),
+        (Method::GET, "/roles/User", None, "Admin"),
+        (Method::GET, "/permissions", None, "Admin"),
         (Method::PATCH, "/dags/api_dag/dagRuns/r1/setNote", Some(r#"{"note": "n"}"#), "User"),
         (Method::PATCH, "/dags/api_dag/dagRuns/r1/taskInstances/first/setNote", Some(r#"{"note": "n"}"#), "User"),
         (Method::PATCH, "/dags/api_dag/dagRuns/r1/taskInstances/first/-1/setNote", Some(r#"{"note": "n"}"#), "User"),
@@ -547,6 +553,80 @@ async fn notes_are_written_on_runs_and_task_instances() {
     let (status, answer) =
         api.call(Some("user"), Method::PATCH, &format!("{ti}/3/setNote"), Some(r#"{"note": "x"}"#)).await;
     assert_problem(status, &answer, StatusCode::NOT_FOUND, "a map index that does not exist");
+}
+
+#[tokio::test]
+async fn admins_manage_users_and_read_the_fixed_roles() {
+    let api = Api::start().await;
+    let (status, users) = api.call(Some("admin"), Method::GET, "/users", None).await;
+    assert_eq!((status, users["total_entries"].as_i64()), (StatusCode::OK, Some(4)), "{users}");
+    let new = json!({ "username": "ana", "email": "ana@example.com", "first_name": "Ana", "last_name": "L",
+                      "roles": [{ "name": "Op" }], "password": "a-long-password" });
+    let (status, user) = api.call(Some("admin"), Method::POST, "/users", Some(&new.to_string())).await;
+    assert_eq!((status, user["roles"][0]["name"].as_str()), (StatusCode::OK, Some("Op")), "{user}");
+    assert!(user.get("password").is_none(), "a password never comes back: {user}");
+    let (status, answer) = api.call(Some("admin"), Method::POST, "/users", Some(&new.to_string())).await;
+    assert_problem(status, &answer, StatusCode::CONFLICT, "the same username twice");
+    // The new user signs in with their password and has their role.
+    let client = reqwest::Client::new();
+    let as_ana = |password: &'static str| {
+        client.get(format!("{}/connections", api.base)).basic_auth("ana", Some(password)).send()
+    };
+    assert_eq!(as_ana("a-long-password").await.expect("answer").status(), StatusCode::OK);
+    let (status, user) = api
+        .call(Some("admin"), Method::PATCH, "/users/ana?update_mask=roles", Some(r#"{"roles": [{"name": "Viewer"}]}"#))
+        .await;
+    assert_eq!((status, user["roles"][0]["name"].as_str()), (StatusCode::OK, Some("Viewer")), "{user}");
+    assert_eq!(as_ana("a-long-password").await.expect("answer").status(), StatusCode::FORBIDDEN, "a Viewer now");
+    let (status, _) =
+        api.call(Some("admin"), Method::PATCH, "/users/ana", Some(r#"{"password": "another-long-one"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(as_ana("a-long-password").await.expect("answer").status(), StatusCode::UNAUTHORIZED, "the old password");
+    for (method, path, body, what) in [
+        (Method::POST, "/users", json!({ "username": "bo", "email": "b@x", "password": "short" }), "a short password"),
+        (
+            Method::POST,
+            "/users",
+            json!({ "username": "bo", "email": "b@x", "password": "long-enough-pw", "roles": [{ "name": "Root" }] }),
+            "an unknown role",
+        ),
+        (
+            Method::POST,
+            "/users",
+            json!({ "username": "bo", "email": "b@x", "password": "long-enough-pw", "roles": [{ "name": "Op" }, { "name": "User" }] }),
+            "two roles",
+        ),
+        (Method::PATCH, "/users/ana?update_mask=email", json!({ "email": "new@x" }), "a field that cannot change"),
+        (Method::POST, "/roles", json!({ "name": "Auditor", "actions": [] }), "a new role"),
+        (Method::PATCH, "/roles/Op", json!({ "name": "Op", "actions": [] }), "changing a fixed role"),
+    ] {
+        let (status, answer) = api.call(Some("admin"), method, path, Some(&body.to_string())).await;
+        assert_problem(status, &answer, StatusCode::BAD_REQUEST, what);
+    }
+    let (status, _) = api.call(Some("admin"), Method::DELETE, "/users/ana", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, answer) = api.call(Some("admin"), Method::GET, "/users/ana", None).await;
+    assert_problem(status, &answer, StatusCode::NOT_FOUND, "a deleted user");
+    // Roles: the four, each holding what the one below holds.
+    let (_, roles) = api.call(Some("admin"), Method::GET, "/roles", None).await;
+    let names: Vec<&str> =
+        roles["roles"].as_array().expect("roles").iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names, ["Viewer", "User", "Op", "Admin"], "{roles}");
+    let actions = |role: &Value| role["actions"].as_array().map_or(0, Vec::len);
+    assert!(
+        actions(&roles["roles"][0]) < actions(&roles["roles"][1])
+            && actions(&roles["roles"][2]) < actions(&roles["roles"][3]),
+        "{roles}"
+    );
+    let (_, op) = api.call(Some("admin"), Method::GET, "/roles/Op", None).await;
+    assert!(op["actions"].as_array().expect("actions").iter().any(|a| a["resource"]["name"] == "Connections"), "{op}");
+    let (status, answer) = api.call(Some("admin"), Method::DELETE, "/roles/Nope", None).await;
+    assert_problem(status, &answer, StatusCode::NOT_FOUND, "an unknown role");
+    let (_, permissions) = api.call(Some("admin"), Method::GET, "/permissions", None).await;
+    assert!(
+        permissions["actions"].as_array().expect("actions").iter().any(|a| a["name"] == "can_edit"),
+        "{permissions}"
+    );
 }
 
 #[tokio::test]
@@ -1009,6 +1089,11 @@ async fn the_openapi_document_lists_the_served_routes() {
         "/dags/{dag_id}/dagRuns/{dag_run_id}/clear",
         "/dags/{dag_id}/updateTaskInstancesState",
         "/dags/~/dagRuns/list",
+        "/users",
+        "/users/{username}",
+        "/roles",
+        "/roles/{role_name}",
+        "/permissions",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/setNote",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/setNote",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/setNote",

@@ -25,6 +25,7 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+mod access;
 mod connections;
 mod dag_runs;
 mod dags;
@@ -38,6 +39,7 @@ mod task_instances;
 mod variables;
 mod xcom;
 
+use access::*;
 use connections::*;
 use dag_runs::*;
 use dags::*;
@@ -76,6 +78,11 @@ pub fn router() -> Router<AppState> {
         .route("/dags/{dag_id}/tasks/{task_id}", get(get_task))
         .route("/dags/{dag_id}/details", get(get_dag_details))
         .route("/dagStats", get(dag_stats))
+        .route("/users", get(list_users).post(post_user))
+        .route("/users/{username}", get(get_user).patch(patch_user).delete(delete_user))
+        .route("/roles", get(list_roles).post(post_role))
+        .route("/roles/{role_name}", get(get_role).patch(patch_role).delete(delete_role))
+        .route("/permissions", get(list_permissions))
         .route("/dags/{dag_id}/clearTaskInstances", post(post_clear_task_instances))
         .route("/dags/{dag_id}/dagRuns/{run_id}/clear", post(clear_dag_run))
         .route("/dags/{dag_id}/updateTaskInstancesState", post(post_set_task_instances_state))
