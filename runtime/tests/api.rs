@@ -125,6 +125,7 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/dags/api_dag/details", None, "Viewer"),
         (Method::GET, "/dagStats?dag_ids=api_dag", None, "Viewer"),
         (Method::GET, "/dags/~/dagRuns", None, "Viewer"),
+        (Method::PATCH, "/dags?dag_id_pattern=api", Some(r#"{"is_paused": false}"#), "User"),
         (Method::GET, "/users", None, "Admin"),
         (Method::GET, "/users/viewer", None, "Admin"),
         (Method::PATCH, "/users/viewer?update_mask=roles", Some(r#"{"roles": [{"name": "Viewer"}]}"#), "Admin"),
@@ -627,6 +628,28 @@ async fn admins_manage_users_and_read_the_fixed_roles() {
         permissions["actions"].as_array().expect("actions").iter().any(|a| a["name"] == "can_edit"),
         "{permissions}"
     );
+}
+
+#[tokio::test]
+async fn pipelines_are_paused_in_bulk_and_a_compiled_one_is_not_deleted() {
+    let api = Api::start().await;
+    let (status, dags) =
+        api.call(Some("user"), Method::PATCH, "/dags?dag_id_pattern=api", Some(r#"{"is_paused": true}"#)).await;
+    assert_eq!((status, dags["total_entries"].as_i64()), (StatusCode::OK, Some(1)), "{dags}");
+    assert_eq!(dags["dags"][0]["is_paused"], true, "{dags}");
+    let (_, dag) = api.call(Some("viewer"), Method::GET, "/dags/api_dag", None).await;
+    assert_eq!(dag["is_paused"], true, "{dag}");
+    let (_, dags) =
+        api.call(Some("user"), Method::PATCH, "/dags?dag_id_pattern=zzz", Some(r#"{"is_paused": false}"#)).await;
+    assert_eq!(dags["total_entries"], 0, "{dags}");
+    let (status, answer) = api.call(Some("user"), Method::PATCH, "/dags", Some(r#"{"is_paused": false}"#)).await;
+    assert_problem(status, &answer, StatusCode::BAD_REQUEST, "no dag_id_pattern");
+    let (status, answer) = api.call(Some("op"), Method::DELETE, "/dags/api_dag", None).await;
+    assert_problem(status, &answer, StatusCode::CONFLICT, "a pipeline still compiled in");
+    let (status, answer) = api.call(Some("op"), Method::DELETE, "/dags/nope", None).await;
+    assert_problem(status, &answer, StatusCode::NOT_FOUND, "an unknown pipeline");
+    let (status, answer) = api.call(Some("user"), Method::DELETE, "/dags/nope", None).await;
+    assert_problem(status, &answer, StatusCode::FORBIDDEN, "a User deleting a pipeline's history");
 }
 
 #[tokio::test]

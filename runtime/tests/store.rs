@@ -7,7 +7,7 @@ mod support;
 use sluice_runtime::rules::RunState;
 use sluice_runtime::rules::TiState;
 use sluice_runtime::spec::*;
-use sluice_runtime::store::{Finish, Outcome, Queued, Store, Take, Trail};
+use sluice_runtime::store::{Finish, Outcome, Queued, Store, StoreError, Take, Trail};
 use std::sync::LazyLock;
 use support::*;
 
@@ -702,5 +702,32 @@ async fn runs_and_task_instances_are_searched_by_filter_on_both_backends() {
         let (found, total) = store.search_task_instances(&of_first, 100, 0).await.expect("search");
         let ids: Vec<(i64, &str)> = found.iter().map(|(run, ti)| (run.id, ti.task_id.as_str())).collect();
         assert_eq!((total, ids), (2, vec![(first.id, "b"), (first.id, "c")]), "{db:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_history_of_a_pipeline_no_longer_compiled_in_can_be_deleted() {
+    static V1: [PipelineSpec; 2] = [
+        pipeline("kept", Schedule::Manual, &[task("a", &[])]),
+        pipeline("dropped", Schedule::Manual, &[task("a", &[])]),
+    ];
+    static V2: [PipelineSpec; 1] = [pipeline("kept", Schedule::Manual, &[task("a", &[])])];
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        store.sync_pipelines(registry(&V1[..], &[])).await.expect("sync");
+        let run =
+            sluice_runtime::scheduler::trigger(&store, &V1[1], serde_json::json!({}), None).await.expect("trigger");
+        store.advance_pipeline(&V1[1], 32).await.expect("advance");
+        assert!(
+            matches!(store.delete_pipeline("dropped").await, Err(StoreError::Conflict(_))),
+            "{db:?}: compiled in, so it stays"
+        );
+        store.sync_pipelines(registry(&V2[..], &[])).await.expect("sync");
+        store.delete_pipeline("dropped").await.expect("delete");
+        assert!(matches!(store.pipeline("dropped").await, Err(StoreError::NotFound(_))), "{db:?}");
+        assert!(matches!(store.run(run.id).await, Err(StoreError::NotFound(_))), "{db:?}: its runs are gone");
+        assert!(store.task_instances(run.id).await.expect("list").is_empty(), "{db:?}");
+        assert!(matches!(store.delete_pipeline("dropped").await, Err(StoreError::NotFound(_))), "{db:?}");
+        store.pipeline("kept").await.expect("the other pipeline stays");
     }
 }

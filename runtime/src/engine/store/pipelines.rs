@@ -168,6 +168,33 @@ impl Store {
         }
     }
 
+    /// Deletes the history of a pipeline the deployment no longer compiles in: its runs
+    /// (their task instances, tries, logs and outputs with them), its versions and its
+    /// row, in one transaction. A pipeline still compiled in is a conflict: it would be
+    /// synced back at the next start.
+    pub async fn delete_pipeline(&self, id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let row = q("SELECT is_active FROM pipelines WHERE pipeline_id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("reading a pipeline")?;
+        let Some(row) = row else { return Err(StoreError::NotFound(format!("pipeline `{id}`"))) };
+        if get::<i64>(&row, "is_active")? != 0 {
+            return Err(StoreError::Conflict(format!(
+                "pipeline `{id}` is compiled into this deployment: remove it from pipelines.yaml and deploy, then delete its history"
+            )));
+        }
+        for statement in [
+            "DELETE FROM runs WHERE pipeline_id = $1",
+            "DELETE FROM pipeline_versions WHERE pipeline_id = $1",
+            "DELETE FROM pipelines WHERE pipeline_id = $1",
+        ] {
+            q(statement).bind(id).execute(&mut *tx).await.doing("deleting a pipeline's history")?;
+        }
+        tx.commit().await.doing("deleting a pipeline's history")
+    }
+
     pub async fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
         let mut tx = self.begin().await?;
         let done = q("UPDATE pipelines SET is_paused = $2, updated_at = $3 WHERE pipeline_id = $1")

@@ -270,3 +270,66 @@ pub(super) async fn dag_stats(
         .collect();
     ok(json!({ "total_entries": dags.len(), "dags": dags }))
 }
+
+#[derive(Debug, Deserialize)]
+pub(super) struct BulkFilter {
+    limit: Option<i64>,
+    offset: Option<i64>,
+    tags: Option<String>,
+    dag_id_pattern: Option<String>,
+    update_mask: Option<String>,
+}
+
+/// Pauses or unpauses every pipeline whose id contains `dag_id_pattern` (and that has one
+/// of `tags`), as Airflow's `PATCH /dags`; answers the pipelines changed, paged.
+pub(super) async fn patch_dags(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(filter): Params<BulkFilter>,
+    Body(body): Body<Map<String, Value>>,
+) -> ApiResult {
+    caller.require(Role::User)?;
+    let pattern = filter
+        .dag_id_pattern
+        .as_deref()
+        .ok_or_else(|| Problem::bad_request("give `dag_id_pattern`: the pipelines to change"))?;
+    if let Some(fields) = filter.update_mask.as_deref()
+        && fields.split(',').any(|f| f.trim() != "is_paused")
+    {
+        return Err(Problem::bad_request("only `is_paused` can be updated"));
+    }
+    let paused = body
+        .get("is_paused")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| Problem::bad_request("give `is_paused`: true or false"))?;
+    let page = Page { limit: filter.limit, offset: filter.offset };
+    let chosen: Vec<&PipelineSpec> = state
+        .registry
+        .pipelines
+        .iter()
+        .filter(|p| p.id.contains(pattern))
+        .filter(|p| filter.tags.as_deref().is_none_or(|t| t.split(',').any(|t| p.tags.contains(&t))))
+        .collect();
+    let chosen = page.slice(&chosen)?;
+    for p in &chosen {
+        state.store.set_paused(p.id, paused).await?;
+    }
+    state.wake.notify_one();
+    let rows = state.store.pipelines().await?;
+    let dags: Vec<Value> = chosen
+        .iter()
+        .filter_map(|p| {
+            let row = rows.iter().find(|r| r.pipeline_id == p.id)?;
+            Some(dag_json(p, Some(row.is_paused), Some(row.is_active), row.next_run_at))
+        })
+        .collect();
+    ok(json!({ "total_entries": dags.len(), "dags": dags }))
+}
+
+/// Deletes the history of a pipeline no longer compiled in (role Op); one still compiled
+/// in is a 409 problem.
+pub(super) async fn delete_dag(State(state): State<AppState>, caller: Caller, Path(dag_id): Path<String>) -> ApiResult {
+    caller.require(Role::Op)?;
+    state.store.delete_pipeline(&dag_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
