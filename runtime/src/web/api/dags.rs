@@ -83,6 +83,18 @@ pub(super) async fn get_dag(State(state): State<AppState>, _caller: Caller, Path
     ok(dag_json(p, Some(row.is_paused), Some(row.is_active), row.next_run_at))
 }
 
+/// The `is_paused` a DAG patch sets: the only field that can be updated.
+fn paused_in(update_mask: Option<&str>, body: &Map<String, Value>) -> Result<bool, Problem> {
+    if let Some(fields) = update_mask
+        && fields.split(',').any(|f| f.trim() != "is_paused")
+    {
+        return Err(Problem::bad_request("only `is_paused` can be updated"));
+    }
+    body.get("is_paused")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| Problem::bad_request("give `is_paused`: true or false"))
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct UpdateMask {
     pub(super) update_mask: Option<String>,
@@ -97,15 +109,7 @@ pub(super) async fn patch_dag(
 ) -> ApiResult {
     caller.require(Role::User)?;
     pipeline(&state, &dag_id)?;
-    if let Some(fields) = mask.update_mask.as_deref()
-        && fields.split(',').any(|f| f.trim() != "is_paused")
-    {
-        return Err(Problem::bad_request("only `is_paused` can be updated"));
-    }
-    let paused = body
-        .get("is_paused")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| Problem::bad_request("give `is_paused`: true or false"))?;
+    let paused = paused_in(mask.update_mask.as_deref(), &body)?;
     state.store.set_paused(&dag_id, paused).await?;
     state.wake.notify_one();
     get_dag(State(state), caller, Path(dag_id)).await
@@ -293,15 +297,7 @@ pub(super) async fn patch_dags(
         .dag_id_pattern
         .as_deref()
         .ok_or_else(|| Problem::bad_request("give `dag_id_pattern`: the pipelines to change"))?;
-    if let Some(fields) = filter.update_mask.as_deref()
-        && fields.split(',').any(|f| f.trim() != "is_paused")
-    {
-        return Err(Problem::bad_request("only `is_paused` can be updated"));
-    }
-    let paused = body
-        .get("is_paused")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| Problem::bad_request("give `is_paused`: true or false"))?;
+    let paused = paused_in(filter.update_mask.as_deref(), &body)?;
     let page = Page { limit: filter.limit, offset: filter.offset };
     let chosen: Vec<&PipelineSpec> = state
         .registry

@@ -93,13 +93,19 @@ impl ListQuery {
     }
 }
 
-fn date_field(value: Option<&String>, field: &str) -> Result<Option<Micros>, Problem> {
-    value
-        .map(|v| {
-            parse_datetime(v)
-                .ok_or_else(|| Problem::bad_request(format!("`{field}` is not an RFC 3339 date-time: `{v}`")))
-        })
-        .transpose()
+/// A form's `<field>_gte` / `<field>_lte` pair as an inclusive range.
+fn range(gte: &Option<String>, lte: &Option<String>, field: &str) -> Result<(Option<Micros>, Option<Micros>), Problem> {
+    let at = |value: &Option<String>, bound: &str| {
+        value
+            .as_deref()
+            .map(|v| {
+                parse_datetime(v).ok_or_else(|| {
+                    Problem::bad_request(format!("`{field}_{bound}` is not an RFC 3339 date-time: `{v}`"))
+                })
+            })
+            .transpose()
+    };
+    Ok((at(gte, "gte")?, at(lte, "lte")?))
 }
 
 /// Airflow's `ListDagRunsForm`: the runs of `POST /dags/~/dagRuns/list`.
@@ -127,18 +133,9 @@ impl ListRunsForm {
             pipelines: self.dag_ids.clone(),
             run_ids: None,
             states: self.states.clone(),
-            logical_date: (
-                date_field(self.execution_date_gte.as_ref(), "execution_date_gte")?,
-                date_field(self.execution_date_lte.as_ref(), "execution_date_lte")?,
-            ),
-            start_date: (
-                date_field(self.start_date_gte.as_ref(), "start_date_gte")?,
-                date_field(self.start_date_lte.as_ref(), "start_date_lte")?,
-            ),
-            end_date: (
-                date_field(self.end_date_gte.as_ref(), "end_date_gte")?,
-                date_field(self.end_date_lte.as_ref(), "end_date_lte")?,
-            ),
+            logical_date: range(&self.execution_date_gte, &self.execution_date_lte, "execution_date")?,
+            start_date: range(&self.start_date_gte, &self.start_date_lte, "start_date")?,
+            end_date: range(&self.end_date_gte, &self.end_date_lte, "end_date")?,
         })
     }
 }
@@ -175,24 +172,15 @@ impl ListTasksForm {
             runs: RunFilter {
                 pipelines: self.dag_ids.clone(),
                 run_ids: self.dag_run_ids.clone(),
-                logical_date: (
-                    date_field(self.execution_date_gte.as_ref(), "execution_date_gte")?,
-                    date_field(self.execution_date_lte.as_ref(), "execution_date_lte")?,
-                ),
+                logical_date: range(&self.execution_date_gte, &self.execution_date_lte, "execution_date")?,
                 ..RunFilter::default()
             },
             task_ids: self.task_ids.clone(),
             states: self.state.clone(),
             pools: self.pool.clone(),
             queues: self.queue.clone(),
-            start_date: (
-                date_field(self.start_date_gte.as_ref(), "start_date_gte")?,
-                date_field(self.start_date_lte.as_ref(), "start_date_lte")?,
-            ),
-            end_date: (
-                date_field(self.end_date_gte.as_ref(), "end_date_gte")?,
-                date_field(self.end_date_lte.as_ref(), "end_date_lte")?,
-            ),
+            start_date: range(&self.start_date_gte, &self.start_date_lte, "start_date")?,
+            end_date: range(&self.end_date_gte, &self.end_date_lte, "end_date")?,
             duration: (self.duration_gte, self.duration_lte),
         })
     }
