@@ -11,6 +11,26 @@ fn yes() -> bool {
     true
 }
 
+/// What a clear or a mark reaches beyond the tasks and run it names, in both bodies.
+#[derive(Debug, Deserialize)]
+pub(super) struct Relatives {
+    #[serde(default)]
+    include_upstream: bool,
+    #[serde(default)]
+    include_downstream: bool,
+    #[serde(default)]
+    include_future: bool,
+    #[serde(default)]
+    include_past: bool,
+}
+
+impl Relatives {
+    /// The logical-date range of the runs reached from a run at `logical_date`.
+    fn runs_from(&self, logical_date: Micros) -> (Option<Micros>, Option<Micros>) {
+        ((!self.include_past).then_some(logical_date), (!self.include_future).then_some(logical_date))
+    }
+}
+
 /// Airflow's `ClearTaskInstances` body.
 #[derive(Debug, Deserialize)]
 pub(super) struct ClearTasks {
@@ -24,14 +44,8 @@ pub(super) struct ClearTasks {
     #[serde(default)]
     only_running: bool,
     dag_run_id: Option<String>,
-    #[serde(default)]
-    include_upstream: bool,
-    #[serde(default)]
-    include_downstream: bool,
-    #[serde(default)]
-    include_future: bool,
-    #[serde(default)]
-    include_past: bool,
+    #[serde(flatten)]
+    relatives: Relatives,
 }
 
 /// The task indices a clear acts on: `task_ids` (every task when absent) with their
@@ -77,13 +91,13 @@ pub(super) async fn post_clear_task_instances(
     if body.only_failed && body.only_running {
         return Err(Problem::bad_request("`only_failed` and `only_running` cannot both be true"));
     }
-    let tasks = chosen_tasks(p, body.task_ids.as_deref(), body.include_upstream, body.include_downstream)?;
+    let tasks =
+        chosen_tasks(p, body.task_ids.as_deref(), body.relatives.include_upstream, body.relatives.include_downstream)?;
     let (mut from, mut to) =
         (parse_date(body.start_date.as_deref(), "start_date")?, parse_date(body.end_date.as_deref(), "end_date")?);
     if let Some(run_id) = &body.dag_run_id {
         let run = state.store.run_by_id(&dag_id, run_id).await?;
-        from = (!body.include_past).then_some(run.logical_date);
-        to = (!body.include_future).then_some(run.logical_date);
+        (from, to) = body.relatives.runs_from(run.logical_date);
     }
     let wanted = |s: TiState| {
         if body.only_failed {
@@ -256,9 +270,7 @@ pub(super) async fn patch_mapped_task_instance(
     Path((dag_id, run_id, task_id, map_index)): Path<(String, String, String, i64)>,
     body: Body<UpdateTask>,
 ) -> ApiResult {
-    if map_index != -1 {
-        return Err(Problem::not_found(format!("task `{task_id}` is not mapped: it has no map index {map_index}")));
-    }
+    super::task_history::unmapped(&task_id, map_index)?;
     patch_task_instance(State(state), caller, Path((dag_id, run_id, task_id)), body).await
 }
 
@@ -268,14 +280,8 @@ pub(super) struct UpdateTasks {
     task_id: Option<String>,
     execution_date: Option<String>,
     dag_run_id: Option<String>,
-    #[serde(default)]
-    include_upstream: bool,
-    #[serde(default)]
-    include_downstream: bool,
-    #[serde(default)]
-    include_future: bool,
-    #[serde(default)]
-    include_past: bool,
+    #[serde(flatten)]
+    relatives: Relatives,
     #[serde(default = "yes")]
     dry_run: bool,
     new_state: Option<String>,
@@ -293,7 +299,12 @@ pub(super) async fn post_set_task_instances_state(
     let p = pipeline(&state, &dag_id)?;
     let to = new_state(body.new_state.as_deref())?;
     let task_id = body.task_id.as_deref().ok_or_else(|| Problem::bad_request("give `task_id`: the task to set"))?;
-    let tasks = chosen_tasks(p, Some(&[task_id.to_string()]), body.include_upstream, body.include_downstream)?;
+    let tasks = chosen_tasks(
+        p,
+        Some(&[task_id.to_string()]),
+        body.relatives.include_upstream,
+        body.relatives.include_downstream,
+    )?;
     let ids: Vec<&str> = tasks.iter().filter_map(|&t| p.tasks.get(t)).map(|t| t.id).collect();
     let run =
         match (&body.dag_run_id, &body.execution_date) {
@@ -309,8 +320,7 @@ pub(super) async fn post_set_task_instances_state(
                 })?
             }
         };
-    let from = (!body.include_past).then_some(run.logical_date);
-    let until = (!body.include_future).then_some(run.logical_date);
+    let (from, until) = body.relatives.runs_from(run.logical_date);
     let mut references = Vec::new();
     for each in state.store.runs_between(&dag_id, from, until).await? {
         references.extend(mark(&state, p, &each, &ids, to, body.dry_run).await?);

@@ -8,7 +8,7 @@ use super::*;
 use crate::rules::{Decision, decide};
 
 /// `map_index` of a path: -1 names the (unmapped) task instance; any other is not found.
-fn unmapped(task_id: &str, map_index: i64) -> Result<(), Problem> {
+pub(super) fn unmapped(task_id: &str, map_index: i64) -> Result<(), Problem> {
     if map_index == -1 {
         Ok(())
     } else {

@@ -134,10 +134,7 @@ pub(super) async fn get_log(
     let (_, ti) = find_task_instance(&state, &dag_id, &run_id, &task_id).await?;
     if let Some(index) = &query.map_index {
         match index.parse::<i64>() {
-            Ok(-1) => {}
-            Ok(n) => {
-                return Err(Problem::not_found(format!("task `{task_id}` is not mapped: it has no map index {n}")));
-            }
+            Ok(n) => super::task_history::unmapped(&task_id, n)?,
             Err(_) => return Err(Problem::bad_request(format!("map_index must be an integer, not `{index}`"))),
         }
     }
@@ -282,8 +279,6 @@ pub(super) async fn set_mapped_task_instance_note(
     Path((dag_id, run_id, task_id, map_index)): Path<(String, String, String, i64)>,
     body: Body<super::dag_runs::Note>,
 ) -> ApiResult {
-    if map_index != -1 {
-        return Err(Problem::not_found(format!("task `{task_id}` is not mapped: it has no map index {map_index}")));
-    }
+    super::task_history::unmapped(&task_id, map_index)?;
     set_task_instance_note(State(state), caller, Path((dag_id, run_id, task_id)), body).await
 }

@@ -17,6 +17,18 @@ fn entries(outputs: &Value) -> Vec<(String, Value)> {
     }
 }
 
+/// An entry in Airflow's `XComCollectionItem` shape (no value).
+fn entry_json(key: &str, at: Micros, run: &RunRow, task_id: &str) -> Value {
+    json!({
+        "key": key,
+        "timestamp": to_rfc3339(at),
+        "execution_date": to_rfc3339(run.logical_date),
+        "map_index": -1,
+        "task_id": task_id,
+        "dag_id": run.pipeline_id,
+    })
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct XcomFilter {
     limit: Option<i64>,
@@ -39,16 +51,7 @@ pub(super) async fn list_xcom_entries(
         .filter(|_| filter.map_index.is_none_or(|i| i == -1))
         .flat_map(|(outputs, at)| entries(outputs).into_iter().map(move |(key, _)| (key, *at)))
         .filter(|(key, _)| filter.xcom_key.as_deref().is_none_or(|k| k == key))
-        .map(|(key, at)| {
-            json!({
-                "key": key,
-                "timestamp": to_rfc3339(at),
-                "execution_date": to_rfc3339(run.logical_date),
-                "map_index": -1,
-                "task_id": task_id,
-                "dag_id": dag_id,
-            })
-        })
+        .map(|(key, at)| entry_json(&key, at, &run, &task_id))
         .collect();
     let page = Page { limit: filter.limit, offset: filter.offset };
     ok(json!({ "xcom_entries": page.slice(&items)?, "total_entries": items.len() }))
@@ -78,13 +81,7 @@ pub(super) async fn get_xcom_entry(
     let (outputs, at) = state.store.recorded_outputs(ti.id).await?.ok_or_else(missing)?;
     let value = entries(&outputs).into_iter().find(|(k, _)| *k == key).map(|(_, v)| v).ok_or_else(missing)?;
     let value = if query.stringify.unwrap_or(true) { Value::String(value.to_string()) } else { value };
-    ok(json!({
-        "key": key,
-        "timestamp": to_rfc3339(at),
-        "execution_date": to_rfc3339(run.logical_date),
-        "map_index": -1,
-        "task_id": task_id,
-        "dag_id": dag_id,
-        "value": value,
-    }))
+    let mut entry = entry_json(&key, at, &run, &task_id);
+    entry["value"] = value;
+    ok(entry)
 }
