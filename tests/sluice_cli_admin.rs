@@ -671,3 +671,27 @@ fn config_list_masks_a_password_given_as_a_url_parameter() {
     let json = session.json(&["config", "list"]);
     assert!(!table.contains("db-pw-777") && !json.to_string().contains("db-pw-777"), "{table}");
 }
+
+/// A change made with the CLI is in the audit log: the login name running it, the host,
+/// surface `cli`, and no secret value.
+#[test]
+fn cli_changes_are_in_the_audit_log() {
+    let mut session = Session::keyed();
+    session.set("USER", "deployer");
+    session.ok(&["variables", "set", "api_token", "tok-s3cr3t-778"]);
+    session.ok(&["dags", "pause", "example_dag"]);
+    let url = format!("sqlite://{}", session.file(DATABASE_FILE).display());
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let (rows, total) = runtime.block_on(async {
+        let store = sluice_runtime::store::Store::connect(&url).await.expect("the CLI's store");
+        let order = (sluice_runtime::store::AuditOrder::Id, true);
+        store.audit_log(&Default::default(), order, 100, 0).await.expect("the audit log")
+    });
+    assert_eq!(total, 2, "{rows:?}");
+    let seen: Vec<(&str, &str, &str, Option<&str>)> = rows
+        .iter()
+        .map(|r| (r.event.as_str(), r.owner.as_str(), r.surface.as_str(), r.pipeline_id.as_deref()))
+        .collect();
+    assert_eq!(seen, [("variable.set", "deployer", "cli", None), ("pause", "deployer", "cli", Some("example_dag"))]);
+    assert!(rows.iter().all(|r| !r.origin.is_empty() && !r.extra.contains("tok-s3cr3t-778")), "{rows:?}");
+}

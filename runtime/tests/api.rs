@@ -160,6 +160,8 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/datasets", None, "Viewer"),
         (Method::GET, "/datasets/events", None, "Viewer"),
         (Method::GET, "/dags/api_dag/dagRuns/r1/upstreamDatasetEvents", None, "Viewer"),
+        (Method::GET, "/eventLogs", None, "Viewer"),
+        (Method::GET, "/eventLogs/1", None, "Viewer"),
     ];
     for (method, path, body, weakest) in routes {
         let (status, answer) = api.call(None, method.clone(), path, *body).await;
@@ -187,6 +189,7 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/dags/api_dag/datasets/queuedEvent/s3%3A%2F%2Fbucket%2Fgames", None, "Viewer"),
         (Method::DELETE, "/dags/api_dag/datasets/queuedEvent/s3%3A%2F%2Fbucket%2Fgames", None, "Op"),
         (Method::PUT, "/parseDagFile/no_such_dag", None, "User"),
+        (Method::GET, "/eventLogs/999999", None, "Viewer"),
     ];
     for (method, path, body, weakest) in absent {
         let (status, answer) = api.call(None, method.clone(), path, *body).await;
@@ -1132,6 +1135,8 @@ async fn the_openapi_document_lists_the_served_routes() {
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries/{task_try_number}",
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dependencies",
+        "/eventLogs",
+        "/eventLogs/{event_log_id}",
     ];
     let mut listed = paths.clone();
     listed.sort_unstable();
@@ -1538,4 +1543,73 @@ async fn the_task_page_shows_the_last_page_of_a_long_log() {
     assert!(before.contains(r#"data-page="later""#), "and a way back");
     let first = page("?try=1&after=0".into()).await;
     assert!(first.contains("line 0000 ") && !first.contains(r#"data-page="earlier""#), "the first page");
+}
+
+/// Changes through the API and the UI land in the event log with who, what and from
+/// where; it is read, filtered and ordered as Airflow's `eventLogs`.
+#[tokio::test]
+async fn changes_through_the_api_and_the_ui_are_in_the_event_log() {
+    let api = Api::start().await;
+    let run = api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(r#"{"dag_run_id": "r1"}"#)).await;
+    assert_eq!(run.0, StatusCode::OK, "{}", run.1);
+    let paused = api.call(Some("user"), Method::PATCH, "/dags/api_dag", Some(r#"{"is_paused": true}"#)).await;
+    assert_eq!(paused.0, StatusCode::OK, "{}", paused.1);
+    let variable = api.call(Some("op"), Method::POST, "/variables", Some(r#"{"key": "k", "value": "hidden-1"}"#)).await;
+    assert_eq!(variable.0, StatusCode::OK, "{}", variable.1);
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let client =
+        sluice_runtime::tls::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    assert_eq!(sign_in(&client, &site, "op", "wrong-password").await.status(), StatusCode::UNAUTHORIZED);
+    let signed = sign_in(&client, &site, "op", PW).await;
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let cookie = signed.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
+
+    let (status, all) = api.call(Some("viewer"), Method::GET, "/eventLogs", None).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let events: Vec<(&str, &str)> = all["event_logs"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| (e["event"].as_str().expect("event"), e["owner"].as_str().expect("owner")))
+        .collect();
+    assert_eq!(
+        events,
+        [("trigger", "user"), ("pause", "user"), ("variable.set", "op"), ("login_failed", "op"), ("login", "op")]
+    );
+    assert_eq!(all["total_entries"], 5);
+    let first = &all["event_logs"][0];
+    assert_eq!((first["dag_id"].as_str(), first["run_id"].as_str()), (Some("api_dag"), Some("r1")), "{first}");
+    let extra: Value = serde_json::from_str(first["extra"].as_str().expect("extra")).expect("JSON");
+    assert_eq!((extra["surface"].as_str(), extra["from"].as_str()), (Some("api"), Some("127.0.0.1")), "{extra}");
+    let login = &all["event_logs"][4];
+    assert!(login["extra"].as_str().expect("extra").contains(r#""surface":"ui""#), "{login}");
+    assert!(!all.to_string().contains("hidden-1"), "a variable's value is never recorded: {all}");
+
+    let id = first["event_log_id"].as_i64().expect("an id");
+    let (status, one) = api.call(Some("viewer"), Method::GET, &format!("/eventLogs/{id}"), None).await;
+    assert_eq!((status, &one), (StatusCode::OK, first));
+    for (query, expected) in [
+        ("?event=pause", vec!["pause"]),
+        ("?dag_id=api_dag&order_by=-event_log_id", vec!["pause", "trigger"]),
+        ("?owner=op&excluded_events=login_failed", vec!["variable.set", "login"]),
+        ("?included_events=login,login_failed&limit=1&offset=1", vec!["login"]),
+        ("?order_by=event&limit=2", vec!["login", "login_failed"]),
+        ("?before=2000-01-01T00:00:00Z", vec![]),
+    ] {
+        let (status, page) = api.call(Some("viewer"), Method::GET, &format!("/eventLogs{query}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {page}");
+        let got: Vec<&str> =
+            page["event_logs"].as_array().expect("list").iter().map(|e| e["event"].as_str().expect("event")).collect();
+        assert_eq!(got, expected, "{query}");
+    }
+    // The UI's audit page, filtered by user.
+    let page = client.get(format!("{site}/audit?owner=user")).header("cookie", &cookie).send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    assert!(html.contains(r#"data-event="trigger""#) && html.contains(r#"data-event="pause""#), "{html}");
+    assert!(!html.contains(r#"data-event="login""#) && html.contains("2 records"), "{html}");
+    for bad in ["?order_by=password", "?map_index=one", "?after=yesterday"] {
+        let (status, problem) = api.call(Some("viewer"), Method::GET, &format!("/eventLogs{bad}"), None).await;
+        assert_problem(status, &problem, StatusCode::BAD_REQUEST, bad);
+    }
 }

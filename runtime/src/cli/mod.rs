@@ -252,12 +252,13 @@ async fn open_for_migration(settings: &Settings) -> Result<Store, CliError> {
     Ok(Store::connect(&settings.migration_url()).await?)
 }
 
-/// The store for everyday commands: migrated and synced, so a fresh checkout just works.
+/// The store for everyday commands: migrated and synced, so a fresh checkout just works,
+/// and recording the changes it makes in the audit log as the CLI's user's.
 pub(crate) async fn open_store(registry: &'static Registry, settings: &Settings) -> Result<Store, CliError> {
     let store = open_for_migration(settings).await?;
     store.migrate().await?;
     store.sync_pipelines(registry).await?;
-    Ok(store)
+    Ok(store.acting_as(crate::store::Actor::cli()))
 }
 
 async fn healthcheck(registry: &Registry, settings: &Settings, service: &str) -> Result<ExitCode, CliError> {

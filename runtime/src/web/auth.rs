@@ -10,7 +10,7 @@
 use super::AppState;
 use super::problem::{Problem, store_failure};
 use super::session::Session;
-use crate::store::StoreError;
+use crate::store::{Actor, Store, StoreError, Surface};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -46,9 +46,16 @@ impl Role {
 pub struct Caller {
     pub username: String,
     pub role: Role,
+    /// The client's address, for the audit log.
+    pub from: String,
 }
 
 impl Caller {
+    /// The store, recording the changes it makes as this caller's (through the API).
+    pub fn store(&self, state: &AppState) -> Store {
+        state.store.acting_as(Actor::new(&self.username, Surface::Api, &self.from))
+    }
+
     /// Forbids the request unless the caller's role is at least `role`.
     pub fn require(&self, role: Role) -> Result<(), Problem> {
         if self.role >= role {
@@ -90,7 +97,7 @@ impl FromRequestParts<AppState> for Caller {
                 ));
             }
             if let Some(session) = state.sessions.confirm(&state.store, session).await? {
-                return Ok(Caller { role: session.role(), username: session.username });
+                return Ok(Caller { role: session.role(), username: session.username, from: client_address(parts) });
             }
             return Err(unauthorized("your session has ended: sign in again"));
         }
@@ -117,16 +124,21 @@ impl FromRequestParts<AppState> for Caller {
         if let Err(wait) = state.limiter.hit(&format!("api:{username}"), state.limiter.api).await {
             return Err(too_many(wait, "too many requests for this user"));
         }
-        Ok(Caller { username: username.to_string(), role: Role::parse(&account.role).unwrap_or(Role::Viewer) })
+        Ok(Caller {
+            username: username.to_string(),
+            role: Role::parse(&account.role).unwrap_or(Role::Viewer),
+            from: client_address(parts),
+        })
     }
 }
 
 /// The client's address, the key its failed logins are counted under.
 pub fn client_address(parts: &Parts) -> String {
-    parts
-        .extensions
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "local".to_string(), |c| c.0.ip().to_string())
+    client_address_of(&parts.extensions)
+}
+
+fn client_address_of(extensions: &axum::http::Extensions) -> String {
+    extensions.get::<ConnectInfo<std::net::SocketAddr>>().map_or_else(|| "local".to_string(), |c| c.0.ip().to_string())
 }
 
 /// The least role a UI page or form needs, named as a type: `SignedIn<Op>`.
@@ -234,6 +246,9 @@ pub struct NoFields {}
 pub struct CsrfForm<R, F = NoFields> {
     pub session: SignedIn<R>,
     pub form: F,
+    /// The store, recording the changes it makes in the audit log as this form's
+    /// sender's, from the client's address.
+    pub store: Store,
 }
 
 /// A form body as posted: the token beside the form's own fields.
@@ -250,6 +265,7 @@ impl<R: MinRole, F: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<
 
     async fn from_request(request: Request, state: &AppState) -> Result<CsrfForm<R, F>, Refused> {
         let session = state.sessions.from_headers(request.headers());
+        let from = client_address_of(request.extensions());
         let Form(posted) = Form::<Posted<F>>::from_request(request, state).await.map_err(Refused::Form)?;
         let session = session.ok_or(Refused::SignIn)?;
         // The token before the users table: a forged request costs no database read.
@@ -259,6 +275,7 @@ impl<R: MinRole, F: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<
         let session = state.sessions.confirm(&state.store, session).await.map_err(Refused::Store)?;
         let session = session.ok_or(Refused::SignIn)?;
         let session = SignedIn::at_least(session, |s| format!("your role {} cannot do this", s.role))?;
-        Ok(CsrfForm { session, form: posted.form })
+        let store = state.store.acting_as(Actor::new(&session.username, Surface::Ui, from));
+        Ok(CsrfForm { session, form: posted.form, store })
     }
 }

@@ -13,6 +13,7 @@
 //! (the CLI, imports). A declared connection belongs to the YAML: run-time writes and
 //! deletes refuse to touch it, since the next sync would undo them.
 
+use super::audit::Change;
 use super::{Doing, Result, Store, StoreError, Tx, get, opt, q};
 use crate::connection::{Connection, is_secret_key};
 use crate::crypto::{Crypto, CryptoError};
@@ -106,6 +107,7 @@ impl Store {
             return Err(exists(&conn.id, source));
         }
         write(&mut tx, conn, &sealed, ConnectionSource::Runtime, self.now()).await?;
+        self.audit(&mut tx, Change::new("connection.create").detail("conn_id", conn.id.as_str())).await?;
         tx.commit().await.doing("adding a connection")
     }
 
@@ -120,6 +122,7 @@ impl Store {
             return Err(declared(&conn.id, "changed"));
         }
         write(&mut tx, conn, &sealed, source, self.now()).await?;
+        self.audit(&mut tx, Change::new("connection.edit").detail("conn_id", conn.id.as_str())).await?;
         tx.commit().await.doing("writing a connection")
     }
 
@@ -160,6 +163,8 @@ impl Store {
                 report.added.push(conn.id.clone());
             }
         }
+        let ids: Vec<&str> = conns.iter().map(|c| c.id.as_str()).collect();
+        self.audit(&mut tx, Change::new("connection.import").detail("conn_ids", ids)).await?;
         tx.commit().await.doing("importing connections")?;
         Ok(report)
     }
@@ -221,6 +226,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("deleting a connection")?;
+        self.audit(&mut tx, Change::new("connection.delete").detail("conn_id", id)).await?;
         tx.commit().await.doing("deleting a connection")
     }
 
@@ -317,6 +323,13 @@ impl Store {
             report.connections += 1;
         }
         report.variables = super::variables::rotate(self, &mut tx, crypto).await?;
+        self.audit(
+            &mut tx,
+            Change::new("fernet.rotate")
+                .detail("connections", report.connections)
+                .detail("variables", report.variables),
+        )
+        .await?;
         tx.commit().await.doing("committing the key rotation")?;
         Ok(report)
     }

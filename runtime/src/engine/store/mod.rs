@@ -10,6 +10,7 @@
 //! another's server connection. Times are microseconds since the epoch; JSON is text.
 
 mod alerts;
+mod audit;
 mod connections;
 mod liveness;
 mod metrics;
@@ -20,6 +21,7 @@ mod users;
 mod variables;
 
 pub use alerts::{Event, MAX_ATTEMPTS, NotificationRow, SlaMissRow};
+pub use audit::{Actor, AuditFilter, AuditOrder, AuditRow, Change, Surface};
 pub use connections::{ConnectionImport, ConnectionInfo, ConnectionSource, ConnectionSyncReport, RotationReport};
 pub use liveness::Zombie;
 pub use metrics::Snapshot;
@@ -131,6 +133,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Dialect,
     clock: Arc<dyn Clock>,
+    /// The person whose changes this store records in the audit log (see `audit`).
+    actor: Option<Arc<Actor>>,
 }
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -141,6 +145,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "session_stamp", include_str!("../../../../migrations/postgres/0005_session_stamp.sql")),
     (6, "task_log_usage", include_str!("../../../../migrations/postgres/0006_task_log_usage.sql")),
     (7, "notes", include_str!("../../../../migrations/postgres/0007_notes.sql")),
+    (8, "audit_log", include_str!("../../../../migrations/postgres/0008_audit_log.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "metadata", include_str!("../../../../migrations/sqlite/0001_metadata.sql")),
@@ -150,6 +155,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "session_stamp", include_str!("../../../../migrations/sqlite/0005_session_stamp.sql")),
     (6, "task_log_usage", include_str!("../../../../migrations/sqlite/0006_task_log_usage.sql")),
     (7, "notes", include_str!("../../../../migrations/sqlite/0007_notes.sql")),
+    (8, "audit_log", include_str!("../../../../migrations/sqlite/0008_audit_log.sql")),
 ];
 
 const SQLITE_PRAGMAS: &[&str] = &[
@@ -211,7 +217,7 @@ impl Store {
             options.connect(&url_with_options).await
         }
         .map_err(|source| StoreError::Connect { url: redact(url), source })?;
-        Ok(Store { pool, backend, clock: Arc::new(SystemClock) })
+        Ok(Store { pool, backend, clock: Arc::new(SystemClock), actor: None })
     }
 
     /// An empty store in memory: `dags test` and tests.

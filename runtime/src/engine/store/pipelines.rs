@@ -1,5 +1,6 @@
 //! Pipelines and pools: synced from the compiled specs at start, versioned by hash.
 
+use super::audit::Change;
 use super::{Doing, Result, Store, StoreError, get, opt, q};
 use crate::registry::Registry;
 use crate::rules::RunType;
@@ -192,6 +193,7 @@ impl Store {
         ] {
             q(statement).bind(id).execute(&mut *tx).await.doing("deleting a pipeline's history")?;
         }
+        self.audit(&mut tx, Change::new("delete_dag").pipeline(id)).await?;
         tx.commit().await.doing("deleting a pipeline's history")
     }
 
@@ -204,11 +206,11 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("pausing a pipeline")?;
-        tx.commit().await.doing("pausing a pipeline")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("pipeline `{id}`")));
         }
-        Ok(())
+        self.audit(&mut tx, Change::new(if paused { "pause" } else { "unpause" }).pipeline(id)).await?;
+        tx.commit().await.doing("pausing a pipeline")
     }
 
     /// Records when the scheduler next needs to look at a pipeline.
@@ -251,6 +253,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .doing("saving a pool")?;
+        self.audit(&mut tx, Change::new("pool.set").detail("pool", name).detail("slots", slots)).await?;
         tx.commit().await.doing("saving a pool")
     }
 
@@ -276,6 +279,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("pool `{name}`")));
         }
+        self.audit(&mut tx, Change::new("pool.delete").detail("pool", name)).await?;
         tx.commit().await.doing("deleting a pool")
     }
 

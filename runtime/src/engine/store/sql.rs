@@ -3,6 +3,7 @@
 //! PostgreSQL and SQLite are spelled differently.
 
 use super::{Result, StoreError};
+use crate::clock::Micros;
 use sqlx::any::AnyRow;
 use sqlx::{Any, SqlSafeStr};
 
@@ -94,4 +95,76 @@ where
 {
     use sqlx::Row;
     row.try_get::<T, _>(column).doing(column)
+}
+
+/// Values bound to a [`Conditions`]' parameters.
+pub(crate) enum Bound {
+    Text(String),
+    Number(i64),
+}
+
+/// Conditions joined by AND, with their parameters in order.
+pub(crate) struct Conditions {
+    pub(crate) dialect: Dialect,
+    pub(crate) clauses: Vec<String>,
+    pub(crate) bound: Vec<Bound>,
+}
+
+impl Conditions {
+    pub(crate) fn new(dialect: Dialect) -> Conditions {
+        Conditions { dialect, clauses: Vec::new(), bound: Vec::new() }
+    }
+
+    pub(crate) fn next(&self) -> usize {
+        self.bound.len() + 1
+    }
+
+    pub(crate) fn one_of(&mut self, column: &str, values: Option<&Vec<String>>) {
+        if let Some(values) = values {
+            self.clauses.push(format!("{column} {}", self.dialect.in_json(self.next(), false)));
+            self.bound.push(Bound::Text(json_list(values)));
+        }
+    }
+
+    /// `column = value`, when a value is given.
+    pub(crate) fn equals(&mut self, column: &str, value: Option<Bound>) {
+        if let Some(value) = value {
+            self.clauses.push(format!("{column} = ${}", self.next()));
+            self.bound.push(value);
+        }
+    }
+
+    /// `column` is none of `values`, when a list is given.
+    pub(crate) fn none_of(&mut self, column: &str, values: Option<&Vec<String>>) {
+        if let Some(values) = values {
+            self.clauses.push(format!("NOT ({column} {})", self.dialect.in_json(self.next(), false)));
+            self.bound.push(Bound::Text(json_list(values)));
+        }
+    }
+
+    pub(crate) fn between(&mut self, column: &str, (from, to): (Option<Micros>, Option<Micros>)) {
+        for (bound, op) in [(from, ">="), (to, "<=")] {
+            if let Some(at) = bound {
+                self.clauses.push(format!("{column} {op} ${}", self.next()));
+                self.bound.push(Bound::Number(at));
+            }
+        }
+    }
+
+    pub(crate) fn sql(&self) -> String {
+        if self.clauses.is_empty() { String::new() } else { format!(" WHERE {}", self.clauses.join(" AND ")) }
+    }
+
+    pub(crate) fn bind<'q>(
+        &self,
+        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        for value in &self.bound {
+            query = match value {
+                Bound::Text(text) => query.bind(text.clone()),
+                Bound::Number(n) => query.bind(*n),
+            };
+        }
+        query
+    }
 }

@@ -1,6 +1,7 @@
 //! Users of the web UI and API, with argon2 password hashes, and the session stamp that
 //! ends a user's browser sessions when their role or password changes.
 
+use super::audit::Change;
 use super::{Doing, Result, Store, StoreError, get, q};
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -166,11 +167,11 @@ impl Store {
         .execute(&mut *tx)
         .await
         .doing("creating a user")?;
-        tx.commit().await.doing("creating a user")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("user `{username}` already exists")));
         }
-        Ok(())
+        self.audit(&mut tx, Change::new("user.create").detail("user", username).detail("role", role)).await?;
+        tx.commit().await.doing("creating a user")
     }
 
     /// Deletes a user; an unknown username is [`StoreError::NotFound`].
@@ -181,11 +182,11 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("deleting a user")?;
-        tx.commit().await.doing("deleting a user")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user `{username}`")));
         }
-        Ok(())
+        self.audit(&mut tx, Change::new("user.delete").detail("user", username)).await?;
+        tx.commit().await.doing("deleting a user")
     }
 
     /// Gives a user another role, and ends their sessions (a demoted user keeps no page
@@ -202,11 +203,11 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("changing a role")?;
-        tx.commit().await.doing("changing a role")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user `{username}`")));
         }
-        Ok(())
+        self.audit(&mut tx, Change::new("user.role").detail("user", username).detail("role", role)).await?;
+        tx.commit().await.doing("changing a role")
     }
 
     /// Replaces a user's password (stored as a new argon2id hash) and ends their sessions;
@@ -223,11 +224,11 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("changing a password")?;
-        tx.commit().await.doing("changing a password")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user `{username}`")));
         }
-        Ok(())
+        self.audit(&mut tx, Change::new("user.password").detail("user", username)).await?;
+        tx.commit().await.doing("changing a password")
     }
 
     pub async fn users(&self) -> Result<Vec<UserRow>> {
@@ -261,6 +262,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("ending sessions")?;
+        self.audit(&mut tx, Change::new("logout").detail("user", username)).await?;
         tx.commit().await.doing("ending sessions")
     }
 

@@ -10,6 +10,7 @@
 //! or its key. Only the test-only plaintext [`Crypto`] can therefore lose the mark of a
 //! secret whose key does not look secret.
 
+use super::audit::Change;
 use super::{Doing, Result, Store, StoreError, Tx, get, q};
 use crate::connection::is_secret_key;
 use crate::crypto::{Crypto, CryptoError};
@@ -95,6 +96,7 @@ impl Store {
         let was_secret = self.stored_encrypted(&mut tx, key).await?.unwrap_or(false);
         let (stored, encrypted) = seal(key, value, secret || was_secret, crypto)?;
         write(&mut tx, key, &stored, encrypted, description, self.now()).await?;
+        self.audit(&mut tx, Change::new("variable.set").detail("key", key)).await?;
         tx.commit().await.doing("setting a variable")
     }
 
@@ -128,11 +130,11 @@ impl Store {
         let mut tx = self.begin().await?;
         let done =
             q("DELETE FROM variables WHERE key = $1").bind(key).execute(&mut *tx).await.doing("deleting a variable")?;
-        tx.commit().await.doing("deleting a variable")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("variable `{key}`")));
         }
-        Ok(())
+        self.audit(&mut tx, Change::new("variable.delete").detail("key", key)).await?;
+        tx.commit().await.doing("deleting a variable")
     }
 
     /// Sets many variables in one transaction (`sluice variables import`); values are
@@ -169,6 +171,8 @@ impl Store {
             let (stored, encrypted) = seal(key, value, existing == Some(true), crypto)?;
             write(&mut tx, key, &stored, encrypted, None, now).await?;
         }
+        let keys: Vec<&str> = entries.iter().map(|(key, _)| key.as_str()).collect();
+        self.audit(&mut tx, Change::new("variable.import").detail("keys", keys)).await?;
         tx.commit().await.doing("importing variables")?;
         Ok(report)
     }

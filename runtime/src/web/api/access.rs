@@ -197,7 +197,7 @@ pub(super) async fn post_user(State(state): State<AppState>, caller: Caller, Bod
         first_name: body.first_name.as_deref().unwrap_or_default(),
         last_name: body.last_name.as_deref().unwrap_or_default(),
     };
-    state.store.add_user(&user).await?;
+    caller.store(&state).add_user(&user).await?;
     ok(user_json(&find_user(&state, username).await?))
 }
 
@@ -235,10 +235,10 @@ pub(super) async fn patch_user(
         None
     };
     if let Some(role) = role {
-        state.store.set_role(&username, role).await?;
+        caller.store(&state).set_role(&username, role).await?;
     }
     if let Some(password) = password {
-        state.store.set_password(&username, password).await?;
+        caller.store(&state).set_password(&username, password).await?;
     }
     ok(user_json(&find_user(&state, &username).await?))
 }
@@ -249,6 +249,6 @@ pub(super) async fn delete_user(
     Path(username): Path<String>,
 ) -> ApiResult {
     caller.require(Role::Admin)?;
-    state.store.delete_user(&username).await?;
+    caller.store(&state).delete_user(&username).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

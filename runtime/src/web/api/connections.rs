@@ -76,7 +76,7 @@ pub(super) async fn post_connection(
         .ok_or_else(|| Problem::bad_request("give `connection_id`"))?
         .to_string();
     let conn = connection_from_body(&id, body)?;
-    state.store.add_connection(&conn, crypto(&state)?).await?;
+    caller.store(&state).add_connection(&conn, crypto(&state)?).await?;
     ok(connection_json(&conn))
 }
 
@@ -99,7 +99,7 @@ pub(super) async fn patch_connection(
         return Err(Problem::bad_request("`connection_id` cannot be changed"));
     }
     let conn = connection_from_body(&id, body)?;
-    state.store.upsert_connection(&conn, crate::store::ConnectionSource::Runtime, crypto).await?;
+    caller.store(&state).upsert_connection(&conn, crate::store::ConnectionSource::Runtime, crypto).await?;
     ok(connection_json(&conn))
 }
 
@@ -109,6 +109,6 @@ pub(super) async fn delete_connection(
     Path(id): Path<String>,
 ) -> ApiResult {
     caller.require(Role::Op)?;
-    state.store.delete_connection(&id).await?;
+    caller.store(&state).delete_connection(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

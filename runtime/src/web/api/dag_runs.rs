@@ -75,10 +75,12 @@ pub(super) async fn post_run(
         Some(Value::String(id)) => Some(id.clone()),
         Some(_) => return Err(Problem::bad_request("`dag_run_id` must be a string")),
     };
-    let run = crate::scheduler::trigger_as(&state.store, p, conf, logical_date, run_id).await.map_err(|e| match e {
-        crate::scheduler::TriggerError::Params(m) => Problem::bad_request(m),
-        crate::scheduler::TriggerError::Store(e) => Problem::from(e),
-    })?;
+    let run = crate::scheduler::trigger_as(&caller.store(&state), p, conf, logical_date, run_id).await.map_err(
+        |e| match e {
+            crate::scheduler::TriggerError::Params(m) => Problem::bad_request(m),
+            crate::scheduler::TriggerError::Store(e) => Problem::from(e),
+        },
+    )?;
     state.wake.notify_one();
     ok(run_json(&run))
 }
@@ -102,11 +104,11 @@ pub(super) async fn patch_run(
     let p = pipeline(&state, &dag_id)?;
     let run = state.store.run_by_id(&dag_id, &run_id).await?;
     match body.get("state").and_then(Value::as_str) {
-        Some(s @ ("success" | "failed")) => state.store.set_run_state(p, run.id, s).await?,
+        Some(s @ ("success" | "failed")) => caller.store(&state).set_run_state(p, run.id, s).await?,
         Some("queued") => {
             let roots = p.tasks.iter().filter(|t| t.depends_on.is_empty());
             for root in roots {
-                state.store.clear_task(p, run.id, root.id, true).await?;
+                caller.store(&state).clear_task(p, run.id, root.id, true).await?;
             }
         }
         _ => return Err(Problem::bad_request("give `state`: success, failed or queued")),
@@ -123,7 +125,7 @@ pub(super) async fn delete_run(
     caller.require(Role::User)?;
     let p = pipeline(&state, &dag_id)?;
     let run = state.store.run_by_id(&dag_id, &run_id).await?;
-    state.store.delete_run(p, run.id).await?;
+    caller.store(&state).delete_run(p, run.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -157,6 +159,6 @@ pub(super) async fn set_run_note(
     caller.require(Role::User)?;
     pipeline(&state, &dag_id)?;
     let run = state.store.run_by_id(&dag_id, &run_id).await?;
-    state.store.set_run_note(run.id, body.checked()?).await?;
+    caller.store(&state).set_run_note(run.id, body.checked()?).await?;
     ok(run_json(&state.store.run(run.id).await?))
 }

@@ -110,7 +110,7 @@ pub(super) async fn patch_dag(
     caller.require(Role::User)?;
     pipeline(&state, &dag_id)?;
     let paused = paused_in(mask.update_mask.as_deref(), &body)?;
-    state.store.set_paused(&dag_id, paused).await?;
+    caller.store(&state).set_paused(&dag_id, paused).await?;
     state.wake.notify_one();
     get_dag(State(state), caller, Path(dag_id)).await
 }
@@ -308,7 +308,7 @@ pub(super) async fn patch_dags(
         .collect();
     let chosen = page.slice(&chosen)?;
     for p in &chosen {
-        state.store.set_paused(p.id, paused).await?;
+        caller.store(&state).set_paused(p.id, paused).await?;
     }
     state.wake.notify_one();
     let rows = state.store.pipelines().await?;
@@ -326,6 +326,6 @@ pub(super) async fn patch_dags(
 /// in is a 409 problem.
 pub(super) async fn delete_dag(State(state): State<AppState>, caller: Caller, Path(dag_id): Path<String>) -> ApiResult {
     caller.require(Role::Op)?;
-    state.store.delete_pipeline(&dag_id).await?;
+    caller.store(&state).delete_pipeline(&dag_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

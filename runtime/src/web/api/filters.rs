@@ -22,7 +22,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 }
 
 impl ListQuery {
-    fn one(&self, key: &str) -> Option<&str> {
+    pub(super) fn one(&self, key: &str) -> Option<&str> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
@@ -31,7 +31,7 @@ impl ListQuery {
         (!values.is_empty()).then_some(values)
     }
 
-    fn number(&self, key: &str) -> Result<Option<i64>, Problem> {
+    pub(super) fn number(&self, key: &str) -> Result<Option<i64>, Problem> {
         self.one(key)
             .map(|v| v.parse().map_err(|_| Problem::bad_request(format!("`{key}` must be an integer, not `{v}`"))))
             .transpose()

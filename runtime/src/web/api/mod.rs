@@ -30,6 +30,7 @@ mod connections;
 mod dag_runs;
 mod dags;
 mod datasets;
+mod event_logs;
 mod filters;
 mod monitoring;
 mod pools;
@@ -44,6 +45,7 @@ use connections::*;
 use dag_runs::*;
 use dags::*;
 use datasets::*;
+use event_logs::*;
 use filters::*;
 use monitoring::*;
 use pools::*;
@@ -62,6 +64,8 @@ pub fn router() -> Router<AppState> {
         .route("/openapi.yaml", get(openapi))
         .route("/importErrors", get(import_errors))
         .route("/importErrors/{import_error_id}", get(import_error))
+        .route("/eventLogs", get(list_event_logs))
+        .route("/eventLogs/{event_log_id}", get(get_event_log))
         .route("/plugins", get(plugins))
         .route("/providers", get(providers))
         .route("/parseDagFile/{file_token}", put(reparse_dag_file))

@@ -70,7 +70,7 @@ pub(super) async fn post_pool(
         return Err(Problem::conflict(format!("pool `{name}` exists already")));
     }
     let (slots, description) = pool_fields(&body, None)?;
-    state.store.upsert_pool(&name, slots, &description).await?;
+    caller.store(&state).upsert_pool(&name, slots, &description).await?;
     get_pool(State(state), caller, Path(name)).await
 }
 
@@ -87,12 +87,12 @@ pub(super) async fn patch_pool(
         return Err(Problem::bad_request("a pool cannot be renamed"));
     }
     let (slots, description) = pool_fields(&body, Some((current.slots, current.description)))?;
-    state.store.upsert_pool(&name, slots, &description).await?;
+    caller.store(&state).upsert_pool(&name, slots, &description).await?;
     get_pool(State(state), caller, Path(name)).await
 }
 
 pub(super) async fn delete_pool(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult {
     caller.require(Role::Op)?;
-    state.store.delete_pool(&name).await?;
+    caller.store(&state).delete_pool(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

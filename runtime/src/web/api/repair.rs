@@ -124,7 +124,7 @@ pub(super) async fn post_clear_task_instances(
         let cleared: Vec<String> = if body.dry_run || chosen.is_empty() {
             chosen.iter().map(|id| id.to_string()).collect()
         } else {
-            state.store.clear_tasks(p, run.id, &chosen).await?
+            caller.store(&state).clear_tasks(p, run.id, &chosen).await?
         };
         references.extend(cleared.into_iter().map(|task_id| {
             json!({
@@ -167,7 +167,7 @@ pub(super) async fn clear_dag_run(
         return ok(json!({ "total_entries": listed.len(), "task_instances": listed }));
     }
     let ids: Vec<&str> = clearable.iter().map(|ti| ti.task_id.as_str()).collect();
-    if !state.store.clear_tasks(p, run.id, &ids).await?.is_empty() {
+    if !caller.store(&state).clear_tasks(p, run.id, &ids).await?.is_empty() {
         state.wake.notify_one();
     }
     ok(run_json(&state.store.run(run.id).await?))
@@ -218,6 +218,7 @@ async fn markable<'a>(
 /// Marks `ids` of `run` (or, in a dry run, says which it would), answering references.
 async fn mark(
     state: &AppState,
+    caller: &Caller,
     p: &PipelineSpec,
     run: &RunRow,
     ids: &[&str],
@@ -228,7 +229,7 @@ async fn mark(
     let marked: Vec<String> = if dry_run || ids.is_empty() {
         ids.iter().map(|id| id.to_string()).collect()
     } else {
-        let (marked, queued) = state.store.mark_tasks(p, run.id, &ids, to, PARALLELISM).await?;
+        let (marked, queued) = caller.store(state).mark_tasks(p, run.id, &ids, to, PARALLELISM).await?;
         if !queued.is_empty() || !marked.is_empty() {
             state.wake.notify_one();
         }
@@ -260,7 +261,7 @@ pub(super) async fn patch_task_instance(
     let p = pipeline(&state, &dag_id)?;
     let to = new_state(body.new_state.as_deref())?;
     let (run, _) = super::task_instances::find_task_instance(&state, &dag_id, &run_id, &task_id).await?;
-    mark(&state, p, &run, &[task_id.as_str()], to, body.dry_run).await?;
+    mark(&state, &caller, p, &run, &[task_id.as_str()], to, body.dry_run).await?;
     ok(reference(&dag_id, &run, &task_id))
 }
 
@@ -323,7 +324,7 @@ pub(super) async fn post_set_task_instances_state(
     let (from, until) = body.relatives.runs_from(run.logical_date);
     let mut references = Vec::new();
     for each in state.store.runs_between(&dag_id, from, until).await? {
-        references.extend(mark(&state, p, &each, &ids, to, body.dry_run).await?);
+        references.extend(mark(&state, &caller, p, &each, &ids, to, body.dry_run).await?);
     }
     ok(json!({ "task_instances": references }))
 }

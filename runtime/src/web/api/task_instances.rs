@@ -268,7 +268,7 @@ pub(super) async fn set_task_instance_note(
     caller.require(Role::User)?;
     let p = pipeline(&state, &dag_id)?;
     let (run, ti) = find_task_instance(&state, &dag_id, &run_id, &task_id).await?;
-    state.store.set_task_note(ti.id, body.checked()?).await?;
+    caller.store(&state).set_task_note(ti.id, body.checked()?).await?;
     let (run, ti) = find_task_instance(&state, &dag_id, &run.run_id, &ti.task_id).await?;
     ok(task_instance_json(p, &run, &ti))
 }

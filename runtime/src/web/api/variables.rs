@@ -53,7 +53,7 @@ pub(super) async fn post_variable(
     caller.require(Role::Op)?;
     let (key, value, description) = variable_fields(&body)?;
     let secret = is_secret_key(&key);
-    state.store.set_variable(&key, &value, secret, description.as_deref(), crypto(&state)?).await?;
+    caller.store(&state).set_variable(&key, &value, secret, description.as_deref(), crypto(&state)?).await?;
     get_variable(State(state), caller, Path(key)).await
 }
 
@@ -71,7 +71,10 @@ pub(super) async fn patch_variable(
     if !state.store.variable_infos().await?.iter().any(|v| v.key == key) {
         return Err(Problem::not_found(format!("variable `{key}` not found")));
     }
-    state.store.set_variable(&key, &value, is_secret_key(&key), description.as_deref(), crypto(&state)?).await?;
+    caller
+        .store(&state)
+        .set_variable(&key, &value, is_secret_key(&key), description.as_deref(), crypto(&state)?)
+        .await?;
     get_variable(State(state), caller, Path(key)).await
 }
 
@@ -81,6 +84,6 @@ pub(super) async fn delete_variable(
     Path(key): Path<String>,
 ) -> ApiResult {
     caller.require(Role::Op)?;
-    state.store.delete_variable(&key).await?;
+    caller.store(&state).delete_variable(&key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

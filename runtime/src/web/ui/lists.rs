@@ -100,14 +100,14 @@ pub(super) struct ConnectionForm {
 
 pub(super) async fn add_connection(
     State(state): State<AppState>,
-    CsrfForm { session, form }: CsrfForm<Op, ConnectionForm>,
+    CsrfForm { session, form, store }: CsrfForm<Op, ConnectionForm>,
 ) -> Response {
     let added = match crate::connection::Connection::from_uri(form.conn_id.trim(), form.conn_uri.trim()) {
         Ok(mut conn) => {
             conn.description = form.description.trim().to_string();
             // Saving an id that exists replaces that connection (the way to edit one).
             let source = crate::store::ConnectionSource::Runtime;
-            state.store.upsert_connection(&conn, source, &state.crypto).await.map_err(|e| e.to_string())
+            store.upsert_connection(&conn, source, &state.crypto).await.map_err(|e| e.to_string())
         }
         Err(e) => Err(e.to_string()),
     };
@@ -117,12 +117,8 @@ pub(super) async fn add_connection(
     }
 }
 
-pub(super) async fn delete_connection(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    _: CsrfForm<Op>,
-) -> Response {
-    match state.store.delete_connection(&id).await {
+pub(super) async fn delete_connection(Path(id): Path<String>, CsrfForm { store, .. }: CsrfForm<Op>) -> Response {
+    match store.delete_connection(&id).await {
         Ok(()) => Redirect::to("/connections").into_response(),
         Err(e) => store_error(e),
     }
@@ -175,23 +171,19 @@ pub(super) struct VariableForm {
 
 pub(super) async fn set_variable(
     State(state): State<AppState>,
-    CsrfForm { session, form }: CsrfForm<Op, VariableForm>,
+    CsrfForm { session, form, store }: CsrfForm<Op, VariableForm>,
 ) -> Response {
     let key = form.key.trim();
     let secret = !form.secret.is_empty() || crate::connection::is_secret_key(key);
     let description = Some(form.description.as_str()).filter(|d| !d.is_empty());
-    match state.store.set_variable(key, &form.value, secret, description, &state.crypto).await {
+    match store.set_variable(key, &form.value, secret, description, &state.crypto).await {
         Ok(()) => Redirect::to("/variables").into_response(),
         Err(e) => variables_page(&state, &session, Some(e.to_string())).await,
     }
 }
 
-pub(super) async fn delete_variable(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-    _: CsrfForm<Op>,
-) -> Response {
-    match state.store.delete_variable(&key).await {
+pub(super) async fn delete_variable(Path(key): Path<String>, CsrfForm { store, .. }: CsrfForm<Op>) -> Response {
+    match store.delete_variable(&key).await {
         Ok(()) => Redirect::to("/variables").into_response(),
         Err(e) => store_error(e),
     }
@@ -248,11 +240,11 @@ pub(super) struct PoolForm {
 /// Creates a pool or resizes one of that name.
 pub(super) async fn save_pool(
     State(state): State<AppState>,
-    CsrfForm { session, form }: CsrfForm<Op, PoolForm>,
+    CsrfForm { session, form, store }: CsrfForm<Op, PoolForm>,
 ) -> Response {
     let (name, slots, description) = (form.name.trim(), form.slots.trim(), form.description.trim());
     let saved = match slots.parse::<i64>() {
-        Ok(slots) => state.store.upsert_pool(name, slots, description).await.map_err(|e| e.to_string()),
+        Ok(slots) => store.upsert_pool(name, slots, description).await.map_err(|e| e.to_string()),
         Err(_) => Err(format!("slots must be a number, not `{slots}`")),
     };
     match saved {
@@ -264,9 +256,9 @@ pub(super) async fn save_pool(
 pub(super) async fn delete_pool(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    CsrfForm { session, .. }: CsrfForm<Op>,
+    CsrfForm { session, store, .. }: CsrfForm<Op>,
 ) -> Response {
-    match state.store.delete_pool(&name).await {
+    match store.delete_pool(&name).await {
         Ok(()) => Redirect::to("/pools").into_response(),
         Err(e) => pools_page(&state, &session, Some(e.to_string())).await,
     }

@@ -2,6 +2,7 @@
 //! stylesheet the login page needs before a session exists.
 
 use super::*;
+use crate::store::{Actor, Change, Surface};
 use crate::web::auth::{Viewer, client_address};
 use axum::Form;
 
@@ -73,9 +74,13 @@ pub(super) async fn login(State(state): State<AppState>, LoginAttempt { form, ad
         page.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         return page;
     }
-    match state.store.authenticate(&form.username, &form.password).await {
+    let store = state.store.acting_as(Actor::new(&form.username, Surface::Ui, &address));
+    match store.authenticate(&form.username, &form.password).await {
         Ok(Some(account)) => {
             state.limiter.forgive(&failures, state.limiter.login).await;
+            if let Err(e) = store.record(Change::new("login")).await {
+                return store_error(e);
+            }
             let mut session = Session::new(&form.username, &account);
             session.default_password = is_default_password(&form.username, &form.password);
             let mut response = Redirect::to("/").into_response();
@@ -87,6 +92,9 @@ pub(super) async fn login(State(state): State<AppState>, LoginAttempt { form, ad
             response
         }
         Ok(None) => {
+            if let Err(e) = store.record(Change::new("login_failed")).await {
+                return store_error(e);
+            }
             login_form(&state, &form.username, Some("Invalid username or password.".into()), StatusCode::UNAUTHORIZED)
         }
         Err(e) => store_error(e),
@@ -108,8 +116,11 @@ pub(super) async fn logout_page(session: SignedIn) -> Response {
 
 /// Signs out: ends every session of the user (a copy of the cookie is worthless from
 /// now on) and drops the cookie.
-pub(super) async fn logout(State(state): State<AppState>, CsrfForm { session, .. }: CsrfForm<Viewer>) -> Response {
-    if let Err(e) = state.store.end_sessions(&session.username).await {
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    CsrfForm { session, store, .. }: CsrfForm<Viewer>,
+) -> Response {
+    if let Err(e) = store.end_sessions(&session.username).await {
         return store_error(e);
     }
     ([(header::SET_COOKIE, state.sessions.clear_cookie())], Redirect::to("/login")).into_response()

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+mod audit;
 mod drawing;
 mod lists;
 mod login;
@@ -34,6 +35,7 @@ mod pipelines;
 mod task;
 mod users;
 
+use audit::*;
 use lists::*;
 use login::*;
 use pipeline::*;
@@ -55,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .route("/connections/{id}/delete", post(delete_connection))
         .route("/variables", get(variables).post(set_variable))
         .route("/variables/{key}/delete", post(delete_variable))
+        .route("/audit", get(audit_log))
         .route("/pools", get(pools).post(save_pool))
         .route("/pools/{name}/delete", post(delete_pool))
         .route("/users", get(users).post(add_user))
@@ -75,6 +78,7 @@ pub(super) fn templates() -> &'static Environment<'static> {
             ("task.html", include_str!("../templates/task.html")),
             ("list.html", include_str!("../templates/list.html")),
             ("users.html", include_str!("../templates/users.html")),
+            ("audit.html", include_str!("../templates/audit.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!("template {name}: {e}");

@@ -100,20 +100,20 @@ pub(super) async fn pipeline_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((dag_id, action)): Path<(String, String)>,
-    CsrfForm { form: fields, .. }: CsrfForm<User, HashMap<String, String>>,
+    CsrfForm { form: fields, store, .. }: CsrfForm<User, HashMap<String, String>>,
 ) -> Response {
     let Some(p) = state.registry.pipeline(&dag_id) else {
         return (StatusCode::NOT_FOUND, format!("pipeline `{dag_id}` not found")).into_response();
     };
     let done = match action.as_str() {
-        "pause" | "unpause" => state.store.set_paused(p.id, action == "pause").await.map_err(store_error),
+        "pause" | "unpause" => store.set_paused(p.id, action == "pause").await.map_err(store_error),
         "trigger" => {
             let conf = match trigger_conf(p, &fields) {
                 Ok(conf) => conf,
                 Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
             };
             let run_id = fields.get("run_id").filter(|id| !id.is_empty()).cloned();
-            crate::scheduler::trigger_as(&state.store, p, conf, None, run_id).await.map(|_| ()).map_err(|e| match e {
+            crate::scheduler::trigger_as(&store, p, conf, None, run_id).await.map(|_| ()).map_err(|e| match e {
                 crate::scheduler::TriggerError::Params(m) => (StatusCode::BAD_REQUEST, m).into_response(),
                 crate::scheduler::TriggerError::Store(e) => store_error(e),
             })

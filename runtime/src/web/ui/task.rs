@@ -90,7 +90,7 @@ pub(super) fn log_neighbours(page: &[LogRow], ends: Option<(i64, i64)>, from: Lo
 pub(super) async fn task_action(
     State(state): State<AppState>,
     Path((dag_id, run_id, task_id, action)): Path<(String, String, String, String)>,
-    _: CsrfForm<User>,
+    CsrfForm { store, .. }: CsrfForm<User>,
 ) -> Response {
     let Some(p) = state.registry.pipeline(&dag_id) else {
         return (StatusCode::NOT_FOUND, format!("pipeline `{dag_id}` not found")).into_response();
@@ -101,9 +101,9 @@ pub(super) async fn task_action(
     };
     let parallelism = state.registry.deployment.parallelism;
     let done = match action.as_str() {
-        "clear" => state.store.clear_task(p, run.id, &task_id, false).await.map(|_| ()),
-        "mark-success" => state.store.mark_task(p, run.id, &task_id, TiState::Success, parallelism).await.map(|_| ()),
-        "mark-failed" => state.store.mark_task(p, run.id, &task_id, TiState::Failed, parallelism).await.map(|_| ()),
+        "clear" => store.clear_task(p, run.id, &task_id, false).await.map(|_| ()),
+        "mark-success" => store.mark_task(p, run.id, &task_id, TiState::Success, parallelism).await.map(|_| ()),
+        "mark-failed" => store.mark_task(p, run.id, &task_id, TiState::Failed, parallelism).await.map(|_| ()),
         _ => return (StatusCode::NOT_FOUND, "unknown action").into_response(),
     };
     if let Err(e) = done {

@@ -39,6 +39,7 @@ const PAGES: &[(&str, &str)] = &[
     ("/dags/nope", "Viewer"),
     ("/dags/nope/runs/r/tasks/t", "Viewer"),
     ("/pools", "Viewer"),
+    ("/audit", "Viewer"),
     ("/logout", "Viewer"),
     ("/connections", "Op"),
     ("/variables", "Op"),

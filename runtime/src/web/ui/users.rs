@@ -32,7 +32,7 @@ pub(super) struct NewUserForm {
 
 pub(super) async fn add_user(
     State(state): State<AppState>,
-    CsrfForm { session, form }: CsrfForm<Admin, NewUserForm>,
+    CsrfForm { session, form, store }: CsrfForm<Admin, NewUserForm>,
 ) -> Response {
     // The store refuses a password that `check_new_password` refuses, as for the CLI.
     let user = crate::store::NewUser {
@@ -43,7 +43,7 @@ pub(super) async fn add_user(
         first_name: "",
         last_name: "",
     };
-    let error = state.store.add_user(&user).await.err().map(|e| e.to_string());
+    let error = store.add_user(&user).await.err().map(|e| e.to_string());
     match (error, state.store.users().await) {
         (None, _) => Redirect::to("/users").into_response(),
         (Some(error), Ok(users)) => {
@@ -63,28 +63,26 @@ pub(super) struct RoleForm {
 }
 
 pub(super) async fn change_role(
-    State(state): State<AppState>,
     Path(username): Path<String>,
-    CsrfForm { session, form }: CsrfForm<Admin, RoleForm>,
+    CsrfForm { session, form, store }: CsrfForm<Admin, RoleForm>,
 ) -> Response {
     if username == session.username {
         return (StatusCode::BAD_REQUEST, "you cannot change your own role").into_response();
     }
-    match state.store.set_role(&username, &form.role).await {
+    match store.set_role(&username, &form.role).await {
         Ok(()) => Redirect::to("/users").into_response(),
         Err(e) => store_error(e),
     }
 }
 
 pub(super) async fn delete_user(
-    State(state): State<AppState>,
     Path(username): Path<String>,
-    CsrfForm { session, .. }: CsrfForm<Admin>,
+    CsrfForm { session, store, .. }: CsrfForm<Admin>,
 ) -> Response {
     if username == session.username {
         return (StatusCode::BAD_REQUEST, "you cannot delete yourself").into_response();
     }
-    match state.store.delete_user(&username).await {
+    match store.delete_user(&username).await {
         Ok(()) => Redirect::to("/users").into_response(),
         Err(e) => store_error(e),
     }

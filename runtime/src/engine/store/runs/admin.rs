@@ -24,6 +24,9 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("starting a run")?;
+        if row.is_some() {
+            self.audit(&mut tx, Change::new("run_task").run(run_pk).task(task_id)).await?;
+        }
         tx.commit().await.doing("queueing a task")?;
         let row = row.ok_or_else(|| StoreError::Conflict(format!("task `{task_id}` is already queued or running")))?;
         Ok(Queued {
@@ -131,6 +134,8 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("reopening a run")?;
+        self.audit(&mut tx, Change::new("clear").run(run_pk).pipeline(pipeline.id).detail("tasks", cleared.clone()))
+            .await?;
         tx.commit().await.doing("clearing tasks")?;
         Ok(cleared)
     }
@@ -225,6 +230,13 @@ impl Store {
         } else {
             Vec::new()
         };
+        let event = match state {
+            TiState::Success => "mark_success",
+            TiState::Failed => "mark_failed",
+            _ => "mark_skipped",
+        };
+        self.audit(&mut tx, Change::new(event).run(run_pk).pipeline(pipeline.id).detail("tasks", marked.clone()))
+            .await?;
         tx.commit().await.doing("marking tasks")?;
         Ok((marked, queued))
     }
@@ -242,6 +254,13 @@ impl Store {
             .await
             .doing("counting old runs")?;
         let total: i64 = get(&row, "n")?;
+        if !dry_run && total > 0 {
+            self.audit(
+                &mut tx,
+                Change::new("db_clean").detail("before", crate::clock::to_rfc3339(before)).detail("runs", total),
+            )
+            .await?;
+        }
         tx.commit().await.doing("counting old runs")?;
         if dry_run || total == 0 {
             return Ok(total);

@@ -7,6 +7,7 @@
 //! [`admin`] (what an operator forces), and [`logs`] (logs, rendered templates, outputs).
 
 use super::alerts::{self, Event};
+use super::audit::Change;
 use super::{Doing, Result, Store, StoreError, Tx, get, opt, q};
 use crate::clock::Micros;
 use crate::rules::{RunState, RunType, TiState};
@@ -329,6 +330,7 @@ impl Store {
             let deadline = alerts::sla_deadline(task, new.run_type, new.data_interval_end);
             insert_task_instance(&mut tx, run.id, pipeline, task, deadline).await?;
         }
+        self.audit(&mut tx, Change::new("trigger").pipeline(pipeline.id).run_id(&run.run_id)).await?;
         tx.commit().await.doing("creating a run")?;
         Ok(run)
     }
@@ -422,12 +424,16 @@ impl Store {
         if changed.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("run {run_pk}")));
         }
+        let event = if state == "success" { "mark_run_success" } else { "mark_run_failed" };
+        self.audit(&mut tx, Change::new(event).run(run_pk)).await?;
         tx.commit().await.doing("marking a run")
     }
 
     /// Deletes a run with its task instances, tries, logs and outputs.
     pub async fn delete_run(&self, pipeline: &PipelineSpec, run_pk: i64) -> Result<()> {
         let mut tx = self.begin_locked(&[pipeline.id]).await?;
+        // Recorded first, while the run's id can still be read.
+        self.audit(&mut tx, Change::new("delete_run").run(run_pk)).await?;
         for table in ["task_logs", "task_outputs", "task_tries"] {
             q(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE ti_id IN (SELECT id FROM task_instances WHERE run_pk = $1)"
@@ -493,6 +499,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("writing a note")?;
+        self.audit(&mut tx, Change::new("set_note").run(run_pk)).await?;
         tx.commit().await.doing("writing a note")
     }
 
@@ -505,6 +512,16 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("writing a note")?;
+        let at = q("SELECT run_pk, task_id FROM task_instances WHERE id = $1")
+            .bind(ti_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("writing a note")?;
+        if let Some(at) = at {
+            let task: String = get(&at, "task_id")?;
+            let change = Change::new("set_note").run(get(&at, "run_pk")?).task(&task);
+            self.audit(&mut tx, change).await?;
+        }
         tx.commit().await.doing("writing a note")
     }
 

@@ -3,7 +3,7 @@
 //! statement.
 
 use super::*;
-use crate::store::sql::json_list;
+use crate::store::sql::{Conditions, json_list};
 
 /// Which runs a list asks for; a `None` does not filter. Ranges are inclusive.
 #[derive(Debug, Default, Clone)]
@@ -30,43 +30,8 @@ pub struct TiFilter {
     pub duration: (Option<f64>, Option<f64>),
 }
 
-enum Bound {
-    Text(String),
-    Number(i64),
-}
-
-/// Conditions joined by AND, with their parameters in order.
-struct Conditions {
-    dialect: Dialect,
-    clauses: Vec<String>,
-    bound: Vec<Bound>,
-}
-
 impl Conditions {
-    fn new(dialect: Dialect) -> Conditions {
-        Conditions { dialect, clauses: Vec::new(), bound: Vec::new() }
-    }
-
-    fn next(&self) -> usize {
-        self.bound.len() + 1
-    }
-
-    fn one_of(&mut self, column: &str, values: Option<&Vec<String>>) {
-        if let Some(values) = values {
-            self.clauses.push(format!("{column} {}", self.dialect.in_json(self.next(), false)));
-            self.bound.push(Bound::Text(json_list(values)));
-        }
-    }
-
-    fn between(&mut self, column: &str, (from, to): (Option<Micros>, Option<Micros>)) {
-        for (bound, op) in [(from, ">="), (to, "<=")] {
-            if let Some(at) = bound {
-                self.clauses.push(format!("{column} {op} ${}", self.next()));
-                self.bound.push(Bound::Number(at));
-            }
-        }
-    }
-
+    /// The conditions of a run filter.
     fn runs(&mut self, filter: &RunFilter) {
         self.one_of("pipeline_id", filter.pipelines.as_ref());
         self.one_of("run_id", filter.run_ids.as_ref());
@@ -74,23 +39,6 @@ impl Conditions {
         self.between("logical_date", filter.logical_date);
         self.between("start_date", filter.start_date);
         self.between("end_date", filter.end_date);
-    }
-
-    fn sql(&self) -> String {
-        if self.clauses.is_empty() { String::new() } else { format!(" WHERE {}", self.clauses.join(" AND ")) }
-    }
-
-    fn bind<'q>(
-        &self,
-        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-        for value in &self.bound {
-            query = match value {
-                Bound::Text(text) => query.bind(text.clone()),
-                Bound::Number(n) => query.bind(*n),
-            };
-        }
-        query
     }
 }
 
