@@ -7,6 +7,7 @@ mod support;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice_runtime::crypto::Crypto;
+use sluice_runtime::effective::{ExposeConfig, WebConfig};
 use sluice_runtime::spec::*;
 use sluice_runtime::store::{NewUser, Store};
 use sluice_runtime::web::ratelimit::RateLimiter;
@@ -37,6 +38,10 @@ impl Api {
     }
 
     async fn start_limited(limiter: RateLimiter) -> Api {
+        Api::start_with(limiter, web_config(ExposeConfig::Yes, &[("SLUICE_TEST_CONNECTION", "Enabled")])).await
+    }
+
+    async fn start_with(limiter: RateLimiter, config: WebConfig) -> Api {
         let store = Store::in_memory().await.expect("store");
         let registry = registry(&PIPELINES[..], &[]);
         store.sync_pipelines(registry).await.expect("sync");
@@ -54,6 +59,7 @@ impl Api {
             limiter,
             sessions: sluice_runtime::web::session::Sessions::new(None, false),
             health: Default::default(),
+            config: Arc::new(config),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
@@ -160,8 +166,11 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/datasets", None, "Viewer"),
         (Method::GET, "/datasets/events", None, "Viewer"),
         (Method::GET, "/dags/api_dag/dagRuns/r1/upstreamDatasetEvents", None, "Viewer"),
-        (Method::GET, "/eventLogs", None, "Viewer"),
-        (Method::GET, "/eventLogs/1", None, "Viewer"),
+        (Method::GET, "/config", None, "Op"),
+        (Method::GET, "/config/section/core/option/mode", None, "Op"),
+        (Method::POST, "/connections/test", Some(r#"{"conn_type": "file", "schema": "/"}"#), "Op"),
+        (Method::GET, "/eventLogs", None, "Op"),
+        (Method::GET, "/eventLogs/1", None, "Op"),
     ];
     for (method, path, body, weakest) in routes {
         let (status, answer) = api.call(None, method.clone(), path, *body).await;
@@ -189,7 +198,7 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/dags/api_dag/datasets/queuedEvent/s3%3A%2F%2Fbucket%2Fgames", None, "Viewer"),
         (Method::DELETE, "/dags/api_dag/datasets/queuedEvent/s3%3A%2F%2Fbucket%2Fgames", None, "Op"),
         (Method::PUT, "/parseDagFile/no_such_dag", None, "User"),
-        (Method::GET, "/eventLogs/999999", None, "Viewer"),
+        (Method::GET, "/eventLogs/999999", None, "Op"),
     ];
     for (method, path, body, weakest) in absent {
         let (status, answer) = api.call(None, method.clone(), path, *body).await;
@@ -1137,14 +1146,19 @@ async fn the_openapi_document_lists_the_served_routes() {
         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dependencies",
         "/eventLogs",
         "/eventLogs/{event_log_id}",
+        "/config",
+        "/config/section/{section}/option/{option}",
+        "/connections/test",
     ];
     let mut listed = paths.clone();
     listed.sort_unstable();
     let mut expected = served.to_vec();
     expected.sort_unstable();
     assert_eq!(listed, expected);
-    // GET each path without parameters (dagStats needs dag_ids; the batch lists are POSTs).
-    for path in served.iter().filter(|p| !p.contains('{') && **p != "/dagStats" && !p.ends_with("/list")) {
+    // GET each path without parameters (dagStats needs dag_ids; the batch lists and the
+    // connection test are POSTs).
+    let posts = |p: &str| p.ends_with("/list") || p == "/connections/test";
+    for path in served.iter().filter(|p| !p.contains('{') && **p != "/dagStats" && !posts(p)) {
         let (status, _) = api.call(Some("admin"), Method::GET, path, None).await;
         assert!(status.is_success(), "{path} is served: {status}");
     }
@@ -1564,7 +1578,7 @@ async fn changes_through_the_api_and_the_ui_are_in_the_event_log() {
     assert_eq!(signed.status(), StatusCode::SEE_OTHER);
     let cookie = signed.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
 
-    let (status, all) = api.call(Some("viewer"), Method::GET, "/eventLogs", None).await;
+    let (status, all) = api.call(Some("op"), Method::GET, "/eventLogs", None).await;
     assert_eq!(status, StatusCode::OK, "{all}");
     let events: Vec<(&str, &str)> = all["event_logs"]
         .as_array()
@@ -1586,7 +1600,7 @@ async fn changes_through_the_api_and_the_ui_are_in_the_event_log() {
     assert!(!all.to_string().contains("hidden-1"), "a variable's value is never recorded: {all}");
 
     let id = first["event_log_id"].as_i64().expect("an id");
-    let (status, one) = api.call(Some("viewer"), Method::GET, &format!("/eventLogs/{id}"), None).await;
+    let (status, one) = api.call(Some("op"), Method::GET, &format!("/eventLogs/{id}"), None).await;
     assert_eq!((status, &one), (StatusCode::OK, first));
     for (query, expected) in [
         ("?event=pause", vec!["pause"]),
@@ -1596,7 +1610,7 @@ async fn changes_through_the_api_and_the_ui_are_in_the_event_log() {
         ("?order_by=event&limit=2", vec!["login", "login_failed"]),
         ("?before=2000-01-01T00:00:00Z", vec![]),
     ] {
-        let (status, page) = api.call(Some("viewer"), Method::GET, &format!("/eventLogs{query}"), None).await;
+        let (status, page) = api.call(Some("op"), Method::GET, &format!("/eventLogs{query}"), None).await;
         assert_eq!(status, StatusCode::OK, "{query}: {page}");
         let got: Vec<&str> =
             page["event_logs"].as_array().expect("list").iter().map(|e| e["event"].as_str().expect("event")).collect();
@@ -1609,7 +1623,108 @@ async fn changes_through_the_api_and_the_ui_are_in_the_event_log() {
     assert!(html.contains(r#"data-event="trigger""#) && html.contains(r#"data-event="pause""#), "{html}");
     assert!(!html.contains(r#"data-event="login""#) && html.contains("2 records"), "{html}");
     for bad in ["?order_by=password", "?map_index=one", "?after=yesterday"] {
-        let (status, problem) = api.call(Some("viewer"), Method::GET, &format!("/eventLogs{bad}"), None).await;
+        let (status, problem) = api.call(Some("op"), Method::GET, &format!("/eventLogs{bad}"), None).await;
         assert_problem(status, &problem, StatusCode::BAD_REQUEST, bad);
     }
+}
+
+/// The webserver's configuration, as one with these variables set would serve it.
+fn web_config(expose: ExposeConfig, vars: &[(&str, &str)]) -> WebConfig {
+    let lookup = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+    let registry = registry(&PIPELINES[..], &[]);
+    let settings = sluice_runtime::settings::Settings::from_lookup(registry, &lookup);
+    let settings = sluice_runtime::effective::effective(registry, &settings, &lookup);
+    WebConfig { expose, settings, connection_tests: vars.contains(&("SLUICE_TEST_CONNECTION", "Enabled")) }
+}
+
+/// `/config` serves the settings only when exposed, to Ops and Admins, never a secret.
+#[tokio::test]
+async fn the_configuration_is_served_only_when_exposed_and_never_its_secrets() {
+    let vars = [
+        ("SLUICE_DATABASE_URL", "postgres://sluice:db-pw-4242@pgbouncer:6432/sluice"),
+        ("SLUICE_FERNET_KEY", "not-a-key-but-a-secret-4343"),
+        ("SLUICE_EXPOSE_CONFIG", "true"),
+    ];
+    let hidden = Api::start_with(RateLimiter::in_process(), web_config(ExposeConfig::No, &vars)).await;
+    let (status, problem) = hidden.call(Some("admin"), Method::GET, "/config", None).await;
+    assert_problem(status, &problem, StatusCode::FORBIDDEN, "not exposed");
+    assert!(problem["detail"].as_str().expect("detail").contains("SLUICE_EXPOSE_CONFIG"), "{problem}");
+
+    let api = Api::start_with(RateLimiter::in_process(), web_config(ExposeConfig::Yes, &vars)).await;
+    for role in ["viewer", "user"] {
+        let (status, problem) = api.call(Some(role), Method::GET, "/config", None).await;
+        assert_problem(status, &problem, StatusCode::FORBIDDEN, role);
+    }
+    let (status, all) = api.call(Some("op"), Method::GET, "/config", None).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let text = all.to_string();
+    assert!(!text.contains("db-pw-4242") && !text.contains("not-a-key-but-a-secret-4343"), "{text}");
+    let sections: Vec<&str> =
+        all["sections"].as_array().expect("sections").iter().map(|s| s["name"].as_str().expect("name")).collect();
+    assert_eq!(sections, ["core", "database", "webserver", "celery"]);
+    let (status, one) = api.call(Some("op"), Method::GET, "/config/section/database/option/database_url", None).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["sections"][0]["options"][0]["value"], "postgres://sluice:***@pgbouncer:6432/sluice");
+    let (status, section) = api.call(Some("op"), Method::GET, "/config?section=webserver", None).await;
+    assert_eq!(status, StatusCode::OK, "{section}");
+    assert_eq!(section["sections"].as_array().map(Vec::len), Some(1), "{section}");
+    for missing in ["/config?section=nope", "/config/section/core/option/nope", "/config/section/nope/option/mode"] {
+        let (status, problem) = api.call(Some("op"), Method::GET, missing, None).await;
+        assert_problem(status, &problem, StatusCode::NOT_FOUND, missing);
+    }
+
+    let partly = Api::start_with(RateLimiter::in_process(), web_config(ExposeConfig::NonSensitiveOnly, &vars)).await;
+    let (_, one) = partly.call(Some("op"), Method::GET, "/config/section/database/option/database_url", None).await;
+    assert_eq!(one["sections"][0]["options"][0]["value"], "< hidden >", "{one}");
+    let (_, core) = partly.call(Some("op"), Method::GET, "/config/section/core/option/parallelism", None).await;
+    assert_eq!(core["sections"][0]["options"][0]["value"], "32", "{core}");
+}
+
+/// `connections/test` reaches real systems when enabled, and is refused when not.
+#[tokio::test]
+async fn connections_are_tested_against_real_systems_when_enabled() {
+    let off = Api::start_with(RateLimiter::in_process(), WebConfig::default()).await;
+    let body = r#"{"connection_id": "x", "conn_type": "http", "host": "127.0.0.1"}"#;
+    let (status, problem) = off.call(Some("admin"), Method::POST, "/connections/test", Some(body)).await;
+    assert_problem(status, &problem, StatusCode::FORBIDDEN, "tests disabled");
+    assert!(problem["detail"].as_str().expect("detail").contains("SLUICE_TEST_CONNECTION=Enabled"), "{problem}");
+
+    let config = web_config(ExposeConfig::No, &[("SLUICE_TEST_CONNECTION", "Enabled")]);
+    let api = Api::start_with(RateLimiter::in_process(), config).await;
+    let postgres = sluice_testkit::postgres::address();
+    let (pg_host, pg_port) = postgres.rsplit_once(':').expect("host:port");
+    let site = api.base.trim_end_matches("/api/v1").trim_start_matches("http://").to_string();
+    let (site_host, site_port) = site.rsplit_once(':').expect("host:port");
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
+    let cases = [
+        (
+            json!({"conn_type": "postgres", "host": pg_host, "port": pg_port.parse::<u16>().expect("port"), "login": "postgres"}),
+            true,
+            "SELECT 1",
+        ),
+        (json!({"conn_type": "http", "host": site_host, "port": site_port.parse::<u16>().expect("port")}), true, "200"),
+        (json!({"conn_type": "redis", "host": "127.0.0.1", "port": 6379}), true, "PONG"),
+        (json!({"conn_type": "http", "host": "127.0.0.1", "port": unused}), false, "failed"),
+        (
+            json!({"conn_type": "postgres", "host": "127.0.0.1", "port": unused, "login": "postgres"}),
+            false,
+            "cannot connect",
+        ),
+    ];
+    for (body, works, says) in cases {
+        let (status, answer) = api.call(Some("op"), Method::POST, "/connections/test", Some(&body.to_string())).await;
+        assert_eq!(status, StatusCode::OK, "{body}: {answer}");
+        assert_eq!(answer["status"], works, "{body}: {answer}");
+        assert!(answer["message"].as_str().expect("message").contains(says), "{body}: {answer}");
+    }
+    // A stored connection, by id; a connection named `test` is still read at its path.
+    let stored = r#"{"connection_id": "test", "conn_type": "redis", "host": "127.0.0.1", "port": 6379}"#;
+    assert_eq!(api.call(Some("op"), Method::POST, "/connections", Some(stored)).await.0, StatusCode::OK);
+    let (status, answer) =
+        api.call(Some("op"), Method::POST, "/connections/test", Some(r#"{"connection_id": "test"}"#)).await;
+    assert_eq!((status, &answer["status"]), (StatusCode::OK, &json!(true)), "{answer}");
+    let (status, named) = api.call(Some("op"), Method::GET, "/connections/test", None).await;
+    assert_eq!((status, named["conn_type"].as_str()), (StatusCode::OK, Some("redis")), "{named}");
+    let (status, problem) = api.call(Some("user"), Method::POST, "/connections/test", Some(body)).await;
+    assert_problem(status, &problem, StatusCode::FORBIDDEN, "a User");
 }

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod clock;
 pub mod connection;
 pub mod crypto;
+pub mod effective;
 pub mod executor;
 pub mod io;
 pub mod keys;

@@ -209,14 +209,8 @@ fn email_text(body: &Value) -> String {
 /// the sender.
 async fn send_email(conn: &Connection, recipients: &[String], subject: &str, text: &str) -> Result<(), String> {
     use lettre::message::{Mailbox, header::ContentType};
-    use lettre::transport::smtp::authentication::Credentials;
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    use lettre::{AsyncTransport, Message};
 
-    let host = conn
-        .host
-        .as_deref()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("smtp connection `{}` has no host", conn.id))?;
     let from = conn.extra.get("from").and_then(Value::as_str).unwrap_or("sluice@localhost");
     let mailbox = |address: &str| -> Result<Mailbox, String> {
         address.parse().map_err(|e| format!("`{address}` is not an email address: {e}"))
@@ -229,6 +223,26 @@ async fn send_email(conn: &Connection, recipients: &[String], subject: &str, tex
         message = message.to(mailbox(to)?);
     }
     let message = message.body(text.to_string()).map_err(|e| format!("cannot build the email: {e}"))?;
+    let (transport, address) = smtp_transport(conn)?;
+    transport
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("sending email through {address} failed: {}", crate::executor::http::error_chain(&e)))
+}
+
+/// The SMTP transport of `conn` (see [`send_email`]) and the `host:port` it talks to.
+pub(crate) fn smtp_transport(
+    conn: &Connection,
+) -> Result<(lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String), String> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{AsyncSmtpTransport, Tokio1Executor};
+
+    let host = conn
+        .host
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("smtp connection `{}` has no host", conn.id))?;
     let port = conn.port.unwrap_or(25);
     let login = conn.login.as_deref().filter(|l| !l.is_empty());
     let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
@@ -238,12 +252,7 @@ async fn send_email(conn: &Connection, recipients: &[String], subject: &str, tex
     if let Some(login) = login {
         transport = transport.credentials(Credentials::new(login.into(), conn.password.clone().unwrap_or_default()));
     }
-    transport
-        .build()
-        .send(message)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("sending email through {host}:{port} failed: {}", crate::executor::http::error_chain(&e)))
+    Ok((transport.build(), format!("{host}:{port}")))
 }
 
 /// How the SMTP connection is secured (see [`send_email`]).

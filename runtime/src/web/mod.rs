@@ -36,6 +36,8 @@ pub struct AppState {
     pub sessions: session::Sessions,
     /// The last `/health` reading.
     pub health: HealthCache,
+    /// What `/api/v1/config` serves.
+    pub config: Arc<crate::effective::WebConfig>,
 }
 
 /// The largest request body accepted (a conf, a connection, a variable).
@@ -97,6 +99,7 @@ pub async fn serve(
         limiter,
         sessions,
         health: HealthCache::default(),
+        config: Arc::new(crate::effective::WebConfig::from_env(registry)?),
     })
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))

@@ -599,4 +599,5 @@ pub fn mask_extra(value: &Value) -> Value {
 }
 
 /// Parsing and writing Airflow connection URIs.
+pub mod probe;
 pub(crate) mod uri;

@@ -112,3 +112,55 @@ pub(super) async fn delete_connection(
     caller.store(&state).delete_connection(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// Tests a connection, given in full or (with only `connection_id`) a stored one, and says
+/// whether it answered; a 403 problem unless `SLUICE_TEST_CONNECTION=Enabled`.
+pub(super) async fn test_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body<Map<String, Value>>,
+) -> ApiResult {
+    caller.require(Role::Op)?;
+    if !state.config.connection_tests {
+        return Err(Problem::forbidden(format!(
+            "testing connections is disabled: set {}=Enabled on the webserver to allow it",
+            crate::connection::probe::TEST_CONNECTION
+        )));
+    }
+    let id = body.get("connection_id").and_then(Value::as_str).filter(|id| !id.is_empty()).map(str::to_string);
+    let conn = match (body.contains_key("conn_type"), id) {
+        (true, id) => connection_from_body(id.as_deref().unwrap_or("connection_test"), body)?,
+        (false, Some(id)) => state.store.connection(&id, crypto(&state)?).await?,
+        (false, None) => {
+            return Err(Problem::bad_request("give `conn_type` and its fields, or a stored `connection_id`"));
+        }
+    };
+    caller
+        .store(&state)
+        .record(crate::store::Change::new("connection.test").detail("conn_id", conn.id.as_str()))
+        .await?;
+    let (status, message) = match crate::connection::probe::probe(&conn).await {
+        Ok(message) => (true, message),
+        Err(message) => (false, message),
+    };
+    ok(json!({ "status": status, "message": message }))
+}
+
+// `/connections/test` is also the path of a connection whose id is `test`: the router
+// matches the fixed path first, so its other methods are that connection's.
+
+pub(super) async fn get_connection_test(state: State<AppState>, caller: Caller) -> ApiResult {
+    get_connection(state, caller, Path("test".into())).await
+}
+
+pub(super) async fn patch_connection_test(
+    state: State<AppState>,
+    caller: Caller,
+    body: Body<Map<String, Value>>,
+) -> ApiResult {
+    patch_connection(state, caller, Path("test".into()), body).await
+}
+
+pub(super) async fn delete_connection_test(state: State<AppState>, caller: Caller) -> ApiResult {
+    delete_connection(state, caller, Path("test".into())).await
+}

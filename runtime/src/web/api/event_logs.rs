@@ -1,4 +1,5 @@
-//! `/eventLogs`: the audit log, in Airflow's `EventLog` shape. `extra` is the change's
+//! `/eventLogs`: the audit log, in Airflow's `EventLog` shape, for Ops and Admins (the
+//! `Audit Logs` grant: it names users and their addresses). `extra` is the change's
 //! details as JSON, with `surface` (api, ui, cli) and `from` (the client's address, or the
 //! CLI's host).
 
@@ -71,7 +72,8 @@ impl ListQuery {
     }
 }
 
-pub(super) async fn list_event_logs(State(state): State<AppState>, _caller: Caller, query: ListQuery) -> ApiResult {
+pub(super) async fn list_event_logs(State(state): State<AppState>, caller: Caller, query: ListQuery) -> ApiResult {
+    caller.require(Role::Op)?;
     let (filter, order) = query.event_logs()?;
     let page = query.page()?;
     let (rows, total) = state.store.audit_log(&filter, order, page.limit()?, page.offset()?).await?;
@@ -83,9 +85,10 @@ pub(super) async fn list_event_logs(State(state): State<AppState>, _caller: Call
 
 pub(super) async fn get_event_log(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(event_log_id): Path<String>,
 ) -> ApiResult {
+    caller.require(Role::Op)?;
     let id: i64 = event_log_id
         .parse()
         .map_err(|_| Problem::bad_request(format!("`event_log_id` must be an integer, not `{event_log_id}`")))?;

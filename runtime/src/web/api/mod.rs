@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 mod access;
+mod config;
 mod connections;
 mod dag_runs;
 mod dags;
@@ -41,6 +42,7 @@ mod variables;
 mod xcom;
 
 use access::*;
+use config::*;
 use connections::*;
 use dag_runs::*;
 use dags::*;
@@ -64,6 +66,8 @@ pub fn router() -> Router<AppState> {
         .route("/openapi.yaml", get(openapi))
         .route("/importErrors", get(import_errors))
         .route("/importErrors/{import_error_id}", get(import_error))
+        .route("/config", get(get_config))
+        .route("/config/section/{section}/option/{option}", get(get_config_value))
         .route("/eventLogs", get(list_event_logs))
         .route("/eventLogs/{event_log_id}", get(get_event_log))
         .route("/plugins", get(plugins))
@@ -130,6 +134,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}", get(get_log))
         .route("/connections", get(list_connections).post(post_connection))
+        .route(
+            "/connections/test",
+            post(test_connection).get(get_connection_test).patch(patch_connection_test).delete(delete_connection_test),
+        )
         .route("/connections/{connection_id}", get(get_connection).patch(patch_connection).delete(delete_connection))
         .route("/variables", get(list_variables).post(post_variable))
         .route("/variables/{key}", get(get_variable).patch(patch_variable).delete(delete_variable))

@@ -23,7 +23,7 @@ fn given(value: &str) -> Option<String> {
 
 pub(super) async fn audit_log(
     State(state): State<AppState>,
-    session: SignedIn,
+    session: SignedIn<Op>,
     Query(query): Query<AuditQuery>,
 ) -> Response {
     let filter = AuditFilter {

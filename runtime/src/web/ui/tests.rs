@@ -39,10 +39,10 @@ const PAGES: &[(&str, &str)] = &[
     ("/dags/nope", "Viewer"),
     ("/dags/nope/runs/r/tasks/t", "Viewer"),
     ("/pools", "Viewer"),
-    ("/audit", "Viewer"),
     ("/logout", "Viewer"),
     ("/connections", "Op"),
     ("/variables", "Op"),
+    ("/audit", "Op"),
     ("/users", "Admin"),
 ];
 
@@ -99,6 +99,7 @@ impl Site {
             limiter: RateLimiter::in_process(),
             sessions: sessions.clone(),
             health: Default::default(),
+            config: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
