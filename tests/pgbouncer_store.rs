@@ -477,6 +477,7 @@ fn registry(n: usize) -> &'static Registry {
         connections: &[],
         pools: &[],
         pipelines: Box::leak(pipelines.into_boxed_slice()),
+        sources: &[],
         dispatch: sluice::REGISTRY.dispatch,
     }))
 }

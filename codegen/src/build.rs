@@ -32,8 +32,10 @@ pub fn compile_pipelines(yaml: &str) {
     let Some(out_dir) = std::env::var_os("OUT_DIR") else {
         fail("OUT_DIR is not set: compile_pipelines must run from a cargo build script");
     };
-    let rust =
-        GeneratedFile { path: "pipelines.rs".into(), contents: emit::rust::render(&compiled.config, &file.name) };
+    let rust = GeneratedFile {
+        path: "pipelines.rs".into(),
+        contents: emit::rust::render(&compiled.config, &file, &compiled.warnings),
+    };
     if let Err(e) = write_if_changed(Path::new(&out_dir), &rust) {
         fail(&format!("cannot write {}: {e}", rust.path));
     }

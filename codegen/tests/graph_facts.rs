@@ -164,7 +164,8 @@ fn a_file_written_upstream_first_keeps_its_order() {
 fn the_emitted_tables_carry_the_facts() {
     let dag = Dag { deps: vec![vec![], vec![0], vec![0], vec![1, 2]], weights: vec![1, 2, 3, 4] };
     let compiled = sluice_codegen::compile_str("diamond.yaml", &dag.yaml()).expect("compiles");
-    let rust = sluice_codegen::emit::rust::render(&compiled.config, "diamond.yaml");
+    let file = sluice_codegen::source::SourceFile::new("diamond.yaml", dag.yaml());
+    let rust = sluice_codegen::emit::rust::render(&compiled.config, &file, &compiled.warnings);
     let compact: String = rust.split_whitespace().collect::<Vec<_>>().join(" ");
     for expected in [
         "topo_order: &[0, 1, 2, 3]",

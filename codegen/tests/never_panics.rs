@@ -10,7 +10,8 @@ const SAMPLE: &str = include_str!("../../pipelines.yaml");
 /// Compiles and, when clean, emits everything: emission must not panic either.
 fn compile_everything(text: &str) {
     if let Ok(compiled) = sluice_codegen::compile_str("fuzz.yaml", text) {
-        let _ = emit::rust::render(&compiled.config, "fuzz.yaml");
+        let file = sluice_codegen::source::SourceFile::new("fuzz.yaml", text);
+        let _ = emit::rust::render(&compiled.config, &file, &compiled.warnings);
         let _ = sluice_codegen::build::generated_files(&compiled, "fuzz.yaml");
         let _ = sluice_codegen::plan::plan(&compiled.config, &compiled.config);
     }

@@ -2,6 +2,7 @@
 //! snapshot (`codegen/tests/snapshots/`), so a change to any of them shows up as a
 //! reviewed diff. `cargo insta review` (or `INSTA_UPDATE=always`) accepts changes.
 
+use sluice_codegen::source::SourceFile;
 use sluice_codegen::{Compiled, build, emit};
 use std::path::Path;
 
@@ -13,7 +14,9 @@ fn compiled() -> Compiled {
 
 #[test]
 fn generated_rust() {
-    insta::assert_snapshot!("pipelines.rs", emit::rust::render(&compiled().config, "pipelines.yaml"));
+    let file = SourceFile::new("pipelines.yaml", SAMPLE);
+    let compiled = compiled();
+    insta::assert_snapshot!("pipelines.rs", emit::rust::render(&compiled.config, &file, &compiled.warnings));
 }
 
 #[test]

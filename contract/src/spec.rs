@@ -121,6 +121,33 @@ pub struct PipelineSpec {
     pub version_hash: &'static str,
 }
 
+/// Where a pipeline was written, as the compiler read it: what the REST API's `dagSources`
+/// and `dagWarnings` serve and the UI shows beside the pipeline.
+#[derive(Debug)]
+pub struct PipelineSource {
+    pub pipeline: &'static str,
+    /// The pipelines file, and the line its block starts on.
+    pub file: &'static str,
+    pub line: u32,
+    /// The pipeline's block of the file, as written (it holds no secret: the compiler
+    /// refuses one written in the file).
+    pub yaml: &'static str,
+    /// `(task id, Rust path)` of each task with a Rust body, in task order.
+    pub bodies: &'static [(&'static str, &'static str)],
+    /// The compiler's warnings inside the block.
+    pub warnings: &'static [CompilerWarning],
+}
+
+/// One warning of the compiler, where it points.
+#[derive(Debug)]
+pub struct CompilerWarning {
+    /// The warning's kind (`empty-pipeline`, `unused-param`...).
+    pub code: &'static str,
+    pub line: u32,
+    pub col: u32,
+    pub message: &'static str,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
 pub enum TriggerRule {

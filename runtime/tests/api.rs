@@ -22,6 +22,21 @@ static PIPELINES: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
     })]
 });
 
+/// Where `api_dag` was written, as the compiler would record it, with one warning.
+static SOURCES: [PipelineSource; 1] = [PipelineSource {
+    pipeline: "api_dag",
+    file: "test.yaml",
+    line: 3,
+    yaml: "  - id: api_dag\n    tasks:\n      - id: first\n        rust: crate::tasks::first\n",
+    bodies: &[("first", "crate::tasks::first")],
+    warnings: &[CompilerWarning { code: "unused-param", line: 5, col: 7, message: "param `greeting` is never used" }],
+}];
+
+fn api_registry() -> &'static sluice_runtime::Registry {
+    let plain = registry(&PIPELINES[..], &[]);
+    Box::leak(Box::new(sluice_runtime::Registry { sources: &SOURCES, ..*plain }))
+}
+
 const ROLES: [&str; 4] = ["Viewer", "User", "Op", "Admin"];
 /// Every test user's password.
 const PW: &str = "test-pw-123";
@@ -43,7 +58,7 @@ impl Api {
 
     async fn start_with(limiter: RateLimiter, config: WebConfig) -> Api {
         let store = Store::in_memory().await.expect("store");
-        let registry = registry(&PIPELINES[..], &[]);
+        let registry = api_registry();
         store.sync_pipelines(registry).await.expect("sync");
         for role in ROLES {
             let name = role.to_lowercase();
@@ -166,6 +181,8 @@ async fn every_route_needs_a_user_and_its_role() {
         (Method::GET, "/datasets", None, "Viewer"),
         (Method::GET, "/datasets/events", None, "Viewer"),
         (Method::GET, "/dags/api_dag/dagRuns/r1/upstreamDatasetEvents", None, "Viewer"),
+        (Method::GET, "/dagSources/api_dag", None, "Viewer"),
+        (Method::GET, "/dagWarnings", None, "Viewer"),
         (Method::GET, "/config", None, "Op"),
         (Method::GET, "/config/section/core/option/mode", None, "Op"),
         (Method::POST, "/connections/test", Some(r#"{"conn_type": "file", "schema": "/"}"#), "Op"),
@@ -1148,6 +1165,8 @@ async fn the_openapi_document_lists_the_served_routes() {
         "/eventLogs/{event_log_id}",
         "/config",
         "/config/section/{section}/option/{option}",
+        "/dagSources/{file_token}",
+        "/dagWarnings",
         "/connections/test",
     ];
     let mut listed = paths.clone();
@@ -1727,4 +1746,49 @@ async fn connections_are_tested_against_real_systems_when_enabled() {
     assert_eq!((status, named["conn_type"].as_str()), (StatusCode::OK, Some("redis")), "{named}");
     let (status, problem) = api.call(Some("user"), Method::POST, "/connections/test", Some(body)).await;
     assert_problem(status, &problem, StatusCode::FORBIDDEN, "a User");
+}
+
+/// `dagSources` serves a pipeline's YAML block and its Rust bodies; `dagWarnings` the
+/// compiler's warnings about it.
+#[tokio::test]
+async fn a_pipelines_source_and_its_compiler_warnings_are_served() {
+    let api = Api::start().await;
+    let text = api.client.get(format!("{}/dagSources/api_dag", api.base)).basic_auth("viewer", Some(PW));
+    let text = text.send().await.expect("response");
+    assert_eq!(text.status(), StatusCode::OK);
+    assert!(text.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain"));
+    let text = text.text().await.expect("text");
+    assert_eq!(
+        text,
+        "# test.yaml, line 3\n  - id: api_dag\n    tasks:\n      - id: first\n        rust: crate::tasks::first\n\
+         # Rust task bodies:\n#   first: crate::tasks::first\n"
+    );
+    let json = api.client.get(format!("{}/dagSources/api_dag", api.base)).basic_auth("viewer", Some(PW));
+    let json: Value =
+        json.header("accept", "application/json").send().await.expect("response").json().await.expect("json");
+    assert_eq!(json["content"], text.as_str());
+    let png = api.client.get(format!("{}/dagSources/api_dag", api.base)).basic_auth("viewer", Some(PW));
+    let png = png.header("accept", "image/png").send().await.expect("response");
+    assert_eq!(png.status(), StatusCode::NOT_ACCEPTABLE);
+    let (status, problem) = api.call(Some("viewer"), Method::GET, "/dagSources/nope", None).await;
+    assert_problem(status, &problem, StatusCode::NOT_FOUND, "an unknown file token");
+    let (_, dag) = api.call(Some("viewer"), Method::GET, "/dags/api_dag", None).await;
+    assert_eq!(dag["file_token"], "api_dag", "the token the DAG answer names is the one served");
+
+    let (status, all) = api.call(Some("viewer"), Method::GET, "/dagWarnings", None).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(all["total_entries"], 1);
+    let warning = &all["dag_warnings"][0];
+    assert_eq!(warning["dag_id"], "api_dag");
+    assert_eq!(warning["warning_type"], "unused-param");
+    assert_eq!(warning["message"], "test.yaml:5:7: param `greeting` is never used");
+    assert!(warning["timestamp"].as_str().is_some_and(|t| t.ends_with('Z') || t.contains('+')), "{warning}");
+    for (query, total) in
+        [("?dag_id=api_dag", 1), ("?dag_id=other", 0), ("?warning_type=cycle", 0), ("?order_by=-message", 1)]
+    {
+        let (status, page) = api.call(Some("viewer"), Method::GET, &format!("/dagWarnings{query}"), None).await;
+        assert_eq!((status, page["total_entries"].as_i64()), (StatusCode::OK, Some(total)), "{query}: {page}");
+    }
+    let (status, problem) = api.call(Some("viewer"), Method::GET, "/dagWarnings?order_by=nope", None).await;
+    assert_problem(status, &problem, StatusCode::BAD_REQUEST, "a bad order");
 }

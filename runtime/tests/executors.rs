@@ -42,6 +42,7 @@ static REGISTRY: Registry = Registry {
     connections: &[],
     pools: &[],
     pipelines: &PIPELINES,
+    sources: &[],
     dispatch,
 };
 

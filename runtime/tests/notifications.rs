@@ -149,6 +149,7 @@ fn registry_of(pipelines: Vec<PipelineSpec>, connections: Vec<ConnectionSpec>) -
         connections: Box::leak(connections.into_boxed_slice()),
         pools: &[],
         pipelines: Box::leak(pipelines.into_boxed_slice()),
+        sources: &[],
         dispatch: no_dispatch,
     }))
 }

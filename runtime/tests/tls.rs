@@ -45,6 +45,7 @@ static REGISTRY: Registry = Registry {
     connections: &[],
     pools: &[],
     pipelines: &PIPELINES,
+    sources: &[],
     dispatch: support::no_dispatch,
 };
 

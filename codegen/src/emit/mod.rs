@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod kubernetes;
 pub mod lock;
 pub mod rust;
+pub mod sources;
 
 /// One generated file, by path relative to the output directory.
 #[derive(Clone, Debug, PartialEq, Eq)]

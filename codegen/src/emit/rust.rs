@@ -4,14 +4,17 @@
 //! runtime's untyped [`TaskInput`] into each Rust task's typed context and calls the
 //! user's function, so rustc checks every task body against what the YAML declares.
 
+use crate::diag::Diagnostic;
 use crate::graph;
 use crate::model::*;
+use crate::source::SourceFile;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
 /// The generated Rust file for a validated config, formatted for reading.
-pub fn render(config: &Config, source: &str) -> String {
-    let tokens = file(config, source);
+pub fn render(config: &Config, file: &SourceFile, warnings: &[Diagnostic]) -> String {
+    let source = file.name.as_str();
+    let tokens = generated(config, file, warnings);
     let body = match syn::parse2::<syn::File>(tokens.clone()) {
         Ok(file) => prettyplease::unparse(&file),
         // Cannot happen for tokens quote! built from a validated model; keep them readable
@@ -46,7 +49,9 @@ fn opt_u64(value: Option<u64>) -> TokenStream {
     }
 }
 
-fn file(config: &Config, source: &str) -> TokenStream {
+fn generated(config: &Config, file: &SourceFile, warnings: &[Diagnostic]) -> TokenStream {
+    let source = file.name.as_str();
+    let sources = super::sources::table(&config.pipelines, file, warnings);
     let deployment = deployment(config);
     let connections: Vec<TokenStream> = config.connections.iter().map(connection).collect();
     let pools: Vec<TokenStream> = config
@@ -88,6 +93,7 @@ fn file(config: &Config, source: &str) -> TokenStream {
             connections: &[#(#connections),*],
             pools: &[#(#pools),*],
             pipelines: &[#(#pipelines),*],
+            sources: &[#(#sources),*],
             dispatch,
         };
 

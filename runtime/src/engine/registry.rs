@@ -1,6 +1,6 @@
 //! The compiled set of pipelines a `sluice` binary carries.
 
-use crate::spec::{ConnectionSpec, DeploymentSpec, PipelineSpec, PoolSpec};
+use crate::spec::{ConnectionSpec, DeploymentSpec, PipelineSource, PipelineSpec, PoolSpec};
 use crate::task::{TaskFuture, TaskInput};
 
 /// Runs the Rust task `task` of pipeline `pipeline`; `None` when no such Rust task exists.
@@ -15,12 +15,19 @@ pub struct Registry {
     pub connections: &'static [ConnectionSpec],
     pub pools: &'static [PoolSpec],
     pub pipelines: &'static [PipelineSpec],
+    /// Where each pipeline was written, with the compiler's warnings about it.
+    pub sources: &'static [PipelineSource],
     pub dispatch: RustDispatch,
 }
 
 impl Registry {
     pub fn pipeline(&self, id: &str) -> Option<&'static PipelineSpec> {
         self.pipelines.iter().find(|p| p.id == id)
+    }
+
+    /// Where pipeline `id` was written.
+    pub fn source(&self, id: &str) -> Option<&'static PipelineSource> {
+        self.sources.iter().find(|s| s.pipeline == id)
     }
 
     /// Whether any task declares an `sla` (else the scheduler never looks for misses).

@@ -146,6 +146,7 @@ pub fn registry(pipelines: &'static [PipelineSpec], pools: &'static [PoolSpec]) 
         connections: &[],
         pools,
         pipelines,
+        sources: &[],
         dispatch: no_dispatch,
     }))
 }
@@ -197,6 +198,7 @@ pub fn registry_with_connections(connections: &'static [ConnectionSpec]) -> &'st
         connections,
         pools: &[],
         pipelines: &[],
+        sources: &[],
         dispatch: no_dispatch,
     }))
 }

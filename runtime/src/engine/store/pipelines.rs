@@ -2,6 +2,7 @@
 
 use super::audit::Change;
 use super::{Doing, Result, Store, StoreError, get, opt, q};
+use crate::clock::Micros;
 use crate::registry::Registry;
 use crate::rules::RunType;
 use crate::spec::Schedule;
@@ -195,6 +196,18 @@ impl Store {
         }
         self.audit(&mut tx, Change::new("delete_dag").pipeline(id)).await?;
         tx.commit().await.doing("deleting a pipeline's history")
+    }
+
+    /// When each pipeline's current version was first synced, by pipeline id.
+    pub async fn versions_synced_at(&self) -> Result<std::collections::HashMap<String, Micros>> {
+        let mut tx = self.begin().await?;
+        let rows = q("SELECT v.pipeline_id, v.created_at FROM pipeline_versions v \
+                      JOIN pipelines p ON p.pipeline_id = v.pipeline_id AND p.version_hash = v.version_hash")
+        .fetch_all(&mut *tx)
+        .await
+        .doing("reading pipeline versions")?;
+        tx.commit().await.doing("reading pipeline versions")?;
+        rows.iter().map(|r| Ok((get(r, "pipeline_id")?, get(r, "created_at")?))).collect()
     }
 
     pub async fn set_paused(&self, id: &str, paused: bool) -> Result<()> {

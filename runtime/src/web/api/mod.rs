@@ -36,6 +36,7 @@ mod filters;
 mod monitoring;
 mod pools;
 mod repair;
+mod sources;
 mod task_history;
 mod task_instances;
 mod variables;
@@ -52,6 +53,7 @@ use filters::*;
 use monitoring::*;
 use pools::*;
 use repair::*;
+use sources::*;
 use task_history::*;
 use task_instances::*;
 use variables::*;
@@ -86,6 +88,8 @@ pub fn router() -> Router<AppState> {
         .route("/dags/{dag_id}/tasks/{task_id}", get(get_task))
         .route("/dags/{dag_id}/details", get(get_dag_details))
         .route("/dagStats", get(dag_stats))
+        .route("/dagSources/{file_token}", get(get_dag_source))
+        .route("/dagWarnings", get(list_dag_warnings))
         .route("/users", get(list_users).post(post_user))
         .route("/users/{username}", get(get_user).patch(patch_user).delete(delete_user))
         .route("/roles", get(list_roles).post(post_role))

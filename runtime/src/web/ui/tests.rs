@@ -70,6 +70,7 @@ static REGISTRY: Registry = Registry {
     connections: &[],
     pools: &[],
     pipelines: &[],
+    sources: &[],
     dispatch: |_, _, _| None,
 };
 
