@@ -15,13 +15,23 @@ pub struct Limit {
     pub window: Duration,
 }
 
-/// Failed logins allowed per client address.
+/// Failed logins allowed per client address and minute, unless `SLUICE_LOGIN_FAILURE_LIMIT`
+/// says otherwise.
 pub const LOGIN_FAILURES: Limit = Limit { max: 10, window: Duration::from_secs(60) };
+
+/// Failed logins allowed per client address: `SLUICE_LOGIN_FAILURE_LIMIT` per minute
+/// (default 10).
+pub fn login_failures() -> Limit {
+    Limit { max: per_minute("SLUICE_LOGIN_FAILURE_LIMIT").unwrap_or(LOGIN_FAILURES.max), ..LOGIN_FAILURES }
+}
 
 /// API requests allowed per user: `SLUICE_API_RATE_LIMIT` per minute (default 1200).
 pub fn api_requests() -> Limit {
-    let max = std::env::var("SLUICE_API_RATE_LIMIT").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0);
-    Limit { max: max.unwrap_or(1200), window: Duration::from_secs(60) }
+    Limit { max: per_minute("SLUICE_API_RATE_LIMIT").unwrap_or(1200), window: Duration::from_secs(60) }
+}
+
+fn per_minute(var: &str) -> Option<u64> {
+    std::env::var(var).ok().and_then(|v| v.trim().parse().ok()).filter(|n| *n > 0)
 }
 
 /// The limits, and where counts are kept.
@@ -43,7 +53,7 @@ enum Counts {
 
 impl RateLimiter {
     pub fn in_process() -> RateLimiter {
-        RateLimiter { counts: Counts::InProcess(Arc::default()), login: LOGIN_FAILURES, api: api_requests() }
+        RateLimiter { counts: Counts::InProcess(Arc::default()), login: login_failures(), api: api_requests() }
     }
 
     /// Counts in the Redis at `url` (`redis://redis:6379/2`).

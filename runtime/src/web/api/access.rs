@@ -212,8 +212,8 @@ pub(super) async fn patch_user(
 ) -> ApiResult {
     caller.require(Role::Admin)?;
     find_user(&state, &username).await?;
-    let fields: Vec<&str> = match mask.update_mask.as_deref() {
-        Some(list) => list.split(',').map(str::trim).collect(),
+    let fields: Vec<&str> = match mask.update_mask.as_deref().filter(|m| !m.trim().is_empty()) {
+        Some(list) => list.split(',').map(str::trim).filter(|f| !f.is_empty()).collect(),
         None => [("roles", body.roles.is_some()), ("password", body.password.is_some())]
             .into_iter()
             .filter_map(|(f, given)| given.then_some(f))

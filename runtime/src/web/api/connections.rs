@@ -99,7 +99,11 @@ pub(super) async fn patch_connection(
         return Err(Problem::bad_request("`connection_id` cannot be changed"));
     }
     let conn = connection_from_body(&id, body)?;
-    caller.store(&state).upsert_connection(&conn, crate::store::ConnectionSource::Runtime, crypto).await?;
+    caller
+        .store(&state)
+        .upsert_connection(&conn, crate::store::ConnectionSource::Runtime, crypto)
+        .await
+        .map_err(declared_is_fixed)?;
     ok(connection_json(&conn))
 }
 
@@ -109,7 +113,7 @@ pub(super) async fn delete_connection(
     Path(id): Path<String>,
 ) -> ApiResult {
     caller.require(Role::Op)?;
-    caller.store(&state).delete_connection(&id).await?;
+    caller.store(&state).delete_connection(&id).await.map_err(declared_is_fixed)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -163,4 +167,13 @@ pub(super) async fn patch_connection_test(
 
 pub(super) async fn delete_connection_test(state: State<AppState>, caller: Caller) -> ApiResult {
     delete_connection(state, caller, Path("test".into())).await
+}
+
+/// A connection declared in `pipelines.yaml` cannot be changed at run time: a 400 (a
+/// status Airflow documents for these routes) saying to change the YAML.
+fn declared_is_fixed(e: crate::store::StoreError) -> Problem {
+    match e {
+        crate::store::StoreError::Conflict(why) => Problem::bad_request(why),
+        other => other.into(),
+    }
 }

@@ -47,7 +47,9 @@ pub(super) fn dag_json(
 
 #[derive(Debug, Deserialize)]
 pub(super) struct DagFilter {
+    #[serde(default, deserialize_with = "super::saturating")]
     pub(super) limit: Option<i64>,
+    #[serde(default, deserialize_with = "super::saturating")]
     pub(super) offset: Option<i64>,
     pub(super) tags: Option<String>,
     pub(super) dag_id_pattern: Option<String>,
@@ -83,16 +85,20 @@ pub(super) async fn get_dag(State(state): State<AppState>, _caller: Caller, Path
     ok(dag_json(p, Some(row.is_paused), Some(row.is_active), row.next_run_at))
 }
 
-/// The `is_paused` a DAG patch sets: the only field that can be updated.
-fn paused_in(update_mask: Option<&str>, body: &Map<String, Value>) -> Result<bool, Problem> {
+/// The `is_paused` a DAG patch sets, the only field that can be updated; `None` when the
+/// body does not set it (the patch changes nothing).
+fn paused_in(update_mask: Option<&str>, body: &Map<String, Value>) -> Result<Option<bool>, Problem> {
+    // An empty mask (`update_mask=`) names no field: the body says what changes.
     if let Some(fields) = update_mask
-        && fields.split(',').any(|f| f.trim() != "is_paused")
+        && fields.split(',').map(str::trim).any(|f| !f.is_empty() && f != "is_paused")
     {
         return Err(Problem::bad_request("only `is_paused` can be updated"));
     }
-    body.get("is_paused")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| Problem::bad_request("give `is_paused`: true or false"))
+    match body.get("is_paused") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(paused)) => Ok(Some(*paused)),
+        Some(_) => Err(Problem::bad_request("`is_paused` must be true or false")),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,9 +115,10 @@ pub(super) async fn patch_dag(
 ) -> ApiResult {
     caller.require(Role::User)?;
     pipeline(&state, &dag_id)?;
-    let paused = paused_in(mask.update_mask.as_deref(), &body)?;
-    caller.store(&state).set_paused(&dag_id, paused).await?;
-    state.wake.notify_one();
+    if let Some(paused) = paused_in(mask.update_mask.as_deref(), &body)? {
+        caller.store(&state).set_paused(&dag_id, paused).await?;
+        state.wake.notify_one();
+    }
     get_dag(State(state), caller, Path(dag_id)).await
 }
 
@@ -277,7 +284,9 @@ pub(super) async fn dag_stats(
 
 #[derive(Debug, Deserialize)]
 pub(super) struct BulkFilter {
+    #[serde(default, deserialize_with = "super::saturating")]
     limit: Option<i64>,
+    #[serde(default, deserialize_with = "super::saturating")]
     offset: Option<i64>,
     tags: Option<String>,
     dag_id_pattern: Option<String>,
@@ -307,10 +316,12 @@ pub(super) async fn patch_dags(
         .filter(|p| filter.tags.as_deref().is_none_or(|t| t.split(',').any(|t| p.tags.contains(&t))))
         .collect();
     let chosen = page.slice(&chosen)?;
-    for p in &chosen {
-        caller.store(&state).set_paused(p.id, paused).await?;
+    if let Some(paused) = paused {
+        for p in &chosen {
+            caller.store(&state).set_paused(p.id, paused).await?;
+        }
+        state.wake.notify_one();
     }
-    state.wake.notify_one();
     let rows = state.store.pipelines().await?;
     let dags: Vec<Value> = chosen
         .iter()

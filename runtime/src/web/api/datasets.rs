@@ -9,7 +9,9 @@ use super::*;
 /// are accepted and match nothing.
 #[derive(Debug, Deserialize)]
 pub(super) struct DatasetFilter {
+    #[serde(default, deserialize_with = "super::saturating")]
     limit: Option<i64>,
+    #[serde(default, deserialize_with = "super::saturating")]
     offset: Option<i64>,
 }
 

@@ -83,14 +83,7 @@ pub(super) async fn list_event_logs(State(state): State<AppState>, caller: Calle
     }))
 }
 
-pub(super) async fn get_event_log(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(event_log_id): Path<String>,
-) -> ApiResult {
+pub(super) async fn get_event_log(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult {
     caller.require(Role::Op)?;
-    let id: i64 = event_log_id
-        .parse()
-        .map_err(|_| Problem::bad_request(format!("`event_log_id` must be an integer, not `{event_log_id}`")))?;
     ok(event_log_json(&state.store.audit_entry(id).await?))
 }

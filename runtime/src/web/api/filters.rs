@@ -22,18 +22,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 }
 
 impl ListQuery {
+    /// The last value given for `key`; an empty one (`state=`) is no value, as if the key
+    /// were left out.
     pub(super) fn one(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0.iter().rev().find(|(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.as_str())
     }
 
     fn all(&self, key: &str) -> Option<Vec<String>> {
-        let values: Vec<String> = self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect();
+        let values: Vec<String> =
+            self.0.iter().filter(|(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.clone()).collect();
         (!values.is_empty()).then_some(values)
     }
 
     pub(super) fn number(&self, key: &str) -> Result<Option<i64>, Problem> {
         self.one(key)
-            .map(|v| v.parse().map_err(|_| Problem::bad_request(format!("`{key}` must be an integer, not `{v}`"))))
+            .map(|v| {
+                saturating_int(v).ok_or_else(|| Problem::bad_request(format!("`{key}` must be an integer, not `{v}`")))
+            })
             .transpose()
     }
 

@@ -17,7 +17,7 @@ use crate::store::{LogFrom, RunRow, TiRow};
 use crate::tasklog::{LogToken, PageSize};
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -182,6 +182,21 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Body<T> {
     }
 }
 
+/// Path parameters. One that does not parse (`tries/one` where a number goes) names no
+/// resource: a 404 problem, as Airflow's integer routes answer, never axum's plain text.
+pub struct Path<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(e) => Err(Problem::not_found(format!("no such resource: {}", e.body_text()))),
+        }
+    }
+}
+
 /// Query-string parameters; a string that does not parse (`limit=ten`, `paused=null`) is
 /// a 400 problem, not axum's plain-text rejection.
 pub struct Params<T>(pub T);
@@ -204,8 +219,28 @@ const MAX_PAGE: i64 = 1000;
 
 #[derive(Debug, Deserialize)]
 struct Page {
+    #[serde(default, deserialize_with = "saturating")]
     limit: Option<i64>,
+    #[serde(default, deserialize_with = "saturating")]
     offset: Option<i64>,
+}
+
+/// An integer of any size, held to `i64`: a `limit` beyond it is still a page above the
+/// maximum (cut to it, as Airflow does with Python's unbounded integers).
+fn saturating<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    text.filter(|t| !t.is_empty())
+        .map(|t| saturating_int(&t).ok_or_else(|| serde::de::Error::custom(format!("`{t}` is not an integer"))))
+        .transpose()
+}
+
+/// `text` as an integer, held to `i64`'s range; `None` when it is not one.
+pub(super) fn saturating_int(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(if text.starts_with('-') { i64::MIN } else { i64::MAX }))
 }
 
 impl Page {

@@ -3,7 +3,8 @@
 
 use super::*;
 
-pub(super) async fn version(_caller: Caller) -> ApiResult {
+/// Public, as Airflow's `/version` is: it names no data.
+pub(super) async fn version() -> ApiResult {
     ok(json!({ "version": env!("CARGO_PKG_VERSION"), "git_version": null }))
 }
 

@@ -93,6 +93,10 @@ pub(super) async fn patch_pool(
 
 pub(super) async fn delete_pool(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult {
     caller.require(Role::Op)?;
+    if name == sluice_contract::defaults::POOL {
+        // As Airflow answers it: a bad request, not a conflict.
+        return Err(Problem::bad_request("`default_pool` cannot be deleted"));
+    }
     caller.store(&state).delete_pool(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

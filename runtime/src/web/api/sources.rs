@@ -56,7 +56,9 @@ pub(super) struct WarningQuery {
     dag_id: Option<String>,
     warning_type: Option<String>,
     order_by: Option<String>,
+    #[serde(default, deserialize_with = "super::saturating")]
     limit: Option<i64>,
+    #[serde(default, deserialize_with = "super::saturating")]
     offset: Option<i64>,
 }
 
@@ -80,7 +82,7 @@ pub(super) async fn list_dag_warnings(
         })
         .filter(|(_, code, _, _)| query.warning_type.as_deref().is_none_or(|t| t == *code))
         .collect();
-    let order_by = query.order_by.as_deref().unwrap_or("dag_id");
+    let order_by = query.order_by.as_deref().filter(|o| !o.is_empty()).unwrap_or("dag_id");
     let (descending, field) = match order_by.strip_prefix('-') {
         Some(field) => (true, field),
         None => (false, order_by),

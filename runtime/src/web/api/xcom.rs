@@ -31,7 +31,9 @@ fn entry_json(key: &str, at: Micros, run: &RunRow, task_id: &str) -> Value {
 
 #[derive(Debug, Deserialize)]
 pub(super) struct XcomFilter {
+    #[serde(default, deserialize_with = "super::saturating")]
     limit: Option<i64>,
+    #[serde(default, deserialize_with = "super::saturating")]
     offset: Option<i64>,
     map_index: Option<i64>,
     xcom_key: Option<String>,
@@ -43,15 +45,22 @@ pub(super) async fn list_xcom_entries(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
     Params(filter): Params<XcomFilter>,
 ) -> ApiResult {
-    pipeline(&state, &dag_id)?;
-    let (run, ti) = find_task_instance(&state, &dag_id, &run_id, &task_id).await?;
-    let recorded = state.store.recorded_outputs(ti.id).await?;
+    // A list is a filter, as in Airflow: an unknown task instance has no entries.
+    let found = match find_task_instance(&state, &dag_id, &run_id, &task_id).await {
+        Ok(found) => Some(found),
+        Err(problem) if problem.status == StatusCode::NOT_FOUND => None,
+        Err(problem) => return Err(problem),
+    };
+    let recorded = match &found {
+        Some((_, ti)) => state.store.recorded_outputs(ti.id).await?,
+        None => None,
+    };
     let items: Vec<Value> = recorded
         .iter()
         .filter(|_| filter.map_index.is_none_or(|i| i == -1))
         .flat_map(|(outputs, at)| entries(outputs).into_iter().map(move |(key, _)| (key, *at)))
         .filter(|(key, _)| filter.xcom_key.as_deref().is_none_or(|k| k == key))
-        .map(|(key, at)| entry_json(&key, at, &run, &task_id))
+        .filter_map(|(key, at)| found.as_ref().map(|(run, _)| entry_json(&key, at, run, &task_id)))
         .collect();
     let page = Page { limit: filter.limit, offset: filter.offset };
     ok(json!({ "xcom_entries": page.slice(&items)?, "total_entries": items.len() }))
