@@ -23,20 +23,32 @@ try:
     import urllib3
     import airflow_client.client
     from airflow_client.client.api import (
+        config_api,
         connection_api,
         dag_api,
         dag_run_api,
         dag_stats_api,
+        dag_warning_api,
+        event_log_api,
         monitoring_api,
+        role_api,
         task_instance_api,
+        user_api,
         variable_api,
         x_com_api,
     )
     from airflow_client.client.exceptions import ApiException, OpenApiException
     from airflow_client.client.model.connection import Connection
     from airflow_client.client.model.dag import DAG
+    from airflow_client.client.model.clear_dag_run import ClearDagRun
     from airflow_client.client.model.clear_task_instances import ClearTaskInstances
+    from airflow_client.client.model.list_dag_runs_form import ListDagRunsForm
+    from airflow_client.client.model.list_task_instance_form import ListTaskInstanceForm
+    from airflow_client.client.model.set_dag_run_note import SetDagRunNote
+    from airflow_client.client.model.set_task_instance_note import SetTaskInstanceNote
+    from airflow_client.client.model.update_task_instances_state import UpdateTaskInstancesState
     from airflow_client.client.model.dag_run import DAGRun
+    from airflow_client.client.model.task_state import TaskState
     from airflow_client.client.model.update_task_instance import UpdateTaskInstance
     from airflow_client.client.model.update_task_state import UpdateTaskState
     from airflow_client.client.model.variable import Variable
@@ -238,6 +250,108 @@ def check_set_state(api, state):
     return f"dry run of failed on {ref.task_id}: unchanged ({state_of(tis.state)})"
 
 
+def check_batch_lists(api, state):
+    run_id = state["run"].dag_run_id
+    runs = dag_run_api.DAGRunApi(api).get_dag_runs_batch(ListDagRunsForm(dag_ids=[DAG_ID]))
+    expect(run_id in [r.dag_run_id for r in runs.dag_runs], f"{run_id} not in the batch list of runs")
+    tis = task_instance_api.TaskInstanceApi(api).get_task_instances_batch(
+        ListTaskInstanceForm(dag_ids=[DAG_ID], dag_run_ids=[run_id], state=[TaskState("success")])
+    )
+    tasks = sorted(ti.task_id for ti in tis.task_instances)
+    expect(tasks == ["print_date", "print_hello"], f"successful task instances of {run_id}: {tasks}")
+    return f"{runs.total_entries} run(s) of {DAG_ID}; {run_id}: {tasks}"
+
+
+def check_mark_failed(api, state):
+    run_id = state["run"].dag_run_id
+    marked = dag_api.DAGApi(api).post_set_task_instances_state(
+        DAG_ID,
+        UpdateTaskInstancesState(
+            dry_run=False, task_id="print_hello", dag_run_id=run_id, include_downstream=True, new_state=UpdateTaskState("failed")
+        ),
+    )
+    tasks = sorted(t.task_id for t in marked.task_instances)
+    expect(tasks == ["print_date", "print_hello"], f"marked with downstream: {tasks}")
+    tis = task_instance_api.TaskInstanceApi(api).get_task_instances(DAG_ID, run_id)
+    states = {ti.task_id: state_of(ti.state) for ti in tis.task_instances}
+    expect(set(states.values()) == {"failed"}, f"after marking failed: {states}")
+    return f"print_hello and downstream marked failed: {states}"
+
+
+def check_clear_run(api, state):
+    runs = dag_run_api.DAGRunApi(api)
+    run_id = state["run"].dag_run_id
+    # The answer is one of two shapes (the spec's oneOf), which the client hands over as
+    # it came: the task instances a dry run would clear, then the cleared run.
+    planned = runs.clear_dag_run(DAG_ID, run_id, ClearDagRun(dry_run=True))
+    planned_tasks = sorted(t["task_id"] for t in planned["task_instances"])
+    expect(planned_tasks == ["print_date", "print_hello"], f"a dry run would clear {planned_tasks}")
+    cleared = runs.clear_dag_run(DAG_ID, run_id, ClearDagRun(dry_run=False))
+    expect(cleared["dag_run_id"] == run_id, f"clear_dag_run answered {cleared}")
+    ran = check_run_succeeds(api, state)
+    return f"the whole run cleared and run again: {ran}"
+
+
+def check_notes(api, state):
+    run_id = state["run"].dag_run_id
+    run = dag_run_api.DAGRunApi(api).set_dag_run_note(DAG_ID, run_id, SetDagRunNote(note="checked by the client"))
+    expect(run.note == "checked by the client", f"the run's note: {run.note!r}")
+    ti = task_instance_api.TaskInstanceApi(api).set_task_instance_note(
+        DAG_ID, run_id, "print_date", SetTaskInstanceNote(note="looked at the log")
+    )
+    expect(ti.note == "looked at the log", f"print_date's note: {ti.note!r}")
+    again = dag_run_api.DAGRunApi(api).get_dag_run(DAG_ID, run_id)
+    expect(again.note == "checked by the client", f"the note read back: {again.note!r}")
+    return f"run note {run.note!r}, task note {ti.note!r}"
+
+
+def check_tries(api, state):
+    run_id = state["run"].dag_run_id
+    tries = tries_of(api, run_id, "print_date")
+    expect(len(tries) >= 3 and tries[-1][1] == "success", f"print_date's tries: {tries}")
+    last = task_instance_api.TaskInstanceApi(api).get_task_instance_try_details(DAG_ID, run_id, "print_date", tries[-1][0])
+    expect(last.try_number == tries[-1][0], f"try {tries[-1][0]} answered as try {last.try_number}")
+    return f"print_date: {tries}"
+
+
+def check_event_log(api, user):
+    logs = event_log_api.EventLogApi(api).get_event_logs(dag_id=DAG_ID, order_by="-event_log_id", limit=100)
+    events = [entry.event for entry in logs.event_logs]
+    for event in ("trigger", "clear", "mark_failed", "set_note", "unpause"):
+        expect(event in events, f"no `{event}` in the event log of {DAG_ID}: {events}")
+    expect(all(entry.owner == user for entry in logs.event_logs), "an entry not by the client's user")
+    one = event_log_api.EventLogApi(api).get_event_log(logs.event_logs[0].event_log_id)
+    expect(one.event == events[0], f"get_event_log answered {one.event}")
+    return f"{logs.total_entries} entries for {DAG_ID}, newest {events[:5]}"
+
+
+def check_source_and_warnings(api):
+    dag = dag_api.DAGApi(api).get_dag(DAG_ID)
+    source = dag_api.DAGApi(api).get_dag_source(dag.file_token)
+    content = source.get("content") or ""
+    expect(f"id: {DAG_ID}" in content and "crate::tasks::example::print_hello" in content, f"source: {content[:300]!r}")
+    warnings = dag_warning_api.DagWarningApi(api).get_dag_warnings()
+    return f"{len(content.splitlines())} lines of source; {warnings.total_entries} compiler warning(s)"
+
+
+def check_users_and_roles(api, user):
+    users = user_api.UserApi(api).get_users()
+    expect(user in [u.username for u in users.users], f"{user} not among the users")
+    roles = role_api.RoleApi(api).get_roles()
+    names = sorted(r.name for r in roles.roles)
+    expect(names == ["Admin", "Op", "User", "Viewer"], f"roles: {names}")
+    return f"{users.total_entries} user(s); roles {names}"
+
+
+def check_config(api):
+    config = config_api.ConfigApi(api).get_config()
+    sections = [section.name for section in config.sections]
+    expect("core" in sections, f"config sections: {sections}")
+    options = {o.key: o.value for s in config.sections for o in s.options}
+    expect("***" in options.get("database_url", "***") or options.get("database_url") == "< hidden >", "a secret shown")
+    return f"sections {sections}"
+
+
 def check_stats(api):
     stats = dag_stats_api.DagStatsApi(api).get_dag_stats(DAG_ID)
     counts = {str(s.state): s.count for s in stats.dags[0].stats}
@@ -331,6 +445,15 @@ def main():
         run_step("xcom", check_xcom, api, state)
         run_step("clear", check_clear, api, state)
         run_step("set state", check_set_state, api, state)
+        run_step("batch lists", check_batch_lists, api, state)
+        run_step("mark failed", check_mark_failed, api, state)
+        run_step("clear run", check_clear_run, api, state)
+        run_step("notes", check_notes, api, state)
+        run_step("tries", check_tries, api, state)
+        run_step("event log", check_event_log, api, args.user)
+        run_step("source and warnings", check_source_and_warnings, api)
+        run_step("users and roles", check_users_and_roles, api, args.user)
+        run_step("config", check_config, api)
         run_step("dag stats", check_stats, api)
         run_step("variables", check_variables, api, f"client_check_{suffix}")
         run_step("connections", check_connections, api, f"client_check_{suffix}")
