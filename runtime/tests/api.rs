@@ -338,7 +338,7 @@ async fn task_instances_are_cleared_with_their_relatives_dry_run_first() {
     let (_, answer) = clear(json!({ "dag_run_id": "r1", "task_ids": ["first"], "include_downstream": true })).await;
     assert_eq!(ids(&answer), ["first", "second"], "{answer}");
     let (_, answer) = clear(json!({ "task_ids": ["second"], "include_upstream": true })).await;
-    assert_eq!(ids(&answer), ["second", "first"], "{answer}");
+    assert_eq!(ids(&answer), ["first", "second"], "in the pipeline's task order: {answer}");
     assert_eq!(states().await, [json!("failed"), json!("failed")], "a dry run changes nothing");
     // For real: the task and its downstream, and the run is reopened.
     let (status, answer) =

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod notify;
 pub mod params;
 pub mod registry;
+pub mod repair;
 pub mod resolver;
 pub mod rules;
 pub mod scheduler;

@@ -187,4 +187,4 @@ pub fn after_failure(policy: &RetryPolicy, try_number: i64, max_tries: i64, now:
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,7 +2,7 @@ use super::*;
 use crate::spec::{Schedule, TaskKind, TriggerRule};
 use TiState::{Failed as F, None as N, Scheduled as Sc, Skipped as K, Success as S, UpForRetry as R};
 
-const fn task(id: &'static str, depends_on: &'static [&'static str], trigger_rule: TriggerRule) -> TaskSpec {
+pub(crate) const fn task(id: &'static str, depends_on: &'static [&'static str], trigger_rule: TriggerRule) -> TaskSpec {
     TaskSpec {
         id,
         description: "",
@@ -32,7 +32,7 @@ const fn task(id: &'static str, depends_on: &'static [&'static str], trigger_rul
     }
 }
 
-const fn pipeline(tasks: &'static [TaskSpec]) -> PipelineSpec {
+pub(crate) const fn pipeline(tasks: &'static [TaskSpec]) -> PipelineSpec {
     PipelineSpec {
         id: "p",
         description: "",
@@ -58,7 +58,7 @@ const fn pipeline(tasks: &'static [TaskSpec]) -> PipelineSpec {
 }
 
 /// `p` with the graph facts the compiler would emit for it.
-fn graphed(p: &PipelineSpec) -> PipelineSpec {
+pub(crate) fn graphed(p: &PipelineSpec) -> PipelineSpec {
     let index = |id: &str| p.tasks.iter().position(|t| t.id == id).and_then(|i| u32::try_from(i).ok());
     let upstream: Vec<Vec<u32>> =
         p.tasks.iter().map(|t| t.depends_on.iter().filter_map(|d| index(d)).collect()).collect();

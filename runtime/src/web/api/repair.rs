@@ -6,6 +6,7 @@
 use super::dag_runs::run_json;
 use super::task_instances::task_instance_json;
 use super::*;
+use crate::repair::{Only, clearable};
 
 fn yes() -> bool {
     true
@@ -99,28 +100,15 @@ pub(super) async fn post_clear_task_instances(
         let run = state.store.run_by_id(&dag_id, run_id).await?;
         (from, to) = body.relatives.runs_from(run.logical_date);
     }
-    let wanted = |s: TiState| {
-        if body.only_failed {
-            matches!(s, TiState::Failed | TiState::UpstreamFailed)
-        } else if body.only_running {
-            s == TiState::Running
-        } else {
-            true
-        }
+    let only = match (body.only_failed, body.only_running) {
+        (true, _) => Only::Failed,
+        (false, true) => Only::Running,
+        (false, false) => Only::Any,
     };
     let mut references = Vec::new();
     for run in state.store.runs_between(&dag_id, from, to).await? {
         let instances = state.store.task_instances(run.id).await?;
-        let chosen: Vec<&str> = tasks
-            .iter()
-            .filter_map(|&t| p.tasks.get(t))
-            .filter(|t| {
-                instances.iter().any(|ti| {
-                    ti.task_id == t.id && wanted(ti.state) && !matches!(ti.state, TiState::Queued | TiState::Running)
-                })
-            })
-            .map(|t| t.id)
-            .collect();
+        let chosen = clearable(p, &tasks, &instances, only);
         let cleared: Vec<String> = if body.dry_run || chosen.is_empty() {
             chosen.iter().map(|id| id.to_string()).collect()
         } else {
