@@ -29,8 +29,8 @@ pub mod standalone;
 pub mod web;
 
 pub use engine::{
-    broker, clock, connection, crypto, effective, executor, io, keys, notify, params, registry, repair, resolver, rules,
-    scheduler, secrets, settings, shutdown, spec, spool, store, task, tasklog, template, timetable, tls, worker,
+    broker, clock, connection, crypto, effective, executor, io, keys, notify, params, registry, repair, resolver,
+    rules, scheduler, secrets, settings, shutdown, spec, spool, store, task, tasklog, template, timetable, tls, worker,
 };
 pub use registry::Registry;
 pub use task::{Connection, Logger, RunInfo, TaskContext, TaskError, TaskFuture, TaskInput};

@@ -1794,3 +1794,107 @@ async fn a_pipelines_source_and_its_compiler_warnings_are_served() {
     let (status, problem) = api.call(Some("viewer"), Method::GET, "/dagWarnings?order_by=nope", None).await;
     assert_problem(status, &problem, StatusCode::BAD_REQUEST, "a bad order");
 }
+
+/// The operator's repairs from the UI: pick a run, note it, mark it, clear it, preview a
+/// task's clear with its downstream before confirming, delete a run (Ops only).
+#[tokio::test]
+async fn runs_and_task_instances_are_repaired_from_the_ui() {
+    let api = Api::start().await;
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let client =
+        sluice_runtime::tls::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    for run in ["r1", "r2"] {
+        let body = format!(r#"{{"dag_run_id": "{run}"}}"#);
+        assert_eq!(api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(&body)).await.0, StatusCode::OK);
+    }
+    let mark = r#"{"dry_run": false, "new_state": "failed"}"#;
+    let (status, _) =
+        api.call(Some("user"), Method::PATCH, "/dags/api_dag/dagRuns/r1/taskInstances/first", Some(mark)).await;
+    assert_eq!(status, StatusCode::OK);
+    let session = |user: &'static str| {
+        let (client, site) = (client.clone(), site.clone());
+        async move {
+            let signed = sign_in(&client, &site, user, PW).await;
+            let cookie =
+                signed.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("c").to_string();
+            let html = client.get(format!("{site}/dags/api_dag?run=r1")).header("cookie", &cookie).send().await;
+            let html = html.expect("page").text().await.expect("html");
+            let csrf = html.split(r#"name="csrf" value=""#).nth(1).and_then(|s| s.split('"').next()).expect("token");
+            (cookie, csrf.to_string(), html)
+        }
+    };
+    let (cookie, csrf, html) = session("user").await;
+    // The picked run (not the latest) is the one shown, marked in the grid.
+    assert!(html.contains(r#"<section id="run" class="panel" data-run-id="r1">"#), "{html}");
+    assert!(html.contains(r#"class="run picked"><a class="run-state" data-run-id="r1""#), "{html}");
+    assert!(html.contains(r#"id="version-hash""#), "{html}");
+    assert!(html.contains(r#"<details id="source""#) && html.contains("rust: crate::tasks::first"), "{html}");
+    assert!(!html.contains(r#"data-action="run-delete""#), "a User has no delete button");
+    let post = |path: String, body: String| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        async move {
+            let answer =
+                client.post(path).header("cookie", cookie).header("content-type", FORM).body(body).send().await;
+            let answer = answer.expect("response");
+            (answer.status(), answer.text().await.expect("body"))
+        }
+    };
+    let run_form = |action: &str| format!("{site}/dags/api_dag/runs/r1/{action}");
+    let (status, _) = post(run_form("note"), format!("csrf={csrf}&note=looked+at+it")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, run) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/r1", None).await;
+    assert_eq!(run["note"], "looked at it");
+
+    // A task's clear is previewed, with its downstream, and changes nothing until confirmed.
+    let task_form = format!("{site}/dags/api_dag/runs/r1/tasks/first/clear");
+    let (status, preview) = post(task_form.clone(), format!("csrf={csrf}&downstream=on")).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert!(preview.contains(r#"<li data-task-id="first">"#) && preview.contains(r#"<li data-task-id="second">"#));
+    let states = || async {
+        let (_, tis) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/r1/taskInstances", None).await;
+        let mut all: Vec<(String, String)> = tis["task_instances"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|t| {
+                (t["task_id"].as_str().expect("id").to_string(), t["state"].as_str().unwrap_or("none").to_string())
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(
+        states().await,
+        [("first".into(), "failed".into()), ("second".into(), "none".into())],
+        "the preview changed nothing"
+    );
+    let (status, _) = post(task_form, format!("csrf={csrf}&downstream=on&confirm=on")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(states().await.iter().all(|(_, s)| s == "none"), "cleared: {:?}", states().await);
+
+    // The run marked failed, then cleared as a whole.
+    assert_eq!(post(run_form("mark-failed"), format!("csrf={csrf}")).await.0, StatusCode::SEE_OTHER);
+    let (_, run) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/r1", None).await;
+    assert_eq!(run["state"], "failed");
+    assert_eq!(post(run_form("clear"), format!("csrf={csrf}")).await.0, StatusCode::SEE_OTHER);
+    let (_, run) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/r1", None).await;
+    assert_eq!(run["state"], "queued", "a cleared run is queued again");
+
+    // Deleting needs an Op, and the token.
+    let (status, _) = post(run_form("delete"), format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (op_cookie, op_csrf, op_html) = session("op").await;
+    assert!(op_html.contains(r#"data-action="run-delete""#));
+    let forged = client.post(run_form("delete")).header("cookie", &op_cookie).header("content-type", FORM);
+    assert_eq!(forged.body("csrf=forged").send().await.expect("response").status(), StatusCode::FORBIDDEN);
+    let delete = client.post(run_form("delete")).header("cookie", &op_cookie).header("content-type", FORM);
+    assert_eq!(delete.body(format!("csrf={op_csrf}")).send().await.expect("response").status(), StatusCode::SEE_OTHER);
+    let (status, _) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/r1", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, log) = api.call(Some("op"), Method::GET, "/eventLogs?dag_id=api_dag&order_by=event_log_id", None).await;
+    let events: Vec<&str> =
+        log["event_logs"].as_array().expect("list").iter().filter_map(|e| e["event"].as_str()).collect();
+    for event in ["set_note", "clear", "mark_run_failed", "delete_run"] {
+        assert!(events.contains(&event), "{event} not in {events:?}");
+    }
+}

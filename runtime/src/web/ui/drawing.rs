@@ -25,19 +25,24 @@ pub(super) struct GridRun<'a> {
 }
 
 /// The grid: a row per task, a column per run, each cell linking to its task instance.
-pub(super) fn grid(p: &PipelineSpec, runs: &[GridRun<'_>]) -> String {
+/// Each run's header picks that run for the page (`?run=`); the run at `picked` is marked.
+pub(super) fn grid(p: &PipelineSpec, runs: &[GridRun<'_>], picked: usize) -> String {
     let mut html = String::with_capacity(256 + p.tasks.len() * (64 + runs.len() * 160));
     html.push_str("<table id=\"grid\">\n<tr><th>Task</th>");
-    for r in runs {
+    let paths: Vec<String> = runs.iter().map(|r| encode(&r.run.run_id, b"")).collect();
+    for (i, (r, path)) in runs.iter().zip(&paths).enumerate() {
         let _ = write!(
             html,
-            "<th title=\"{}\"><span class=\"run-state\" data-state=\"{}\"></span></th>",
-            HtmlEscape(&r.run.run_id),
-            r.run.state.as_str()
+            "<th class=\"run{}\"><a class=\"run-state\" data-run-id=\"{id}\" data-state=\"{}\" href=\"?run={}\" \
+             title=\"{id}: {}\"></a></th>",
+            if i == picked { " picked" } else { "" },
+            r.run.state.as_str(),
+            HtmlEscape(path),
+            r.run.state.as_str(),
+            id = HtmlEscape(&r.run.run_id),
         );
     }
     html.push_str("</tr>\n");
-    let paths: Vec<String> = runs.iter().map(|r| encode(&r.run.run_id, b"")).collect();
     let dag = HtmlEscape(p.id);
     for t in p.tasks {
         let id = HtmlEscape(t.id);

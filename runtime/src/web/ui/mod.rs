@@ -32,6 +32,7 @@ mod lists;
 mod login;
 mod pipeline;
 mod pipelines;
+mod run;
 mod task;
 mod users;
 
@@ -40,6 +41,7 @@ use lists::*;
 use login::*;
 use pipeline::*;
 use pipelines::*;
+use run::*;
 use task::*;
 use users::*;
 
@@ -51,6 +53,7 @@ pub fn router() -> Router<AppState> {
         .route("/static/sluice.css", get(stylesheet))
         .route("/dags/{dag_id}", get(pipeline))
         .route("/dags/{dag_id}/{action}", post(pipeline_action))
+        .route("/dags/{dag_id}/runs/{run_id}/{action}", post(run_action))
         .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", get(task_instance))
         .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/{action}", post(task_action))
         .route("/connections", get(connections).post(add_connection))
@@ -79,6 +82,7 @@ pub(super) fn templates() -> &'static Environment<'static> {
             ("list.html", include_str!("../templates/list.html")),
             ("users.html", include_str!("../templates/users.html")),
             ("audit.html", include_str!("../templates/audit.html")),
+            ("clear.html", include_str!("../templates/clear.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!("template {name}: {e}");

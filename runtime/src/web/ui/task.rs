@@ -2,6 +2,7 @@
 //! and the operator's actions on it.
 
 use super::*;
+use crate::repair::{Only, clearable};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct TryQuery {
@@ -87,23 +88,64 @@ pub(super) fn log_neighbours(page: &[LogRow], ends: Option<(i64, i64)>, from: Lo
     }
 }
 
+/// A task instance's action form: how far a clear or mark reaches, and whether a clear's
+/// preview was confirmed. Checkboxes post `on` when ticked, nothing when not.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct TaskActionForm {
+    downstream: Option<String>,
+    upstream: Option<String>,
+    only_failed: Option<String>,
+    confirm: Option<String>,
+}
+
 pub(super) async fn task_action(
     State(state): State<AppState>,
     Path((dag_id, run_id, task_id, action)): Path<(String, String, String, String)>,
-    CsrfForm { store, .. }: CsrfForm<User>,
+    CsrfForm { session, form, store }: CsrfForm<User, TaskActionForm>,
 ) -> Response {
     let Some(p) = state.registry.pipeline(&dag_id) else {
         return (StatusCode::NOT_FOUND, format!("pipeline `{dag_id}` not found")).into_response();
+    };
+    let Some(root) = p.tasks.iter().position(|t| t.id == task_id) else {
+        return (StatusCode::NOT_FOUND, format!("pipeline `{dag_id}` has no task `{task_id}`")).into_response();
     };
     let run = match state.store.run_by_id(&dag_id, &run_id).await {
         Ok(run) => run,
         Err(e) => return store_error(e),
     };
+    let ticked = |field: &Option<String>| field.as_deref().is_some_and(|v| !v.is_empty());
+    let (downstream, upstream) = (ticked(&form.downstream), ticked(&form.upstream));
+    let reach = p.relatives(&[root], upstream, downstream);
     let parallelism = state.registry.deployment.parallelism;
     let done = match action.as_str() {
-        "clear" => store.clear_task(p, run.id, &task_id, false).await.map(|_| ()),
-        "mark-success" => store.mark_task(p, run.id, &task_id, TiState::Success, parallelism).await.map(|_| ()),
-        "mark-failed" => store.mark_task(p, run.id, &task_id, TiState::Failed, parallelism).await.map(|_| ()),
+        "clear" => {
+            let instances = match state.store.task_instances(run.id).await {
+                Ok(instances) => instances,
+                Err(e) => return store_error(e),
+            };
+            let only = if ticked(&form.only_failed) { Only::Failed } else { Only::Any };
+            let ids = clearable(p, &reach, &instances, only);
+            if !ticked(&form.confirm) {
+                return render(
+                    "clear.html",
+                    with(
+                        page_context(&session),
+                        context! {
+                            dag_id, run_path => encode(&run_id, b""), run_id, task_id,
+                            ids => v(&ids),
+                            downstream, upstream, only_failed => only == Only::Failed,
+                        },
+                    ),
+                );
+            }
+            store.clear_tasks(p, run.id, &ids).await.map(|_| ())
+        }
+        "mark-success" | "mark-failed" => {
+            let to = if action == "mark-success" { TiState::Success } else { TiState::Failed };
+            let ids: Vec<&str> = reach.iter().filter_map(|&t| p.tasks.get(t)).map(|t| t.id).collect();
+            store.mark_tasks(p, run.id, &ids, to, parallelism).await.map(|_| ())
+        }
         _ => return (StatusCode::NOT_FOUND, "unknown action").into_response(),
     };
     if let Err(e) = done {

@@ -20,6 +20,7 @@ const FORM: &str = "application/x-www-form-urlencoded";
 const FORMS: &[(&str, &str, &str)] = &[
     ("/dags/{dag_id}/{action}", "/dags/nope/pause", "User"),
     ("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/{action}", "/dags/nope/runs/r/tasks/t/clear", "User"),
+    ("/dags/{dag_id}/runs/{run_id}/{action}", "/dags/nope/runs/r/clear", "User"),
     ("/connections", "/connections", "Op"),
     ("/connections/{id}/delete", "/connections/nope/delete", "Op"),
     ("/variables", "/variables", "Op"),
