@@ -185,10 +185,6 @@ pub struct Redis {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pipeline {
-    /// Where the pipeline's mapping starts in the file (not part of its version: moving
-    /// a pipeline in the file does not change it).
-    #[serde(skip)]
-    pub at: Span,
     pub id: Sp<String>,
     pub description: String,
     pub owner: String,

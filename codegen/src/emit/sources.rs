@@ -8,19 +8,33 @@ use crate::source::{SourceFile, Span};
 use proc_macro2::TokenStream;
 use quote::quote;
 
-/// The lines (1-based, inclusive) of the block of the sequence item that starts at `at`:
-/// the item's first line and every following line indented deeper than its `-`, without
-/// trailing blank and comment lines.
-pub fn block_lines(text: &str, at: Span) -> (u32, u32) {
+/// The lines (1-based, inclusive) of the block of the sequence item whose `id` key is at
+/// `id`: from the item's `-` (on the id's line, or above it when other keys come first) to
+/// the last line indented deeper than that `-`, without trailing blank and comment lines.
+pub fn block_lines(text: &str, id: Span) -> (u32, u32) {
     let lines: Vec<&str> = text.lines().collect();
-    let first = (at.line.max(1) as usize).min(lines.len().max(1)) - 1;
     let indent = |line: &str| line.len() - line.trim_start().len();
-    let Some(head) = lines.get(first) else { return (at.line, at.line) };
-    // The item's `-` is at the head line's indentation when the mapping starts on it
-    // (`  - id: x`), else the mapping's own column less two (`-` on a line of its own).
-    let dash = if head.trim_start().starts_with('-') { indent(head) } else { (at.col as usize).saturating_sub(3) };
-    let mut last = first;
-    for (i, line) in lines.iter().enumerate().skip(first + 1) {
+    let at = (id.line.max(1) as usize - 1).min(lines.len().saturating_sub(1));
+    let head = lines.get(at).copied().unwrap_or_default();
+    // The item's `-`: on the id's line (`- id: x`), or the nearest line above that starts
+    // with one, less indented than the id's key.
+    let (mut first, mut dash) = (at, indent(head).saturating_sub(2));
+    if head.trim_start().starts_with('-') {
+        dash = indent(head);
+    } else {
+        for i in (0..at).rev() {
+            let line = lines[i];
+            if line.trim().is_empty() || indent(line) >= indent(head) {
+                continue;
+            }
+            if line.trim_start().starts_with('-') {
+                (first, dash) = (i, indent(line));
+            }
+            break;
+        }
+    }
+    let mut last = at;
+    for (i, line) in lines.iter().enumerate().skip(at + 1) {
         if line.trim().is_empty() {
             continue;
         }
@@ -30,7 +44,7 @@ pub fn block_lines(text: &str, at: Span) -> (u32, u32) {
         last = i;
     }
     // Comments directly after the block are the next item's.
-    while last > first && lines[last].trim_start().starts_with('#') {
+    while last > at && lines[last].trim_start().starts_with('#') {
         last -= 1;
     }
     (first as u32 + 1, last as u32 + 1)
@@ -42,7 +56,7 @@ pub fn table(pipelines: &[Pipeline], file: &SourceFile, warnings: &[Diagnostic])
     pipelines
         .iter()
         .map(|p| {
-            let (first, last) = block_lines(&file.text, p.at);
+            let (first, last) = block_lines(&file.text, p.id.span);
             let yaml: String = file
                 .text
                 .lines()
@@ -100,13 +114,15 @@ deployment:
 
     #[test]
     fn a_block_ends_before_the_next_item_and_its_comment() {
-        assert_eq!(block_lines(FILE, at(2, 5)), (2, 6));
-        assert_eq!(block_lines(FILE, at(8, 5)), (8, 9));
+        assert_eq!(block_lines(FILE, at(2, 9)), (2, 6));
+        assert_eq!(block_lines(FILE, at(8, 9)), (8, 9));
     }
 
     #[test]
-    fn a_mapping_on_the_line_after_its_dash() {
+    fn a_block_starts_at_its_dash_when_the_id_comes_later() {
+        let text = "pipelines:\n  - description: d\n    id: x\n    tasks: []\nother: 1\n";
+        assert_eq!(block_lines(text, at(3, 9)), (2, 4));
         let text = "pipelines:\n  -\n    id: x\n    tasks: []\nother: 1\n";
-        assert_eq!(block_lines(text, at(3, 5)), (3, 4));
+        assert_eq!(block_lines(text, at(3, 9)), (2, 4));
     }
 }

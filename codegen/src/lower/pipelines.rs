@@ -68,7 +68,6 @@ impl Lowerer<'_> {
             Some(_) => {}
         }
         Some(Pipeline {
-            at: node.span,
             description: self.opt_string(&f, "description", &w).map(|s| s.value).unwrap_or_default(),
             owner: self.opt_string(&f, "owner", &w).map_or_else(|| "sluice".into(), |s| s.value),
             tags: self.string_list(&f, "tags", &w).into_iter().map(|s| s.value).collect(),
