@@ -1,7 +1,9 @@
 //! The web UI as a person uses it, in a real browser: `tests/browser/ui.mjs` drives Debian's
 //! Chromium with the npm package playwright-core against `sluice standalone`. It logs in (a
 //! wrong password first), unpauses and triggers `example_dag` from the pipelines list, waits
-//! for the run to succeed, checks the pipeline page's grid and graph, reads a task's log, checks
+//! for the run to succeed, checks the pipeline page's grid and graph, reads a task's log, then
+//! repairs a failed run (a variable makes a task fail; the operator reads its log, removes the
+//! cause, clears the task with its downstream after its preview, and the run succeeds), checks
 //! that nothing broke the Content-Security-Policy and logs out with the nav's button (a POST).
 //! Screenshots of each page go to `target/tmp/screenshots` (and `failure.png` when a step
 //! fails).

@@ -2,12 +2,16 @@
 // package playwright-core (both installed by scripts/install-test-deps.sh; playwright-core in
 // target/browser-test, found through NODE_PATH). Logs in (a wrong password first), unpauses and
 // triggers example_dag from the pipelines list, waits for the run to succeed, checks the
-// pipeline page's grid and graph, reads the print_date task's log, checks that no page broke the
+// pipeline page's grid and graph, reads the print_date task's log. Then the repair flow: the
+// variable example_dag_fail set to yes makes a run fail; the operator picks it in the grid, reads
+// print_date's log and rendered command, deletes the variable, clears print_date with its
+// downstream (previewed, then confirmed), and the run succeeds. Checks that no page broke the
 // Content-Security-Policy, and logs out with the nav's button (a POST).
 //
 // Prints one line per step (`ok   <step>: <detail>`); stops at the first failure with
 // `FAIL <step>: <message>` and exit code 1, after saving failure.png (2 for usage errors).
-// Saves login.png, pipelines.png, pipeline.png and task.png along the way. Run by
+// Saves login.png, pipelines.png, pipeline.png, task.png, failed-run.png, failed-task.png,
+// clear-preview.png and repaired-run.png along the way. Run by
 // tests/browser.rs against `sluice standalone`:
 //
 //     NODE_PATH=target/browser-test/node_modules node tests/browser/ui.mjs \
@@ -30,6 +34,8 @@ const TASKS = ['print_hello', 'print_date'];
 const LOG_TEXT = 'Hello from Sluice on';
 const LOG_LINE = /Hello from Sluice on \d{4}-\d{2}-\d{2}$/;
 const RUN_TIMEOUT_MS = 60_000;
+// The variable that makes example_dag's print_date fail while it is `yes`.
+const SWITCH = 'example_dag_fail';
 const POLL_MS = 1_000;
 // How long one action or wait for an element may take before the step fails.
 const ACTION_TIMEOUT_MS = 15_000;
@@ -103,6 +109,7 @@ const session = {
     runsBefore: 0,
     runIdsBefore: new Set(),
     runId: null,
+    repairRunId: null,
 };
 
 await step('browser', launch);
@@ -114,6 +121,14 @@ await step('trigger', trigger);
 await step('run', waitForRun);
 await step('pipeline page', pipelinePage);
 await step('task instance', taskInstance);
+// The repair flow: a run fails, the operator reads the log, fixes the cause, clears the failed
+// task with its downstream (previewed, then confirmed), and the run succeeds.
+await step('failure switch on', failureSwitchOn);
+await step('failed run', failedRun);
+await step('read the failure', readFailure);
+await step('fix the cause', failureSwitchOff);
+await step('clear with downstream', clearWithDownstream);
+await step('repaired run', repairedRun);
 await step('content security policy', contentSecurityPolicy);
 await step('logout', logout);
 console.log('ok   all checks passed');
@@ -227,7 +242,7 @@ async function login() {
 async function contentSecurityPolicy() {
     expect(session.cspViolations.length === 0, `blocked by the policy: ${session.cspViolations.join(' | ')}`);
     const background = await session.page.locator('nav').first().evaluate((nav) => getComputedStyle(nav).backgroundColor);
-    expect(background === 'rgb(29, 53, 87)', `the nav's background is ${background}: /static/sluice.css did not apply`);
+    expect(background === 'rgb(1, 124, 238)', `the nav's background is ${background}: /static/sluice.css did not apply`);
     return `no violation on any page; the stylesheet applies (nav ${background})`;
 }
 
@@ -359,6 +374,122 @@ async function taskInstance() {
 }
 
 // --- page helpers -----------------------------------------------------------------------------
+
+// --- the repair flow ----------------------------------------------------------------------------
+
+async function failureSwitchOn() {
+    const page = session.page;
+    await open('/variables');
+    const form = page.locator('form#create');
+    await form.locator('input[name="key"]').fill(SWITCH);
+    await form.locator('input[name="value"]').fill('yes');
+    await submit(form.locator('button[data-action="create"]'));
+    await page.locator(`table#variables tr[data-id="${SWITCH}"]`).waitFor();
+    return `variable ${SWITCH} = yes, set from /variables`;
+}
+
+// The run states of the pipeline page's grid, by run id.
+async function gridRuns() {
+    return settled(() =>
+        session.page
+            .locator('table#grid a.run-state[data-run-id]')
+            .evaluateAll((links) => Object.fromEntries(links.map((a) => [a.dataset.runId, a.dataset.state]))),
+    );
+}
+
+async function failedRun() {
+    const page = session.page;
+    await open(`/dags/${DAG_ID}`);
+    const before = new Set(Object.keys(await gridRuns()));
+    await submit(page.locator('form#trigger button[data-action="trigger"]'));
+    await open(`/dags/${DAG_ID}`);
+    const fresh = Object.keys(await gridRuns()).filter((id) => !before.has(id));
+    expect(fresh.length === 1, `expected one new run in table#grid, found ${fresh.length}`);
+    session.repairRunId = fresh[0];
+    const started = Date.now();
+    const seen = [];
+    for (;;) {
+        const state = (await gridRuns())[session.repairRunId];
+        if (seen.at(-1) !== state) {
+            seen.push(state);
+        }
+        if (state === 'failed') {
+            break;
+        }
+        expect(state !== 'success', `run ${session.repairRunId} succeeded with ${SWITCH}=yes (${seen.join(' -> ')})`);
+        expect(Date.now() - started < RUN_TIMEOUT_MS, `run ${session.repairRunId} not failed within ${RUN_TIMEOUT_MS / 1000} s: ${seen.join(' -> ')}`);
+        await sleep(POLL_MS);
+        await open(`/dags/${DAG_ID}?run=${encodeURIComponent(session.repairRunId)}`);
+    }
+    await open(`/dags/${DAG_ID}?run=${encodeURIComponent(session.repairRunId)}`);
+    await page.locator(`section#run[data-run-id=${cssString(session.repairRunId)}]`).waitFor();
+    await screenshot('failed-run.png');
+    return `run ${session.repairRunId}: ${seen.join(' -> ')} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
+}
+
+async function readFailure() {
+    const page = session.page;
+    const cell = `td.ti[data-task-id="print_date"][data-run-id=${cssString(session.repairRunId)}]`;
+    const state = await page.locator(cell).getAttribute('data-state');
+    expect(state === 'failed', `print_date of ${session.repairRunId} is ${state}, not failed`);
+    const from = pathOf(page);
+    await navigate(() => page.locator(`${cell} a.ti-link`).first().click(), (url) => url.pathname !== from);
+    await page.locator('pre#log').waitFor();
+    const rendered = (await page.locator('dl#rendered').innerText()).trim();
+    expect(rendered.includes("test 'yes' != yes"), `the rendered command does not show the switch: "${clip(oneLine(rendered), 200)}"`);
+    const log = await page.locator('pre#log').innerText();
+    expect(log.includes("test 'yes' != yes"), `pre#log does not show the command that failed: "${clip(oneLine(log), 300)}"`);
+    const tries = await page.locator('p#tries a[data-try]').count();
+    await screenshot('failed-task.png');
+    return `${pathOf(page)}: ${tries} tries, rendered command shows test 'yes' != yes; ${log.split('\n').length} log line(s)`;
+}
+
+async function failureSwitchOff() {
+    const page = session.page;
+    const taskPage = page.url();
+    await open('/variables');
+    await submit(page.locator(`table#variables tr[data-id="${SWITCH}"] button[data-action="delete"]`));
+    expect((await page.locator(`table#variables tr[data-id="${SWITCH}"]`).count()) === 0, `${SWITCH} is still listed`);
+    await open(new URL(taskPage).pathname);
+    return `variable ${SWITCH} deleted from /variables`;
+}
+
+async function clearWithDownstream() {
+    const page = session.page;
+    const form = page.locator('form#clear');
+    expect(await form.locator('input[name="downstream"]').isChecked(), 'the clear form does not reach downstream by default');
+    await submit(form.locator('button[data-action="clear"]'));
+    const listed = await page.locator('ul#to-clear li[data-task-id]').evaluateAll((lis) => lis.map((li) => li.dataset.taskId));
+    expect(sameSet(listed, ['print_date']), `the preview lists [${listed.join(', ')}], expected [print_date]`);
+    await screenshot('clear-preview.png');
+    await submit(page.locator('button[data-action="confirm-clear"]'));
+    return `previewed [${listed.join(', ')}], confirmed; back on ${pathOf(page)}`;
+}
+
+async function repairedRun() {
+    const page = session.page;
+    const target = `/dags/${DAG_ID}?run=${encodeURIComponent(session.repairRunId)}`;
+    const started = Date.now();
+    const seen = [];
+    for (;;) {
+        await open(target);
+        const state = (await gridRuns())[session.repairRunId];
+        if (seen.at(-1) !== state) {
+            seen.push(state);
+        }
+        if (state === 'success') {
+            break;
+        }
+        expect(state !== 'failed', `run ${session.repairRunId} is still or again failed (${seen.join(' -> ')})`);
+        expect(Date.now() - started < RUN_TIMEOUT_MS, `run ${session.repairRunId} not repaired within ${RUN_TIMEOUT_MS / 1000} s: ${seen.join(' -> ')}`);
+        await sleep(POLL_MS);
+    }
+    const cells = (await gridCells()).filter((c) => c.runId === session.repairRunId);
+    const notDone = cells.filter((c) => c.state !== 'success');
+    expect(notDone.length === 0, `after the repair: ${notDone.map((c) => `${c.taskId} is ${c.state}`).join(', ')}`);
+    await screenshot('repaired-run.png');
+    return `run ${session.repairRunId}: ${seen.join(' -> ')}; every task success`;
+}
 
 function dagRow() {
     return session.page.locator(`table#pipelines tr[data-dag-id="${DAG_ID}"]`);
