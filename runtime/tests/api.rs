@@ -1898,3 +1898,48 @@ async fn runs_and_task_instances_are_repaired_from_the_ui() {
         assert!(events.contains(&event), "{event} not in {events:?}");
     }
 }
+
+/// The browse pages find runs and task instances across pipelines by state, pipeline and
+/// logical date; the warnings page lists the compiler's warnings.
+#[tokio::test]
+async fn runs_and_task_instances_are_browsed_by_state_pipeline_and_date() {
+    let api = Api::start().await;
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let client =
+        sluice_runtime::tls::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    for (run, date) in [("r1", "2024-03-01T06:00:00Z"), ("r2", "2024-03-02T06:00:00Z")] {
+        let body = format!(r#"{{"dag_run_id": "{run}", "logical_date": "{date}"}}"#);
+        let (status, answer) = api.call(Some("user"), Method::POST, "/dags/api_dag/dagRuns", Some(&body)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let (status, _) =
+        api.call(Some("user"), Method::PATCH, "/dags/api_dag/dagRuns/r1", Some(r#"{"state": "failed"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    let signed = sign_in(&client, &site, "viewer", PW).await;
+    let cookie = signed.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("c").to_string();
+    let page = |path: String| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        async move {
+            let answer = client.get(path).header("cookie", cookie).send().await.expect("response");
+            (answer.status(), answer.text().await.expect("html"))
+        }
+    };
+    let rows = |html: &str| html.matches(r#"class="browse-row""#).count();
+    let (status, html) = page(format!("{site}/browse/runs?state=failed")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(">r1</a>") && !html.contains(">r2</a>") && rows(&html) == 1, "{html}");
+    let (_, html) = page(format!("{site}/browse/runs?dag_id=api_dag&from=2024-03-02&to=2024-03-02")).await;
+    assert!(html.contains(">r2</a>") && rows(&html) == 1, "a day includes all of it: {html}");
+    let (_, html) = page(format!("{site}/browse/task-instances?state=skipped&dag_id=api_dag")).await;
+    assert_eq!(rows(&html), 2, "r1's tasks not started were skipped when it was marked failed: {html}");
+    let (_, html) = page(format!("{site}/browse/task-instances?dag_id=api_dag")).await;
+    assert_eq!(rows(&html), 4, "{html}");
+    let (status, html) = page(format!("{site}/browse/runs?from=yesterday")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("`yesterday` is not a date"), "{html}");
+    let (status, html) = page(format!("{site}/warnings")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("unused-param") && html.contains("test.yaml:5:7"), "{html}");
+    let (status, html) = page(format!("{site}/sla-misses")).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+}

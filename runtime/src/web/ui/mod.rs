@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 mod audit;
+mod browse;
 mod drawing;
 mod lists;
 mod login;
@@ -37,6 +38,7 @@ mod task;
 mod users;
 
 use audit::*;
+use browse::*;
 use lists::*;
 use login::*;
 use pipeline::*;
@@ -61,6 +63,10 @@ pub fn router() -> Router<AppState> {
         .route("/variables", get(variables).post(set_variable))
         .route("/variables/{key}/delete", post(delete_variable))
         .route("/audit", get(audit_log))
+        .route("/browse/runs", get(browse_runs))
+        .route("/browse/task-instances", get(browse_task_instances))
+        .route("/sla-misses", get(sla_misses))
+        .route("/warnings", get(compiler_warnings))
         .route("/pools", get(pools).post(save_pool))
         .route("/pools/{name}/delete", post(delete_pool))
         .route("/users", get(users).post(add_user))
@@ -83,6 +89,7 @@ pub(super) fn templates() -> &'static Environment<'static> {
             ("users.html", include_str!("../templates/users.html")),
             ("audit.html", include_str!("../templates/audit.html")),
             ("clear.html", include_str!("../templates/clear.html")),
+            ("browse.html", include_str!("../templates/browse.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!("template {name}: {e}");
