@@ -1943,3 +1943,32 @@ async fn runs_and_task_instances_are_browsed_by_state_pipeline_and_date() {
     let (status, html) = page(format!("{site}/sla-misses")).await;
     assert_eq!(status, StatusCode::OK, "{html}");
 }
+
+/// The connections page tests a stored connection against the real system when tests are
+/// enabled, and shows what answered.
+#[tokio::test]
+async fn a_connection_is_tested_from_the_ui() {
+    let api = Api::start().await;
+    let site = api.base.trim_end_matches("/api/v1").to_string();
+    let client =
+        sluice_runtime::tls::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let redis = r#"{"connection_id": "cache", "conn_type": "redis", "host": "127.0.0.1", "port": 6379}"#;
+    assert_eq!(api.call(Some("op"), Method::POST, "/connections", Some(redis)).await.0, StatusCode::OK);
+    let signed = sign_in(&client, &site, "op", PW).await;
+    let cookie = signed.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("c").to_string();
+    let html = client.get(format!("{site}/connections")).header("cookie", &cookie).send().await.expect("page");
+    let html = html.text().await.expect("html");
+    assert!(html.contains("connections/cache/test\">") && html.contains(r#"data-action="test""#), "{html}");
+    let csrf = html.split(r#"name="csrf" value=""#).nth(1).and_then(|s| s.split('"').next()).expect("token");
+    let tested = client
+        .post(format!("{site}/connections/cache/test"))
+        .header("cookie", &cookie)
+        .header("content-type", FORM)
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(tested.status(), StatusCode::OK);
+    let html = tested.text().await.expect("html");
+    assert!(html.contains("Connection `cache` works: `cache` answered PING with PONG."), "{html}");
+}

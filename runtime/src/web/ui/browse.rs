@@ -235,6 +235,8 @@ pub(super) async fn sla_misses(State(state): State<AppState>, session: SignedIn)
             columns: &["Pipeline", "Run", "Task", "Deadline", "Seen"],
             rows,
             editable: None,
+            row_action: None,
+            notice: None,
         },
         None,
     )
@@ -264,6 +266,8 @@ pub(super) async fn compiler_warnings(State(state): State<AppState>, session: Si
             columns: &["Pipeline", "Kind", "Where", "Warning"],
             rows,
             editable: None,
+            row_action: None,
+            notice: None,
         },
         None,
     )

@@ -14,6 +14,11 @@ pub(super) struct ListPage<'a> {
     /// Where rows are deleted (`<base>/<id>/delete`) and created (`<base>`), with the
     /// create form's `(name, label, input type, required)`.
     pub(super) editable: Option<(&'a str, &'a [FormField<'a>])>,
+    /// A button on every row besides delete: `(action, label)`, posted to
+    /// `<base>/<id>/<action>`.
+    pub(super) row_action: Option<(&'a str, &'a str)>,
+    /// What the last action found, shown above the list.
+    pub(super) notice: Option<String>,
 }
 
 pub(super) fn list_page(session: &Session, page: ListPage<'_>, error: Option<String>) -> Response {
@@ -28,6 +33,7 @@ pub(super) fn list_page(session: &Session, page: ListPage<'_>, error: Option<Str
         None => (None, None),
     };
     let failed = error.is_some();
+    let (row_action, row_label) = page.row_action.unzip();
     let mut response = render(
         "list.html",
         with(
@@ -39,6 +45,9 @@ pub(super) fn list_page(session: &Session, page: ListPage<'_>, error: Option<Str
                 rows => v(&page.rows),
                 delete_base,
                 create => v(create),
+                row_action,
+                row_label,
+                notice => page.notice,
                 error,
             },
         ),
@@ -56,6 +65,16 @@ pub(super) const CONNECTION_FIELDS: &[FormField<'static>] = &[
 ];
 
 pub(super) async fn connections_page(state: &AppState, session: &Session, error: Option<String>) -> Response {
+    connections_page_with(state, session, error, None).await
+}
+
+/// The connections page, with what a connection test found.
+async fn connections_page_with(
+    state: &AppState,
+    session: &Session,
+    error: Option<String>,
+    notice: Option<String>,
+) -> Response {
     match state.store.connection_infos().await {
         Ok(conns) => {
             let rows = conns
@@ -78,6 +97,9 @@ pub(super) async fn connections_page(state: &AppState, session: &Session, error:
                 columns: &["id", "type", "host", "port", "login", "password", "description"],
                 rows,
                 editable: Some(("/connections", CONNECTION_FIELDS)),
+                // The Test button only where tests are enabled (SLUICE_TEST_CONNECTION).
+                row_action: state.config.connection_tests.then_some(("test", "Test")),
+                notice,
             };
             list_page(session, page, error)
         }
@@ -117,6 +139,30 @@ pub(super) async fn add_connection(
     }
 }
 
+/// Tests a stored connection (`SLUICE_TEST_CONNECTION=Enabled`) and shows what answered.
+pub(super) async fn test_connection(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { session, store, .. }: CsrfForm<Op>,
+) -> Response {
+    if !state.config.connection_tests {
+        return (StatusCode::FORBIDDEN, "testing connections is disabled: set SLUICE_TEST_CONNECTION=Enabled")
+            .into_response();
+    }
+    let conn = match state.store.connection(&id, &state.crypto).await {
+        Ok(conn) => conn,
+        Err(e) => return store_error(e),
+    };
+    if let Err(e) = store.record(crate::store::Change::new("connection.test").detail("conn_id", id.as_str())).await {
+        return store_error(e);
+    }
+    let notice = match crate::connection::probe::probe(&conn).await {
+        Ok(answer) => format!("Connection `{id}` works: {answer}."),
+        Err(why) => format!("Connection `{id}` failed: {why}."),
+    };
+    connections_page_with(&state, &session, None, Some(notice)).await
+}
+
 pub(super) async fn delete_connection(Path(id): Path<String>, CsrfForm { store, .. }: CsrfForm<Op>) -> Response {
     match store.delete_connection(&id).await {
         Ok(()) => Redirect::to("/connections").into_response(),
@@ -147,6 +193,8 @@ pub(super) async fn variables_page(state: &AppState, session: &Session, error: O
                 columns: &["key", "value", "description"],
                 rows,
                 editable: Some(("/variables", VARIABLE_FIELDS)),
+                row_action: None,
+                notice: None,
             };
             list_page(session, page, error)
         }
@@ -217,6 +265,8 @@ pub(super) async fn pools_page(state: &AppState, session: &Session, error: Optio
                 columns: &["name", "slots", "running", "queued", "open", "description"],
                 rows,
                 editable: (session.role() >= Role::Op).then_some(("/pools", POOL_FIELDS)),
+                row_action: None,
+                notice: None,
             };
             list_page(session, page, error)
         }

@@ -60,6 +60,7 @@ pub fn router() -> Router<AppState> {
         .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/{action}", post(task_action))
         .route("/connections", get(connections).post(add_connection))
         .route("/connections/{id}/delete", post(delete_connection))
+        .route("/connections/{id}/test", post(test_connection))
         .route("/variables", get(variables).post(set_variable))
         .route("/variables/{key}/delete", post(delete_variable))
         .route("/audit", get(audit_log))

@@ -23,6 +23,7 @@ const FORMS: &[(&str, &str, &str)] = &[
     ("/dags/{dag_id}/runs/{run_id}/{action}", "/dags/nope/runs/r/clear", "User"),
     ("/connections", "/connections", "Op"),
     ("/connections/{id}/delete", "/connections/nope/delete", "Op"),
+    ("/connections/{id}/test", "/connections/nope/test", "Op"),
     ("/variables", "/variables", "Op"),
     ("/variables/{key}/delete", "/variables/nope/delete", "Op"),
     ("/pools", "/pools", "Op"),
@@ -105,7 +106,7 @@ impl Site {
             limiter: RateLimiter::in_process(),
             sessions: sessions.clone(),
             health: Default::default(),
-            config: Default::default(),
+            config: std::sync::Arc::new(crate::effective::WebConfig { connection_tests: true, ..Default::default() }),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
