@@ -1830,6 +1830,10 @@ async fn runs_and_task_instances_are_repaired_from_the_ui() {
     assert!(html.contains(r#"id="version-hash""#), "{html}");
     assert!(html.contains(r#"<details id="source""#) && html.contains("rust: crate::tasks::first"), "{html}");
     assert!(!html.contains(r#"data-action="run-delete""#), "a User has no delete button");
+    // The runs' day in the calendar shows both runs (still queued).
+    let (_, r1) = api.call(Some("viewer"), Method::GET, "/dags/api_dag/dagRuns/r1", None).await;
+    let today = r1["logical_date"].as_str().expect("a date")[..10].to_string();
+    assert!(html.contains(&format!(r#"data-date="{today}" data-state="running" title="{today}: 2 run(s)""#)), "{html}");
     let post = |path: String, body: String| {
         let (client, cookie) = (client.clone(), cookie.clone());
         async move {

@@ -4,6 +4,7 @@
 //! (lookups, escaping through dynamic values) cost most of such a page's time; these
 //! loops write straight into one string. Every text that comes from outside is escaped.
 
+use crate::clock::Micros;
 use crate::connection::uri::encode;
 use crate::spec::PipelineSpec;
 use crate::store::{RunRow, TiRow};
@@ -155,6 +156,62 @@ pub(super) fn gantt(run: &RunRow, tis: &[TiRow]) -> Option<String> {
     Some(svg)
 }
 
+/// How many days the calendar shows: twelve weeks.
+pub(super) const CALENDAR_DAYS: i64 = 84;
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// A day's outcome from its runs' states: failed if any failed, else running while any is
+/// unfinished, else success; `none` for a day without runs.
+pub(super) fn day_outcome<'a>(states: impl IntoIterator<Item = &'a str>) -> &'static str {
+    let mut outcome = "none";
+    for state in states {
+        outcome = match (outcome, state) {
+            (_, "failed") | ("failed", _) => "failed",
+            (_, "running" | "queued") | ("running", _) => "running",
+            _ => "success",
+        };
+    }
+    outcome
+}
+
+/// The calendar of daily outcomes (UTC days of the runs' logical dates), a column per
+/// week ending with the week of `today`, a row per weekday, each day a square titled
+/// with its date and run count.
+pub(super) fn calendar(runs: &[RunRow], today: Micros) -> String {
+    let today_day = today.div_euclid(DAY_MICROS);
+    // Day 0 (1970-01-01) was a Thursday: shift so that columns start on Monday.
+    let weekday = |day: i64| (day + 3).rem_euclid(7);
+    let last_monday = today_day - weekday(today_day);
+    let first_monday = last_monday - (CALENDAR_DAYS / 7 - 1) * 7;
+    let mut by_day: HashMap<i64, Vec<&str>> = HashMap::new();
+    for run in runs {
+        by_day.entry(run.logical_date.div_euclid(DAY_MICROS)).or_default().push(run.state.as_str());
+    }
+    let mut html = String::from("<table id=\"calendar\">\n");
+    for row in 0..7 {
+        html.push_str("<tr>");
+        for week in 0..CALENDAR_DAYS / 7 {
+            let day = first_monday + week * 7 + row;
+            if day > today_day {
+                html.push_str("<td></td>");
+                continue;
+            }
+            let states = by_day.get(&day).map(Vec::as_slice).unwrap_or_default();
+            let date = chrono::DateTime::from_timestamp(day * 86_400, 0).map(|d| d.format("%Y-%m-%d").to_string());
+            let _ = write!(
+                html,
+                "<td><span class=\"day\" data-date=\"{date}\" data-state=\"{}\" title=\"{date}: {} run(s)\"></span></td>",
+                day_outcome(states.iter().copied()),
+                states.len(),
+                date = date.unwrap_or_default(),
+            );
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</table>");
+    html
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +269,28 @@ mod tests {
         // The first bar spans the whole scale: the run ends when it does.
         assert!(svg.contains("<rect x=\"160\" y=\"4\" width=\"460\""), "{svg}");
         assert!(!svg.contains("waiting"), "{svg}");
+    }
+
+    #[test]
+    fn a_day_is_failed_if_any_run_failed_else_running_while_one_is_unfinished() {
+        assert_eq!(day_outcome([]), "none");
+        assert_eq!(day_outcome(["success", "success"]), "success");
+        assert_eq!(day_outcome(["success", "running"]), "running");
+        assert_eq!(day_outcome(["failed", "running", "success"]), "failed");
+        assert_eq!(day_outcome(["queued", "success"]), "running");
+    }
+
+    #[test]
+    fn the_calendar_puts_each_run_on_its_day() {
+        // 2024-03-06 (a Wednesday) 06:00 UTC, and today 2024-03-07.
+        let day = 19_788 * 86_400_000_000_i64;
+        let failed = RunRow { logical_date: day + 21_600_000_000, state: RunState::Failed, ..run() };
+        let ok = RunRow { logical_date: day + 1, state: RunState::Success, ..run() };
+        let html = calendar(&[failed, ok], day + 86_400_000_000 + 5);
+        assert!(html.contains(r#"data-date="2024-03-06" data-state="failed" title="2024-03-06: 2 run(s)""#), "{html}");
+        assert!(html.contains(r#"data-date="2024-03-07" data-state="none""#), "{html}");
+        assert!(!html.contains("2024-03-08"), "no day after today: {html}");
+        assert_eq!(html.matches("class=\"day\"").count(), 84 - 3, "twelve weeks, ending on Thursday: {html}");
     }
 
     #[test]

@@ -71,6 +71,12 @@ pub(super) async fn pipeline(
             "finished": !run.state.is_active(),
         })
     });
+    let now = state.store.now();
+    let since = now - drawing::CALENDAR_DAYS * 86_400_000_000;
+    let calendar = match state.store.runs_between(p.id, Some(since), None).await {
+        Ok(days) => drawing::calendar(&days, now),
+        Err(e) => return store_error(e),
+    };
     let source = state
         .registry
         .source(p.id)
@@ -105,6 +111,7 @@ pub(super) async fn pipeline(
                 graph => minijinja::Value::from_safe_string(graph),
                 gantt => gantt.map(minijinja::Value::from_safe_string),
                 run => v(run_view),
+                calendar => minijinja::Value::from_safe_string(calendar),
                 source => v(source),
                 refresh => active,
             },
