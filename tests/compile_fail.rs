@@ -41,9 +41,15 @@ sluice-runtime = {{ path = "{runtime}" }}
 
 [build-dependencies]
 sluice-codegen = {{ path = "{codegen}" }}
+
+# As the workspace builds it (see vendor/README.md): never downloaded, so never in the
+# registry cache an offline build reads.
+[patch.crates-io]
+sqlx-core = {{ path = "{sqlx_core}" }}
 "#,
         runtime = root.join("runtime").display(),
         codegen = root.join("codegen").display(),
+        sqlx_core = root.join("vendor/sqlx-core").display(),
     );
     fs::write(dir.join("Cargo.toml"), manifest).expect("manifest");
     // The workspace lock keeps the scratch build on the same, already downloaded versions.
