@@ -5,11 +5,9 @@
 //! the same way, which it lists. schemathesis is in the test venv
 //! (`scripts/install-test-deps.sh`); a missing venv fails with the hint to install it.
 
-use sluice_testkit::process::{output_file, read_file, run_within};
 use sluice_testkit::report;
 use sluice_testkit::standalone::Standalone;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const ADMIN_USER: &str = "admin";
@@ -20,8 +18,6 @@ const CHECK_LIMIT: Duration = Duration::from_secs(1200);
 
 #[test]
 fn schemathesis_finds_nothing_airflow_would_not_answer_the_same_way() {
-    let python = sluice_testkit::venv::python();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/check.py");
     let home = tempfile::Builder::new().prefix("sluice-schemathesis-").tempdir().expect("temp SLUICE_HOME");
     // Every operation is served: the configuration and connection tests are switched on,
     // and the rate limits raised above what thousands of generated requests (many with a
@@ -39,32 +35,19 @@ fn schemathesis_finds_nothing_airflow_would_not_answer_the_same_way() {
         .unwrap_or_else(|(status, log)| panic!("sluice standalone exited ({status}) before serving /health:\n{log}"));
     let url = format!("http://127.0.0.1:{}/api/v1", sluice.port);
 
-    let out_path = home.path().join("check.out");
-    let err_path = home.path().join("check.err");
-    let mut check = Command::new(&python);
-    check
-        .arg(&script)
-        .args(["--url", &url, "--user", ADMIN_USER, "--password", ADMIN_PASSWORD])
-        .arg("--report-dir")
-        .arg(home.path())
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONHOME")
-        .stdin(Stdio::null())
-        .stdout(output_file(&out_path))
-        .stderr(output_file(&err_path));
-    let status = run_within(&mut check, CHECK_LIMIT);
-
-    let stdout = read_file(&out_path);
-    for line in stdout.lines().filter(|l| l.starts_with("ok") || l.starts_with("same as Airflow")) {
+    let report_dir = home.path().display().to_string();
+    let args = ["--url", &url, "--user", ADMIN_USER, "--password", ADMIN_PASSWORD, "--report-dir", &report_dir];
+    let run = sluice_testkit::venv::run_script("tests/schemathesis/check.py", &args, home.path(), CHECK_LIMIT);
+    for line in run.stdout.lines().filter(|l| l.starts_with("ok") || l.starts_with("same as Airflow")) {
         report(&format!("schemathesis: {line}"));
     }
     assert!(
-        status.is_some_and(|s| s.success()),
-        "check.py {}\nstdout:\n{stdout}\nstderr:\n{}\nsluice standalone log (end):\n{}",
-        status.map_or_else(|| format!("did not finish within {CHECK_LIMIT:?}"), |s| format!("ended with {s}")),
-        read_file(&err_path),
+        run.passed(),
+        "check.py {}\nstdout:\n{}\nstderr:\n{}\nsluice standalone log (end):\n{}",
+        run.status.map_or_else(|| format!("did not finish within {CHECK_LIMIT:?}"), |s| format!("ended with {s}")),
+        run.stdout,
+        run.stderr,
         sluice.log_tail(),
     );
-    assert!(stdout.lines().any(|l| l == "ok   all checks passed"), "{stdout}");
     assert!(!sluice.log_tail().contains("panicked"), "{}", sluice.log_tail());
 }

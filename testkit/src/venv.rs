@@ -65,3 +65,37 @@ pub fn compose_binary() -> &'static Path {
         bin
     })
 }
+
+/// What a check script printed, and how it ended (`None`: still running at its limit).
+#[derive(Debug)]
+pub struct ScriptRun {
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ScriptRun {
+    /// Whether it ended well and printed `ok   all checks passed`, as the check scripts do.
+    pub fn passed(&self) -> bool {
+        self.status.is_some_and(|s| s.success()) && self.stdout.lines().any(|l| l == "ok   all checks passed")
+    }
+}
+
+/// Runs the venv's Python on the workspace's `script` with `args`, its output kept in
+/// `dir`, for at most `limit`.
+pub fn run_script(script: &str, args: &[&str], dir: &Path, limit: std::time::Duration) -> ScriptRun {
+    use crate::process::{output_file, read_file, run_within};
+    let (out_path, err_path) = (dir.join("check.out"), dir.join("check.err"));
+    let mut check = Command::new(python());
+    check
+        .arg(crate::workspace::root().join(script))
+        .args(args)
+        .current_dir(crate::workspace::root())
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(output_file(&out_path))
+        .stderr(output_file(&err_path));
+    let status = run_within(&mut check, limit);
+    ScriptRun { status, stdout: read_file(&out_path), stderr: read_file(&err_path) }
+}

@@ -3,7 +3,7 @@
 //! change and its record land or fail together; the scheduler's and workers' own steps are
 //! not a person's and write none.
 
-use super::sql::{Bound, Conditions};
+use super::sql::{Bound, Conditions, Paged};
 use super::{Doing, Result, Store, Tx, get, opt, q};
 use crate::clock::Micros;
 use serde_json::{Map, Value};
@@ -260,26 +260,11 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut conditions = Conditions::new(super::Dialect::of(&tx));
         conditions.audit(filter);
-        let page = conditions.next();
         let direction = if ascending { "ASC" } else { "DESC" };
-        let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log{} ORDER BY {} {direction}, id {direction} LIMIT ${page} OFFSET ${}",
-            conditions.sql(),
-            order.column(),
-            page + 1
-        );
-        let rows = conditions
-            .bind(q(AssertSqlSafe(sql)))
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&mut *tx)
-            .await
-            .doing("reading the audit log")?;
-        let count = format!("SELECT COUNT(*) AS n FROM audit_log{}", conditions.sql());
-        let total: i64 = get(
-            &conditions.bind(q(AssertSqlSafe(count))).fetch_one(&mut *tx).await.doing("counting the audit log")?,
-            "n",
-        )?;
+        let order_by = format!("{} {direction}, id {direction}", order.column());
+        let doing = "reading the audit log";
+        let paged = Paged { columns: AUDIT_COLUMNS, table: "audit_log", order_by: &order_by, limit, offset, doing };
+        let (rows, total) = conditions.page(&mut tx, paged).await?;
         tx.commit().await.doing("reading the audit log")?;
         Ok((rows.iter().map(audit_row).collect::<Result<_>>()?, total))
     }

@@ -5,7 +5,7 @@
 use super::{Result, StoreError};
 use crate::clock::Micros;
 use sqlx::any::AnyRow;
-use sqlx::{Any, SqlSafeStr};
+use sqlx::{Any, AssertSqlSafe, SqlSafeStr};
 
 /// The SQL dialect of a store's database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,5 +166,38 @@ impl Conditions {
             };
         }
         query
+    }
+}
+
+/// One page of what a filtered `SELECT` finds, and how many it finds in all.
+pub(crate) struct Paged<'a> {
+    pub(crate) columns: &'a str,
+    pub(crate) table: &'a str,
+    pub(crate) order_by: &'a str,
+    pub(crate) limit: i64,
+    pub(crate) offset: i64,
+    pub(crate) doing: &'static str,
+}
+
+impl Conditions {
+    /// The rows of `paged` these conditions select, and their count, in `tx`.
+    pub(crate) async fn page(&self, tx: &mut Tx, paged: Paged<'_>) -> Result<(Vec<AnyRow>, i64)> {
+        let page = self.next();
+        let (columns, table, order_by) = (paged.columns, paged.table, paged.order_by);
+        let sql = format!(
+            "SELECT {columns} FROM {table}{} ORDER BY {order_by} LIMIT ${page} OFFSET ${}",
+            self.sql(),
+            page + 1
+        );
+        let rows = self
+            .bind(q(AssertSqlSafe(sql)))
+            .bind(paged.limit)
+            .bind(paged.offset)
+            .fetch_all(&mut **tx)
+            .await
+            .doing(paged.doing)?;
+        let count = format!("SELECT COUNT(*) AS n FROM {table}{}", self.sql());
+        let total = get(&self.bind(q(AssertSqlSafe(count))).fetch_one(&mut **tx).await.doing(paged.doing)?, "n")?;
+        Ok((rows, total))
     }
 }

@@ -3,7 +3,7 @@
 //! statement.
 
 use super::*;
-use crate::store::sql::{Conditions, json_list};
+use crate::store::sql::{Conditions, Paged, json_list};
 
 /// Which runs a list asks for; a `None` does not filter. Ranges are inclusive.
 #[derive(Debug, Default, Clone)]
@@ -49,22 +49,9 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut conditions = Conditions::new(Dialect::of(&tx));
         conditions.runs(filter);
-        let page = conditions.next();
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs{} ORDER BY logical_date DESC, id DESC LIMIT ${page} OFFSET ${}",
-            conditions.sql(),
-            page + 1
-        );
-        let rows = conditions
-            .bind(q(AssertSqlSafe(sql)))
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&mut *tx)
-            .await
-            .doing("searching runs")?;
-        let count = format!("SELECT COUNT(*) AS n FROM runs{}", conditions.sql());
-        let total: i64 =
-            get(&conditions.bind(q(AssertSqlSafe(count))).fetch_one(&mut *tx).await.doing("counting runs")?, "n")?;
+        let order_by = "logical_date DESC, id DESC";
+        let paged = Paged { columns: RUN_COLUMNS, table: "runs", order_by, limit, offset, doing: "searching runs" };
+        let (rows, total) = conditions.page(&mut tx, paged).await?;
         tx.commit().await.doing("searching runs")?;
         Ok((rows.iter().map(run_row).collect::<Result<_>>()?, total))
     }
