@@ -90,6 +90,18 @@ def field_airflow_requires(case, response):
     )
 
 
+def no_json_body(case, response):
+    """An operation that reads a JSON body called without one (no body, or another content
+    type) answered 400. Airflow reads it with Flask's `request.get_json()`, which answers
+    400 Bad Request too; the document lists no 400 for several of these operations."""
+    body = problem(response)
+    return (
+        response["status"] == 400
+        and body is not None
+        and body["detail"].startswith("invalid request body: Expected request with `Content-Type: application/json`")
+    )
+
+
 def already_exists(case, response):
     """A POST creating a pool, connection, variable or user whose name is taken answered
     409. Airflow answers 409 ("... already exists") too; its document lists no 409 for
@@ -104,6 +116,7 @@ AIRFLOW_SAME = [
     ("update_mask naming a field that cannot change: 400", unchangeable_field),
     ("a negative limit: 400", negative_limit),
     ("a body without a field Airflow's schema requires: 400", field_airflow_requires),
+    ("no JSON body where one is read: 400", no_json_body),
     ("creating what exists: 409", already_exists),
 ]
 
