@@ -206,7 +206,9 @@ def main():
         "--report", "ndjson",
         "--report-ndjson-path", str(report),
     ]
-    run = subprocess.run(command, capture_output=True, text=True, check=False)
+    # In the report folder: schemathesis keeps a cache of past failures under its working
+    # folder (`.schemathesis/`), which a run would replay; each run starts from none.
+    run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=args.report_dir)
     summary = run.stdout[run.stdout.find("SUMMARY") - 34:] if "SUMMARY" in run.stdout else run.stdout[-3000:]
     print(summary)
     if not report.exists():
