@@ -63,8 +63,51 @@ pub fn parse(file: &SourceFile) -> Result<Node, Diagnostic> {
             Err(Diagnostic::error("empty-file", Span { line: 1, col: 1, offset: 0, len: 0 }, "the file is empty")
                 .with_hint("start from the example in the README: `deployment:`, `connections:`, `pipelines:` ..."))
         }
-        Err(error) => Err(syntax_error(file, &error)),
+        // A tab in the indentation derails the YAML scanner wherever it notices (often the
+        // line before, at a value): say what is wrong, where it is.
+        Err(error) => Err(tab_indentation(file).unwrap_or_else(|| syntax_error(file, &error))),
     }
+}
+
+/// The first line indented with a tab, outside a block scalar (`|`, `>`), where a tab
+/// after the block's indentation is text.
+fn tab_indentation(file: &SourceFile) -> Option<Diagnostic> {
+    // The indentation of the line that opened the block scalar we are in, if any.
+    let mut block_parent: Option<usize> = None;
+    for (number, line) in file.text.lines().enumerate() {
+        let spaces = line.len() - line.trim_start_matches(' ').len();
+        let rest = &line[spaces..];
+        if let Some(parent) = block_parent {
+            if rest.trim().is_empty() || spaces > parent {
+                continue;
+            }
+            block_parent = None;
+        }
+        if rest.starts_with('\t') {
+            let line_number = u32::try_from(number + 1).unwrap_or(u32::MAX);
+            let col = u32::try_from(spaces + 1).unwrap_or(u32::MAX);
+            let span = Span { line: line_number, col, offset: file.offset_of(line_number, col), len: 1 };
+            return Some(
+                Diagnostic::error("tab-indentation", span, format!("line {line_number} is indented with a tab"))
+                    .with_hint("YAML indents with spaces only: replace the tab with spaces, aligned with the keys of the same mapping"),
+            );
+        }
+        if opens_block_scalar(rest) {
+            block_parent = Some(spaces);
+        }
+    }
+    None
+}
+
+/// Whether a line ends with a block scalar's indicator (`key: |`, `- >-`, `key: |2 # note`).
+fn opens_block_scalar(line: &str) -> bool {
+    let code = line.split(" #").next().unwrap_or(line).trim_end();
+    let Some(at) = code.rfind(['|', '>']) else { return false };
+    let before = &code[..at];
+    let indicator = &code[at + 1..];
+    let before = before.trim_end();
+    (before.is_empty() || before.ends_with(':') || before == "-" || before.ends_with(" -"))
+        && indicator.chars().all(|c| c == '-' || c == '+' || c.is_ascii_digit())
 }
 
 fn syntax_error(file: &SourceFile, error: &serde_saphyr::Error) -> Diagnostic {

@@ -233,7 +233,22 @@ impl Lowerer<'_> {
         if let Some(n) = f.value("sla") {
             s.sla_secs = self.duration(n, &format!("`sla` of {what}")).map(|secs| Sp::new(secs, n.span)).or(s.sla_secs);
         }
+        self.retry_delay_cap(f, what, &s);
         s
+    }
+
+    /// Warns, where the mapping writes a retry delay, when the cap is below the delay: once at
+    /// `default_args` for every task that inherits both, not at each task.
+    fn retry_delay_cap(&mut self, f: &Fields<'_>, what: &str, s: &TaskSettings) {
+        let Some(max) = s.max_retry_delay_secs else { return };
+        let Some(written) = f.value("max_retry_delay").or_else(|| f.value("retry_delay")) else { return };
+        if max < s.retry_delay_secs {
+            self.diags.push(Diagnostic::warning(
+                "retry-delay-cap",
+                written.span,
+                format!("{what}: `max_retry_delay` ({max}s) is shorter than `retry_delay` ({}s)", s.retry_delay_secs),
+            ));
+        }
     }
 }
 

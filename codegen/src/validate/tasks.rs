@@ -117,18 +117,6 @@ impl Validator<'_> {
             self.notification_targets(targets, &format!("`{key}` of {w}"), &s.email);
         }
         self.sla(p, t);
-        if let Some(max) = t.settings.max_retry_delay_secs
-            && max < t.settings.retry_delay_secs
-        {
-            self.push(Diagnostic::warning(
-                "retry-delay-cap",
-                t.id.span,
-                format!(
-                    "{w}: `max_retry_delay` ({max}s) is shorter than `retry_delay` ({}s)",
-                    t.settings.retry_delay_secs
-                ),
-            ));
-        }
     }
 
     /// Each target is a declared http (webhook), smtp (email to `email`) or file connection.
