@@ -15,7 +15,7 @@
 use sluice_runtime::Registry;
 use sluice_runtime::crypto::Crypto;
 use sluice_runtime::rules::{RunState, RunType};
-use sluice_runtime::spec::{PipelineSpec, RetryPolicy, Schedule, TaskKind, TaskSpec, TriggerRule};
+use sluice_runtime::spec::{PipelineSpec, Schedule, TaskKind, TaskSpec};
 use sluice_runtime::store::{NewRun, RunRow, Store};
 use sluice_testkit::compose::Compose;
 use sluice_testkit::database::Database;
@@ -483,36 +483,5 @@ fn registry(n: usize) -> &'static Registry {
 }
 
 const fn task(id: &'static str, depends_on: &'static [&'static str]) -> TaskSpec {
-    TaskSpec {
-        id,
-        description: "",
-        kind: TaskKind::Shell { command: "true", env: &[] },
-        depends_on,
-        upstream: &[],
-        downstream: &[],
-        depth: 0,
-        effective_priority_weight: 1,
-        trigger_rule: TriggerRule::AllSuccess,
-        retry: RetryPolicy {
-            retries: 0,
-            retry_delay_secs: 300,
-            exponential_backoff: false,
-            max_retry_delay_secs: None,
-        },
-        execution_timeout_secs: None,
-        email_on_failure: false,
-        email_on_retry: false,
-        email: &[],
-        on_failure: &[],
-        on_retry: &[],
-        on_success: &[],
-        sla_secs: None,
-        pool: "default_pool",
-        pool_slots: 1,
-        priority_weight: 1,
-        queue: "default",
-        connections: &[],
-        outputs: &[],
-        renamed_from: &[],
-    }
+    TaskSpec { depends_on, ..TaskSpec::new(id, TaskKind::shell("true")) }
 }

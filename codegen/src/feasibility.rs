@@ -4,7 +4,7 @@
 //! skipped or upstream_failed every time), and one stuck behind a pool too small for it
 //! never ends at all, holding up everything downstream.
 
-use crate::model::{Pipeline, TriggerRule};
+use crate::model::{Pipeline, Task, TaskKind, TriggerRule};
 use std::collections::HashMap;
 
 /// A set of end states, as bits.
@@ -53,9 +53,13 @@ pub fn never_running<'p>(p: &'p Pipeline, pool_too_small: impl Fn(&str) -> bool)
                 .map(|(id, u)| states[u].map(|s| (id, s)))
                 .collect();
             let Some(ups) = ups else { return true };
-            let (result, never) = settle(t.id.value.as_str(), t.trigger_rule.value, &ups, pool_too_small(&t.id.value));
+            let (mut result, never) =
+                settle(t.id.value.as_str(), t.trigger_rule.value, &ups, pool_too_small(&t.id.value));
             if let Some(n) = never {
                 found.push(n);
+            }
+            if result.has(SUCCESS) && (may_skip_itself(t) || is_branch_target(p, t)) {
+                result.0 |= SKIPPED;
             }
             states[i] = Some(result);
             false
@@ -65,6 +69,23 @@ pub fn never_running<'p>(p: &'p Pipeline, pool_too_small: impl Fn(&str) -> bool)
         }
     }
     found
+}
+
+/// Whether a task that runs can end skipped by itself: a Rust body can return the skip
+/// outcome, a shell command can exit with its `skip_exit_code`, an http step can get one of
+/// its `skip_status`.
+fn may_skip_itself(t: &Task) -> bool {
+    match &t.kind {
+        TaskKind::Rust { .. } => true,
+        TaskKind::Shell { skip_exit_code, .. } => skip_exit_code.is_some(),
+        TaskKind::Http(http) => !http.skip_status.is_empty(),
+        TaskKind::Sql { .. } => false,
+    }
+}
+
+/// Whether an upstream's `branch` may leave this task out (it is then skipped).
+fn is_branch_target(p: &Pipeline, t: &Task) -> bool {
+    p.tasks.iter().any(|u| u.branch.iter().any(|b| b.value == t.id.value))
 }
 
 fn settle<'p>(

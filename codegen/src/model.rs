@@ -386,6 +386,9 @@ pub struct Task {
     pub queue: Sp<String>,
     pub connections: Vec<Sp<String>>,
     pub outputs: Vec<Output>,
+    /// The direct downstream tasks this task chooses among; the others are skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branch: Vec<Sp<String>>,
     /// Former ids of this task: its history is kept under the new id.
     pub renamed_from: Vec<Sp<String>>,
 }
@@ -401,6 +404,10 @@ pub enum TaskKind {
         /// Variables the command gets besides the run's facts; values are templates.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         env: BTreeMap<String, Sp<String>>,
+        /// The exit code that ends the task skipped (`None`: none does). Written only when
+        /// it is not Airflow's 99, so a pipeline that keeps the default keeps its hash.
+        #[serde(default = "default_skip_exit_code", skip_serializing_if = "is_default_skip_exit_code")]
+        skip_exit_code: Option<i32>,
     },
     Http(HttpStep),
     Sql {
@@ -423,7 +430,7 @@ impl TaskKind {
     pub fn templates(&self) -> Vec<&Sp<String>> {
         match self {
             TaskKind::Rust { .. } => Vec::new(),
-            TaskKind::Shell { command, env } => std::iter::once(command).chain(env.values()).collect(),
+            TaskKind::Shell { command, env, .. } => std::iter::once(command).chain(env.values()).collect(),
             TaskKind::Http(http) => std::iter::once(&http.endpoint).chain(http.body.as_ref()).collect(),
             TaskKind::Sql { statement, .. } => vec![statement],
         }
@@ -457,6 +464,17 @@ pub struct HttpStep {
     pub body: Option<Sp<String>>,
     pub headers: BTreeMap<String, String>,
     pub expect_status: Vec<u16>,
+    /// Statuses that end the task skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_status: Vec<u16>,
+}
+
+fn default_skip_exit_code() -> Option<i32> {
+    Some(sluice_contract::defaults::SKIP_EXIT_CODE)
+}
+
+fn is_default_skip_exit_code(code: &Option<i32>) -> bool {
+    *code == default_skip_exit_code()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -502,6 +520,15 @@ pub fn implicit_outputs(kind: &TaskKind) -> Vec<(&'static str, ValueType)> {
         TaskKind::Http(_) => outputs::HTTP.iter().map(implicit).collect(),
         TaskKind::Sql { .. } => outputs::SQL.iter().map(implicit).collect(),
     }
+}
+
+/// The outputs a task has without declaring them: its kind's, and a branch task's choice.
+pub fn undeclared_outputs(task: &Task) -> Vec<(&'static str, ValueType)> {
+    let mut all = implicit_outputs(&task.kind);
+    if !task.branch.is_empty() {
+        all.push((outputs::BRANCH, ValueType::List(Box::new(ValueType::String))));
+    }
+    all
 }
 
 fn implicit((name, ty): &(&'static str, spec::ValueType)) -> (&'static str, ValueType) {

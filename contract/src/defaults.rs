@@ -10,3 +10,7 @@ pub const POOL_SLOTS: u32 = 128;
 pub const QUEUE: &str = "default";
 /// Seconds between tries when `retry_delay` is not set (Airflow: 5 minutes).
 pub const RETRY_DELAY_SECS: u64 = 300;
+
+/// The exit code of a shell task that ends it skipped, unless `skip_exit_code` says
+/// otherwise (Airflow's BashOperator `skip_on_exit_code`).
+pub const SKIP_EXIT_CODE: i32 = 99;

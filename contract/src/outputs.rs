@@ -9,6 +9,8 @@ pub const HTTP_STATUS: &str = "status";
 pub const HTTP_BODY: &str = "body";
 pub const SQL_ROWS_AFFECTED: &str = "rows_affected";
 pub const SQL_ROWS: &str = "rows";
+/// A branch task's choice: the ids of the `branch:` targets that run (a `list<string>`).
+pub const BRANCH: &str = "branch";
 
 /// A shell task's last stdout line and its exit code.
 pub const SHELL: [(&str, ValueType); 2] = [(SHELL_STDOUT, ValueType::String), (SHELL_EXIT_CODE, ValueType::Int)];

@@ -176,6 +176,9 @@ pub enum TaskKind {
         /// The task's `env:`: names and value templates (rendered as they are: a variable's
         /// value is data, never read as code).
         env: &'static [(&'static str, &'static str)],
+        /// The exit code that ends the task `skipped` (Airflow's `skip_on_exit_code`, 99 by
+        /// default); `None`: every non-zero code is a failure.
+        skip_exit_code: Option<i32>,
     },
     Http {
         conn: &'static str,
@@ -184,6 +187,8 @@ pub enum TaskKind {
         body: Option<&'static str>,
         headers: &'static [(&'static str, &'static str)],
         expect_status: &'static [u16],
+        /// Statuses that end the task `skipped` instead of failed.
+        skip_status: &'static [u16],
     },
     Sql {
         conn: &'static str,
@@ -192,11 +197,18 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    /// A shell step with no `env:` and the default `skip_exit_code`.
+    pub const fn shell(command: &'static str) -> TaskKind {
+        TaskKind::Shell { command, env: &[], skip_exit_code: Some(crate::defaults::SKIP_EXIT_CODE) }
+    }
+
     /// Every template text of the task: what the runtime renders before it runs.
     pub fn templates(&self) -> Vec<&'static str> {
         match self {
             TaskKind::Rust { .. } => Vec::new(),
-            TaskKind::Shell { command, env } => std::iter::once(*command).chain(env.iter().map(|(_, v)| *v)).collect(),
+            TaskKind::Shell { command, env, .. } => {
+                std::iter::once(*command).chain(env.iter().map(|(_, v)| *v)).collect()
+            }
             TaskKind::Http { endpoint, body, headers, .. } => {
                 std::iter::once(*endpoint).chain(*body).chain(headers.iter().map(|(_, v)| *v)).collect()
             }
@@ -275,7 +287,50 @@ pub struct TaskSpec {
     pub queue: &'static str,
     pub connections: &'static [&'static str],
     pub outputs: &'static [OutputSpec],
+    /// `branch:` the direct downstream tasks this task chooses among (its `branch` output
+    /// names the chosen); the others are skipped. Empty: not a branch.
+    pub branch: &'static [&'static str],
     pub renamed_from: &'static [&'static str],
+}
+
+impl TaskSpec {
+    /// A task with every setting at its default (Airflow's), no dependencies and no graph
+    /// facts: what hand-written tables (tests, tools) start from, `..TaskSpec::new(id, kind)`.
+    pub const fn new(id: &'static str, kind: TaskKind) -> TaskSpec {
+        TaskSpec {
+            id,
+            description: "",
+            kind,
+            depends_on: &[],
+            upstream: &[],
+            downstream: &[],
+            depth: 0,
+            effective_priority_weight: 1,
+            trigger_rule: TriggerRule::AllSuccess,
+            retry: RetryPolicy {
+                retries: 0,
+                retry_delay_secs: crate::defaults::RETRY_DELAY_SECS,
+                exponential_backoff: false,
+                max_retry_delay_secs: None,
+            },
+            execution_timeout_secs: None,
+            email_on_failure: false,
+            email_on_retry: false,
+            email: &[],
+            on_failure: &[],
+            on_retry: &[],
+            on_success: &[],
+            sla_secs: None,
+            pool: crate::defaults::POOL,
+            pool_slots: 1,
+            priority_weight: 1,
+            queue: crate::defaults::QUEUE,
+            connections: &[],
+            outputs: &[],
+            branch: &[],
+            renamed_from: &[],
+        }
+    }
 }
 
 impl PipelineSpec {

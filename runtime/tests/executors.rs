@@ -48,36 +48,15 @@ static REGISTRY: Registry = Registry {
 
 const fn task(id: &'static str, kind: TaskKind, timeout: Option<u64>) -> TaskSpec {
     TaskSpec {
-        id,
-        description: "",
-        kind,
-        depends_on: &[],
-        upstream: &[],
-        downstream: &[],
-        depth: 0,
-        effective_priority_weight: 1,
-        trigger_rule: TriggerRule::AllSuccess,
         retry: RetryPolicy { retries: 0, retry_delay_secs: 0, exponential_backoff: false, max_retry_delay_secs: None },
         execution_timeout_secs: timeout,
-        email_on_failure: false,
-        email_on_retry: false,
         email: &["data@example.com"],
-        on_failure: &[],
-        on_retry: &[],
-        on_success: &[],
-        sla_secs: None,
-        pool: "default_pool",
-        pool_slots: 1,
-        priority_weight: 1,
-        queue: "default",
-        connections: &[],
-        outputs: &[],
-        renamed_from: &[],
+        ..TaskSpec::new(id, kind)
     }
 }
 
 const fn shell(id: &'static str, command: &'static str, timeout: Option<u64>) -> TaskSpec {
-    task(id, TaskKind::Shell { command, env: &[] }, timeout)
+    task(id, TaskKind::shell(command), timeout)
 }
 
 const fn sql(id: &'static str, conn: &'static str) -> TaskSpec {
@@ -137,6 +116,7 @@ const TASKS: &[TaskSpec] = &[
             body: Some(r#"{"greeting": "{{ params.greeting }}", "run": "{{ run_id }}"}"#),
             headers: &[("Content-Type", "application/json"), ("X-Try", "{{ try_number }}")],
             expect_status: &[200, 201],
+            skip_status: &[],
         },
         Some(30),
     ),
@@ -149,18 +129,35 @@ const TASKS: &[TaskSpec] = &[
             body: None,
             headers: &[],
             expect_status: &[200],
+            skip_status: &[],
         },
         Some(30),
     ),
     task(
         "http_slow",
-        TaskKind::Http { conn: "api", method: "GET", endpoint: "/slow", body: None, headers: &[], expect_status: &[] },
+        TaskKind::Http {
+            conn: "api",
+            method: "GET",
+            endpoint: "/slow",
+            body: None,
+            headers: &[],
+            expect_status: &[],
+            skip_status: &[],
+        },
         Some(1),
     ),
     // No execution_timeout: only the request's own bounds stop it.
     task(
         "http_unbounded",
-        TaskKind::Http { conn: "api", method: "GET", endpoint: "/feed", body: None, headers: &[], expect_status: &[] },
+        TaskKind::Http {
+            conn: "api",
+            method: "GET",
+            endpoint: "/feed",
+            body: None,
+            headers: &[],
+            expect_status: &[],
+            skip_status: &[],
+        },
         None,
     ),
     sql("sql_lite", "lite"),

@@ -18,12 +18,9 @@ static PIPELINES: [PipelineSpec; 1] = [pipeline(
     "chatty",
     Schedule::Manual,
     &[
-        TaskSpec { kind: TaskKind::Shell { command: "seq 1 2000000", env: &[] }, ..task("two_million_lines", &[]) },
+        TaskSpec { kind: TaskKind::shell("seq 1 2000000"), ..task("two_million_lines", &[]) },
         TaskSpec {
-            kind: TaskKind::Shell {
-                command: "yes 'a line of forty bytes, give or take...' | head -n 100000; exit 3",
-                env: &[],
-            },
+            kind: TaskKind::shell("yes 'a line of forty bytes, give or take...' | head -n 100000; exit 3"),
             ..task("long_then_fails", &[])
         },
     ],

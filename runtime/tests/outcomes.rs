@@ -37,7 +37,7 @@ impl Collect {
 }
 
 const fn shell(id: &'static str, command: &'static str, depends_on: &'static [&'static str]) -> TaskSpec {
-    TaskSpec { kind: TaskKind::Shell { command, env: &[] }, ..task(id, depends_on) }
+    TaskSpec { kind: TaskKind::shell(command), ..task(id, depends_on) }
 }
 
 static PIPELINES: LazyLock<[PipelineSpec; 2]> = LazyLock::new(|| {

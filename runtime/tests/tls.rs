@@ -31,6 +31,7 @@ static TASKS: [TaskSpec; 2] = [
             body: None,
             headers: &[],
             expect_status: &[200],
+            skip_status: &[],
         },
         ..task("fetch", &[])
     },

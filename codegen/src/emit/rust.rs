@@ -332,16 +332,20 @@ fn task_spec(t: &Task, smtp_default: bool, facts: &TaskFacts<'_>) -> TokenStream
             let path = &path.value;
             quote!(TaskKind::Rust { path: #path })
         }
-        TaskKind::Shell { command, env } => {
+        TaskKind::Shell { command, env, skip_exit_code } => {
             let command = &command.value;
             let env: Vec<TokenStream> = env.iter().map(|(k, v)| (k, &v.value)).map(|(k, v)| quote!((#k, #v))).collect();
-            quote!(TaskKind::Shell { command: #command, env: &[#(#env),*] })
+            let skip = match skip_exit_code {
+                Some(code) => quote!(Some(#code)),
+                None => quote!(None),
+            };
+            quote!(TaskKind::Shell { command: #command, env: &[#(#env),*], skip_exit_code: #skip })
         }
         TaskKind::Http(h) => {
             let (conn, method, endpoint) = (&h.conn.value, &h.method.value, &h.endpoint.value);
             let body = opt_str(h.body.as_ref().map(|b| b.value.as_str()));
             let headers: Vec<TokenStream> = h.headers.iter().map(|(k, v)| quote!((#k, #v))).collect();
-            let expect = &h.expect_status;
+            let (expect, skip) = (&h.expect_status, &h.skip_status);
             quote!(TaskKind::Http {
                 conn: #conn,
                 method: #method,
@@ -349,6 +353,7 @@ fn task_spec(t: &Task, smtp_default: bool, facts: &TaskFacts<'_>) -> TokenStream
                 body: #body,
                 headers: &[#(#headers),*],
                 expect_status: &[#(#expect),*],
+                skip_status: &[#(#skip),*],
             })
         }
         TaskKind::Sql { conn, statement } => {
@@ -374,13 +379,14 @@ fn task_spec(t: &Task, smtp_default: bool, facts: &TaskFacts<'_>) -> TokenStream
         .outputs
         .iter()
         .map(|o| (o.name.value.clone(), o.ty.value.clone()))
-        .chain(implicit_outputs(&t.kind).into_iter().map(|(n, ty)| (n.to_string(), ty)))
+        .chain(undeclared_outputs(t).into_iter().map(|(n, ty)| (n.to_string(), ty)))
         .map(|(name, ty)| {
             let ty = value_type(&ty);
             quote!(OutputSpec { name: #name, ty: #ty })
         })
         .collect();
     let renamed: Vec<&str> = t.renamed_from.iter().map(|r| r.value.as_str()).collect();
+    let branch: Vec<&str> = t.branch.iter().map(|b| b.value.as_str()).collect();
     let (upstream, downstream) = (indices(facts.upstream), indices(facts.downstream));
     let (depth, effective_weight) = (facts.depth, facts.effective_priority_weight);
     quote! {
@@ -414,6 +420,7 @@ fn task_spec(t: &Task, smtp_default: bool, facts: &TaskFacts<'_>) -> TokenStream
             queue: #queue,
             connections: &[#(#connections),*],
             outputs: &[#(#outputs),*],
+            branch: &[#(#branch),*],
             renamed_from: &[#(#renamed),*],
         }
     }
@@ -450,19 +457,41 @@ fn pipeline_module(p: &Pipeline) -> TokenStream {
 
 /// Whether a task's outputs carry data (a Rust task with no outputs has `()`).
 fn has_outputs(t: &Task) -> bool {
-    !matches!(t.kind, TaskKind::Rust { .. }) || !t.outputs.is_empty()
+    !matches!(t.kind, TaskKind::Rust { .. }) || !t.outputs.is_empty() || !t.branch.is_empty()
+}
+
+/// A branch task's `Branch` enum: one variant per target, serialized as the task id.
+fn branch_enum(t: &Task) -> TokenStream {
+    let variants: Vec<TokenStream> = t
+        .branch
+        .iter()
+        .map(|b| {
+            let (id, name) = (&b.value, format_ident!("{}", variant(&b.value)));
+            let doc = format!(" Run `{id}`.");
+            quote!(#[doc = #doc] #[serde(rename = #id)] #name)
+        })
+        .collect();
+    quote! {
+        /// The tasks this branch task may choose to run; those of its `branch:` it does not
+        /// choose are skipped.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, sluice_runtime::__private::serde::Serialize, sluice_runtime::__private::serde::Deserialize)]
+        #[serde(crate = "sluice_runtime::__private::serde")]
+        pub enum Branch {
+            #(#variants),*
+        }
+    }
 }
 
 fn task_module(p: &Pipeline, t: &Task) -> TokenStream {
     let module = ident(&t.id.value);
     let doc = format!(" Task `{}` ({}).", t.id.value, t.kind.name());
     let outputs = match &t.kind {
-        TaskKind::Rust { .. } if t.outputs.is_empty() => quote! {
+        TaskKind::Rust { .. } if !has_outputs(t) => quote! {
             /// This task declares no outputs.
             pub type Outputs = ();
         },
         TaskKind::Rust { .. } => {
-            let fields: Vec<TokenStream> = t
+            let mut fields: Vec<TokenStream> = t
                 .outputs
                 .iter()
                 .map(|o| {
@@ -471,7 +500,18 @@ fn task_module(p: &Pipeline, t: &Task) -> TokenStream {
                     quote!(pub #name: #ty)
                 })
                 .collect();
+            let branch = if t.branch.is_empty() {
+                quote!()
+            } else {
+                fields.push(quote!(
+                    /// The targets to run, in any order (none: all are skipped).
+                    pub branch: Vec<Branch>
+                ));
+                branch_enum(t)
+            };
             quote! {
+                #branch
+
                 /// What this task returns, typed as declared under `outputs:`.
                 #[derive(Debug, Clone, PartialEq, sluice_runtime::__private::serde::Serialize, sluice_runtime::__private::serde::Deserialize)]
                 #[serde(crate = "sluice_runtime::__private::serde")]

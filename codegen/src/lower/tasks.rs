@@ -9,6 +9,7 @@ pub const TASK_KEYS: &[&str] = &[
     "rust",
     "shell",
     "env",
+    "skip_exit_code",
     "http",
     "sql",
     "depends_on",
@@ -19,6 +20,7 @@ pub const TASK_KEYS: &[&str] = &[
     "queue",
     "connections",
     "outputs",
+    "branch",
     "renamed_from",
     "retries",
     "retry_delay",
@@ -39,7 +41,12 @@ pub(super) const TASK_KINDS: &[&str] = &["rust", "shell", "http", "sql"];
 /// Environment names a shell task's `env:` may not set: Sluice sets them from the run.
 pub(super) const RESERVED_ENV_PREFIXES: &[&str] = &["SLUICE_", "AIRFLOW_CTX_", "AIRFLOW_CONN_"];
 
-pub(super) const HTTP_KEYS: &[&str] = &["conn", "method", "endpoint", "body", "headers", "expect_status"];
+pub(super) const HTTP_KEYS: &[&str] =
+    &["conn", "method", "endpoint", "body", "headers", "expect_status", "skip_status"];
+
+/// Keys only a shell task has, each with the code of its misuse.
+pub(super) const SHELL_ONLY_KEYS: &[(&str, &str)] =
+    &[("env", "env-not-shell"), ("skip_exit_code", "skip-exit-code-not-shell")];
 
 pub(super) const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 
@@ -112,6 +119,7 @@ impl Lowerer<'_> {
             queue: queue.unwrap_or_else(|| Sp::new(DEFAULT_QUEUE.into(), f.key_span("queue"))),
             connections: self.string_list(&f, "connections", &w),
             outputs,
+            branch: self.string_list(&f, "branch", &w),
             renamed_from: self.string_list(&f, "renamed_from", &w),
             id,
         })
@@ -141,19 +149,30 @@ impl Lowerer<'_> {
             }
         }
         let node = f.get(given[0])?;
-        if given[0] != "shell" && f.get("env").is_some() {
-            self.error(
-                "env-not-shell",
-                f.key_span("env"),
-                format!("{what} sets `env`, which only shell tasks have"),
-                Some("remove `env:`, or make the task a `shell:` task".into()),
-            );
+        for (key, code) in SHELL_ONLY_KEYS.iter().filter(|_| given[0] != "shell") {
+            if f.get(key).is_some() {
+                self.error(
+                    code,
+                    f.key_span(key),
+                    format!("{what} sets `{key}`, which only shell tasks have"),
+                    Some(format!("remove `{key}:`, or make the task a `shell:` task")),
+                );
+            }
         }
         match given[0] {
             "rust" => self.string(node, &format!("`rust` of {what}")).map(|path| TaskKind::Rust { path }),
             "shell" => {
                 let env = f.get("env").map(|n| self.shell_env(n, what)).unwrap_or_default();
-                self.string(node, &format!("`shell` of {what}")).map(|command| TaskKind::Shell { command, env })
+                let skip_exit_code = match f.get("skip_exit_code") {
+                    None => Some(sluice_contract::defaults::SKIP_EXIT_CODE),
+                    Some(n) if n.value == Value::Null => None,
+                    Some(n) => self.integer::<i32>(n, &format!("`skip_exit_code` of {what}"), 1, 255).map(|c| c.value),
+                };
+                self.string(node, &format!("`shell` of {what}")).map(|command| TaskKind::Shell {
+                    command,
+                    env,
+                    skip_exit_code,
+                })
             }
             "http" => self.http_step(node, what).map(TaskKind::Http),
             _ => {
@@ -184,15 +203,21 @@ impl Lowerer<'_> {
         };
         let expect_status = match h.value("expect_status") {
             None => vec![200],
-            Some(n) => match &n.value {
-                Value::Seq(items) => items
-                    .iter()
-                    .filter_map(|i| self.integer::<u16>(i, "an expected status", 100, 599).map(|s| s.value))
-                    .collect(),
-                _ => self.integer::<u16>(n, "`expect_status`", 100, 599).map(|s| s.value).into_iter().collect(),
-            },
+            Some(n) => self.statuses(n, "`expect_status`"),
         };
-        Some(HttpStep { conn: conn?, method, endpoint: endpoint?, body, headers, expect_status })
+        let skip_status = h.value("skip_status").map(|n| self.statuses(n, "`skip_status`")).unwrap_or_default();
+        Some(HttpStep { conn: conn?, method, endpoint: endpoint?, body, headers, expect_status, skip_status })
+    }
+
+    /// One HTTP status or a list of them.
+    fn statuses(&mut self, node: &Node, what: &str) -> Vec<u16> {
+        match &node.value {
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|i| self.integer::<u16>(i, &format!("a status of {what}"), 100, 599).map(|s| s.value))
+                .collect(),
+            _ => self.integer::<u16>(node, what, 100, 599).map(|s| s.value).into_iter().collect(),
+        }
     }
 
     /// `env:` of a shell task: variable names, and values that are templates. Names that

@@ -5,11 +5,13 @@ use crate::diag::{Diagnostic, Diagnostics, suggestion};
 use crate::model::*;
 use crate::source::{SourceFile, Span};
 use sluice_contract::ident::is_identifier;
+use sluice_contract::outputs;
 use sluice_contract::template::TEMPLATE_VARIABLES;
 use std::collections::{BTreeSet, HashMap};
 
 mod connections;
 mod deployment;
+mod flow;
 mod pipelines;
 mod tasks;
 mod templates;

@@ -58,6 +58,7 @@ impl Validator<'_> {
         self.notification_targets(&p.on_success, &format!("`on_success` of {w}"), &p.email);
         for t in &p.tasks {
             self.task(p, t);
+            self.branch(p, t);
         }
         self.feasibility(p);
     }

@@ -282,6 +282,7 @@ fn kind(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Success(_) => "success",
         Outcome::Failed(_) => "failure",
+        Outcome::Skipped(_) => "skip",
     }
 }
 

@@ -15,15 +15,35 @@ use tokio::sync::mpsc::error::TrySendError;
 /// A running task body: resolves to its outputs as JSON.
 pub type TaskFuture<'a> = Pin<Box<dyn Future<Output = Result<serde_json::Value, TaskError>> + Send + 'a>>;
 
-/// Why a task failed. The message is shown in the UI and the task log.
+/// Why a task ended without its outputs: a failure (retried as the task's policy says), or
+/// a skip the body asked for. The message is shown in the UI and the task log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskError {
     pub message: String,
+    pub ending: Ending,
+}
+
+/// How a task that returns a [`TaskError`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ending {
+    /// `failed`, or `up_for_retry` while tries are left.
+    #[default]
+    Failure,
+    /// `skipped` (Airflow's `AirflowSkipException`): not retried, not a failure; the
+    /// downstream tasks follow their trigger rules.
+    Skip,
 }
 
 impl TaskError {
+    /// A failure.
     pub fn new(message: impl Into<String>) -> Self {
-        TaskError { message: message.into() }
+        TaskError { message: message.into(), ending: Ending::Failure }
+    }
+
+    /// The skip outcome: the task ends `skipped`, for the reason given (shown in its log).
+    /// `return Err(TaskError::skip("no new games today"))`.
+    pub fn skip(reason: impl Into<String>) -> Self {
+        TaskError { message: reason.into(), ending: Ending::Skip }
     }
 }
 

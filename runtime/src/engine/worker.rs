@@ -12,7 +12,7 @@ use crate::shutdown::Shutdown;
 use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
 use crate::spool::{Replayed, Spool, Spooled};
 use crate::store::{Claimed, Finish, Outcome, Queued, Recorded, Store, StoreError, Take, Trail};
-use crate::task::{Logger, RunInfo, TaskInput};
+use crate::task::{Ending, Logger, RunInfo, TaskInput};
 use crate::tasklog::LogLimits;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -237,6 +237,7 @@ impl Worker {
         let log = logs.await.unwrap_or_default();
         let outcome = match result {
             Ok(outputs) => Outcome::Success(outputs),
+            Err(e) if e.ending == Ending::Skip => Outcome::Skipped(e.message),
             Err(e) => Outcome::Failed(e.message),
         };
         let trail = Trail { rendered, log, log_limits: self.log_limits };
@@ -356,8 +357,9 @@ impl Worker {
         mut trail: Trail,
     ) -> Result<Recorded, StoreError> {
         let failed = matches!(outcome, Outcome::Failed(_));
-        // A failure's error line comes last in its log, after the lines still waiting.
-        if failed && !trail.log.is_empty() {
+        // A failure's error line (a skip's reason) comes last in its log, after the lines
+        // still waiting.
+        if !matches!(outcome, Outcome::Success(_)) && !trail.log.is_empty() {
             let lines = std::mem::take(&mut trail.log);
             if let Err(e) =
                 self.store.append_task_log(claimed.ti_id, claimed.try_number, &lines, trail.log_limits).await
@@ -366,10 +368,15 @@ impl Worker {
             }
         }
         // The error line is best effort: the outcome (which carries the same message) is
-        // recorded whatever happens to the log.
-        if let Outcome::Failed(message) = &outcome
+        // recorded whatever happens to the log. A skip says why in the same place.
+        let last_line = match &outcome {
+            Outcome::Failed(message) => Some(("error".to_string(), message.clone())),
+            Outcome::Skipped(reason) => Some(("info".to_string(), format!("Skipped: {reason}"))),
+            Outcome::Success(_) => None,
+        };
+        if let Some((stream, message)) = last_line
             && let Err(e) =
-                self.store.append_logs(claimed.ti_id, claimed.try_number, &[("error".into(), message.clone())]).await
+                self.store.append_logs(claimed.ti_id, claimed.try_number, &[(stream, message.clone())]).await
         {
             tracing::warn!(
                 "task instance {} try {}: its error line was not written to the task log ({e}): {message}",

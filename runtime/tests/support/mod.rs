@@ -13,40 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const fn task(id: &'static str, depends_on: &'static [&'static str]) -> TaskSpec {
-    TaskSpec {
-        id,
-        description: "",
-        kind: TaskKind::Shell { command: "true", env: &[] },
-        depends_on,
-        // The graph facts of a task with nothing above or below it; a pipeline whose
-        // tasks depend on each other goes through [`graphed`].
-        upstream: &[],
-        downstream: &[],
-        depth: 0,
-        effective_priority_weight: 1,
-        trigger_rule: TriggerRule::AllSuccess,
-        retry: RetryPolicy {
-            retries: 0,
-            retry_delay_secs: 300,
-            exponential_backoff: false,
-            max_retry_delay_secs: None,
-        },
-        execution_timeout_secs: None,
-        email_on_failure: false,
-        email_on_retry: false,
-        email: &[],
-        on_failure: &[],
-        on_retry: &[],
-        on_success: &[],
-        sla_secs: None,
-        pool: "default_pool",
-        pool_slots: 1,
-        priority_weight: 1,
-        queue: "default",
-        connections: &[],
-        outputs: &[],
-        renamed_from: &[],
-    }
+    // The graph facts of a task with nothing above or below it; a pipeline whose tasks
+    // depend on each other goes through [`graphed`].
+    TaskSpec { depends_on, ..TaskSpec::new(id, TaskKind::shell("true")) }
 }
 
 pub const fn pipeline(id: &'static str, schedule: Schedule, tasks: &'static [TaskSpec]) -> PipelineSpec {

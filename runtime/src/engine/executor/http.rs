@@ -39,6 +39,7 @@ pub(super) struct Request<'a> {
     pub body: Option<&'a str>,
     pub headers: &'a [(&'a str, &'a str)],
     pub expect_status: &'a [u16],
+    pub skip_status: &'a [u16],
 }
 
 pub(super) async fn run(
@@ -74,6 +75,11 @@ pub(super) async fn run(
     }
     log.info(format!("HTTP {status}, {} bytes", body.len()));
 
+    if request.skip_status.contains(&status) {
+        return Err(TaskError::skip(format!(
+            "{method} {url} returned status {status}, one of its `skip_status`: skipped"
+        )));
+    }
     let expected: &[u16] = if request.expect_status.is_empty() { &[200] } else { request.expect_status };
     if !expected.contains(&status) {
         let expected: Vec<String> = expected.iter().map(u16::to_string).collect();

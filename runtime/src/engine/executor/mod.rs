@@ -15,6 +15,7 @@
 //! | http | one request to the step's connection (plain http only) | `status`, `body` (JSON if it parses) |
 //! | sql | the statement on a connection kept open between tasks (postgres or sqlite) | `rows_affected`, `rows` (at most 100) |
 
+mod branch;
 pub(crate) mod http;
 mod rust;
 mod shell;
@@ -102,15 +103,22 @@ pub async fn execute(
     let timeout = task.execution_timeout_secs.map(Duration::from_secs);
     let result = match &task.kind {
         TaskKind::Rust { .. } => rust::run(registry, pipeline, task, input, timeout).await,
-        TaskKind::Shell { command, env: vars } => shell::run(pipeline, task, command, vars, &input, env, timeout).await,
-        TaskKind::Http { conn, method, endpoint, body, headers, expect_status } => {
-            let request = http::Request { conn, method, endpoint, body: *body, headers, expect_status };
+        TaskKind::Shell { command, env: vars, skip_exit_code } => {
+            let script = shell::Script { command, env: vars, skip_exit_code: *skip_exit_code };
+            shell::run(pipeline, task, script, &input, env, timeout).await
+        }
+        TaskKind::Http { conn, method, endpoint, body, headers, expect_status, skip_status } => {
+            let request = http::Request { conn, method, endpoint, body: *body, headers, expect_status, skip_status };
             within(timeout, http::run(request, &input, env)).await
         }
         TaskKind::Sql { conn, statement } => within(timeout, sql::run(conn, statement, &input, env)).await,
     };
+    let result = match result {
+        Ok(outputs) if !task.branch.is_empty() => branch::choice(task, outputs),
+        other => other,
+    };
     log.close();
-    result.map_err(|e| TaskError::new(log.redact(&e.message)))
+    result.map_err(|e| TaskError { message: log.redact(&e.message), ..e })
 }
 
 /// Runs `work`, failing with "timed out after Ns" when `timeout` passes first (the future

@@ -35,19 +35,25 @@ const POLL: Duration = Duration::from_millis(50);
 /// process that left the group (`setsid`) and kept the pipe open makes them wait this long.
 const READER_GRACE: Duration = Duration::from_secs(2);
 
+/// A shell task's step, as declared.
+pub(super) struct Script<'a> {
+    pub command: &'a str,
+    pub env: &'a [(&'a str, &'a str)],
+    pub skip_exit_code: Option<i32>,
+}
+
 pub(super) async fn run(
     pipeline: &PipelineSpec,
     task: &TaskSpec,
-    command: &str,
-    declared_env: &[(&str, &str)],
+    script: Script<'_>,
     input: &TaskInput,
     env: &ExecEnv,
     timeout: Option<Duration>,
 ) -> Result<serde_json::Value, TaskError> {
     let ctx = TemplateContext::from_input(input, env.variables.clone());
-    let command = render(env, input, "the shell command", command, &ctx, Some(Language::Shell))?;
+    let command = render(env, input, "the shell command", script.command, &ctx, Some(Language::Shell))?;
     let mut vars = task_env(pipeline, task, input);
-    for (name, value) in declared_env {
+    for (name, value) in script.env {
         vars.push((name.to_string(), render(env, input, &format!("`env` {name}"), value, &ctx, None)?));
     }
     let log = &input.log;
@@ -98,6 +104,9 @@ pub(super) async fn run(
     match status.code() {
         Some(0) => {
             Ok(serde_json::json!({ outputs::SHELL_STDOUT: last_line.unwrap_or_default(), outputs::SHELL_EXIT_CODE: 0 }))
+        }
+        Some(code) if Some(code) == script.skip_exit_code => {
+            Err(TaskError::skip(format!("the command exited with status {code}, its `skip_exit_code`: skipped")))
         }
         Some(code) => Err(TaskError::new(format!("the command exited with status {code} (its output is in the log)"))),
         None => Err(TaskError::new(signal_failure(status))),

@@ -4,31 +4,10 @@ use TiState::{Failed as F, None as N, Scheduled as Sc, Skipped as K, Success as 
 
 pub(crate) const fn task(id: &'static str, depends_on: &'static [&'static str], trigger_rule: TriggerRule) -> TaskSpec {
     TaskSpec {
-        id,
-        description: "",
-        kind: TaskKind::Rust { path: "crate::tasks::noop" },
         depends_on,
         trigger_rule,
         retry: RetryPolicy { retries: 0, retry_delay_secs: 0, exponential_backoff: false, max_retry_delay_secs: None },
-        execution_timeout_secs: None,
-        email_on_failure: false,
-        email_on_retry: false,
-        email: &[],
-        on_failure: &[],
-        on_retry: &[],
-        on_success: &[],
-        sla_secs: None,
-        pool: "default_pool",
-        pool_slots: 1,
-        priority_weight: 1,
-        queue: "default",
-        connections: &[],
-        outputs: &[],
-        renamed_from: &[],
-        upstream: &[],
-        downstream: &[],
-        depth: 0,
-        effective_priority_weight: 1,
+        ..TaskSpec::new(id, TaskKind::Rust { path: "crate::tasks::noop" })
     }
 }
 

@@ -46,12 +46,18 @@ impl Store {
             }
         }
         let mut ended = record_successes(&mut tx, finishes, now).await?;
+        // Targets a branch left out end skipped with it: they are decided with its ending.
+        let mut left_out: Vec<(i64, &str)> = Vec::new();
+        for end in &ended {
+            left_out.extend(skip_unchosen(&mut tx, &finishes[end.index], end, now).await?);
+        }
         for (index, finish) in finishes.iter().enumerate() {
-            if let Outcome::Failed(message) = &finish.outcome
-                && let Some(end) = record_failure(&mut tx, index, finish, message, now).await?
-            {
-                ended.push(end);
-            }
+            let end = match &finish.outcome {
+                Outcome::Failed(message) => record_failure(&mut tx, index, finish, message, now).await?,
+                Outcome::Skipped(_) => record_skip(&mut tx, index, finish, now).await?,
+                Outcome::Success(_) => None,
+            };
+            ended.extend(end);
         }
         for end in &ended {
             queue_task_alerts(&mut tx, &finishes[end.index], end, now).await?;
@@ -68,13 +74,15 @@ impl Store {
         for run_pk in runs {
             let of_run: Vec<&Ended> = ended.iter().filter(|e| e.run_pk == run_pk).collect();
             let pipeline = finishes[of_run[0].index].pipeline;
-            let tasks: Vec<&str> = of_run.iter().map(|e| e.task_id.as_str()).collect();
-            let all_succeeded = of_run.iter().all(|e| e.state == TiState::Success);
+            let mut tasks: Vec<&str> = of_run.iter().map(|e| e.task_id.as_str()).collect();
+            let skipped_targets = left_out.iter().filter(|(run, _)| *run == run_pk).map(|(_, task)| *task);
+            tasks.extend(skipped_targets);
+            let all_succeeded = tasks.len() == of_run.len() && of_run.iter().all(|e| e.state == TiState::Success);
             let queued = advance_after(&mut tx, pipeline, run_pk, &tasks, all_succeeded, now, parallelism).await?;
             for end in &of_run {
                 report.each[end.index] = Recorded {
                     ended: true,
-                    failed: end.state != TiState::Success,
+                    failed: matches!(end.state, TiState::Failed | TiState::UpForRetry),
                     run_queued: queued.len(),
                     next: None,
                 };
@@ -231,12 +239,75 @@ pub(super) async fn record_failure(
     Ok(Some(Ended { index, run_pk, task_id, state, error: Some(message.to_string()) }))
 }
 
-/// Queues the notifications the task asked for on this end (success, retry, failure).
+/// Records that `finishes[index]` asked to be skipped, if its try is running: `skipped`,
+/// never retried.
+pub(super) async fn record_skip(tx: &mut Tx, index: usize, finish: &Finish<'_>, now: Micros) -> Result<Option<Ended>> {
+    let row = q("UPDATE task_instances SET state = 'skipped', end_date = $3, error = NULL, next_try_at = NULL \
+                 WHERE id = $1 AND state = 'running' AND try_number = $2 RETURNING run_pk, task_id")
+    .bind(finish.ti_id)
+    .bind(finish.try_number)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await
+    .doing("recording a task outcome")?;
+    let Some(row) = row else { return Ok(None) };
+    q("UPDATE task_tries SET state = 'skipped', end_date = $3, error = NULL WHERE ti_id = $1 AND try_number = $2")
+        .bind(finish.ti_id)
+        .bind(finish.try_number)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .doing("recording a try")?;
+    Ok(Some(Ended {
+        index,
+        run_pk: get(&row, "run_pk")?,
+        task_id: get(&row, "task_id")?,
+        state: TiState::Skipped,
+        error: None,
+    }))
+}
+
+/// Ends `skipped` the `branch:` targets a branch task that succeeded did not choose (those
+/// still waiting: a target another rule already ran keeps its state). Returns them.
+async fn skip_unchosen<'p>(tx: &mut Tx, finish: &Finish<'p>, end: &Ended, now: Micros) -> Result<Vec<(i64, &'p str)>> {
+    let Some(task) = finish.pipeline.task(&end.task_id).filter(|t| !t.branch.is_empty()) else { return Ok(Vec::new()) };
+    let Outcome::Success(outputs) = &finish.outcome else { return Ok(Vec::new()) };
+    let chosen = outputs.get(sluice_contract::outputs::BRANCH).and_then(|c| c.as_array());
+    let is_chosen = |target: &str| chosen.is_some_and(|c| c.iter().any(|v| v.as_str() == Some(target)));
+    let unchosen: Vec<&'p str> = task.branch.iter().copied().filter(|t| !is_chosen(t)).collect();
+    if unchosen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE task_instances SET state = 'skipped', end_date = $2 WHERE run_pk = $1 \
+         AND state IN ('none', 'scheduled') AND task_id {} RETURNING task_id",
+        Dialect::of(tx).in_json(3, false)
+    );
+    let rows = q(AssertSqlSafe(sql))
+        .bind(end.run_pk)
+        .bind(now)
+        .bind(json_list(&unchosen))
+        .fetch_all(&mut **tx)
+        .await
+        .doing("skipping the branches not taken")?;
+    let mut skipped = Vec::new();
+    for row in &rows {
+        let id: String = get(row, "task_id")?;
+        if let Some(target) = unchosen.iter().find(|t| **t == id) {
+            skipped.push((end.run_pk, *target));
+        }
+    }
+    Ok(skipped)
+}
+
+/// Queues the notifications the task asked for on this end (success, retry, failure); a
+/// skip tells no one.
 pub(super) async fn queue_task_alerts(tx: &mut Tx, finish: &Finish<'_>, end: &Ended, now: Micros) -> Result<()> {
     let Some(task) = finish.pipeline.task(&end.task_id) else { return Ok(()) };
     let event = match end.state {
         TiState::Success => Event::Success,
         TiState::UpForRetry => Event::Retry,
+        TiState::Skipped => return Ok(()),
         _ => Event::Failure,
     };
     let targets = event.task_targets(task);

@@ -188,13 +188,16 @@ struct Ended {
     error: Option<String>,
 }
 
-/// How a try ended. Serialized (`{"success": outputs}` / `{"failed": "why"}`) in the
-/// worker's spool, where an outcome waits while the store cannot take it.
+/// How a try ended. Serialized (`{"success": outputs}` / `{"failed": "why"}` /
+/// `{"skipped": "why"}`) in the worker's spool, where an outcome waits while the store
+/// cannot take it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Success(serde_json::Value),
     Failed(String),
+    /// The task asked to be skipped (a skip outcome, exit code or status).
+    Skipped(String),
 }
 
 const RUN_COLUMNS: &str = "id, pipeline_id, run_id, run_type, state, logical_date, data_interval_start, \
