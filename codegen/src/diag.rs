@@ -170,3 +170,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     did_you_mean(word, candidates).map(|c| format!("did you mean `{c}`?"))
 }
+
+/// `an http`, `a sql`: a word with its article, as a message reads it.
+pub fn with_article(word: &str) -> String {
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u', 'h']) { "an" } else { "a" };
+    format!("{article} {word}")
+}

@@ -101,11 +101,20 @@ static PIPELINES: [PipelineSpec; 1] = [PipelineSpec {
     version_hash: "test",
 }];
 
+/// A shell task's own outputs besides its last line and exit code.
+const SHELL_DECLARED: &[OutputSpec] = &[
+    OutputSpec { name: "stdout", ty: ValueType::String },
+    OutputSpec { name: "exit_code", ty: ValueType::Int },
+    OutputSpec { name: "games", ty: ValueType::Int },
+    OutputSpec { name: "leagues", ty: ValueType::List(&ValueType::String) },
+];
+
 /// Independent tasks, one per behaviour under test.
 const TASKS: &[TaskSpec] = &[
     shell("shell_env", ENV_COMMAND, None),
     shell("shell_cmd", "{{ params.cmd | safe }}", Some(30)),
     shell("shell_undefined", "echo {{ params.nope }}", None),
+    TaskSpec { outputs: SHELL_DECLARED, ..shell("shell_outputs", "{{ params.cmd | safe }}", Some(30)) },
     shell("shell_timeout", "{{ params.cmd | safe }}", Some(1)),
     task(
         "http_post",
@@ -259,6 +268,10 @@ fn run_info(task_id: &str) -> RunInfo {
         logical_date: "2024-03-05T06:07:08+00:00".into(),
         data_interval_start: "2024-03-04T06:07:08+00:00".into(),
         data_interval_end: "2024-03-05T06:07:08+00:00".into(),
+        run_type: "manual".into(),
+        conf: json!({ "league": "nfl" }),
+        prev_data_interval_start_success: Some("2024-03-03T06:07:08+00:00".into()),
+        prev_start_date_success: None,
     }
 }
 
@@ -270,6 +283,25 @@ fn input(task_id: &str, params: Value, connections: Vec<Connection>) -> TaskInpu
         upstream_outputs: BTreeMap::new(),
         log: Logger::default(),
     }
+}
+
+#[tokio::test]
+async fn a_shell_task_hands_its_declared_outputs_over_typed() {
+    let cmd = r#"echo "games=12" >> "$SLUICE_OUTPUTS"; echo 'leagues=["nfl", "nba"]' >> "$SLUICE_OUTPUTS"; echo done"#;
+    let (result, _) = run("shell_outputs", input("shell_outputs", json!({ "cmd": cmd }), vec![])).await;
+    assert_eq!(
+        result.expect("succeeds"),
+        json!({"stdout": "done", "exit_code": 0, "games": 12, "leagues": ["nfl", "nba"]})
+    );
+    let wrong = r#"echo "games=twelve" >> "$SLUICE_OUTPUTS"; echo 'leagues=[]' >> "$SLUICE_OUTPUTS""#;
+    let (result, _) = run("shell_outputs", input("shell_outputs", json!({ "cmd": wrong }), vec![])).await;
+    assert_eq!(
+        result.expect_err("a mismatch fails").message,
+        "output `games` of task `shell_outputs` is declared `int`, but the task wrote `twelve`"
+    );
+    let (result, _) = run("shell_outputs", input("shell_outputs", json!({ "cmd": "true" }), vec![])).await;
+    let missing = result.expect_err("nothing written fails").message;
+    assert!(missing.contains("did not write its output `games`"), "{missing}");
 }
 
 fn env() -> ExecEnv {
@@ -459,7 +491,29 @@ fn template_context() -> TemplateContext {
     let env = env();
     let params = json!({ "greeting": "hi", "limit": 5, "tags": ["a", "b"] });
     let connections = BTreeMap::from([("warehouse".to_string(), warehouse())]);
-    TemplateContext::new(&run_info("load"), &params, env.variables, &connections)
+    let upstream = BTreeMap::from([("extract".to_string(), json!({ "rows": 7, "leagues": ["nfl", "mlb"] }))]);
+    TemplateContext::new(&run_info("load"), &params, env.variables, &connections).with_upstream(&upstream)
+}
+
+#[test]
+fn templates_render_the_names_airflow_ports_rely_on() {
+    let ctx = template_context();
+    let cases = [
+        ("{{ upstream.extract.rows }} {{ upstream.extract.leagues | join(',') }}", "7 nfl,mlb"),
+        ("{{ dag_run.conf.league }} {{ dag_run.run_type }} {{ dag_run.dag_id }}", "nfl manual exec_test"),
+        ("{{ dag_run.logical_date.strftime('%d.%m') }}", "05.03"),
+        ("{{ prev_data_interval_start_success }} {{ prev_start_date_success }}", "2024-03-03T06:07:08+00:00 None"),
+        ("{{ macros.ds_add(ds, 7) }} {{ macros.ds_format(ds, '%Y-%m-%d', '%Y%m') }}", "2024-03-12 202403"),
+        ("{{ logical_date.add(days=1).strftime('%Y-%m-%d') }}", "2024-03-06"),
+        ("{{ data_interval_end.subtract(macros.timedelta(hours=7)) }}", "2024-03-04T23:07:08+00:00"),
+    ];
+    for (template, expected) in cases {
+        assert_eq!(render(template, &ctx).expect(template), expected, "{template}");
+    }
+    let error = render("{{ upstream.extract.path }}", &ctx).expect_err("no such output");
+    assert!(error.message.contains("upstream task `extract` has no output `path`"), "{}", error.message);
+    let error = render("{{ upstream.load.rows }}", &ctx).expect_err("no such upstream");
+    assert!(error.message.contains("`load` is not a direct upstream task"), "{}", error.message);
 }
 
 #[test]

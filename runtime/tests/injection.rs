@@ -87,6 +87,7 @@ fn input(task_id: &str, params: Value, connections: Vec<Connection>) -> TaskInpu
             logical_date: "2024-03-05T06:07:08+00:00".into(),
             data_interval_start: "2024-03-04T06:07:08+00:00".into(),
             data_interval_end: "2024-03-05T06:07:08+00:00".into(),
+            ..RunInfo::default()
         },
         params,
         connections: connections.into_iter().map(|c| (c.id.clone(), c)).collect(),

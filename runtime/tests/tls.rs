@@ -61,6 +61,7 @@ async fn run(task_id: &str, connection: Connection, params: Value) -> Result<Val
             logical_date: "2024-03-05T06:07:08+00:00".into(),
             data_interval_start: "2024-03-04T06:07:08+00:00".into(),
             data_interval_end: "2024-03-05T06:07:08+00:00".into(),
+            ..RunInfo::default()
         },
         params,
         connections: [(connection.id.clone(), connection)].into_iter().collect(),

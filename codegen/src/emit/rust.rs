@@ -520,9 +520,29 @@ fn task_module(p: &Pipeline, t: &Task) -> TokenStream {
                 }
             }
         }
-        TaskKind::Shell { .. } => quote!(
+        TaskKind::Shell { .. } if t.outputs.is_empty() => quote!(
             pub type Outputs = sluice_runtime::task::ShellOutputs;
         ),
+        TaskKind::Shell { .. } => {
+            let fields: Vec<TokenStream> = implicit_outputs(&t.kind)
+                .into_iter()
+                .map(|(name, ty)| (name.to_string(), ty))
+                .chain(t.outputs.iter().map(|o| (o.name.value.clone(), o.ty.value.clone())))
+                .map(|(name, ty)| {
+                    let (name, ty) = (ident(&name), rust_type(&ty));
+                    quote!(pub #name: #ty)
+                })
+                .collect();
+            quote! {
+                /// What this task outputs: its command's last line and exit code, and what it
+                /// wrote to `$SLUICE_OUTPUTS`, typed as declared under `outputs:`.
+                #[derive(Debug, Clone, PartialEq, sluice_runtime::__private::serde::Serialize, sluice_runtime::__private::serde::Deserialize)]
+                #[serde(crate = "sluice_runtime::__private::serde")]
+                pub struct Outputs {
+                    #(#fields),*
+                }
+            }
+        }
         TaskKind::Http(_) => quote!(
             pub type Outputs = sluice_runtime::task::HttpOutputs;
         ),

@@ -2,7 +2,7 @@
 //! default applied, and every structural mistake (unknown key, wrong type, missing id)
 //! recorded; lowering goes on after a mistake so one run reports them all.
 
-use crate::diag::{Diagnostic, Diagnostics, suggestion};
+use crate::diag::{Diagnostic, Diagnostics, suggestion, with_article};
 use crate::model::*;
 use crate::parse::{Node, Value};
 use crate::source::Span;

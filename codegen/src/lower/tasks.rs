@@ -61,7 +61,9 @@ impl Lowerer<'_> {
         let w = format!("task `{}` of {pipeline}", id.value);
         let kind = self.task_kind(&f, &w);
         let outputs = match f.value("outputs") {
-            Some(node) if kind.as_ref().is_some_and(|k| !matches!(k, TaskKind::Rust { .. })) => {
+            Some(node)
+                if kind.as_ref().is_some_and(|k| !matches!(k, TaskKind::Rust { .. } | TaskKind::Shell { .. })) =>
+            {
                 let kind_name = kind.as_ref().map_or("", TaskKind::name);
                 let fixed: Vec<String> = kind
                     .as_ref()
@@ -73,8 +75,8 @@ impl Lowerer<'_> {
                 self.error(
                     "outputs-not-allowed",
                     node.span,
-                    format!("{w} is a {kind_name} task; only rust tasks declare `outputs`"),
-                    Some(format!("a {kind_name} task always outputs {}", fixed.join(" and "))),
+                    format!("{w} is {} task; only rust and shell tasks declare `outputs`", with_article(kind_name)),
+                    Some(format!("{} task always outputs {}", with_article(kind_name), fixed.join(" and "))),
                 );
                 Vec::new()
             }

@@ -16,7 +16,7 @@ impl Validator<'_> {
                 Diagnostic::error(
                     "branch-kind",
                     first.span,
-                    format!("{w} is {} task, which cannot choose a branch", with_article(t.kind.name())),
+                    format!("{w} is {} task, which cannot choose a branch", crate::diag::with_article(t.kind.name())),
                 )
                 .with_hint("make the choice in a rust or shell task placed between it and the targets"),
             );
@@ -75,10 +75,4 @@ impl Validator<'_> {
             }
         }
     }
-}
-
-/// `an http`, `a sql`: a kind's name as a message reads it.
-fn with_article(kind: &str) -> String {
-    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u', 'h']) { "an" } else { "a" };
-    format!("{article} {kind}")
 }

@@ -6,7 +6,7 @@ use crate::model::*;
 use crate::source::{SourceFile, Span};
 use sluice_contract::ident::is_identifier;
 use sluice_contract::outputs;
-use sluice_contract::template::TEMPLATE_VARIABLES;
+use sluice_contract::template::{DAG_RUN_ATTRIBUTES, MACROS, TEMPLATE_VARIABLES};
 use std::collections::{BTreeSet, HashMap};
 
 mod connections;

@@ -129,9 +129,13 @@ impl Validator<'_> {
         }
     }
 
-    /// Points inside a scalar when it is on one line; otherwise at the whole scalar.
+    /// Points inside a scalar when it is on one line or a literal block (`|`), where each
+    /// line of the value is a line of the file; otherwise at the whole scalar.
     pub(super) fn inner_span(&self, span: Span, offset: usize, len: usize) -> Span {
         let source = self.file.text.get(span.offset..).unwrap_or("");
+        if self.starts_literal_block(span) {
+            return inner_span_of_block(span, source, offset, len);
+        }
         let quote = usize::from(source.starts_with('"') || source.starts_with('\''));
         let line_end = source.find('\n').unwrap_or(source.len());
         if quote + offset + len > line_end {
@@ -139,6 +143,19 @@ impl Validator<'_> {
         }
         let prefix = source.get(..quote + offset).unwrap_or("");
         span.narrow(quote + offset, len.max(1), u32::try_from(prefix.chars().count()).unwrap_or(0))
+    }
+
+    /// Whether `span` is the content of a literal block scalar: the line before it ends
+    /// with `|` (or `|-`, `|+`), and only the block's indentation precedes it on its line.
+    fn starts_literal_block(&self, span: Span) -> bool {
+        let before = self.file.text.get(..span.offset).unwrap_or("");
+        let Some(line_start) = before.rfind('\n') else { return false };
+        if !before[line_start + 1..].chars().all(|c| c == ' ') {
+            return false;
+        }
+        let previous = before[..line_start].lines().next_back().unwrap_or("");
+        let code = previous.split(" #").next().unwrap_or(previous).trim_end();
+        code.ends_with('|') || code.ends_with("|-") || code.ends_with("|+")
     }
 
     pub(super) fn graph(&mut self, p: &Pipeline) {
@@ -271,4 +288,34 @@ fn find_cycle(p: &Pipeline) -> Option<Vec<&str>> {
         }
     }
     None
+}
+
+/// [`Validator::inner_span`] in a literal block whose content starts at `span` (behind the
+/// block's indentation): the value's line `k` is the file's line `span.line + k`.
+fn inner_span_of_block(span: Span, source: &str, offset: usize, len: usize) -> Span {
+    let indent = usize::try_from(span.col.saturating_sub(1)).unwrap_or(0);
+    let mut value_offset = 0;
+    let mut file_offset = span.offset;
+    for (k, line) in source.split_inclusive('\n').enumerate() {
+        // The first line's indentation is before `span`; the others carry it.
+        let content = if k == 0 { line } else { line.get(indent.min(line.len())..).unwrap_or("") };
+        let skipped = line.len() - content.len();
+        let content_len = content.trim_end_matches('\n').len();
+        if offset <= value_offset + content_len {
+            let col_in_line = offset - value_offset;
+            if col_in_line + len > content_len {
+                return span;
+            }
+            let prefix = content.get(..col_in_line).unwrap_or("");
+            return Span {
+                line: span.line + u32::try_from(k).unwrap_or(0),
+                col: u32::try_from(indent + prefix.chars().count() + 1).unwrap_or(1),
+                offset: file_offset + skipped + col_in_line,
+                len: len.max(1),
+            };
+        }
+        value_offset += content_len + 1;
+        file_offset += line.len();
+    }
+    span
 }

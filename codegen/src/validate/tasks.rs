@@ -66,6 +66,18 @@ impl Validator<'_> {
             }
             TaskKind::Shell { .. } => {}
         }
+        for output in &t.outputs {
+            if let Some((name, ty)) = implicit_outputs(&t.kind).into_iter().find(|(n, _)| *n == output.name.value) {
+                self.push(
+                    Diagnostic::error(
+                        "reserved-output",
+                        output.name.span,
+                        format!("{w} declares output `{name}`, which every {} task has already ({ty})", t.kind.name()),
+                    )
+                    .with_hint("choose another name"),
+                );
+            }
+        }
         for template in t.kind.templates() {
             self.template(p, t, template);
         }

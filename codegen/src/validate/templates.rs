@@ -81,8 +81,101 @@ impl Validator<'_> {
                         );
                     }
                 }
+                "upstream" => self.upstream_output(p, t, member, parts.next(), span),
+                "dag_run" => self.member_of("dag_run", DAG_RUN_ATTRIBUTES, t, member, span),
+                "macros" => self.member_of("macros", MACROS, t, member, span),
                 _ => {}
             }
+        }
+        self.date_arithmetic(t, template);
+    }
+
+    /// `upstream.<task>.<output>`: a direct upstream task, and one of its outputs.
+    fn upstream_output(&mut self, p: &Pipeline, t: &Task, task: &str, output: Option<&str>, span: Span) {
+        let w = format!("template of task `{}`", t.id.value);
+        let Some(up) = p.task(task) else {
+            let hint = suggestion(task, t.depends_on.iter().map(|d| d.value.as_str()))
+                .unwrap_or_else(|| "name a task this one lists in `depends_on`".into());
+            self.push(
+                Diagnostic::error("unknown-task", span, format!("{w} reads `upstream.{task}`, which is not a task"))
+                    .with_hint(hint),
+            );
+            return;
+        };
+        if !t.depends_on.iter().any(|d| d.value == task) {
+            self.push(
+                Diagnostic::error(
+                    "not-upstream",
+                    span,
+                    format!("{w} reads `upstream.{task}`, which is not a direct upstream of it"),
+                )
+                .with_hint(format!("add `{task}` to the `depends_on` of `{}`", t.id.value)),
+            );
+            return;
+        }
+        let Some(output) = output else { return };
+        let names: Vec<String> = up
+            .outputs
+            .iter()
+            .map(|o| o.name.value.clone())
+            .chain(undeclared_outputs(up).into_iter().map(|(n, _)| n.to_string()))
+            .collect();
+        if !names.iter().any(|n| n == output) {
+            let hint = suggestion(output, names.iter().map(String::as_str)).unwrap_or_else(|| {
+                if names.is_empty() {
+                    format!("`{task}` has no outputs; declare them under its `outputs:`")
+                } else {
+                    format!("`{task}` outputs {}", names.join(", "))
+                }
+            });
+            self.push(
+                Diagnostic::error(
+                    "unknown-output",
+                    span,
+                    format!("{w} reads `upstream.{task}.{output}`, but `{task}` has no output `{output}`"),
+                )
+                .with_hint(hint),
+            );
+        }
+    }
+
+    /// `dag_run.<attribute>`, `macros.<name>`: one of the names the runtime fills.
+    fn member_of(&mut self, root: &str, members: &[&str], t: &Task, member: &str, span: Span) {
+        if members.contains(&member) {
+            return;
+        }
+        let hint = suggestion(member, members.iter().copied())
+            .unwrap_or_else(|| format!("`{root}` has {}", members.join(", ")));
+        self.push(
+            Diagnostic::error(
+                "unknown-template-variable",
+                span,
+                format!("template of task `{}` uses `{root}.{member}`, which does not exist", t.id.value),
+            )
+            .with_hint(hint),
+        );
+    }
+
+    /// Dates do not add with `+` in templates (Jinja has no operator for them): Airflow's
+    /// `logical_date + macros.timedelta(days=1)` is written with pendulum's `add`.
+    fn date_arithmetic(&mut self, t: &Task, template: &Sp<String>) {
+        let text = &template.value;
+        for (at, _) in text.match_indices("macros.timedelta") {
+            let before = text[..at].trim_end();
+            if !(before.ends_with('+') || before.ends_with('-')) {
+                continue;
+            }
+            let operator = before.len() - 1;
+            self.push(
+                Diagnostic::error(
+                    "date-arithmetic",
+                    self.inner_span(template.span, operator, at + "macros.timedelta".len() - operator),
+                    format!("template of task `{}` adds a timedelta with `+` or `-`, which templates cannot do", t.id.value),
+                )
+                .with_hint(
+                    "write `logical_date.add(days=1)` / `.subtract(hours=2)`, or `macros.ds_add(ds, 1)` for a `ds` string",
+                ),
+            );
         }
     }
 

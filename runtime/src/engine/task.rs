@@ -66,6 +66,14 @@ pub struct RunInfo {
     pub logical_date: String,
     pub data_interval_start: String,
     pub data_interval_end: String,
+    /// `scheduled`, `manual` or `backfill`.
+    pub run_type: String,
+    /// The run's conf as triggered (`dag_run.conf`); `null` when none was given.
+    pub conf: serde_json::Value,
+    /// Of the pipeline's latest successful run before this one (RFC 3339), when the task's
+    /// templates read them (`prev_data_interval_start_success`, `prev_start_date_success`).
+    pub prev_data_interval_start_success: Option<String>,
+    pub prev_start_date_success: Option<String>,
 }
 
 /// Which output a log line came from.

@@ -213,14 +213,20 @@ impl Worker {
             return self.record(None, claimed, Outcome::Failed(message)).await;
         };
         let (tx, rx) = mpsc::channel(LOG_CHANNEL_LINES);
-        let input = match self.input(pipeline, task, claimed, Logger::streaming(tx)) {
+        let mut input = match self.input(pipeline, task, claimed, Logger::streaming(tx)) {
             Ok(input) => input,
             Err(message) => return self.record(Some(pipeline), claimed, Outcome::Failed(message)).await,
         };
+        let templates = task.kind.templates();
+        if PREVIOUS_SUCCESS.iter().any(|name| crate::template::reads(&templates, name)) {
+            let previous = self.store.previous_success(pipeline.id, claimed.run.logical_date).await?;
+            input.run.prev_data_interval_start_success = previous.as_ref().map(|r| to_rfc3339(r.data_interval_start));
+            input.run.prev_start_date_success = previous.and_then(|r| r.start_date).map(to_rfc3339);
+        }
         let logs = tokio::spawn(write_log(self.store.clone(), claimed.ti_id, claimed.try_number, rx, self.log_limits));
         // Variables feed templates: a task whose templates never read `var` skips the read
         // (and the decryption of every stored variable).
-        let variables = if crate::template::reads(&task.kind.templates(), "var") {
+        let variables = if crate::template::reads(&templates, "var") {
             self.variables_for(&input.log).await
         } else {
             Arc::clone(&self.variables)
@@ -557,6 +563,7 @@ impl Worker {
     ) -> Result<TaskInput, String> {
         let conf: serde_json::Value = serde_json::from_str(&claimed.run.conf).unwrap_or(serde_json::Value::Null);
         let params = crate::params::resolve(pipeline, &conf)?;
+        let conf = if conf.is_object() { conf } else { serde_json::json!({}) };
         let mut ids: Vec<&str> = task.connections.to_vec();
         match &task.kind {
             TaskKind::Http { conn, .. } | TaskKind::Sql { conn, .. } => ids.push(conn),
@@ -580,6 +587,10 @@ impl Worker {
                 logical_date: to_rfc3339(run.logical_date),
                 data_interval_start: to_rfc3339(run.data_interval_start),
                 data_interval_end: to_rfc3339(run.data_interval_end),
+                run_type: run.run_type.as_str().to_string(),
+                conf,
+                prev_data_interval_start_success: None,
+                prev_start_date_success: None,
             },
             params,
             connections,
@@ -588,6 +599,10 @@ impl Worker {
         })
     }
 }
+
+/// The template variables that need the pipeline's previous successful run, read from the
+/// store only for a task whose templates use one.
+const PREVIOUS_SUCCESS: [&str; 2] = ["prev_data_interval_start_success", "prev_start_date_success"];
 
 /// How many lines may wait between a task's log and its writer. A full channel slows a
 /// command's output reader down (see [`Logger`]); with lines cut at

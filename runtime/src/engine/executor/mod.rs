@@ -17,6 +17,7 @@
 
 mod branch;
 pub(crate) mod http;
+pub(crate) mod outputs;
 mod rust;
 mod shell;
 pub(crate) mod sql;

@@ -13,7 +13,7 @@
 //! metadata database's URL.
 
 use super::{ExecEnv, render, timed_out};
-use crate::spec::{PipelineSpec, TaskSpec};
+use crate::spec::{OutputSpec, PipelineSpec, TaskSpec};
 use crate::task::{LogStream, Logger, TaskError, TaskInput};
 use crate::template::{Language, TemplateContext};
 use rustix::process::{Pid, Signal};
@@ -25,6 +25,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// The variable naming the file a shell task writes its declared outputs to.
+const SLUICE_OUTPUTS: &str = "SLUICE_OUTPUTS";
 
 /// Lines longer than this are cut (a command printing megabytes without a newline must
 /// not take the worker's memory): the log's own bound.
@@ -56,6 +59,18 @@ pub(super) async fn run(
     for (name, value) in script.env {
         vars.push((name.to_string(), render(env, input, &format!("`env` {name}"), value, &ctx, None)?));
     }
+    // Declared outputs come back as `name=value` lines in a file of the try's own.
+    let declared: Vec<&OutputSpec> = super::outputs::declared(task.outputs).collect();
+    let outputs_file = if declared.is_empty() {
+        None
+    } else {
+        let file = tempfile::Builder::new()
+            .prefix("sluice-outputs-")
+            .tempfile()
+            .map_err(|e| TaskError::new(format!("cannot make the file for the task's outputs: {e}")))?;
+        vars.push((SLUICE_OUTPUTS.to_string(), file.path().display().to_string()));
+        Some(file)
+    };
     let log = &input.log;
     log.info(format!("Running command: {command}"));
 
@@ -103,7 +118,16 @@ pub(super) async fn run(
 
     match status.code() {
         Some(0) => {
-            Ok(serde_json::json!({ outputs::SHELL_STDOUT: last_line.unwrap_or_default(), outputs::SHELL_EXIT_CODE: 0 }))
+            let mut outputs = serde_json::Map::new();
+            outputs.insert(outputs::SHELL_STDOUT.into(), last_line.unwrap_or_default().into());
+            outputs.insert(outputs::SHELL_EXIT_CODE.into(), 0.into());
+            if let Some(file) = &outputs_file {
+                let text = tokio::fs::read_to_string(file.path()).await.map_err(|e| {
+                    TaskError::new(format!("cannot read the task's outputs from `$SLUICE_OUTPUTS`: {e}"))
+                })?;
+                outputs.extend(super::outputs::from_lines(task.id, &declared, &text)?);
+            }
+            Ok(serde_json::Value::Object(outputs))
         }
         Some(code) if Some(code) == script.skip_exit_code => {
             Err(TaskError::skip(format!("the command exited with status {code}, its `skip_exit_code`: skipped")))

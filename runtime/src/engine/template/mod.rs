@@ -18,16 +18,20 @@
 
 use crate::connection::Connection;
 use crate::task::{RunInfo, TaskError, TaskInput};
-use chrono::{DateTime, Datelike, Timelike, Utc};
-use minijinja::value::{Enumerator, Object, ObjectRepr, Serde, Value, from_args};
+use minijinja::value::{Enumerator, Object, Serde, Value, from_args};
 use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+mod dates;
+mod macros;
 pub mod quoting;
 mod shell;
 mod sql;
+
+pub(crate) use dates::isoformat_utc;
+use dates::{TemplateDate, isoformat, parse_date};
 
 pub use quoting::Language;
 
@@ -53,6 +57,8 @@ const CONNECTION_ATTRIBUTES: &[&str] = &[
 /// What a template can see for one task instance.
 #[derive(Debug, Clone)]
 pub struct TemplateContext {
+    /// The top-level names and their values, as `root` holds them.
+    entries: Vec<(&'static str, Value)>,
     root: Value,
     /// Why a date-derived variable is missing (the run's date is not RFC 3339), by name.
     date_problems: BTreeMap<&'static str, String>,
@@ -98,6 +104,29 @@ impl TemplateContext {
                 }
             }
         }
+        // Airflow's `None` when no earlier run succeeded.
+        for (name, text) in [
+            ("prev_data_interval_start_success", &run.prev_data_interval_start_success),
+            ("prev_start_date_success", &run.prev_start_date_success),
+        ] {
+            let value = match text.as_deref().map(|t| parse_date(&name.replace('_', " "), t)) {
+                Some(Ok(date)) => Value::from_object(TemplateDate(date)),
+                _ => Value::from(()),
+            };
+            root.push((name, value));
+        }
+        let dag_run_date = |name: &str| root.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        let dag_run = Value::from_pairs([
+            ("conf", Value::from(Serde(if run.conf.is_null() { serde_json::json!({}) } else { run.conf.clone() }))),
+            ("run_id", Value::from(run.run_id.clone())),
+            ("run_type", Value::from(run.run_type.clone())),
+            ("dag_id", Value::from(run.pipeline_id.clone())),
+            ("logical_date", dag_run_date("logical_date").unwrap_or_default()),
+            ("data_interval_start", dag_run_date("data_interval_start").unwrap_or_default()),
+            ("data_interval_end", dag_run_date("data_interval_end").unwrap_or_default()),
+        ]);
+        root.push(("dag_run", dag_run));
+        root.push(("macros", macros::namespace()));
 
         root.push(("run_id", Value::from(run.run_id.clone())));
         root.push(("pipeline_id", Value::from(run.pipeline_id.clone())));
@@ -117,13 +146,27 @@ impl TemplateContext {
         ));
         let conns = connections.iter().map(|(id, c)| (id.clone(), Value::from_object(TemplateConnection::new(c))));
         root.push(("conn", Value::from_pairs(conns)));
+        root.push(("upstream", Value::from_pairs(Vec::<(String, Value)>::new())));
 
-        TemplateContext { root: Value::from_pairs(root), date_problems }
+        TemplateContext { root: Value::from_pairs(root.clone()), entries: root, date_problems }
+    }
+
+    /// The context with `upstream.<task>.<output>`: the outputs of the direct upstream tasks
+    /// that produced some, by task id.
+    pub fn with_upstream(mut self, outputs: &BTreeMap<String, serde_json::Value>) -> TemplateContext {
+        for (name, value) in &mut self.entries {
+            if *name == "upstream" {
+                *value = Value::from(Serde(outputs));
+            }
+        }
+        self.root = Value::from_pairs(self.entries.clone());
+        self
     }
 
     /// The context of `input`'s task instance.
     pub fn from_input(input: &TaskInput, variables: Arc<BTreeMap<String, String>>) -> TemplateContext {
         TemplateContext::new(&input.run, &input.params, variables, &input.connections)
+            .with_upstream(&input.upstream_outputs)
     }
 
     /// The top-level names this context defines, sorted.
@@ -279,6 +322,8 @@ impl TemplateContext {
                 }
             }
             (1, "conn") => format!("the task does not declare connection `{name}`"),
+            (1, "upstream") => format!("`{name}` is not a direct upstream task that succeeded with outputs"),
+            (2, "upstream") => format!("upstream task `{}` has no output `{name}`", parts[1]),
             (2, "conn") => {
                 format!("a connection has no attribute `{name}`; it has {}", CONNECTION_ATTRIBUTES.join(", "))
             }
@@ -289,93 +334,6 @@ impl TemplateContext {
             }
             _ => format!("`{parent}` has no attribute or key `{name}`"),
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Dates
-
-fn parse_date(what: &str, text: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|_| format!("the run's {what} `{text}` is not an RFC 3339 date-time"))
-}
-
-/// An RFC 3339 date-time as Airflow writes a logical date: ISO 8601 in UTC
-/// (`2024-01-01T00:00:00+00:00`). `None` when `text` is not RFC 3339.
-pub(crate) fn isoformat_utc(text: &str) -> Option<String> {
-    DateTime::parse_from_rfc3339(text).ok().map(|d| isoformat(&d.with_timezone(&Utc)))
-}
-
-/// Python's `datetime.isoformat()`: microseconds only when there are some.
-fn isoformat(date: &DateTime<Utc>) -> String {
-    if date.nanosecond() / 1000 == 0 {
-        date.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
-    } else {
-        date.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string()
-    }
-}
-
-/// A date-time as Airflow's templates see one (a pendulum `DateTime`, in UTC).
-#[derive(Debug)]
-struct TemplateDate(DateTime<Utc>);
-
-impl Object for TemplateDate {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let d = &self.0;
-        let value = match key.as_str()? {
-            "year" => d.year(),
-            "month" => i32::try_from(d.month()).ok()?,
-            "day" => i32::try_from(d.day()).ok()?,
-            "hour" => i32::try_from(d.hour()).ok()?,
-            "minute" => i32::try_from(d.minute()).ok()?,
-            "second" => i32::try_from(d.second()).ok()?,
-            "microsecond" => i32::try_from(d.nanosecond() / 1000).ok()?,
-            _ => return None,
-        };
-        Some(Value::from(value))
-    }
-
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
-        method: &str,
-        args: &[Value],
-    ) -> Result<Value, minijinja::Error> {
-        match method {
-            "strftime" => {
-                let (format,): (&str,) = from_args(args)?;
-                let mut out = String::new();
-                // chrono reports an unknown `%` directive as a formatting error.
-                write!(out, "{}", self.0.format(format)).map_err(|_| {
-                    minijinja::Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!("`{format}` is not a valid strftime format"),
-                    )
-                })?;
-                Ok(Value::from(out))
-            }
-            "isoformat" => {
-                let () = from_args(args)?;
-                Ok(Value::from(isoformat(&self.0)))
-            }
-            "timestamp" => {
-                let () = from_args(args)?;
-                Ok(Value::from(self.0.timestamp_micros() as f64 / 1e6))
-            }
-            _ => Err(minijinja::Error::new(
-                ErrorKind::UnknownMethod,
-                format!("a date-time has no method `{method}`; it has strftime, isoformat, timestamp"),
-            )),
-        }
-    }
-
-    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&isoformat(&self.0))
     }
 }
 

@@ -493,6 +493,23 @@ impl Store {
         rows.iter().map(run_row).collect()
     }
 
+    /// The pipeline's latest successful run whose logical date is before `before` (Airflow's
+    /// `prev_*_success` template variables).
+    pub async fn previous_success(&self, pipeline_id: &str, before: Micros) -> Result<Option<RunRow>> {
+        let mut tx = self.begin().await?;
+        let row = q(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE pipeline_id = $1 AND state = 'success' AND logical_date < $2 \
+             ORDER BY logical_date DESC LIMIT 1"
+        )))
+        .bind(pipeline_id)
+        .bind(before)
+        .fetch_optional(&mut *tx)
+        .await
+        .doing("finding the previous successful run")?;
+        tx.commit().await.doing("finding the previous successful run")?;
+        row.as_ref().map(run_row).transpose()
+    }
+
     /// Sets (or, with `None`, removes) the note on run `run_pk`.
     pub async fn set_run_note(&self, run_pk: i64, note: Option<&str>) -> Result<()> {
         let mut tx = self.begin().await?;
