@@ -71,10 +71,13 @@ pub fn never_running<'p>(p: &'p Pipeline, pool_too_small: impl Fn(&str) -> bool)
     found
 }
 
-/// Whether a task that runs can end skipped by itself: a Rust body can return the skip
-/// outcome, a shell command can exit with its `skip_exit_code`, an http step can get one of
-/// its `skip_status`.
+/// Whether a task that runs can end skipped by itself: a soft-failing sensor can time
+/// out, a Rust body can return the skip outcome, a shell command can exit with its
+/// `skip_exit_code`, an http step can get one of its `skip_status`.
 fn may_skip_itself(t: &Task) -> bool {
+    if t.sensor.as_ref().is_some_and(|s| s.soft_fail) {
+        return true;
+    }
     match &t.kind {
         TaskKind::Rust { .. } => true,
         TaskKind::Shell { skip_exit_code, .. } => skip_exit_code.is_some(),

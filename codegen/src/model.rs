@@ -386,12 +386,28 @@ pub struct Task {
     pub queue: Sp<String>,
     pub connections: Vec<Sp<String>>,
     pub outputs: Vec<Output>,
+    /// How the task waits for something outside, when it is a sensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<Sensor>,
     /// The direct downstream tasks this task chooses among; the others are skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branch: Vec<Sp<String>>,
     /// Former ids of this task: its history is kept under the new id.
     pub renamed_from: Vec<Sp<String>>,
 }
+
+/// A task's `sensor:` mapping.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sensor {
+    pub poke_interval_secs: Sp<u64>,
+    pub timeout_secs: Sp<u64>,
+    pub mode: Sp<SensorMode>,
+    pub soft_fail: bool,
+    /// The exit code of a shell sensor that says "not yet".
+    pub exit_code: Sp<i32>,
+}
+
+pub use sluice_contract::spec::SensorMode;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]

@@ -14,3 +14,10 @@ pub const RETRY_DELAY_SECS: u64 = 300;
 /// The exit code of a shell task that ends it skipped, unless `skip_exit_code` says
 /// otherwise (Airflow's BashOperator `skip_on_exit_code`).
 pub const SKIP_EXIT_CODE: i32 = 99;
+
+/// A sensor's seconds between pokes (Airflow's `poke_interval`).
+pub const POKE_INTERVAL_SECS: u64 = 60;
+/// A sensor's seconds before it gives up (Airflow's `timeout`: 7 days).
+pub const SENSOR_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+/// The exit code of a shell sensor that says "not yet".
+pub const NOT_READY_EXIT_CODE: i32 = 100;

@@ -46,6 +46,9 @@ pub enum TiState {
     Success,
     Failed,
     UpForRetry,
+    /// A sensor in `reschedule` mode between pokes: no slot held, the next poke is due at
+    /// its `next_try_at`.
+    UpForReschedule,
     UpstreamFailed,
     Skipped,
     /// The task is no longer in the pipeline's current version.
@@ -53,7 +56,7 @@ pub enum TiState {
 }
 
 impl TiState {
-    pub const ALL: [TiState; 10] = [
+    pub const ALL: [TiState; 11] = [
         TiState::None,
         TiState::Scheduled,
         TiState::Queued,
@@ -61,6 +64,7 @@ impl TiState {
         TiState::Success,
         TiState::Failed,
         TiState::UpForRetry,
+        TiState::UpForReschedule,
         TiState::UpstreamFailed,
         TiState::Skipped,
         TiState::Removed,
@@ -75,6 +79,7 @@ impl TiState {
             TiState::Success => "success",
             TiState::Failed => "failed",
             TiState::UpForRetry => "up_for_retry",
+            TiState::UpForReschedule => "up_for_reschedule",
             TiState::UpstreamFailed => "upstream_failed",
             TiState::Skipped => "skipped",
             TiState::Removed => "removed",

@@ -246,6 +246,39 @@ impl RetryPolicy {
     }
 }
 
+/// How a sensor waits between pokes (Airflow's `mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
+pub enum SensorMode {
+    /// The try keeps its worker and pool slots and sleeps between pokes.
+    Poke,
+    /// The try ends after each "not yet" (`up_for_reschedule`) and holds no slot until the
+    /// scheduler's timer queues the next poke.
+    Reschedule,
+}
+
+impl SensorMode {
+    pub const ALL: &'static [(&'static str, SensorMode)] =
+        &[("poke", SensorMode::Poke), ("reschedule", SensorMode::Reschedule)];
+
+    pub fn name(self) -> &'static str {
+        SensorMode::ALL.iter().find(|(_, m)| *m == self).map_or("poke", |(n, _)| n)
+    }
+}
+
+/// A task's `sensor:`: Airflow's `poke_interval`, `timeout`, `mode` and `soft_fail`, and
+/// the exit code by which a shell command says "not yet".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SensorSpec {
+    pub poke_interval_secs: u64,
+    /// Seconds from the first poke after which the sensor gives up.
+    pub timeout_secs: u64,
+    pub mode: SensorMode,
+    /// Past the timeout the task ends `skipped` instead of `failed`.
+    pub soft_fail: bool,
+    pub not_ready_exit_code: i32,
+}
+
 #[derive(Clone, Debug)]
 pub struct OutputSpec {
     pub name: &'static str,
@@ -287,6 +320,8 @@ pub struct TaskSpec {
     pub queue: &'static str,
     pub connections: &'static [&'static str],
     pub outputs: &'static [OutputSpec],
+    /// `sensor:`: the task waits for something outside; a "not yet" is poked again.
+    pub sensor: Option<SensorSpec>,
     /// `branch:` the direct downstream tasks this task chooses among (its `branch` output
     /// names the chosen); the others are skipped. Empty: not a branch.
     pub branch: &'static [&'static str],
@@ -327,6 +362,7 @@ impl TaskSpec {
             queue: crate::defaults::QUEUE,
             connections: &[],
             outputs: &[],
+            sensor: None,
             branch: &[],
             renamed_from: &[],
         }

@@ -387,6 +387,21 @@ fn task_spec(t: &Task, smtp_default: bool, facts: &TaskFacts<'_>) -> TokenStream
         .collect();
     let renamed: Vec<&str> = t.renamed_from.iter().map(|r| r.value.as_str()).collect();
     let branch: Vec<&str> = t.branch.iter().map(|b| b.value.as_str()).collect();
+    let sensor = match &t.sensor {
+        None => quote!(None),
+        Some(s) => {
+            let (interval, timeout, soft_fail, exit) =
+                (s.poke_interval_secs.value, s.timeout_secs.value, s.soft_fail, s.exit_code.value);
+            let mode = format_ident!("{}", variant(s.mode.value.name()));
+            quote!(Some(SensorSpec {
+                poke_interval_secs: #interval,
+                timeout_secs: #timeout,
+                mode: SensorMode::#mode,
+                soft_fail: #soft_fail,
+                not_ready_exit_code: #exit,
+            }))
+        }
+    };
     let (upstream, downstream) = (indices(facts.upstream), indices(facts.downstream));
     let (depth, effective_weight) = (facts.depth, facts.effective_priority_weight);
     quote! {
@@ -420,6 +435,7 @@ fn task_spec(t: &Task, smtp_default: bool, facts: &TaskFacts<'_>) -> TokenStream
             queue: #queue,
             connections: &[#(#connections),*],
             outputs: &[#(#outputs),*],
+            sensor: #sensor,
             branch: &[#(#branch),*],
             renamed_from: &[#(#renamed),*],
         }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 mod connections;
 mod deployment;
+mod flow;
 mod pipelines;
 mod services;
 mod tasks;

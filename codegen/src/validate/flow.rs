@@ -1,5 +1,5 @@
 //! Control flow a task declares besides its dependencies: `branch` (which direct
-//! downstream tasks run).
+//! downstream tasks run) and `sensor` (waiting for something outside).
 
 use super::*;
 
@@ -7,6 +7,58 @@ use super::*;
 const BRANCHING_KINDS: &[&str] = &["rust", "shell"];
 
 impl Validator<'_> {
+    /// A sensor pokes at least every second, can poke twice before it times out, and only a
+    /// shell sensor has an exit code for "not yet", distinct from its skip code.
+    pub(super) fn sensor(&mut self, t: &Task) {
+        let Some(sensor) = &t.sensor else { return };
+        let w = format!("the sensor of task `{}`", t.id.value);
+        if sensor.poke_interval_secs.value == 0 {
+            self.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    sensor.poke_interval_secs.span,
+                    format!("{w} pokes without a pause"),
+                )
+                .with_hint("give `poke_interval` of at least 1s, e.g. `poke_interval: 30s`"),
+            );
+        } else if sensor.timeout_secs.value < sensor.poke_interval_secs.value {
+            self.push(
+                Diagnostic::warning(
+                    "sensor-timeout",
+                    sensor.timeout_secs.span,
+                    format!(
+                        "{w} times out after {}s, before its second poke ({}s after the first)",
+                        sensor.timeout_secs.value, sensor.poke_interval_secs.value
+                    ),
+                )
+                .with_hint("raise `timeout` or lower `poke_interval`"),
+            );
+        }
+        match &t.kind {
+            TaskKind::Shell { skip_exit_code, .. } if *skip_exit_code == Some(sensor.exit_code.value) => self.push(
+                Diagnostic::error(
+                    "exit-code-clash",
+                    sensor.exit_code.span,
+                    format!(
+                        "{w} says \"not yet\" with exit code {}, which is also its `skip_exit_code`",
+                        sensor.exit_code.value
+                    ),
+                )
+                .with_hint("give one of the two another code"),
+            ),
+            TaskKind::Shell { .. } => {}
+            _ if sensor.exit_code.is_explicit() => self.push(
+                Diagnostic::error(
+                    "exit-code-not-shell",
+                    sensor.exit_code.span,
+                    format!("{w} sets `exit_code`, which only a shell sensor has"),
+                )
+                .with_hint(not_ready_hint(&t.kind)),
+            ),
+            _ => {}
+        }
+    }
+
     /// `branch:` names direct downstream tasks, each once, of a kind that can choose.
     pub(super) fn branch(&mut self, p: &Pipeline, t: &Task) {
         let Some(first) = t.branch.first() else { return };
@@ -74,5 +126,19 @@ impl Validator<'_> {
                 );
             }
         }
+    }
+}
+
+/// How a sensor of this kind says "not yet", for a hint.
+fn not_ready_hint(kind: &TaskKind) -> &'static str {
+    match kind {
+        TaskKind::Rust { .. } => "a Rust sensor returns `Err(TaskError::not_ready(..))`; remove `exit_code`",
+        TaskKind::Http(_) => {
+            "an http sensor is not ready while the status is outside `expect_status`; remove `exit_code`"
+        }
+        TaskKind::Sql { .. } => {
+            "an sql sensor is not ready while it returns no rows or a false first value; remove `exit_code`"
+        }
+        TaskKind::Shell { .. } => "remove `exit_code`",
     }
 }

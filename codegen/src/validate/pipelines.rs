@@ -59,6 +59,7 @@ impl Validator<'_> {
         for t in &p.tasks {
             self.task(p, t);
             self.branch(p, t);
+            self.sensor(t);
         }
         self.feasibility(p);
     }

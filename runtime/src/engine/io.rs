@@ -63,12 +63,12 @@ pub async fn post_json(conn: &Connection, path: &str, body: &Value) -> Result<Va
 /// (`raw_sql`), so it is correct behind PgBouncer in transaction mode; values must be
 /// written into the text (quote strings with [`sql_quote`]).
 pub async fn sql_execute(conn: &Connection, statements: &str) -> Result<u64, TaskError> {
-    crate::executor::sql::execute(None, conn, statements).await.map(|(_, affected)| affected)
+    crate::executor::sql::execute(None, conn, statements).await.map(|r| r.affected)
 }
 
 /// Runs a query on a postgres or sqlite connection; each row as a `{column: value}` object.
 pub async fn sql_query_json(conn: &Connection, sql: &str) -> Result<Vec<Value>, TaskError> {
-    crate::executor::sql::execute(None, conn, sql).await.map(|(rows, _)| rows)
+    crate::executor::sql::execute(None, conn, sql).await.map(|r| r.rows)
 }
 
 /// `text` as a SQL string literal: in single quotes, quotes doubled (standard SQL, as both

@@ -7,7 +7,7 @@
 pub use sluice_contract::rules::{Decision, TiState, decide};
 
 use crate::clock::Micros;
-use crate::spec::{PipelineSpec, RetryPolicy, TaskSpec};
+use crate::spec::{PipelineSpec, RetryPolicy, SensorSpec, TaskSpec};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -132,7 +132,7 @@ pub fn settle<'p>(
     // it are decided, so one pass lets skips and upstream failures cascade all the way.
     for task in pipeline.topo_order.iter().filter_map(|&i| pipeline.tasks.get(i as usize)) {
         let state = state_of(&now, task.id);
-        if state == TiState::UpForRetry && retry_due(task.id) {
+        if matches!(state, TiState::UpForRetry | TiState::UpForReschedule) && retry_due(task.id) {
             settlement.ready.push(task.id);
             continue;
         }
@@ -174,6 +174,25 @@ pub enum AfterFailure {
     Retry { at: Micros },
     /// `failed` for good.
     Fail,
+}
+
+/// What a sensor's "not yet" in `reschedule` mode leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterNotReady {
+    /// `up_for_reschedule` until `at`; the wait began at `since`.
+    Reschedule { at: Micros, since: Micros },
+    /// Past the sensor's timeout: `failed`, or `skipped` with `soft_fail`.
+    TimedOut,
+}
+
+/// Pokes again after the poke interval while the wait that began at `since` (the first poke
+/// of the current wait) is within the sensor's timeout.
+pub fn after_not_ready(sensor: &SensorSpec, since: Micros, now: Micros) -> AfterNotReady {
+    let micros = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX / 2_000_000).saturating_mul(1_000_000);
+    if now.saturating_sub(since) >= micros(sensor.timeout_secs) {
+        return AfterNotReady::TimedOut;
+    }
+    AfterNotReady::Reschedule { at: now.saturating_add(micros(sensor.poke_interval_secs.max(1))), since }
 }
 
 /// Retry while tries are left (`max_tries` as recorded on the task instance: a clear adds

@@ -283,6 +283,7 @@ fn kind(outcome: &Outcome) -> &'static str {
         Outcome::Success(_) => "success",
         Outcome::Failed(_) => "failure",
         Outcome::Skipped(_) => "skip",
+        Outcome::NotReady(_) => "not ready",
     }
 }
 

@@ -32,6 +32,8 @@ pub enum Ending {
     /// `skipped` (Airflow's `AirflowSkipException`): not retried, not a failure; the
     /// downstream tasks follow their trigger rules.
     Skip,
+    /// A sensor's "not yet": it pokes again after its `poke_interval`.
+    NotReady,
 }
 
 impl TaskError {
@@ -44,6 +46,12 @@ impl TaskError {
     /// `return Err(TaskError::skip("no new games today"))`.
     pub fn skip(reason: impl Into<String>) -> Self {
         TaskError { message: reason.into(), ending: Ending::Skip }
+    }
+
+    /// A sensor's "not yet": the task (a `sensor:`) pokes again after its poke interval,
+    /// until its timeout. `return Err(TaskError::not_ready("no file yet"))`.
+    pub fn not_ready(reason: impl Into<String>) -> Self {
+        TaskError { message: reason.into(), ending: Ending::NotReady }
     }
 }
 
@@ -372,7 +380,7 @@ fn apply_masks(secrets: &[String], text: String) -> String {
 
 /// What the runtime hands to the generated dispatch for one task instance: untyped
 /// values the dispatch turns into the task's typed [`TaskContext`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct TaskInput {
     pub run: RunInfo,
     /// The run's params (defaults merged with the trigger's conf), as JSON.

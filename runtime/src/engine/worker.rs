@@ -244,6 +244,7 @@ impl Worker {
         let outcome = match result {
             Ok(outputs) => Outcome::Success(outputs),
             Err(e) if e.ending == Ending::Skip => Outcome::Skipped(e.message),
+            Err(e) if e.ending == Ending::NotReady => Outcome::NotReady(e.message),
             Err(e) => Outcome::Failed(e.message),
         };
         let trail = Trail { rendered, log, log_limits: self.log_limits };
@@ -378,6 +379,7 @@ impl Worker {
         let last_line = match &outcome {
             Outcome::Failed(message) => Some(("error".to_string(), message.clone())),
             Outcome::Skipped(reason) => Some(("info".to_string(), format!("Skipped: {reason}"))),
+            Outcome::NotReady(reason) => Some(("info".to_string(), format!("Not yet: {reason}"))),
             Outcome::Success(_) => None,
         };
         if let Some((stream, message)) = last_line

@@ -40,6 +40,8 @@ pub(super) struct Request<'a> {
     pub headers: &'a [(&'a str, &'a str)],
     pub expect_status: &'a [u16],
     pub skip_status: &'a [u16],
+    /// A sensor: a status outside `expect_status` is "not yet", not a failure.
+    pub sensor: bool,
 }
 
 pub(super) async fn run(
@@ -81,6 +83,9 @@ pub(super) async fn run(
         )));
     }
     let expected: &[u16] = if request.expect_status.is_empty() { &[200] } else { request.expect_status };
+    if !expected.contains(&status) && request.sensor {
+        return Err(TaskError::not_ready(format!("{method} {url} returned status {status}: not yet")));
+    }
     if !expected.contains(&status) {
         let expected: Vec<String> = expected.iter().map(u16::to_string).collect();
         let text = String::from_utf8_lossy(&body);

@@ -19,14 +19,16 @@ mod branch;
 pub(crate) mod http;
 pub(crate) mod outputs;
 mod rust;
+mod sensor;
 mod shell;
 pub(crate) mod sql;
 
+pub(crate) use sensor::timed_out as sensor_timed_out;
 pub use sql::SqlConnections;
 
 use crate::registry::Registry;
-use crate::spec::{PipelineSpec, TaskKind, TaskSpec};
-use crate::task::{TaskError, TaskInput};
+use crate::spec::{PipelineSpec, SensorMode, TaskKind, TaskSpec};
+use crate::task::{Ending, TaskError, TaskInput};
 use crate::template::{self, Language, TemplateContext};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -101,25 +103,62 @@ pub async fn execute(
 ) -> Result<serde_json::Value, TaskError> {
     let log = input.log.clone();
     register_secrets(&input, env);
-    let timeout = task.execution_timeout_secs.map(Duration::from_secs);
-    let result = match &task.kind {
-        TaskKind::Rust { .. } => rust::run(registry, pipeline, task, input, timeout).await,
-        TaskKind::Shell { command, env: vars, skip_exit_code } => {
-            let script = shell::Script { command, env: vars, skip_exit_code: *skip_exit_code };
-            shell::run(pipeline, task, script, &input, env, timeout).await
-        }
-        TaskKind::Http { conn, method, endpoint, body, headers, expect_status, skip_status } => {
-            let request = http::Request { conn, method, endpoint, body: *body, headers, expect_status, skip_status };
-            within(timeout, http::run(request, &input, env)).await
-        }
-        TaskKind::Sql { conn, statement } => within(timeout, sql::run(conn, statement, &input, env)).await,
+    let step = Step { registry, pipeline, task, env };
+    let result = match &task.sensor {
+        Some(sensor) if sensor.mode == SensorMode::Poke => sensor::poke(&step, sensor, input).await,
+        _ => step.run(input).await,
     };
     let result = match result {
         Ok(outputs) if !task.branch.is_empty() => branch::choice(task, outputs),
+        Err(e) if e.ending == Ending::NotReady && task.sensor.is_none() => Err(TaskError::new(format!(
+            "task `{}` said \"not yet\" ({}), which only a task with `sensor:` may say",
+            task.id, e.message
+        ))),
         other => other,
     };
     log.close();
     result.map_err(|e| TaskError { message: log.redact(&e.message), ..e })
+}
+
+/// One task instance's step: what runs, once per try (a poking sensor runs it again).
+pub(crate) struct Step<'a> {
+    registry: &'static Registry,
+    pipeline: &'static PipelineSpec,
+    task: &'static TaskSpec,
+    env: &'a ExecEnv,
+}
+
+impl Step<'_> {
+    /// Runs the task's kind once, within its `execution_timeout`.
+    async fn run(&self, input: TaskInput) -> Result<serde_json::Value, TaskError> {
+        let (task, env) = (self.task, self.env);
+        let timeout = task.execution_timeout_secs.map(Duration::from_secs);
+        let sensor = task.sensor.as_ref();
+        match &task.kind {
+            TaskKind::Rust { .. } => rust::run(self.registry, self.pipeline, task, input, timeout).await,
+            TaskKind::Shell { command, env: vars, skip_exit_code } => {
+                let not_ready_exit_code = sensor.map(|s| s.not_ready_exit_code);
+                let script = shell::Script { command, env: vars, skip_exit_code: *skip_exit_code, not_ready_exit_code };
+                shell::run(self.pipeline, task, script, &input, env, timeout).await
+            }
+            TaskKind::Http { conn, method, endpoint, body, headers, expect_status, skip_status } => {
+                let request = http::Request {
+                    conn,
+                    method,
+                    endpoint,
+                    body: *body,
+                    headers,
+                    expect_status,
+                    skip_status,
+                    sensor: sensor.is_some(),
+                };
+                within(timeout, http::run(request, &input, env)).await
+            }
+            TaskKind::Sql { conn, statement } => {
+                within(timeout, sql::run(conn, statement, &input, env, sensor.is_some())).await
+            }
+        }
+    }
 }
 
 /// Runs `work`, failing with "timed out after Ns" when `timeout` passes first (the future

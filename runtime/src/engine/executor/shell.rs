@@ -43,6 +43,8 @@ pub(super) struct Script<'a> {
     pub command: &'a str,
     pub env: &'a [(&'a str, &'a str)],
     pub skip_exit_code: Option<i32>,
+    /// A sensor's exit code for "not yet".
+    pub not_ready_exit_code: Option<i32>,
 }
 
 pub(super) async fn run(
@@ -128,6 +130,9 @@ pub(super) async fn run(
                 outputs.extend(super::outputs::from_lines(task.id, &declared, &text)?);
             }
             Ok(serde_json::Value::Object(outputs))
+        }
+        Some(code) if Some(code) == script.not_ready_exit_code => {
+            Err(TaskError::not_ready(format!("the command exited with status {code}: not yet")))
         }
         Some(code) if Some(code) == script.skip_exit_code => {
             Err(TaskError::skip(format!("the command exited with status {code}, its `skip_exit_code`: skipped")))

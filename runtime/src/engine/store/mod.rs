@@ -146,6 +146,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "task_log_usage", include_str!("../../../../migrations/postgres/0006_task_log_usage.sql")),
     (7, "notes", include_str!("../../../../migrations/postgres/0007_notes.sql")),
     (8, "audit_log", include_str!("../../../../migrations/postgres/0008_audit_log.sql")),
+    (9, "sensors_and_mapping", include_str!("../../../../migrations/postgres/0009_sensors_and_mapping.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "metadata", include_str!("../../../../migrations/sqlite/0001_metadata.sql")),
@@ -156,6 +157,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "task_log_usage", include_str!("../../../../migrations/sqlite/0006_task_log_usage.sql")),
     (7, "notes", include_str!("../../../../migrations/sqlite/0007_notes.sql")),
     (8, "audit_log", include_str!("../../../../migrations/sqlite/0008_audit_log.sql")),
+    (9, "sensors_and_mapping", include_str!("../../../../migrations/sqlite/0009_sensors_and_mapping.sql")),
 ];
 
 const SQLITE_PRAGMAS: &[&str] = &[
@@ -253,7 +255,9 @@ impl Store {
         let migrations: Vec<Migration> = list
             .iter()
             .map(|(version, name, sql)| {
-                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), false)
+                // sqlx's convention: a migration that manages its own transaction says so first.
+                let no_tx = sql.starts_with("-- no-transaction");
+                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), no_tx)
             })
             .collect();
         let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };

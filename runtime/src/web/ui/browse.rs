@@ -116,6 +116,7 @@ const TI_STATES: &[&str] = &[
     "success",
     "failed",
     "up_for_retry",
+    "up_for_reschedule",
     "upstream_failed",
     "skipped",
     "removed",

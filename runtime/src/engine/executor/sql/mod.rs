@@ -34,7 +34,13 @@ pub const MAX_ROWS: usize = 100;
 /// How long connecting may take, whatever the task's timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(super) async fn run(conn_id: &str, statement: &str, input: &TaskInput, env: &ExecEnv) -> Result<Value, TaskError> {
+pub(super) async fn run(
+    conn_id: &str,
+    statement: &str,
+    input: &TaskInput,
+    env: &ExecEnv,
+    sensor: bool,
+) -> Result<Value, TaskError> {
     let conn = input.connection(conn_id)?;
     let ctx = TemplateContext::from_input(input, env.variables.clone());
     // Values become literals by the rules of the server the statement goes to.
@@ -42,7 +48,7 @@ pub(super) async fn run(conn_id: &str, statement: &str, input: &TaskInput, env: 
     let sql = render(env, input, "the statement", statement, &ctx, Some(language))?;
     let log = &input.log;
     log.info(format!("Running statement on `{conn_id}`: {sql}"));
-    let (rows, rows_affected) = execute(Some(&env.sql_connections), conn, &sql).await?;
+    let Rows { rows, affected: rows_affected, first_value } = execute(Some(&env.sql_connections), conn, &sql).await?;
     let returned = rows.len();
     let rows: Vec<Value> = rows.into_iter().take(MAX_ROWS).collect();
     if returned > MAX_ROWS {
@@ -52,16 +58,45 @@ pub(super) async fn run(conn_id: &str, statement: &str, input: &TaskInput, env: 
     } else {
         log.info(format!("{rows_affected} rows affected; {returned} rows returned"));
     }
+    if sensor {
+        match &first_value {
+            None => return Err(TaskError::not_ready("the query returned no rows")),
+            Some(value) if !is_truthy(value) => {
+                return Err(TaskError::not_ready(format!("the query's first value is {value}")));
+            }
+            Some(_) => {}
+        }
+    }
     Ok(serde_json::json!({ outputs::SQL_ROWS_AFFECTED: rows_affected, outputs::SQL_ROWS: rows }))
+}
+
+/// Whether an sql sensor's first value means "ready": not null, false, zero or empty (as
+/// Python reads it), nor the text `0` (as Airflow's `SqlSensor` reads it).
+fn is_truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty() && s != "0",
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(map) => !map.is_empty(),
+    }
+}
+
+/// What a statement returned.
+#[derive(Debug, Default)]
+pub(crate) struct Rows {
+    /// Each row as `{column: value}`.
+    pub rows: Vec<Value>,
+    /// The rows it returned, or else changed.
+    pub affected: u64,
+    /// The first column of the first row: what an sql sensor reads.
+    pub first_value: Option<Value>,
 }
 
 /// Runs `sql` (one statement or a script) on a postgres or sqlite connection, kept on
 /// `shelves` when given: the rows it returned, and how many rows it returned or changed.
-pub(crate) async fn execute(
-    shelves: Option<&SqlConnections>,
-    conn: &Connection,
-    sql: &str,
-) -> Result<(Vec<Value>, u64), TaskError> {
+pub(crate) async fn execute(shelves: Option<&SqlConnections>, conn: &Connection, sql: &str) -> Result<Rows, TaskError> {
     match conn.conn_type.as_str() {
         "postgres" => postgres(shelves, conn, sql).await,
         "sqlite" => sqlite(shelves, conn, sql).await,
@@ -72,11 +107,7 @@ pub(crate) async fn execute(
     }
 }
 
-async fn postgres(
-    shelves: Option<&SqlConnections>,
-    conn: &Connection,
-    sql: &str,
-) -> Result<(Vec<Value>, u64), TaskError> {
+async fn postgres(shelves: Option<&SqlConnections>, conn: &Connection, sql: &str) -> Result<Rows, TaskError> {
     let id = &conn.id;
     let host = conn
         .host
@@ -128,13 +159,13 @@ async fn postgres(
     };
     let query = sqlx::raw_sql(AssertSqlSafe(sql.to_string()));
     let result = if returns_rows(sql) {
-        let rows = query.fetch_all(&mut *db).await.map_err(failed)?;
-        let rows: Vec<Value> = rows.iter().map(pg_row).collect();
-        let count = rows.len() as u64;
-        (rows, count)
+        let fetched = query.fetch_all(&mut *db).await.map_err(failed)?;
+        let rows: Vec<Value> = fetched.iter().map(pg_row).collect();
+        let first_value = fetched.first().filter(|r| !r.columns().is_empty()).map(|r| pg_value(r, 0));
+        Rows { affected: rows.len() as u64, rows, first_value }
     } else {
         let done = query.execute(&mut *db).await.map_err(failed)?;
-        (Vec::new(), done.rows_affected())
+        Rows { affected: done.rows_affected(), ..Rows::default() }
     };
     db.give_back().await;
     Ok(result)
@@ -151,11 +182,7 @@ fn cannot_connect(target: &str, e: &sqlx::Error) -> TaskError {
     }
 }
 
-async fn sqlite(
-    shelves: Option<&SqlConnections>,
-    conn: &Connection,
-    sql: &str,
-) -> Result<(Vec<Value>, u64), TaskError> {
+async fn sqlite(shelves: Option<&SqlConnections>, conn: &Connection, sql: &str) -> Result<Rows, TaskError> {
     let id = &conn.id;
     let path = conn
         .database
@@ -179,13 +206,14 @@ async fn sqlite(
     // changed, whatever earlier tasks did on it.
     let total_changes = "SELECT total_changes()";
     let before: i64 = sqlx::query_scalar(total_changes).fetch_one(&mut *db).await.map_err(failed)?;
-    let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_all(&mut *db).await.map_err(failed)?;
-    let rows: Vec<Value> = rows.iter().map(sqlite_row).collect();
+    let fetched = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_all(&mut *db).await.map_err(failed)?;
+    let rows: Vec<Value> = fetched.iter().map(sqlite_row).collect();
+    let first_value = fetched.first().filter(|r| !r.columns().is_empty()).map(|r| sqlite_value(r, 0));
     let after: i64 = sqlx::query_scalar(total_changes).fetch_one(&mut *db).await.map_err(failed)?;
     db.give_back().await;
     let changes = after.saturating_sub(before);
     let affected = if rows.is_empty() { u64::try_from(changes).unwrap_or(0) } else { rows.len() as u64 };
-    Ok((rows, affected))
+    Ok(Rows { rows, affected, first_value })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ impl Store {
         for &id in task_ids {
             // A cleared task gets its policy's tries again, counted from the tries it used.
             let tries = i64::from(pipeline.task(id).map_or(0, |t| t.retry.retries)) + 1;
-            let done = q("UPDATE task_instances SET state = 'none', end_date = NULL, next_try_at = NULL, error = NULL, \
+            let done = q("UPDATE task_instances SET state = 'none', end_date = NULL, next_try_at = NULL, poke_started_at = NULL, error = NULL, \
                           max_tries = try_number + $3 WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running')")
             .bind(run_pk)
             .bind(id)
@@ -183,15 +183,16 @@ impl Store {
         let mut tx = self.begin_locked(&[pipeline.id]).await?;
         let mut marked = Vec::new();
         for &task_id in task_ids {
-            let done = q("UPDATE task_instances SET state = $3, end_date = $4, next_try_at = NULL \
+            let done =
+                q("UPDATE task_instances SET state = $3, end_date = $4, next_try_at = NULL, poke_started_at = NULL \
                           WHERE run_pk = $1 AND task_id = $2 AND state NOT IN ('queued', 'running') AND state <> $3")
-            .bind(run_pk)
-            .bind(task_id)
-            .bind(state.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .doing("marking a task")?;
+                .bind(run_pk)
+                .bind(task_id)
+                .bind(state.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .doing("marking a task")?;
             if done.rows_affected() > 0 {
                 marked.push(task_id.to_string());
             }

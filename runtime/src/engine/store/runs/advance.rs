@@ -264,7 +264,7 @@ pub(super) async fn queue_ready(
         let ids: Vec<i64> = fitting.iter().map(|s| s.id).collect();
         let sql = format!(
             "UPDATE task_instances SET state = 'queued', queued_at = $2, next_try_at = NULL \
-             WHERE id {} AND state IN ('none', 'scheduled', 'up_for_retry') RETURNING id",
+             WHERE id {} AND state IN ('none', 'scheduled', 'up_for_retry', 'up_for_reschedule') RETURNING id",
             Dialect::of(tx).in_json(1, true)
         );
         let rows = q(AssertSqlSafe(sql))
@@ -376,7 +376,7 @@ pub(super) fn waits_after_success(rule: TriggerRule) -> bool {
 /// almost every unfinished task is an upstream.
 pub(super) async fn upstream_unfinished(tx: &mut Tx, run_pk: i64, task: &TaskSpec) -> Result<bool> {
     let rows = q("SELECT task_id FROM task_instances WHERE run_pk = $1 AND task_id <> $2 \
-                  AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry') LIMIT 8")
+                  AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry', 'up_for_reschedule') LIMIT 8")
     .bind(run_pk)
     .bind(task.id)
     .fetch_all(&mut **tx)

@@ -2,7 +2,7 @@
 //! made ready, in the same transaction.
 
 use super::*;
-use crate::rules::{self, AfterFailure};
+use crate::rules::{self, AfterFailure, AfterNotReady};
 use crate::store::sql::{Dialect, json_list};
 
 impl Store {
@@ -55,6 +55,7 @@ impl Store {
             let end = match &finish.outcome {
                 Outcome::Failed(message) => record_failure(&mut tx, index, finish, message, now).await?,
                 Outcome::Skipped(_) => record_skip(&mut tx, index, finish, now).await?,
+                Outcome::NotReady(reason) => record_not_ready(&mut tx, index, finish, reason, now).await?,
                 Outcome::Success(_) => None,
             };
             ended.extend(end);
@@ -133,8 +134,8 @@ pub(super) async fn record_successes(tx: &mut Tx, finishes: &[Finish<'_>], now: 
         return Ok(Vec::new());
     }
     let update = format!(
-        "UPDATE task_instances SET state = 'success', end_date = $1, error = NULL, next_try_at = NULL \
-         WHERE state = 'running' AND {} RETURNING id, run_pk, task_id, try_number",
+        "UPDATE task_instances SET state = 'success', end_date = $1, error = NULL, next_try_at = NULL, \
+         poke_started_at = NULL WHERE state = 'running' AND {} RETURNING id, run_pk, task_id, try_number",
         Dialect::of(tx).in_json_tries("id", "try_number", 2)
     );
     // PostgreSQL ends the tries in the same statement (one round trip fewer).
@@ -218,15 +219,16 @@ pub(super) async fn record_failure(
         AfterFailure::Retry { at } => (TiState::UpForRetry, Some(at)),
         AfterFailure::Fail => (TiState::Failed, None),
     };
-    q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5 WHERE id = $1")
-        .bind(finish.ti_id)
-        .bind(state.as_str())
-        .bind(now)
-        .bind(message)
-        .bind(next_try)
-        .execute(&mut **tx)
-        .await
-        .doing("recording a task outcome")?;
+    q("UPDATE task_instances SET state = $2, end_date = $3, error = $4, next_try_at = $5, poke_started_at = NULL \
+       WHERE id = $1")
+    .bind(finish.ti_id)
+    .bind(state.as_str())
+    .bind(now)
+    .bind(message)
+    .bind(next_try)
+    .execute(&mut **tx)
+    .await
+    .doing("recording a task outcome")?;
     q("UPDATE task_tries SET state = 'failed', end_date = $3, error = $4 WHERE ti_id = $1 AND try_number = $2")
         .bind(finish.ti_id)
         .bind(finish.try_number)
@@ -242,8 +244,9 @@ pub(super) async fn record_failure(
 /// Records that `finishes[index]` asked to be skipped, if its try is running: `skipped`,
 /// never retried.
 pub(super) async fn record_skip(tx: &mut Tx, index: usize, finish: &Finish<'_>, now: Micros) -> Result<Option<Ended>> {
-    let row = q("UPDATE task_instances SET state = 'skipped', end_date = $3, error = NULL, next_try_at = NULL \
-                 WHERE id = $1 AND state = 'running' AND try_number = $2 RETURNING run_pk, task_id")
+    let row = q("UPDATE task_instances SET state = 'skipped', end_date = $3, error = NULL, next_try_at = NULL, \
+                 poke_started_at = NULL WHERE id = $1 AND state = 'running' AND try_number = $2 \
+                 RETURNING run_pk, task_id")
     .bind(finish.ti_id)
     .bind(finish.try_number)
     .bind(now)
@@ -265,6 +268,61 @@ pub(super) async fn record_skip(tx: &mut Tx, index: usize, finish: &Finish<'_>, 
         state: TiState::Skipped,
         error: None,
     }))
+}
+
+/// Records a sensor's "not yet" (`reschedule` mode), if its try is running: up for
+/// reschedule until its next poke, holding no slot (the poke does not use up a retry), or,
+/// past its timeout, failed (retried as any failure) or skipped with `soft_fail`.
+pub(super) async fn record_not_ready(
+    tx: &mut Tx,
+    index: usize,
+    finish: &Finish<'_>,
+    reason: &str,
+    now: Micros,
+) -> Result<Option<Ended>> {
+    let row = q("SELECT start_date, poke_started_at, task_id FROM task_instances WHERE id = $1 \
+                 AND state = 'running' AND try_number = $2")
+    .bind(finish.ti_id)
+    .bind(finish.try_number)
+    .fetch_optional(&mut **tx)
+    .await
+    .doing("recording a sensor's poke")?;
+    let Some(row) = row else { return Ok(None) };
+    let task_id: String = get(&row, "task_id")?;
+    let Some(sensor) = finish.pipeline.task(&task_id).and_then(|t| t.sensor.as_ref()) else {
+        let message = format!("task `{task_id}` said \"not yet\" ({reason}), which only a task with `sensor:` may say");
+        return record_failure(tx, index, finish, &message, now).await;
+    };
+    let since = opt::<i64>(&row, "poke_started_at").or_else(|| opt(&row, "start_date")).unwrap_or(now);
+    let (at, since) = match rules::after_not_ready(sensor, since, now) {
+        AfterNotReady::Reschedule { at, since } => (at, since),
+        AfterNotReady::TimedOut => {
+            let ended = crate::executor::sensor_timed_out(sensor, reason);
+            return match ended.ending {
+                crate::task::Ending::Skip => record_skip(tx, index, finish, now).await,
+                _ => record_failure(tx, index, finish, &ended.message, now).await,
+            };
+        }
+    };
+    let row = q("UPDATE task_instances SET state = 'up_for_reschedule', end_date = $2, next_try_at = $3, \
+                 poke_started_at = $4, max_tries = max_tries + 1, error = NULL WHERE id = $1 RETURNING run_pk")
+    .bind(finish.ti_id)
+    .bind(now)
+    .bind(at)
+    .bind(since)
+    .fetch_one(&mut **tx)
+    .await
+    .doing("recording a sensor's poke")?;
+    q("UPDATE task_tries SET state = 'up_for_reschedule', end_date = $3, error = NULL \
+       WHERE ti_id = $1 AND try_number = $2")
+    .bind(finish.ti_id)
+    .bind(finish.try_number)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .doing("recording a try")?;
+    let run_pk = get(&row, "run_pk")?;
+    Ok(Some(Ended { index, run_pk, task_id, state: TiState::UpForReschedule, error: None }))
 }
 
 /// Ends `skipped` the `branch:` targets a branch task that succeeded did not choose (those
@@ -307,7 +365,7 @@ pub(super) async fn queue_task_alerts(tx: &mut Tx, finish: &Finish<'_>, end: &En
     let event = match end.state {
         TiState::Success => Event::Success,
         TiState::UpForRetry => Event::Retry,
-        TiState::Skipped => return Ok(()),
+        TiState::Skipped | TiState::UpForReschedule => return Ok(()),
         _ => Event::Failure,
     };
     let targets = event.task_targets(task);

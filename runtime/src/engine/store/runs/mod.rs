@@ -198,6 +198,8 @@ pub enum Outcome {
     Failed(String),
     /// The task asked to be skipped (a skip outcome, exit code or status).
     Skipped(String),
+    /// A sensor in `reschedule` mode said "not yet": it pokes again later, or times out.
+    NotReady(String),
 }
 
 const RUN_COLUMNS: &str = "id, pipeline_id, run_id, run_type, state, logical_date, data_interval_start, \
@@ -402,7 +404,7 @@ impl Store {
             other => return Err(StoreError::Conflict(format!("a run can be marked success or failed, not `{other}`"))),
         };
         q("UPDATE task_instances SET state = $2, end_date = $3, next_try_at = NULL WHERE run_pk = $1 \
-           AND state IN ('running', 'queued', 'up_for_retry')")
+           AND state IN ('running', 'queued', 'up_for_retry', 'up_for_reschedule')")
         .bind(run_pk)
         .bind(done)
         .bind(now)
@@ -604,13 +606,15 @@ impl Store {
         rows.iter().map(ti_row).collect()
     }
 
-    /// The earliest time a task waiting for a retry becomes due, for the scheduler's timer.
+    /// The earliest time a task waiting for a retry or a sensor's next poke becomes due, for
+    /// the scheduler's timer.
     pub async fn next_retry_at(&self) -> Result<Option<Micros>> {
         let mut tx = self.begin().await?;
-        let row = q("SELECT MIN(next_try_at) AS at FROM task_instances WHERE state = 'up_for_retry'")
-            .fetch_one(&mut *tx)
-            .await
-            .doing("reading retries")?;
+        let row =
+            q("SELECT MIN(next_try_at) AS at FROM task_instances WHERE state IN ('up_for_retry', 'up_for_reschedule')")
+                .fetch_one(&mut *tx)
+                .await
+                .doing("reading retries")?;
         tx.commit().await.doing("reading retries")?;
         Ok(opt(&row, "at"))
     }
