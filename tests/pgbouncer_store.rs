@@ -476,6 +476,7 @@ fn registry(n: usize) -> &'static Registry {
         deployment: sluice::REGISTRY.deployment,
         connections: &[],
         pools: &[],
+        datasets: &[],
         pipelines: Box::leak(pipelines.into_boxed_slice()),
         sources: &[],
         dispatch: sluice::REGISTRY.dispatch,

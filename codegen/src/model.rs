@@ -52,7 +52,19 @@ pub struct Config {
     pub pools: Vec<Pool>,
     pub pgbouncer: PgBouncer,
     pub redis: Redis,
+    /// Data that pipelines produce and consume (Airflow's datasets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<Dataset>,
     pub pipelines: Vec<Pipeline>,
+}
+
+/// A dataset: what a task's `produces` updates and a pipeline's `schedule: {datasets}` waits for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub id: Sp<String>,
+    /// Where the data lives (`postgres://mlsp/games`, `s3://bucket/key`): its name outside Sluice.
+    pub uri: Sp<String>,
+    pub description: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -207,7 +219,7 @@ pub struct Pipeline {
     pub tasks: Vec<Task>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "expr")]
 pub enum Schedule {
     /// No schedule: runs only when triggered.
@@ -216,6 +228,8 @@ pub enum Schedule {
     Once,
     /// A 5-field cron expression; presets like `@daily` are kept as written in `expr`.
     Cron(String),
+    /// Runs when each of these datasets has been updated since its last run.
+    Datasets(Vec<Sp<String>>),
 }
 
 impl Schedule {
@@ -246,6 +260,10 @@ impl fmt::Display for Schedule {
             Schedule::Manual => f.write_str("manual only"),
             Schedule::Once => f.write_str("@once"),
             Schedule::Cron(expr) => f.write_str(expr),
+            Schedule::Datasets(ids) => {
+                let ids: Vec<&str> = ids.iter().map(|d| d.value.as_str()).collect();
+                write!(f, "on datasets {}", ids.join(", "))
+            }
         }
     }
 }
@@ -389,6 +407,9 @@ pub struct Task {
     /// How the task waits for something outside, when it is a sensor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensor: Option<Sensor>,
+    /// Datasets a success of this task updates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub produces: Vec<Sp<String>>,
     /// The direct downstream tasks this task chooses among; the others are skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branch: Vec<Sp<String>>,

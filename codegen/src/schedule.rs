@@ -155,6 +155,7 @@ pub fn describe(schedule: &Schedule) -> String {
         Schedule::Manual => "manual only".into(),
         Schedule::Once => "once, at the start date".into(),
         Schedule::Cron(_) => parse(schedule).map_or_else(|_| schedule.to_string(), |c| c.describe()),
+        Schedule::Datasets(_) => format!("when updated: {}", schedule.to_string().trim_start_matches("on datasets ")),
     }
 }
 

@@ -67,6 +67,16 @@ pub enum Schedule {
     Once,
     /// A 5-field cron expression (presets already expanded).
     Cron(&'static str),
+    /// When each of these datasets (ids) has been updated since the pipeline's last run.
+    Datasets(&'static [&'static str]),
+}
+
+/// A dataset `pipelines.yaml` declares.
+#[derive(Debug)]
+pub struct DatasetSpec {
+    pub id: &'static str,
+    pub uri: &'static str,
+    pub description: &'static str,
 }
 
 /// The type of a param or task output.
@@ -320,6 +330,8 @@ pub struct TaskSpec {
     pub queue: &'static str,
     pub connections: &'static [&'static str],
     pub outputs: &'static [OutputSpec],
+    /// Datasets (ids) a success of this task updates.
+    pub produces: &'static [&'static str],
     /// `sensor:`: the task waits for something outside; a "not yet" is poked again.
     pub sensor: Option<SensorSpec>,
     /// `branch:` the direct downstream tasks this task chooses among (its `branch` output
@@ -362,6 +374,7 @@ impl TaskSpec {
             queue: crate::defaults::QUEUE,
             connections: &[],
             outputs: &[],
+            produces: &[],
             sensor: None,
             branch: &[],
             renamed_from: &[],

@@ -113,6 +113,7 @@ fn registry() -> &'static Registry {
         deployment: &DEPLOYMENT,
         connections: &[],
         pools: &[],
+        datasets: &[],
         pipelines: &PIPELINES[..],
         sources: &[],
         dispatch,

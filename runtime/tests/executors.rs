@@ -41,6 +41,7 @@ static REGISTRY: Registry = Registry {
     deployment: &DEPLOYMENT,
     connections: &[],
     pools: &[],
+    datasets: &[],
     pipelines: &PIPELINES,
     sources: &[],
     dispatch,

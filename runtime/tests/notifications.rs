@@ -148,6 +148,7 @@ fn registry_of(pipelines: Vec<PipelineSpec>, connections: Vec<ConnectionSpec>) -
         deployment: &DEPLOYMENT,
         connections: Box::leak(connections.into_boxed_slice()),
         pools: &[],
+        datasets: &[],
         pipelines: Box::leak(pipelines.into_boxed_slice()),
         sources: &[],
         dispatch: no_dispatch,

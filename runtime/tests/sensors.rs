@@ -141,6 +141,7 @@ fn registry() -> &'static Registry {
         deployment: &DEPLOYMENT,
         connections: &[],
         pools: &GATE,
+        datasets: &[],
         pipelines: &PIPELINES[..],
         sources: &[],
         dispatch,

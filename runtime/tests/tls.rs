@@ -45,6 +45,7 @@ static REGISTRY: Registry = Registry {
     deployment: &support::DEPLOYMENT,
     connections: &[],
     pools: &[],
+    datasets: &[],
     pipelines: &PIPELINES,
     sources: &[],
     dispatch: support::no_dispatch,

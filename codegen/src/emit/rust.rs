@@ -62,6 +62,14 @@ fn generated(config: &Config, file: &SourceFile, warnings: &[Diagnostic]) -> Tok
             quote!(PoolSpec { name: #name, slots: #slots, description: #description })
         })
         .collect();
+    let datasets: Vec<TokenStream> = config
+        .datasets
+        .iter()
+        .map(|d| {
+            let (id, uri, description) = (&d.id.value, &d.uri.value, &d.description);
+            quote!(DatasetSpec { id: #id, uri: #uri, description: #description })
+        })
+        .collect();
     let pipelines: Vec<TokenStream> =
         config.pipelines.iter().map(|p| pipeline_spec(p, has_smtp_default(config))).collect();
     let modules: Vec<TokenStream> = config.pipelines.iter().map(pipeline_module).collect();
@@ -92,6 +100,7 @@ fn generated(config: &Config, file: &SourceFile, warnings: &[Diagnostic]) -> Tok
             deployment: &DEPLOYMENT,
             connections: &[#(#connections),*],
             pools: &[#(#pools),*],
+            datasets: &[#(#datasets),*],
             pipelines: &[#(#pipelines),*],
             sources: &[#(#sources),*],
             dispatch,
@@ -246,6 +255,10 @@ fn pipeline_spec(p: &Pipeline, smtp_default: bool) -> TokenStream {
             let cron = p.schedule.value.cron().unwrap_or_default();
             quote!(Schedule::Cron(#cron))
         }
+        Schedule::Datasets(ids) => {
+            let ids = ids.iter().map(|d| d.value.as_str());
+            quote!(Schedule::Datasets(&[#(#ids),*]))
+        }
     };
     let schedule_text = match &p.schedule.value {
         Schedule::Manual => String::new(),
@@ -387,6 +400,7 @@ fn task_spec(t: &Task, smtp_default: bool, facts: &TaskFacts<'_>) -> TokenStream
         .collect();
     let renamed: Vec<&str> = t.renamed_from.iter().map(|r| r.value.as_str()).collect();
     let branch: Vec<&str> = t.branch.iter().map(|b| b.value.as_str()).collect();
+    let produces: Vec<&str> = t.produces.iter().map(|d| d.value.as_str()).collect();
     let sensor = match &t.sensor {
         None => quote!(None),
         Some(s) => {
@@ -435,6 +449,7 @@ fn task_spec(t: &Task, smtp_default: bool, facts: &TaskFacts<'_>) -> TokenStream
             queue: #queue,
             connections: &[#(#connections),*],
             outputs: &[#(#outputs),*],
+            produces: &[#(#produces),*],
             sensor: #sensor,
             branch: &[#(#branch),*],
             renamed_from: &[#(#renamed),*],

@@ -1,6 +1,9 @@
-//! Keys of a task that shape how it runs rather than what it runs: `sensor:`.
+//! What shapes when and how tasks run rather than what they run: a task's `sensor:`, and
+//! the `datasets:` that tasks produce and pipelines are scheduled on.
 
 use super::*;
+
+pub(super) const DATASET_KEYS: &[&str] = &["id", "uri", "description"];
 
 pub(super) const SENSOR_KEYS: &[&str] = &["poke_interval", "timeout", "mode", "soft_fail", "exit_code"];
 
@@ -37,5 +40,42 @@ impl Lowerer<'_> {
             soft_fail: self.bool_or(&s, "soft_fail", &sw, false).value,
             exit_code,
         })
+    }
+
+    /// One entry of `datasets:`.
+    pub(super) fn dataset(&mut self, node: &Node, index: usize) -> Option<Dataset> {
+        let what = peek_id(node, "id").map_or(format!("dataset #{}", index + 1), |id| format!("dataset `{id}`"));
+        let f = self.fields(node, &what, DATASET_KEYS)?;
+        let id = self.required(&f, "id", &what, "add `id: games`");
+        let uri =
+            self.required(&f, "uri", &what, "add `uri:` naming where the data lives, e.g. `postgres://mlsp/games`");
+        Some(Dataset {
+            description: self.opt_string(&f, "description", &what).map(|s| s.value).unwrap_or_default(),
+            id: id?,
+            uri: uri?,
+        })
+    }
+
+    /// `schedule: {datasets: [ids]}`.
+    pub(super) fn dataset_schedule(&mut self, node: &Node, what: &str) -> Option<Sp<Schedule>> {
+        let f = self.fields(node, &format!("`schedule` of {what}"), &["datasets"])?;
+        let Some(list) = f.value("datasets") else {
+            self.missing(&f, "datasets", &format!("`schedule` of {what}"), "write `schedule: {datasets: [games]}`");
+            return None;
+        };
+        let ids = self.string_list(&f, "datasets", &format!("`schedule` of {what}"));
+        if ids.is_empty() {
+            self.error(
+                "invalid-value",
+                list.span,
+                format!("`schedule` of {what} waits for no dataset"),
+                Some(
+                    "name at least one dataset, or write `schedule: null` for a pipeline run only when triggered"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        Some(Sp::new(Schedule::Datasets(ids), node.span))
     }
 }

@@ -22,7 +22,7 @@ pub use pipelines::*;
 pub use services::*;
 pub use tasks::*;
 
-pub const TOP_KEYS: &[&str] = &["deployment", "connections", "pools", "pgbouncer", "redis", "pipelines"];
+pub const TOP_KEYS: &[&str] = &["deployment", "connections", "pools", "pgbouncer", "redis", "datasets", "pipelines"];
 
 /// Lowers the whole file. Returns a model even when errors were found, with the broken
 /// parts left out or defaulted, so validation can still report what else is wrong.
@@ -239,8 +239,9 @@ impl Lowerer<'_> {
             self.missing(&top, "pipelines", "the file", "add `pipelines:` with at least one pipeline");
         }
         let paused = deployment.executor.paused_at_creation;
+        let datasets = self.list(top.value("datasets"), "`datasets`", |l, n, i| l.dataset(n, i));
         let pipelines = self.list(top.value("pipelines"), "`pipelines`", |l, n, _| l.pipeline(n, paused));
-        Config { deployment, connections, pools, pgbouncer, redis, pipelines }
+        Config { deployment, connections, pools, pgbouncer, redis, datasets, pipelines }
     }
 
     fn list<T>(

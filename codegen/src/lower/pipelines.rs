@@ -51,6 +51,9 @@ impl Lowerer<'_> {
         let schedule = match f.get("schedule") {
             None => Sp::new(Schedule::Manual, f.key_span("schedule")),
             Some(n) if n.value == Value::Null => Sp::new(Schedule::Manual, n.span),
+            Some(n) if matches!(n.value, Value::Map(_)) => {
+                self.dataset_schedule(n, &w).unwrap_or_else(|| Sp::new(Schedule::Manual, n.span))
+            }
             Some(n) => match self.string(n, &format!("`schedule` of {w}")) {
                 Some(s) if s.value == "@once" => Sp::new(Schedule::Once, s.span),
                 Some(s) if s.value == "None" || s.value == "none" => Sp::new(Schedule::Manual, s.span),

@@ -10,6 +10,7 @@ use sluice_contract::template::{DAG_RUN_ATTRIBUTES, MACROS, TEMPLATE_VARIABLES};
 use std::collections::{BTreeSet, HashMap};
 
 mod connections;
+mod datasets;
 mod deployment;
 mod flow;
 mod pipelines;
@@ -26,6 +27,7 @@ pub fn validate(config: &Config, file: &SourceFile, diags: &mut Diagnostics) {
     v.ids();
     v.connections();
     v.pools_and_queues();
+    v.datasets();
     for pipeline in &config.pipelines {
         v.pipeline(pipeline);
     }

@@ -1,6 +1,6 @@
 //! The compiled set of pipelines a `sluice` binary carries.
 
-use crate::spec::{ConnectionSpec, DeploymentSpec, PipelineSource, PipelineSpec, PoolSpec};
+use crate::spec::{ConnectionSpec, DatasetSpec, DeploymentSpec, PipelineSource, PipelineSpec, PoolSpec};
 use crate::task::{TaskFuture, TaskInput};
 
 /// Runs the Rust task `task` of pipeline `pipeline`; `None` when no such Rust task exists.
@@ -14,6 +14,8 @@ pub struct Registry {
     pub deployment: &'static DeploymentSpec,
     pub connections: &'static [ConnectionSpec],
     pub pools: &'static [PoolSpec],
+    /// The datasets tasks produce and pipelines are scheduled on.
+    pub datasets: &'static [DatasetSpec],
     pub pipelines: &'static [PipelineSpec],
     /// Where each pipeline was written, with the compiler's warnings about it.
     pub sources: &'static [PipelineSource],
@@ -23,6 +25,15 @@ pub struct Registry {
 impl Registry {
     pub fn pipeline(&self, id: &str) -> Option<&'static PipelineSpec> {
         self.pipelines.iter().find(|p| p.id == id)
+    }
+
+    /// The pipelines scheduled on dataset `id`.
+    pub fn consumers_of(&self, id: &str) -> impl Iterator<Item = &'static PipelineSpec> + use<'_> {
+        let pipelines: &'static [PipelineSpec] = self.pipelines;
+        let id = id.to_string();
+        pipelines
+            .iter()
+            .filter(move |p| matches!(p.schedule, crate::spec::Schedule::Datasets(ids) if ids.contains(&id.as_str())))
     }
 
     /// Where pipeline `id` was written.

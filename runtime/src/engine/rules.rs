@@ -60,16 +60,19 @@ pub enum RunType {
     Manual,
     /// Created by `dags backfill`.
     Backfill,
+    /// Created when the datasets the pipeline is scheduled on were updated.
+    DatasetTriggered,
 }
 
 impl RunType {
-    pub const ALL: [RunType; 3] = [RunType::Scheduled, RunType::Manual, RunType::Backfill];
+    pub const ALL: [RunType; 4] = [RunType::Scheduled, RunType::Manual, RunType::Backfill, RunType::DatasetTriggered];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RunType::Scheduled => "scheduled",
             RunType::Manual => "manual",
             RunType::Backfill => "backfill",
+            RunType::DatasetTriggered => "dataset_triggered",
         }
     }
 

@@ -90,7 +90,8 @@ impl Scheduler {
         self.wake.clone()
     }
 
-    /// One pass: due scheduled runs are created, active pipelines advanced, passed SLA
+    /// One pass: due scheduled runs are created (and those of pipelines whose datasets were
+    /// all updated), active pipelines advanced, passed SLA
     /// deadlines judged. Returns when the next pass is due on its own (the earliest next
     /// schedule, retry, SLA deadline or notification retry).
     pub async fn tick(&self) -> Result<Option<Micros>, StoreError> {
@@ -100,6 +101,10 @@ impl Scheduler {
         for p in self.registry.pipelines {
             let Some(row) = rows.iter().find(|r| r.pipeline_id == p.id) else { continue };
             if row.is_paused || !row.is_active {
+                continue;
+            }
+            if matches!(p.schedule, crate::spec::Schedule::Datasets(_)) {
+                self.store.trigger_on_datasets(p).await?;
                 continue;
             }
             let Ok(timetable) = Timetable::for_pipeline(p) else { continue };

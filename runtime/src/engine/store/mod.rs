@@ -12,6 +12,7 @@
 mod alerts;
 mod audit;
 mod connections;
+mod datasets;
 mod liveness;
 mod metrics;
 mod pipelines;
@@ -23,6 +24,7 @@ mod variables;
 pub use alerts::{Event, MAX_ATTEMPTS, NotificationRow, SlaMissRow};
 pub use audit::{Actor, AuditFilter, AuditOrder, AuditRow, Change, Surface};
 pub use connections::{ConnectionImport, ConnectionInfo, ConnectionSource, ConnectionSyncReport, RotationReport};
+pub use datasets::{DatasetEvent, DatasetEventFilter, DatasetRow, QueuedDatasetEvent};
 pub use liveness::Zombie;
 pub use metrics::Snapshot;
 pub use pipelines::{PipelineRow, PoolUsage, SyncReport};
@@ -146,7 +148,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "task_log_usage", include_str!("../../../../migrations/postgres/0006_task_log_usage.sql")),
     (7, "notes", include_str!("../../../../migrations/postgres/0007_notes.sql")),
     (8, "audit_log", include_str!("../../../../migrations/postgres/0008_audit_log.sql")),
-    (9, "sensors_and_mapping", include_str!("../../../../migrations/postgres/0009_sensors_and_mapping.sql")),
+    (9, "authoring", include_str!("../../../../migrations/postgres/0009_authoring.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "metadata", include_str!("../../../../migrations/sqlite/0001_metadata.sql")),
@@ -157,7 +159,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "task_log_usage", include_str!("../../../../migrations/sqlite/0006_task_log_usage.sql")),
     (7, "notes", include_str!("../../../../migrations/sqlite/0007_notes.sql")),
     (8, "audit_log", include_str!("../../../../migrations/sqlite/0008_audit_log.sql")),
-    (9, "sensors_and_mapping", include_str!("../../../../migrations/sqlite/0009_sensors_and_mapping.sql")),
+    (9, "authoring", include_str!("../../../../migrations/sqlite/0009_authoring.sql")),
 ];
 
 const SQLITE_PRAGMAS: &[&str] = &[

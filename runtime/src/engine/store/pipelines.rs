@@ -140,6 +140,7 @@ impl Store {
             .await
             .doing("syncing a pool")?;
         }
+        super::datasets::sync(&mut tx, registry, now).await?;
         tx.commit().await.doing("committing the pipeline sync")?;
         Ok(report)
     }

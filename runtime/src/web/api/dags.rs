@@ -10,7 +10,8 @@ pub(super) fn dag_json(
     next_run: Option<Micros>,
 ) -> Value {
     let schedule = match p.schedule {
-        Schedule::Manual => Value::Null,
+        // Airflow answers `null` for a DAG scheduled on datasets, too.
+        Schedule::Manual | Schedule::Datasets(_) => Value::Null,
         _ => json!({ "__type": "CronExpression", "value": p.schedule_text }),
     };
     json!({

@@ -15,6 +15,7 @@ pub(super) fn schedule_words(p: &PipelineSpec) -> String {
     match p.schedule {
         crate::spec::Schedule::Manual => "manual only".into(),
         crate::spec::Schedule::Once => "once".into(),
+        crate::spec::Schedule::Datasets(ids) => format!("when updated: {}", ids.join(", ")),
         crate::spec::Schedule::Cron(cron) => {
             let text = cron_words(cron).unwrap_or_else(|| format!("cron `{}`", p.schedule_text));
             format!("{text} ({})", p.timezone)

@@ -75,6 +75,7 @@ static REGISTRY: Registry = Registry {
     deployment: &DEPLOYMENT,
     connections: &[],
     pools: &[],
+    datasets: &[],
     pipelines: &[],
     sources: &[],
     dispatch: |_, _, _| None,

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::rules::{self, AfterFailure, AfterNotReady};
+use crate::store::datasets;
 use crate::store::sql::{Dialect, json_list};
 
 impl Store {
@@ -175,6 +176,11 @@ pub(super) async fn record_successes(tx: &mut Tx, finishes: &[Finish<'_>], now: 
     }
     for end in &ended {
         let finish = &finishes[end.index];
+        if let Some(task) = finish.pipeline.task(&end.task_id).filter(|t| !t.produces.is_empty()) {
+            let (run_id, _) = alerts::run_identity(tx, end.run_pk).await?;
+            let producer = datasets::Producer { pipeline: finish.pipeline.id, run_id: &run_id, task: task.id };
+            datasets::produce(tx, task.produces, producer, now).await?;
+        }
         if let Outcome::Success(outputs) = &finish.outcome
             && !outputs.is_null()
         {

@@ -272,7 +272,7 @@ impl Store {
     /// pipeline's runs takes its turn, however many schedulers and workers decide.
     /// The lock is taken with `BEGIN`, in the same round trip. SQLite has one writer, so
     /// it needs none.
-    async fn begin_locked(&self, ids: &[&str]) -> Result<Tx> {
+    pub(in crate::engine::store) async fn begin_locked(&self, ids: &[&str]) -> Result<Tx> {
         if self.backend != Dialect::Postgres {
             return self.begin().await;
         }
@@ -287,13 +287,25 @@ impl Store {
 
     /// Creates a run and its task instances, `queued` until the scheduler starts it.
     pub async fn create_run(&self, pipeline: &PipelineSpec, new: &NewRun) -> Result<RunRow> {
-        let now = self.now();
         let mut tx = self.begin().await?;
+        let run = self.create_run_in(&mut tx, pipeline, new).await?;
+        tx.commit().await.doing("creating a run")?;
+        Ok(run)
+    }
+
+    /// [`Store::create_run`] inside the caller's transaction.
+    pub(in crate::engine::store) async fn create_run_in(
+        &self,
+        tx: &mut Tx,
+        pipeline: &PipelineSpec,
+        new: &NewRun,
+    ) -> Result<RunRow> {
+        let now = self.now();
         let clash = q("SELECT run_id FROM runs WHERE pipeline_id = $1 AND (run_id = $2 OR logical_date = $3)")
             .bind(pipeline.id)
             .bind(&new.run_id)
             .bind(new.logical_date)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await
             .doing("checking for a duplicate run")?;
         if let Some(row) = clash {
@@ -318,7 +330,7 @@ impl Store {
             .bind(new.conf.to_string())
             .bind(pipeline.version_hash)
             .bind(now)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await;
         let row = match row {
             // Another scheduler created it between the check and here.
@@ -333,10 +345,9 @@ impl Store {
         let run = run_row(&row)?;
         for task in pipeline.tasks {
             let deadline = alerts::sla_deadline(task, new.run_type, new.data_interval_end);
-            insert_task_instance(&mut tx, run.id, pipeline, task, deadline).await?;
+            insert_task_instance(tx, run.id, pipeline, task, deadline).await?;
         }
-        self.audit(&mut tx, Change::new("trigger").pipeline(pipeline.id).run_id(&run.run_id)).await?;
-        tx.commit().await.doing("creating a run")?;
+        self.audit(tx, Change::new("trigger").pipeline(pipeline.id).run_id(&run.run_id)).await?;
         Ok(run)
     }
 
