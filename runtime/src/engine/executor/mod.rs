@@ -18,6 +18,7 @@
 mod branch;
 pub(crate) mod http;
 pub(crate) mod outputs;
+mod process;
 mod rust;
 mod sensor;
 mod shell;
