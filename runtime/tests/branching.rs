@@ -74,6 +74,18 @@ static PIPELINES: LazyLock<Vec<PipelineSpec>> = LazyLock::new(|| {
             },
         )),
         graphed(pipeline(
+            "two_upstreams",
+            Schedule::Manual,
+            &const {
+                [
+                    shell("count", "true", &[]),
+                    TaskSpec { branch: &["report", "note"], ..shell("pick", "echo note", &["count"]) },
+                    shell("report", "true", &["count", "pick"]),
+                    shell("note", "true", &["pick"]),
+                ]
+            },
+        )),
+        graphed(pipeline(
             "rust_branch",
             Schedule::Manual,
             &const {
@@ -184,6 +196,17 @@ async fn a_shell_branch_skips_the_targets_its_last_line_leaves_out() {
         assert_eq!(state(&states, "left"), TiState::Skipped, "{db:?}: the other is skipped");
         assert_eq!(state(&states, "after_left"), TiState::Skipped, "{db:?}: the skip cascades");
         assert_eq!(state(&states, "join"), TiState::Success, "{db:?}: none_failed_min_one_success joins");
+        assert_eq!(run, RunState::Success, "{db:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_task_whose_upstreams_depend_on_each_other_waits_for_both() {
+    for db in &BACKENDS {
+        let (store, _) = store(db).await;
+        let (states, run) = run_to_end(&store, "two_upstreams").await;
+        assert_eq!(state(&states, "report"), TiState::Skipped, "{db:?}");
+        assert_eq!(state(&states, "note"), TiState::Success, "{db:?}");
         assert_eq!(run, RunState::Success, "{db:?}");
     }
 }

@@ -436,6 +436,7 @@ pub(super) async fn advance_after(
         };
         decided.extend(candidates.iter().map(|c| c.id));
         let mut next: Vec<&TaskSpec> = Vec::new();
+        let mut ready_now: Vec<&str> = Vec::new();
         for task in &candidates {
             let Some(state) = slots.get(task.id).map(|s| s.state) else { continue };
             if !matches!(state, TiState::None | TiState::Scheduled) {
@@ -455,9 +456,9 @@ pub(super) async fn advance_after(
             };
             let new_state = match rules::step(task, &ups) {
                 Step::Ready => {
-                    if let Some(slot) = slots.remove(task.id) {
-                        ready.push(slot);
-                    }
+                    // Taken out of `slots` after the round: a task that is ready is still
+                    // an unfinished upstream of the candidates decided after it.
+                    ready_now.push(task.id);
                     unfinished = true;
                     continue;
                 }
@@ -471,6 +472,11 @@ pub(super) async fn advance_after(
                 set_done_state(tx, slot.id, new_state, now).await?;
             }
             next.extend(downstream_of(pipeline, task));
+        }
+        for id in ready_now {
+            if let Some(slot) = slots.remove(id) {
+                ready.push(slot);
+            }
         }
         next.sort_unstable_by_key(|t| t.id);
         next.dedup_by_key(|t| t.id);
