@@ -153,7 +153,7 @@ fn init_is_safe_to_run_twice_and_concurrently() {
         .count();
     assert_eq!(count("SELECT COUNT(*) FROM _sqlx_migrations"), files.to_string(), "every migration applied once");
     assert_eq!(count("SELECT COUNT(*) FROM users WHERE role = 'Admin'"), "1");
-    assert_eq!(count("SELECT COUNT(*) FROM pipelines"), "3");
+    assert_eq!(count("SELECT COUNT(*) FROM pipelines"), "4");
     assert_eq!(count("SELECT COUNT(DISTINCT conn_id) FROM connections"), count("SELECT COUNT(*) FROM connections"));
-    report("init: 3 at once and a 4th after all succeeded; 1 schema, 1 admin, 3 pipelines");
+    report("init: 3 at once and a 4th after all succeeded; 1 schema, 1 admin, 4 pipelines");
 }

@@ -20,9 +20,9 @@ fn run_now<F: Future>(future: F) -> F::Output {
 }
 
 #[test]
-fn registry_carries_the_three_mlsp_pipelines() {
+fn registry_carries_the_mlsp_pipelines() {
     let ids: Vec<&str> = REGISTRY.pipelines.iter().map(|p| p.id).collect();
-    assert_eq!(ids, ["example_dag", "ml_model_training", "sports_data_scraper"]);
+    assert_eq!(ids, ["example_dag", "games_report", "ml_model_training", "sports_data_scraper"]);
 
     let example = REGISTRY.pipeline("example_dag").expect("example_dag");
     assert_eq!(example.schedule, Schedule::Manual);
@@ -66,6 +66,23 @@ fn registry_carries_the_three_mlsp_pipelines() {
     assert_eq!(REGISTRY.deployment.project, "mlsp");
     assert_eq!(REGISTRY.deployment.broker_db, 1);
     assert_eq!(REGISTRY.deployment.rate_limit_db, 2);
+
+    // `games_report` runs on the `games` dataset that the scraper's `load` produces, branches,
+    // and writes its report in Python (the context module travels with the binary).
+    let report = REGISTRY.pipeline("games_report").expect("games_report");
+    assert_eq!(report.schedule, Schedule::Datasets(&["games"]));
+    assert_eq!(load.produces, ["games"]);
+    assert_eq!(REGISTRY.datasets.iter().map(|d| d.id).collect::<Vec<_>>(), ["games"]);
+    let enough = report.task("enough_games").expect("enough_games");
+    assert_eq!(enough.branch, ["write_report", "not_enough_games"]);
+    let write = report.task("write_report").expect("write_report");
+    assert!(
+        matches!(write.kind, TaskKind::Python { module: "tasks/games_report.py", function: "write_report" }),
+        "{:?}",
+        write.kind
+    );
+    assert!(REGISTRY.python_context.contains("class GamesReportWriteReportContext(TypedDict):"));
+    assert_eq!(REGISTRY.deployment.python, "python3");
 }
 
 #[test]

@@ -479,6 +479,7 @@ fn registry(n: usize) -> &'static Registry {
         datasets: &[],
         pipelines: Box::leak(pipelines.into_boxed_slice()),
         sources: &[],
+        python_context: "",
         dispatch: sluice::REGISTRY.dispatch,
     }))
 }

@@ -230,3 +230,30 @@ fn the_feed_over_https_is_trusted_through_ssl_cert_file_and_refused_without() {
     assert!(refused.contains("UnknownIssuer"), "says why: {refused}");
     assert_eq!(server.seen().len(), 3, "nothing crossed the refused connections");
 }
+
+/// `games_report` after the scrape loaded the sample feed: enough new games, so the branch
+/// takes `write_report`, whose Python function writes the Markdown report; with an empty
+/// `games` table the branch takes `not_enough_games` and no report is written.
+#[test]
+fn games_report_writes_its_report_only_with_enough_new_games() {
+    let home = tempfile::tempdir().expect("home");
+    let reports = home.path().join("reports");
+    let conf = serde_json::json!({ "report_dir": reports.display().to_string() }).to_string();
+    let run = |date: &str| sluice(home.path(), &[], &["dags", "test", "games_report", date, "--conf", &conf]);
+
+    let out = ok(&run("2024-06-01"));
+    assert!(out.contains("[enough_games] not_enough_games"), "{out}");
+    assert!(out.contains("[not_enough_games] fewer than 10 new games"), "{out}");
+    assert!(!out.contains("[write_report] Running"), "the branch not taken does not run: {out}");
+    assert!(!reports.exists(), "no report without games");
+
+    ok(&sluice(home.path(), &[], &["dags", "test", "sports_data_scraper", "2024-06-01"]));
+    let out = ok(&run("2024-06-02"));
+    assert!(out.contains("[count_new_games] nfl: 28 games from 2024-11-05 to 2024-11-11"), "{out}");
+    assert!(out.contains("[enough_games] write_report"), "{out}");
+    assert!(out.contains("run manual__2024-06-02T00:00:00+00:00: success"), "{out}");
+    let report = std::fs::read_to_string(reports.join("games_report_2024-06-02.md")).expect("the report");
+    assert!(report.starts_with("# Games report, 2024-06-02\n"), "{report}");
+    assert!(report.contains("84 new games in 3 leagues"), "{report}");
+    assert!(report.contains("| nfl | 28 | 2024-11-05 | 2024-11-11 | 43.2 | 54% |"), "{report}");
+}

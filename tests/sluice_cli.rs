@@ -50,7 +50,7 @@ fn dags_list_as_table_and_json() {
     let json: serde_json::Value =
         serde_json::from_str(&ok(&sluice(home.path(), &["dags", "list", "-o", "json"]))).expect("json");
     let ids: Vec<&str> = json.as_array().expect("list").iter().filter_map(|d| d["dag_id"].as_str()).collect();
-    assert_eq!(ids, ["example_dag", "ml_model_training", "sports_data_scraper"]);
+    assert_eq!(ids, ["example_dag", "games_report", "ml_model_training", "sports_data_scraper"]);
     assert!(json.as_array().expect("list").iter().all(|d| d["is_paused"] == true), "paused at creation");
 }
 

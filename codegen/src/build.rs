@@ -49,7 +49,7 @@ fn fail(message: &str) -> ! {
 /// Reads a pipelines file, with a message that says what to do when it cannot.
 pub fn read_source(path: &Path) -> Result<SourceFile, String> {
     match fs::read_to_string(path) {
-        Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
+        Ok(text) => Ok(SourceFile::from_disk(path, text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             Err(format!("{} not found; run from the project root or pass `--file PATH`", path.display()))
         }
@@ -62,6 +62,7 @@ pub fn read_source(path: &Path) -> Result<SourceFile, String> {
 pub fn generated_files(compiled: &Compiled, source: &str) -> Result<Vec<GeneratedFile>, String> {
     let mut files = emit::deploy::render(&compiled.config, source).map_err(|e| format!("deploy templates: {e}"))?;
     files.extend(emit::kubernetes::render(&compiled.config, source).map_err(|e| format!("kubernetes templates: {e}"))?);
+    files.extend(emit::python::render(&compiled.config, source));
     files.push(GeneratedFile {
         path: "pipelines.lock.json".into(),
         contents: emit::lock::render(&compiled.config, source),

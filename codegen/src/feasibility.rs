@@ -79,7 +79,7 @@ fn may_skip_itself(t: &Task) -> bool {
         return true;
     }
     match &t.kind {
-        TaskKind::Rust { .. } => true,
+        TaskKind::Rust { .. } | TaskKind::Python { .. } => true,
         TaskKind::Shell { skip_exit_code, .. } => skip_exit_code.is_some(),
         TaskKind::Http(http) => !http.skip_status.is_empty(),
         TaskKind::Sql { .. } => false,

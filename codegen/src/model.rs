@@ -80,7 +80,21 @@ pub struct Deployment {
     /// Name of the env variable with the web server's session-signing secret.
     pub secret_key_env: Sp<String>,
     pub metadata_db: MetadataDb,
+    /// The interpreter Python tasks run with.
+    #[serde(default = "default_python", skip_serializing_if = "is_default_python")]
+    pub python: Sp<String>,
 }
+
+fn default_python() -> Sp<String> {
+    Sp::new(DEFAULT_PYTHON.to_string(), crate::source::Span::default())
+}
+
+fn is_default_python(python: &Sp<String>) -> bool {
+    python.value == DEFAULT_PYTHON
+}
+
+/// The interpreter of Python tasks unless `deployment.python` names another.
+pub const DEFAULT_PYTHON: &str = "python3";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Executor {
@@ -451,6 +465,11 @@ pub enum TaskKind {
         conn: Sp<String>,
         statement: Sp<String>,
     },
+    Python {
+        /// The module's file, relative to the pipelines file's folder.
+        module: Sp<String>,
+        function: Sp<String>,
+    },
 }
 
 impl TaskKind {
@@ -460,13 +479,14 @@ impl TaskKind {
             TaskKind::Shell { .. } => "shell",
             TaskKind::Http(_) => "http",
             TaskKind::Sql { .. } => "sql",
+            TaskKind::Python { .. } => "python",
         }
     }
 
     /// Every template the runtime renders for this task, with where it was written.
     pub fn templates(&self) -> Vec<&Sp<String>> {
         match self {
-            TaskKind::Rust { .. } => Vec::new(),
+            TaskKind::Rust { .. } | TaskKind::Python { .. } => Vec::new(),
             TaskKind::Shell { command, env, .. } => std::iter::once(command).chain(env.values()).collect(),
             TaskKind::Http(http) => std::iter::once(&http.endpoint).chain(http.body.as_ref()).collect(),
             TaskKind::Sql { statement, .. } => vec![statement],
@@ -552,7 +572,7 @@ impl Config {
 /// The outputs every non-Rust task kind produces, with their types. Rust tasks declare theirs.
 pub fn implicit_outputs(kind: &TaskKind) -> Vec<(&'static str, ValueType)> {
     match kind {
-        TaskKind::Rust { .. } => Vec::new(),
+        TaskKind::Rust { .. } | TaskKind::Python { .. } => Vec::new(),
         TaskKind::Shell { .. } => outputs::SHELL.iter().map(implicit).collect(),
         TaskKind::Http(_) => outputs::HTTP.iter().map(implicit).collect(),
         TaskKind::Sql { .. } => outputs::SQL.iter().map(implicit).collect(),

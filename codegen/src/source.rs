@@ -25,11 +25,25 @@ impl Span {
 pub struct SourceFile {
     pub name: String,
     pub text: String,
+    /// The folder the file's relative paths (Python task modules) are read in: the file's
+    /// own, when it was read from disk. `None` (a text compiled on its own) leaves files
+    /// unchecked.
+    pub folder: Option<std::path::PathBuf>,
 }
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        SourceFile { name: name.into(), text: text.into() }
+        SourceFile { name: name.into(), text: text.into(), folder: None }
+    }
+
+    /// A file read from `path`: its relative paths are checked in `path`'s folder.
+    pub fn from_disk(path: &std::path::Path, text: impl Into<String>) -> Self {
+        let folder = path.parent().map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p });
+        SourceFile {
+            name: path.display().to_string(),
+            text: text.into(),
+            folder: folder.map(std::path::Path::to_path_buf),
+        }
     }
 
     /// The text of the 1-based line `line`, without its line break.

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 const SAMPLE: &str = include_str!("../../pipelines.yaml");
+/// The sample's Python task module, which the compiler checks beside the pipelines file.
+const SAMPLE_PYTHON: (&str, &str) = ("tasks/games_report.py", include_str!("../../tasks/games_report.py"));
 
-/// A scratch project directory with a `pipelines.yaml`.
+/// A scratch project directory with a `pipelines.yaml` (and the sample's Python module).
 struct Project {
     dir: tempfile::TempDir,
 }
@@ -15,6 +17,9 @@ impl Project {
     fn new(yaml: &str) -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         fs::write(dir.path().join("pipelines.yaml"), yaml).expect("write yaml");
+        let (module, text) = SAMPLE_PYTHON;
+        fs::create_dir_all(dir.path().join("tasks")).expect("tasks folder");
+        fs::write(dir.path().join(module), text).expect("write the Python module");
         Project { dir }
     }
 
@@ -40,7 +45,7 @@ fn check_exit_codes() {
     let clean = Project::new(SAMPLE);
     let out = clean.run(&["check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("ok, 3 pipeline(s)"));
+    assert!(text(&out.stdout).contains("ok, 4 pipeline(s)"));
 
     let broken = Project::new(&SAMPLE.replace("schedule: \"0 6 * * *\"", "schedule: \"0 6 * *\""));
     let out = broken.run(&["check"]);

@@ -38,7 +38,7 @@ fn broken_files_report_exact_diagnostics() {
     for path in fixtures {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let text = fs::read_to_string(&path).expect("fixture is readable");
-        let file = SourceFile::new(&name, text);
+        let file = SourceFile::from_disk(&path, text);
         let diagnostics = match sluice_codegen::compile(&file) {
             Ok(compiled) => compiled.warnings,
             Err(all) => all,
@@ -65,5 +65,5 @@ fn the_sample_compiles_without_diagnostics() {
     let compiled = sluice_codegen::compile(&file).unwrap_or_else(|d| panic!("sample has errors: {}", describe(&d)));
     assert_eq!(describe(&compiled.warnings), "");
     let ids: Vec<&str> = compiled.config.pipelines.iter().map(|p| p.id.value.as_str()).collect();
-    assert_eq!(ids, ["example_dag", "ml_model_training", "sports_data_scraper"]);
+    assert_eq!(ids, ["example_dag", "games_report", "ml_model_training", "sports_data_scraper"]);
 }

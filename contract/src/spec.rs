@@ -20,6 +20,8 @@ pub struct DeploymentSpec {
     pub secret_key_env: &'static str,
     pub broker_db: u8,
     pub rate_limit_db: u8,
+    /// The interpreter Python tasks run with (`python3`, or a venv's `bin/python`).
+    pub python: &'static str,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +206,12 @@ pub enum TaskKind {
         conn: &'static str,
         statement: &'static str,
     },
+    /// A function of the team's Python code, run by the deployment's interpreter.
+    Python {
+        /// The module's file, relative to the working directory (`tasks/report.py`).
+        module: &'static str,
+        function: &'static str,
+    },
 }
 
 impl TaskKind {
@@ -212,10 +220,21 @@ impl TaskKind {
         TaskKind::Shell { command, env: &[], skip_exit_code: Some(crate::defaults::SKIP_EXIT_CODE) }
     }
 
+    /// The kind's key in `pipelines.yaml`: `rust`, `shell`, `http`, `sql` or `python`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskKind::Rust { .. } => "rust",
+            TaskKind::Shell { .. } => "shell",
+            TaskKind::Http { .. } => "http",
+            TaskKind::Sql { .. } => "sql",
+            TaskKind::Python { .. } => "python",
+        }
+    }
+
     /// Every template text of the task: what the runtime renders before it runs.
     pub fn templates(&self) -> Vec<&'static str> {
         match self {
-            TaskKind::Rust { .. } => Vec::new(),
+            TaskKind::Rust { .. } | TaskKind::Python { .. } => Vec::new(),
             TaskKind::Shell { command, env, .. } => {
                 std::iter::once(*command).chain(env.iter().map(|(_, v)| *v)).collect()
             }

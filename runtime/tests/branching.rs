@@ -128,6 +128,7 @@ fn registry() -> &'static Registry {
         datasets: &[],
         pipelines: &PIPELINES[..],
         sources: &[],
+        python_context: "",
         dispatch,
     });
     &REGISTRY

@@ -34,6 +34,7 @@ static DEPLOYMENT: DeploymentSpec = DeploymentSpec {
     secret_key_env: "E",
     broker_db: 1,
     rate_limit_db: 2,
+    python: "python3",
 };
 
 static REGISTRY: Registry = Registry {
@@ -44,6 +45,7 @@ static REGISTRY: Registry = Registry {
     datasets: &[],
     pipelines: &PIPELINES,
     sources: &[],
+    python_context: "",
     dispatch,
 };
 
@@ -303,6 +305,72 @@ async fn a_shell_task_hands_its_declared_outputs_over_typed() {
     let (result, _) = run("shell_outputs", input("shell_outputs", json!({ "cmd": "true" }), vec![])).await;
     let missing = result.expect_err("nothing written fails").message;
     assert!(missing.contains("did not write its output `games`"), "{missing}");
+}
+
+/// A Python task of `function` in a module with `source`, declaring `rows: int` and
+/// `leagues: list<string>`.
+fn python_task(source: &str, function: &'static str) -> (tempfile::TempDir, &'static TaskSpec) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let module = dir.path().join("task.py");
+    std::fs::write(&module, source).expect("write module");
+    let module: &'static str = Box::leak(module.display().to_string().into_boxed_str());
+    const DECLARED: &[OutputSpec] = &[
+        OutputSpec { name: "rows", ty: ValueType::Int },
+        OutputSpec { name: "leagues", ty: ValueType::List(&ValueType::String) },
+    ];
+    let spec = TaskSpec { outputs: DECLARED, ..task("py", TaskKind::Python { module, function }, Some(30)) };
+    (dir, Box::leak(Box::new(spec)))
+}
+
+#[tokio::test]
+async fn a_python_task_gets_its_context_and_hands_back_checked_outputs() {
+    let source = r#"
+class SkipTask(Exception):
+    pass
+
+def count(ctx):
+    print("greeting", ctx["params"]["greeting"], "run", ctx["run"]["run_id"])
+    return {"rows": len(ctx["upstream"]["extract"]["leagues"]), "leagues": ctx["upstream"]["extract"]["leagues"]}
+
+def wrong_type(ctx):
+    return {"rows": "three", "leagues": []}
+
+def stranger(ctx):
+    return {"rows": 1, "leagues": [], "extra": True}
+
+def skip(ctx):
+    raise SkipTask("nothing new")
+
+def boom(ctx):
+    raise ValueError("bad data")
+"#;
+    let run = |function: &'static str| {
+        let (dir, spec) = python_task(source, function);
+        let mut input = input("py", json!({ "greeting": "hi" }), vec![]);
+        input.upstream_outputs.insert("extract".into(), json!({ "leagues": ["nfl", "nba", "mlb"] }));
+        let log = input.log.clone();
+        async move {
+            let result = execute(&REGISTRY, &PIPELINES[0], spec, input, &env()).await;
+            drop(dir);
+            (result, texts(&log.entries()))
+        }
+    };
+    let (result, log) = run("count").await;
+    assert_eq!(result.expect("succeeds"), json!({"rows": 3, "leagues": ["nfl", "nba", "mlb"]}), "{log}");
+    assert!(log.contains("[stdout] greeting hi run manual__2024-03-05T06:07:08+00:00"), "{log}");
+    let (result, _) = run("wrong_type").await;
+    assert_eq!(
+        result.expect_err("a wrong type fails").message,
+        "output `rows` of task `py` is declared `int`, but the function returned \"three\""
+    );
+    let (result, _) = run("stranger").await;
+    assert!(result.expect_err("fails").message.contains("returned output `extra`, which it does not declare"));
+    let (result, _) = run("skip").await;
+    let skipped = result.expect_err("skips");
+    assert_eq!((skipped.ending, skipped.message.as_str()), (sluice_runtime::task::Ending::Skip, "nothing new"));
+    let (result, log) = run("boom").await;
+    assert!(result.expect_err("fails").message.contains("the Python function `boom` failed"), "{log}");
+    assert!(log.contains("ValueError: bad data"), "the traceback is in the log: {log}");
 }
 
 fn env() -> ExecEnv {

@@ -151,6 +151,7 @@ fn registry_of(pipelines: Vec<PipelineSpec>, connections: Vec<ConnectionSpec>) -
         datasets: &[],
         pipelines: Box::leak(pipelines.into_boxed_slice()),
         sources: &[],
+        python_context: "",
         dispatch: no_dispatch,
     }))
 }

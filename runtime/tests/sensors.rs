@@ -144,6 +144,7 @@ fn registry() -> &'static Registry {
         datasets: &[],
         pipelines: &PIPELINES[..],
         sources: &[],
+        python_context: "",
         dispatch,
     });
     &REGISTRY

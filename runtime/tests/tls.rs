@@ -48,6 +48,7 @@ static REGISTRY: Registry = Registry {
     datasets: &[],
     pipelines: &PIPELINES,
     sources: &[],
+    python_context: "",
     dispatch: support::no_dispatch,
 };
 

@@ -4,5 +4,6 @@
 
 pub mod example;
 mod games;
+pub mod report;
 pub mod scraper;
 pub mod training;

@@ -10,7 +10,7 @@
 //! environment variable that holds it, and reaches compose as `${NAME:?...}`.
 
 use super::{GeneratedFile, header};
-use crate::model::{Config, DEFAULT_QUEUE};
+use crate::model::{Config, DEFAULT_QUEUE, TaskKind};
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Value, syntax::SyntaxConfig};
 use serde::Serialize;
@@ -205,6 +205,24 @@ struct Context<'a> {
     /// The databases the connections name on the compose's own PostgreSQL, made with the
     /// metadata database when its volume is first created.
     init_databases: Vec<InitDatabase>,
+    /// The files of the Python tasks' modules, which the image carries (with an interpreter).
+    python_modules: Vec<String>,
+}
+
+/// The module files of the Python tasks, sorted, each once.
+fn python_modules(config: &Config) -> Vec<String> {
+    let mut modules: Vec<String> = config
+        .pipelines
+        .iter()
+        .flat_map(|p| &p.tasks)
+        .filter_map(|t| match &t.kind {
+            TaskKind::Python { module, .. } => Some(module.value.clone()),
+            _ => None,
+        })
+        .collect();
+    modules.sort();
+    modules.dedup();
+    modules
 }
 
 /// A database of a connection to the compose's PostgreSQL, and its owner.
@@ -376,6 +394,7 @@ impl<'a> Context<'a> {
             redis_databases: 16.max(u32::from(config.redis.broker_db.value.max(config.redis.rate_limit_db.value)) + 1),
             env_groups: env_groups(config, &connection_vars),
             init_databases: init_databases(config)?,
+            python_modules: python_modules(config),
         })
     }
 }

@@ -4,6 +4,7 @@
 pub mod deploy;
 pub mod kubernetes;
 pub mod lock;
+pub mod python;
 pub mod rust;
 pub mod sources;
 

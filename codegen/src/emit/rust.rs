@@ -62,6 +62,7 @@ fn generated(config: &Config, file: &SourceFile, warnings: &[Diagnostic]) -> Tok
             quote!(PoolSpec { name: #name, slots: #slots, description: #description })
         })
         .collect();
+    let python_context = super::python::render(config, source).map(|f| f.contents).unwrap_or_default();
     let datasets: Vec<TokenStream> = config
         .datasets
         .iter()
@@ -103,6 +104,7 @@ fn generated(config: &Config, file: &SourceFile, warnings: &[Diagnostic]) -> Tok
             datasets: &[#(#datasets),*],
             pipelines: &[#(#pipelines),*],
             sources: &[#(#sources),*],
+            python_context: #python_context,
             dispatch,
         };
 
@@ -133,6 +135,7 @@ fn deployment(config: &Config) -> TokenStream {
     let (user, password, email) = (&d.admin.username_env.value, &d.admin.password_env.value, &d.admin.email_env.value);
     let (fernet, secret) = (&d.fernet_key_env.value, &d.secret_key_env.value);
     let (broker, rate) = (config.redis.broker_db.value, config.redis.rate_limit_db.value);
+    let python = &d.python.value;
     quote! {
         DeploymentSpec {
             project: #project,
@@ -150,6 +153,7 @@ fn deployment(config: &Config) -> TokenStream {
             secret_key_env: #secret,
             broker_db: #broker,
             rate_limit_db: #rate,
+            python: #python,
         }
     }
 }
@@ -373,6 +377,10 @@ fn task_spec(t: &Task, smtp_default: bool, facts: &TaskFacts<'_>) -> TokenStream
             let (conn, statement) = (&conn.value, &statement.value);
             quote!(TaskKind::Sql { conn: #conn, statement: #statement })
         }
+        TaskKind::Python { module, function } => {
+            let (module, function) = (&module.value, &function.value);
+            quote!(TaskKind::Python { module: #module, function: #function })
+        }
     };
     let depends_on: Vec<&str> = t.depends_on.iter().map(|d| d.value.as_str()).collect();
     let rule = format_ident!("{}", variant(t.trigger_rule.value.name()));
@@ -486,9 +494,9 @@ fn pipeline_module(p: &Pipeline) -> TokenStream {
     }
 }
 
-/// Whether a task's outputs carry data (a Rust task with no outputs has `()`).
+/// Whether a task's outputs carry data (a Rust or Python task with no outputs has `()`).
 fn has_outputs(t: &Task) -> bool {
-    !matches!(t.kind, TaskKind::Rust { .. }) || !t.outputs.is_empty() || !t.branch.is_empty()
+    !matches!(t.kind, TaskKind::Rust { .. } | TaskKind::Python { .. }) || !t.outputs.is_empty() || !t.branch.is_empty()
 }
 
 /// A branch task's `Branch` enum: one variant per target, serialized as the task id.
@@ -517,11 +525,11 @@ fn task_module(p: &Pipeline, t: &Task) -> TokenStream {
     let module = ident(&t.id.value);
     let doc = format!(" Task `{}` ({}).", t.id.value, t.kind.name());
     let outputs = match &t.kind {
-        TaskKind::Rust { .. } if !has_outputs(t) => quote! {
+        TaskKind::Rust { .. } | TaskKind::Python { .. } if !has_outputs(t) => quote! {
             /// This task declares no outputs.
             pub type Outputs = ();
         },
-        TaskKind::Rust { .. } => {
+        TaskKind::Rust { .. } | TaskKind::Python { .. } => {
             let mut fields: Vec<TokenStream> = t
                 .outputs
                 .iter()

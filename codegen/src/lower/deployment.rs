@@ -2,8 +2,17 @@
 
 use super::*;
 
-pub(super) const DEPLOYMENT_KEYS: &[&str] =
-    &["project", "image", "webserver_port", "executor", "admin", "fernet_key_env", "secret_key_env", "metadata_db"];
+pub(super) const DEPLOYMENT_KEYS: &[&str] = &[
+    "project",
+    "image",
+    "webserver_port",
+    "executor",
+    "admin",
+    "fernet_key_env",
+    "secret_key_env",
+    "metadata_db",
+    "python",
+];
 
 pub(super) const EXECUTOR_KEYS: &[&str] =
     &["parallelism", "worker_concurrency", "worker_replicas", "queues", "paused_at_creation", "load_examples"];
@@ -67,6 +76,17 @@ impl Lowerer<'_> {
             password: password
                 .unwrap_or_else(|| Sp::new(EnvRef { env: "POSTGRES_PASSWORD".into() }, m.key_span("password"))),
         };
-        Deployment { project, image, webserver_port, executor, admin, fernet_key_env, secret_key_env, metadata_db }
+        let python = self.string_or(&f, "python", w, DEFAULT_PYTHON);
+        Deployment {
+            project,
+            image,
+            webserver_port,
+            executor,
+            admin,
+            fernet_key_env,
+            secret_key_env,
+            metadata_db,
+            python,
+        }
     }
 }

@@ -12,6 +12,7 @@ pub const TASK_KEYS: &[&str] = &[
     "skip_exit_code",
     "http",
     "sql",
+    "python",
     "depends_on",
     "trigger_rule",
     "pool",
@@ -38,7 +39,7 @@ pub const TASK_KEYS: &[&str] = &[
     "sla",
 ];
 
-pub(super) const TASK_KINDS: &[&str] = &["rust", "shell", "http", "sql"];
+pub(super) const TASK_KINDS: &[&str] = &["rust", "shell", "http", "sql", "python"];
 
 /// Environment names a shell task's `env:` may not set: Sluice sets them from the run.
 pub(super) const RESERVED_ENV_PREFIXES: &[&str] = &["SLUICE_", "AIRFLOW_CTX_", "AIRFLOW_CONN_"];
@@ -64,7 +65,9 @@ impl Lowerer<'_> {
         let kind = self.task_kind(&f, &w);
         let outputs = match f.value("outputs") {
             Some(node)
-                if kind.as_ref().is_some_and(|k| !matches!(k, TaskKind::Rust { .. } | TaskKind::Shell { .. })) =>
+                if kind.as_ref().is_some_and(|k| {
+                    !matches!(k, TaskKind::Rust { .. } | TaskKind::Shell { .. } | TaskKind::Python { .. })
+                }) =>
             {
                 let kind_name = kind.as_ref().map_or("", TaskKind::name);
                 let fixed: Vec<String> = kind
@@ -77,7 +80,10 @@ impl Lowerer<'_> {
                 self.error(
                     "outputs-not-allowed",
                     node.span,
-                    format!("{w} is {} task; only rust and shell tasks declare `outputs`", with_article(kind_name)),
+                    format!(
+                        "{w} is {} task; only rust, shell and python tasks declare `outputs`",
+                        with_article(kind_name)
+                    ),
                     Some(format!("{} task always outputs {}", with_article(kind_name), fixed.join(" and "))),
                 );
                 Vec::new()
@@ -137,7 +143,7 @@ impl Lowerer<'_> {
             [] => {
                 self.missing(
                     f,
-                    "rust`, `shell`, `http` or `sql",
+                    "rust`, `shell`, `http`, `sql` or `python",
                     what,
                     "give the task one kind, e.g. `shell: echo hello`",
                 );
@@ -149,7 +155,7 @@ impl Lowerer<'_> {
                     "several-kinds",
                     f.key_span(second),
                     format!("{what} has more than one kind: {}", given.join(", ")),
-                    Some("a task is exactly one of rust, shell, http or sql; split it into two tasks".into()),
+                    Some("a task is exactly one of rust, shell, http, sql or python; split it into two tasks".into()),
                 );
                 return None;
             }
@@ -181,6 +187,7 @@ impl Lowerer<'_> {
                 })
             }
             "http" => self.http_step(node, what).map(TaskKind::Http),
+            "python" => self.python_step(node, what),
             _ => {
                 let sw = format!("`sql` of {what}");
                 let s = self.fields(node, &sw, SQL_KEYS)?;
@@ -213,6 +220,26 @@ impl Lowerer<'_> {
         };
         let skip_status = h.value("skip_status").map(|n| self.statuses(n, "`skip_status`")).unwrap_or_default();
         Some(HttpStep { conn: conn?, method, endpoint: endpoint?, body, headers, expect_status, skip_status })
+    }
+
+    /// `python: path/to/module.py:function`.
+    fn python_step(&mut self, node: &Node, what: &str) -> Option<TaskKind> {
+        let text = self.string(node, &format!("`python` of {what}"))?;
+        let Some((module, function)) = text.value.rsplit_once(':') else {
+            self.error(
+                "invalid-python-task",
+                text.span,
+                format!("`python` of {what} names no function: `{}`", text.value),
+                Some("write the module's file and the function, e.g. `tasks/report.py:write_report`".into()),
+            );
+            return None;
+        };
+        let function_at = module.len() + 1;
+        let function_span = text.span.narrow(function_at, function.len(), u32::try_from(function_at).unwrap_or(0));
+        Some(TaskKind::Python {
+            module: Sp::new(module.to_string(), text.span),
+            function: Sp::new(function.to_string(), function_span),
+        })
     }
 
     /// One HTTP status or a list of them.

@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// The task kinds that can name a branch: a Rust body returns it, a shell command prints it.
-const BRANCHING_KINDS: &[&str] = &["rust", "shell"];
+/// The task kinds that can name a branch: a Rust body or a Python function returns it, a
+/// shell command prints it.
+const BRANCHING_KINDS: &[&str] = &["rust", "shell", "python"];
 
 impl Validator<'_> {
     /// A sensor pokes at least every second, can poke twice before it times out, and only a
@@ -70,7 +71,7 @@ impl Validator<'_> {
                     first.span,
                     format!("{w} is {} task, which cannot choose a branch", crate::diag::with_article(t.kind.name())),
                 )
-                .with_hint("make the choice in a rust or shell task placed between it and the targets"),
+                .with_hint("make the choice in a rust, shell or python task placed between it and the targets"),
             );
             return;
         }
@@ -139,6 +140,7 @@ fn not_ready_hint(kind: &TaskKind) -> &'static str {
         TaskKind::Sql { .. } => {
             "an sql sensor is not ready while it returns no rows or a false first value; remove `exit_code`"
         }
+        TaskKind::Python { .. } => "a Python sensor raises `sluice_context.NotReady`; remove `exit_code`",
         TaskKind::Shell { .. } => "remove `exit_code`",
     }
 }

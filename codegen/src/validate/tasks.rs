@@ -65,6 +65,7 @@ impl Validator<'_> {
                 }
             }
             TaskKind::Shell { .. } => {}
+            TaskKind::Python { module, function } => self.python_function(module, function),
         }
         for output in &t.outputs {
             if let Some((name, ty)) = implicit_outputs(&t.kind).into_iter().find(|(n, _)| *n == output.name.value) {
@@ -182,6 +183,54 @@ impl Validator<'_> {
         }
     }
 
+    /// The module of a Python task is a `.py` file beside the pipelines file (or below it)
+    /// that defines the function at its top level.
+    pub(super) fn python_function(&mut self, module: &Sp<String>, function: &Sp<String>) {
+        let path = std::path::Path::new(&module.value);
+        let plain = module.value.chars().all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
+        if path.extension().is_none_or(|e| e != "py") || path.is_absolute() || module.value.contains("..") || !plain {
+            self.push(
+                Diagnostic::error(
+                    "invalid-python-task",
+                    module.span,
+                    format!("`{}` is not a Python module's file below the pipelines file's folder", module.value),
+                )
+                .with_hint(
+                    "write a relative path to a `.py` file of letters, digits, `_`, `-`, `.` and `/`, e.g. \
+                     `tasks/report.py:write_report`",
+                ),
+            );
+            return;
+        }
+        // A text compiled on its own (not read from disk) has no folder to look in.
+        let Some(folder) = &self.file.folder else { return };
+        let Ok(source) = std::fs::read_to_string(folder.join(path)) else {
+            self.push(
+                Diagnostic::error("python-module-missing", module.span, format!("no Python module `{}`", module.value))
+                    .with_hint(format!("the path is relative to the folder of `{}`", file_name(&self.file.name))),
+            );
+            return;
+        };
+        let defined: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("def ").or_else(|| l.strip_prefix("async def ")))
+            .filter_map(|l| l.split('(').next())
+            .map(str::trim)
+            .collect();
+        if !defined.contains(&function.value.as_str()) {
+            let hint = suggestion(&function.value, defined.iter().copied())
+                .unwrap_or_else(|| format!("define `def {}(ctx):` at the top level of the module", function.value));
+            self.push(
+                Diagnostic::error(
+                    "python-function-missing",
+                    function.span,
+                    format!("module `{}` defines no function `{}` at its top level", module.value, function.value),
+                )
+                .with_hint(hint),
+            );
+        }
+    }
+
     pub(super) fn rust_path(&mut self, path: &Sp<String>) {
         let parsed = syn::parse_str::<syn::Path>(&path.value);
         let problem = match &parsed {
@@ -204,4 +253,9 @@ impl Validator<'_> {
             );
         }
     }
+}
+
+/// The last part of a path as written (`pipelines.yaml` of `/srv/mlsp/pipelines.yaml`).
+fn file_name(path: &str) -> &str {
+    std::path::Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path)
 }

@@ -11,7 +11,7 @@ use crate::rules::TiState;
 use crate::rules::{RunState, RunType};
 use crate::scheduler::{Dispatch, trigger};
 use crate::settings::Settings;
-use crate::spec::{PipelineSpec, TaskKind};
+use crate::spec::PipelineSpec;
 use crate::store::{LogFrom, RunRow, Store};
 use crate::tasklog::PageSize;
 use crate::timetable::Timetable;
@@ -326,15 +326,7 @@ pub async fn tasks(
             let rows: Vec<_> = p
                 .tasks
                 .iter()
-                .map(|t| {
-                    let kind = match t.kind {
-                        TaskKind::Rust { .. } => "rust",
-                        TaskKind::Shell { .. } => "shell",
-                        TaskKind::Http { .. } => "http",
-                        TaskKind::Sql { .. } => "sql",
-                    };
-                    json!({"task_id": t.id, "kind": kind, "depends_on": t.depends_on})
-                })
+                .map(|t| json!({"task_id": t.id, "kind": t.kind.name(), "depends_on": t.depends_on}))
                 .collect();
             print(output, &["task_id", "kind", "depends_on"], &rows);
             Ok(ExitCode::SUCCESS)

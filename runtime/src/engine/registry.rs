@@ -19,6 +19,9 @@ pub struct Registry {
     pub pipelines: &'static [PipelineSpec],
     /// Where each pipeline was written, with the compiler's warnings about it.
     pub sources: &'static [PipelineSource],
+    /// `sluice_context.py` (`generated/python/`), which Python tasks import; empty without
+    /// Python tasks.
+    pub python_context: &'static str,
     pub dispatch: RustDispatch,
 }
 

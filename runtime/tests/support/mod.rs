@@ -102,6 +102,7 @@ pub static DEPLOYMENT: DeploymentSpec = DeploymentSpec {
     secret_key_env: "SLUICE_SECRET_KEY",
     broker_db: 1,
     rate_limit_db: 2,
+    python: "python3",
 };
 
 pub fn no_dispatch<'a>(_: &str, _: &str, _: &'a sluice_runtime::TaskInput) -> Option<sluice_runtime::TaskFuture<'a>> {
@@ -117,6 +118,7 @@ pub fn registry(pipelines: &'static [PipelineSpec], pools: &'static [PoolSpec]) 
         datasets: &[],
         pipelines,
         sources: &[],
+        python_context: "",
         dispatch: no_dispatch,
     }))
 }
@@ -170,6 +172,7 @@ pub fn registry_with_connections(connections: &'static [ConnectionSpec]) -> &'st
         datasets: &[],
         pipelines: &[],
         sources: &[],
+        python_context: "",
         dispatch: no_dispatch,
     }))
 }

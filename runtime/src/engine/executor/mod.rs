@@ -19,6 +19,7 @@ mod branch;
 pub(crate) mod http;
 pub(crate) mod outputs;
 mod process;
+mod python;
 mod rust;
 mod sensor;
 mod shell;
@@ -157,6 +158,15 @@ impl Step<'_> {
             }
             TaskKind::Sql { conn, statement } => {
                 within(timeout, sql::run(conn, statement, &input, env, sensor.is_some())).await
+            }
+            TaskKind::Python { module, function } => {
+                let step = python::Function {
+                    module,
+                    function,
+                    interpreter: self.registry.deployment.python,
+                    context_module: self.registry.python_context,
+                };
+                python::run(self.pipeline, task, step, &input, env, timeout).await
             }
         }
     }

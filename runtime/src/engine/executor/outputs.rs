@@ -3,19 +3,25 @@
 //! a downstream task never reads a value of the wrong type. A mismatch fails the task,
 //! naming the output.
 
-use crate::spec::{OutputSpec, ValueType};
+use crate::spec::{OutputSpec, TaskKind, TaskSpec, ValueType};
 use crate::task::TaskError;
 use serde_json::{Map, Value};
 use sluice_contract::outputs;
 
 /// The outputs a task declares itself (those under `outputs:`), without the ones its kind
 /// always has and a branch's choice.
-pub(super) fn declared(outputs: &'static [OutputSpec]) -> impl Iterator<Item = &'static OutputSpec> {
-    outputs.iter().filter(|o| {
-        o.name != outputs::BRANCH
-            && ![outputs::SHELL.as_slice(), outputs::HTTP.as_slice(), outputs::SQL.as_slice()]
-                .iter()
-                .any(|implicit| implicit.iter().any(|(name, _)| *name == o.name))
+pub(super) fn declared(task: &TaskSpec) -> impl Iterator<Item = &'static OutputSpec> + use<'_> {
+    let implicit: &[(&str, ValueType)] = match task.kind {
+        TaskKind::Shell { .. } => &outputs::SHELL,
+        TaskKind::Http { .. } => &outputs::HTTP,
+        TaskKind::Sql { .. } => &outputs::SQL,
+        TaskKind::Rust { .. } | TaskKind::Python { .. } => &[],
+    };
+    let branch = !task.branch.is_empty();
+    task.outputs.iter().filter(move |o| {
+        let is_choice = branch && o.name == outputs::BRANCH;
+        let is_implicit = implicit.iter().any(|(name, _)| *name == o.name);
+        !(is_choice || is_implicit)
     })
 }
 

@@ -46,7 +46,7 @@ pub(super) async fn run(
         vars.push((name.to_string(), render(env, input, &format!("`env` {name}"), value, &ctx, None)?));
     }
     // Declared outputs come back as `name=value` lines in a file of the try's own.
-    let declared: Vec<&OutputSpec> = super::outputs::declared(task.outputs).collect();
+    let declared: Vec<&OutputSpec> = super::outputs::declared(task).collect();
     let outputs_file = if declared.is_empty() {
         None
     } else {
@@ -98,7 +98,7 @@ const INHERITED: &[(&str, &str)] = &[
 ];
 
 /// The whole environment of a command: see the module's documentation.
-fn task_env(pipeline: &PipelineSpec, task: &TaskSpec, input: &TaskInput) -> Vec<(String, String)> {
+pub(super) fn task_env(pipeline: &PipelineSpec, task: &TaskSpec, input: &TaskInput) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = INHERITED
         .iter()
         .map(|(name, default)| (name.to_string(), std::env::var(name).unwrap_or_else(|_| default.to_string())))

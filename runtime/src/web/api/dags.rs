@@ -180,6 +180,7 @@ fn task_json(p: &PipelineSpec, t: &TaskSpec) -> Value {
 fn template_fields(kind: &TaskKind) -> &'static [&'static str] {
     match kind {
         TaskKind::Rust { .. } => &[],
+        TaskKind::Python { .. } => &["op_args", "op_kwargs"],
         TaskKind::Shell { .. } => &["bash_command", "env"],
         TaskKind::Http { .. } => &["endpoint", "data", "headers"],
         TaskKind::Sql { .. } => &["sql"],
@@ -243,6 +244,7 @@ pub(super) fn operator(kind: &TaskKind) -> &'static str {
 fn operator_class(kind: &TaskKind) -> (&'static str, &'static str) {
     match kind {
         TaskKind::Rust { .. } => ("sluice", "RustOperator"),
+        TaskKind::Python { .. } => ("airflow.operators.python", "PythonOperator"),
         TaskKind::Shell { .. } => ("airflow.operators.bash", "BashOperator"),
         TaskKind::Http { .. } => ("airflow.providers.http.operators.http", "HttpOperator"),
         TaskKind::Sql { .. } => ("airflow.providers.common.sql.operators.sql", "SQLExecuteQueryOperator"),

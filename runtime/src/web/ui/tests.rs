@@ -68,6 +68,7 @@ static DEPLOYMENT: DeploymentSpec = DeploymentSpec {
     secret_key_env: "SLUICE_SECRET_KEY",
     broker_db: 1,
     rate_limit_db: 2,
+    python: "python3",
 };
 
 static REGISTRY: Registry = Registry {
@@ -78,6 +79,7 @@ static REGISTRY: Registry = Registry {
     datasets: &[],
     pipelines: &[],
     sources: &[],
+    python_context: "",
     dispatch: |_, _, _| None,
 };
 
