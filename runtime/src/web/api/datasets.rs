@@ -86,7 +86,7 @@ pub(super) async fn list_datasets(
             consumers.iter().any(|p| dags.contains(&p.id)) || producers.iter().any(|(p, _)| dags.contains(p))
         });
     }
-    let order = filter.order_by.as_deref().unwrap_or("id");
+    let order = filter.order_by.as_deref().filter(|o| !o.is_empty()).unwrap_or("id");
     let (descending, field) = order.strip_prefix('-').map_or((false, order), |f| (true, f));
     match field {
         "id" => datasets.sort_by_key(|d| d.key),
