@@ -6,23 +6,13 @@
 mod support;
 
 use sluice_runtime::rules::{RunState, TiState};
-use sluice_runtime::scheduler::Dispatch;
 use sluice_runtime::spec::*;
-use sluice_runtime::store::{Queued, Store};
+use sluice_runtime::store::Store;
 use sluice_runtime::worker::Worker;
 use sluice_runtime::{Registry, TaskError, TaskFuture, TaskInput};
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use support::*;
-
-#[derive(Debug, Default)]
-struct Collect(Mutex<Vec<Queued>>);
-
-impl Dispatch for Collect {
-    fn dispatch(&self, queued: Vec<Queued>) {
-        self.0.lock().expect("lock").extend(queued);
-    }
-}
 
 const fn shell(id: &'static str, command: &'static str, depends_on: &'static [&'static str]) -> TaskSpec {
     TaskSpec { kind: TaskKind::shell(command), ..task(id, depends_on) }

@@ -6,21 +6,12 @@ mod support;
 
 use sluice_runtime::Registry;
 use sluice_runtime::rules::{RunState, RunType};
-use sluice_runtime::scheduler::{Dispatch, Scheduler};
+use sluice_runtime::scheduler::Scheduler;
 use sluice_runtime::spec::*;
-use sluice_runtime::store::{DatasetEventFilter, Queued, Store};
+use sluice_runtime::store::{DatasetEventFilter, Store};
 use sluice_runtime::worker::Worker;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use support::*;
-
-#[derive(Debug, Default)]
-struct Collect(Mutex<Vec<Queued>>);
-
-impl Dispatch for Collect {
-    fn dispatch(&self, queued: Vec<Queued>) {
-        self.0.lock().expect("lock").extend(queued);
-    }
-}
 
 static DATASETS: [DatasetSpec; 2] = [
     DatasetSpec { id: "games", uri: "postgres://mlsp/games", description: "loaded games" },

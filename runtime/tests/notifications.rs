@@ -9,7 +9,7 @@ use serde_json::Value;
 use sluice_runtime::Registry;
 use sluice_runtime::notify::Notifier;
 use sluice_runtime::resolver::Resolver;
-use sluice_runtime::scheduler::{Dispatch, Liveness, Scheduler};
+use sluice_runtime::scheduler::{Liveness, Scheduler};
 use sluice_runtime::spec::*;
 use sluice_runtime::store::{NotificationRow, Outcome, Queued, Store};
 use sluice_testkit::certs::TestCa;
@@ -19,21 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-#[derive(Debug, Default)]
-struct Collect(Mutex<Vec<Queued>>);
-
-impl Dispatch for Collect {
-    fn dispatch(&self, queued: Vec<Queued>) {
-        self.0.lock().expect("lock").extend(queued);
-    }
-}
-
-impl Collect {
-    fn take(&self) -> Vec<Queued> {
-        std::mem::take(&mut *self.0.lock().expect("lock"))
-    }
-}
 
 /// A webhook receiver: records each JSON body and answers with the status it is told to.
 #[derive(Clone)]

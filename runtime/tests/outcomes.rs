@@ -11,30 +11,14 @@
 mod support;
 
 use sluice_runtime::rules::TiState;
-use sluice_runtime::scheduler::Dispatch;
 use sluice_runtime::shutdown::Shutdown;
 use sluice_runtime::spec::*;
 use sluice_runtime::spool::{Replayed, Spool};
-use sluice_runtime::store::{Outcome, Queued, Store};
+use sluice_runtime::store::{Outcome, Store};
 use sluice_runtime::worker::Worker;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use support::*;
-
-#[derive(Debug, Default)]
-struct Collect(Mutex<Vec<Queued>>);
-
-impl Dispatch for Collect {
-    fn dispatch(&self, queued: Vec<Queued>) {
-        self.0.lock().expect("lock").extend(queued);
-    }
-}
-
-impl Collect {
-    fn ids(&self) -> Vec<i64> {
-        self.0.lock().expect("lock").iter().map(|q| q.ti_id).collect()
-    }
-}
 
 const fn shell(id: &'static str, command: &'static str, depends_on: &'static [&'static str]) -> TaskSpec {
     TaskSpec { kind: TaskKind::shell(command), ..task(id, depends_on) }

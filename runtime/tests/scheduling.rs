@@ -4,21 +4,11 @@
 mod support;
 
 use sluice_runtime::clock::to_rfc3339;
-use sluice_runtime::scheduler::{Dispatch, Scheduler};
+use sluice_runtime::scheduler::Scheduler;
 use sluice_runtime::spec::*;
-use sluice_runtime::store::Queued;
 use sluice_runtime::timetable::{Interval, Timetable, utc_micros};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use support::*;
-
-#[derive(Debug, Default)]
-struct Collect(Mutex<Vec<Queued>>);
-
-impl Dispatch for Collect {
-    fn dispatch(&self, queued: Vec<Queued>) {
-        self.0.lock().expect("lock").extend(queued);
-    }
-}
 
 const DAILY_6: PipelineSpec =
     PipelineSpec { schedule_text: "0 6 * * *", ..pipeline("daily", Schedule::Cron("0 6 * * *"), &[task("a", &[])]) };

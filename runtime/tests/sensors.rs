@@ -7,28 +7,13 @@
 mod support;
 
 use sluice_runtime::rules::{RunState, TiState};
-use sluice_runtime::scheduler::{Dispatch, Scheduler};
+use sluice_runtime::scheduler::Scheduler;
 use sluice_runtime::spec::*;
 use sluice_runtime::store::{Queued, Store};
 use sluice_runtime::worker::Worker;
 use sluice_runtime::{Registry, TaskError, TaskFuture, TaskInput};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use support::*;
-
-#[derive(Debug, Default)]
-struct Collect(Mutex<Vec<Queued>>);
-
-impl Dispatch for Collect {
-    fn dispatch(&self, queued: Vec<Queued>) {
-        self.0.lock().expect("lock").extend(queued);
-    }
-}
-
-impl Collect {
-    fn take(&self) -> Vec<Queued> {
-        std::mem::take(&mut *self.0.lock().expect("lock"))
-    }
-}
 
 const fn sensor(mode: SensorMode, timeout_secs: u64, soft_fail: bool) -> Option<SensorSpec> {
     Some(SensorSpec { poke_interval_secs: 30, timeout_secs, mode, soft_fail, not_ready_exit_code: 100 })

@@ -4,6 +4,7 @@
 //! names and types of the outputs it returns (a branch's choice among its targets too).
 
 use super::GeneratedFile;
+use super::rust::variant as camel;
 use crate::model::*;
 use std::fmt::Write as _;
 
@@ -73,17 +74,6 @@ class Connection(TypedDict):
     database: str | None
     extra: dict[str, Any]
 "#;
-
-/// `games_report` -> `GamesReport`.
-fn camel(snake: &str) -> String {
-    snake
-        .split('_')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next().map_or(String::new(), |f| f.to_ascii_uppercase().to_string() + c.as_str())
-        })
-        .collect()
-}
 
 fn python_type(ty: &ValueType) -> String {
     match ty {

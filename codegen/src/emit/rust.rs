@@ -190,8 +190,8 @@ fn connection(c: &Connection) -> TokenStream {
     }
 }
 
-/// `all_success` -> `AllSuccess`.
-fn variant(snake: &str) -> String {
+/// `all_success` -> `AllSuccess`: a Rust variant's (or a Python class's) name for a snake_case one.
+pub(super) fn variant(snake: &str) -> String {
     snake
         .split('_')
         .map(|w| {

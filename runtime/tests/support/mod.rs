@@ -12,6 +12,28 @@ use sluice_runtime::store::Store;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// A dispatch that keeps what it is handed, for the test to run.
+#[derive(Debug, Default)]
+pub struct Collect(pub std::sync::Mutex<Vec<sluice_runtime::store::Queued>>);
+
+impl sluice_runtime::scheduler::Dispatch for Collect {
+    fn dispatch(&self, queued: Vec<sluice_runtime::store::Queued>) {
+        self.0.lock().expect("lock").extend(queued);
+    }
+}
+
+impl Collect {
+    /// What was handed over since the last call.
+    pub fn take(&self) -> Vec<sluice_runtime::store::Queued> {
+        std::mem::take(&mut *self.0.lock().expect("lock"))
+    }
+
+    /// The task instance ids handed over, without taking them.
+    pub fn ids(&self) -> Vec<i64> {
+        self.0.lock().expect("lock").iter().map(|q| q.ti_id).collect()
+    }
+}
+
 pub const fn task(id: &'static str, depends_on: &'static [&'static str]) -> TaskSpec {
     // The graph facts of a task with nothing above or below it; a pipeline whose tasks
     // depend on each other goes through [`graphed`].

@@ -3,6 +3,7 @@
 //! a downstream task never reads a value of the wrong type. A mismatch fails the task,
 //! naming the output.
 
+pub(crate) use crate::params::{has_type, type_name};
 use crate::spec::{OutputSpec, TaskKind, TaskSpec, ValueType};
 use crate::task::TaskError;
 use serde_json::{Map, Value};
@@ -58,21 +59,10 @@ pub(super) fn from_lines(task: &str, declared: &[&OutputSpec], text: &str) -> Re
             "task `{task}` did not write its output `{}` (a `{}=<{}>` line in `$SLUICE_OUTPUTS`)",
             missing.name,
             missing.name,
-            type_name(&missing.ty)
+            type_name(missing.ty)
         )));
     }
     Ok(found)
-}
-
-/// A JSON value checked against a declared type (an int is a float too).
-pub(crate) fn conforms(ty: &ValueType, value: &Value) -> bool {
-    match (ty, value) {
-        (ValueType::String, Value::String(_)) | (ValueType::Bool, Value::Bool(_)) | (ValueType::Json, _) => true,
-        (ValueType::Int, Value::Number(n)) => n.is_i64(),
-        (ValueType::Float, Value::Number(_)) => true,
-        (ValueType::List(inner), Value::Array(items)) => items.iter().all(|i| conforms(inner, i)),
-        _ => false,
-    }
 }
 
 /// `text` read as a value of `ty`: strings as written, the others as JSON (`true`, `3`,
@@ -82,28 +72,16 @@ fn typed(ty: &ValueType, text: &str) -> Option<Value> {
         return Some(Value::String(text.to_string()));
     }
     let value: Value = serde_json::from_str(text.trim()).ok()?;
-    conforms(ty, &value).then_some(value)
+    has_type(*ty, &value).then_some(value)
 }
 
 fn mismatch(task: &str, spec: &OutputSpec, value: &str) -> TaskError {
     TaskError::new(format!(
         "output `{}` of task `{task}` is declared `{}`, but the task wrote `{}`",
         spec.name,
-        type_name(&spec.ty),
+        type_name(spec.ty),
         cut(value)
     ))
-}
-
-/// The type as `pipelines.yaml` writes it.
-pub(crate) fn type_name(ty: &ValueType) -> String {
-    match ty {
-        ValueType::String => "string".into(),
-        ValueType::Int => "int".into(),
-        ValueType::Float => "float".into(),
-        ValueType::Bool => "bool".into(),
-        ValueType::Json => "json".into(),
-        ValueType::List(inner) => format!("list<{}>", type_name(inner)),
-    }
 }
 
 /// A value as a message quotes it: at most 80 characters.

@@ -8,7 +8,7 @@
 //! `pipelines.yaml` declares before it reaches the store.
 
 use super::ExecEnv;
-use super::outputs::{conforms, declared, type_name};
+use super::outputs::{declared, has_type, type_name};
 use super::process::run_in_group;
 use super::shell::task_env;
 use crate::spec::{OutputSpec, PipelineSpec, TaskSpec};
@@ -149,11 +149,11 @@ fn checked(task: &TaskSpec, outputs: Value) -> Result<Value, TaskError> {
                 if names.is_empty() { "none".to_string() } else { names.join(", ") }
             )));
         };
-        if !conforms(&spec.ty, value) {
+        if !has_type(spec.ty, value) {
             return Err(TaskError::new(format!(
                 "output `{name}` of task `{}` is declared `{}`, but the function returned {value}",
                 task.id,
-                type_name(&spec.ty)
+                type_name(spec.ty)
             )));
         }
     }
