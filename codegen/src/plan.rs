@@ -45,7 +45,7 @@ impl Plan {
         let c = &self.counts;
         let _ = writeln!(
             out,
-            "\nPlan: {} pipeline(s) to add, {} to change, {} to remove; {} connection/pool change(s); {} setting(s) changed.",
+            "\nPlan: {} pipeline(s) to add, {} to change, {} to remove; {} connection/pool/dataset change(s); {} setting(s) changed.",
             c.pipelines_added, c.pipelines_changed, c.pipelines_removed, c.connections_changed, c.settings_changed
         );
         out
@@ -67,6 +67,12 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
         "pool",
         old.pools.iter().map(|p| (p.name.value.clone(), json(p), format!("({} slots)", p.slots.value))),
         new.pools.iter().map(|p| (p.name.value.clone(), json(p), format!("({} slots)", p.slots.value))),
+    );
+    named(
+        &mut plan,
+        "dataset",
+        old.datasets.iter().map(|d| (d.id.value.clone(), json(d), format!("({})", d.uri.value))),
+        new.datasets.iter().map(|d| (d.id.value.clone(), json(d), format!("({})", d.uri.value))),
     );
     for p in &new.pipelines {
         match old.pipelines.iter().find(|o| o.id.value == p.id.value) {

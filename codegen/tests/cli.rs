@@ -168,3 +168,30 @@ fn plan_reports_added_and_removed_pipelines_and_tasks() {
     assert!(plan.contains("    + task notify (shell)"), "{plan}");
     assert!(plan.contains("Plan: 0 pipeline(s) to add, 1 to change, 1 to remove"), "{plan}");
 }
+
+#[test]
+fn plan_reports_datasets_and_the_authoring_keys() {
+    let project = Project::new(SAMPLE);
+    assert_eq!(project.run(&["generate"]).status.code(), Some(0));
+    let changed = SAMPLE
+        .replace(
+            "    description: The `games` table of `postgres_mlsp`, upserted by the daily scrape\n",
+            "    description: The `games` table of `postgres_mlsp`, upserted by the daily scrape\n  - id: models\n    uri: mlflow://models\n",
+        )
+        .replace("        produces: [games]\n", "        produces: [games, models]\n")
+        .replace(
+            "        branch: [write_report, not_enough_games]\n",
+            "        branch: [write_report, not_enough_games]\n        sensor: {poke_interval: 30s, mode: reschedule}\n",
+        );
+    fs::write(project.path("pipelines.yaml"), changed).expect("edit yaml");
+    let out = project.run(&["plan"]);
+    let plan = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{plan}{}", text(&out.stderr));
+    assert!(plan.contains("+ dataset models (mlflow://models)"), "{plan}");
+    assert!(plan.contains(r#"    ~ task load: produces: ["games"] -> ["games","models"]"#), "{plan}");
+    assert!(
+        plan.contains(r#"    ~ task enough_games: sensor: none -> {"exit_code":100,"mode":"reschedule""#),
+        "{plan}"
+    );
+    assert!(plan.contains("1 connection/pool/dataset change(s)"), "{plan}");
+}

@@ -51,3 +51,23 @@ pub async fn cleanup(ctx: cleanup::Context<'_>) -> Result<(), TaskError> {
     let _rows: i64 = ctx.upstream.extract.rows; // ERROR: no field `rows` on type `Option<
     Ok(())
 }
+
+// The choice is one of the `branch:` targets, checked by rustc: `elsewhere` is downstream
+// but not a target, so it has no variant.
+pub async fn choose(ctx: choose::Context<'_>) -> Result<choose::Outputs, TaskError> {
+    let branch = if ctx.upstream.extract.rows > 0 { choose::Branch::LoadA } else { choose::Branch::LoadB };
+    let _ = choose::Branch::Elsewhere; // ERROR: no variant or associated item named `Elsewhere`
+    Ok(choose::Outputs { branch: vec![branch] })
+}
+
+pub async fn load_a(_ctx: load_a::Context<'_>) -> Result<(), TaskError> {
+    Ok(())
+}
+
+pub async fn load_b(_ctx: load_b::Context<'_>) -> Result<(), TaskError> {
+    Ok(())
+}
+
+pub async fn elsewhere(_ctx: elsewhere::Context<'_>) -> Result<(), TaskError> {
+    Ok(())
+}
