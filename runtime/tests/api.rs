@@ -18,7 +18,11 @@ use support::*;
 static PIPELINES: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
     [graphed(PipelineSpec {
         params: &[ParamSpec { name: "greeting", ty: ValueType::String, default_json: Some("\"hi\""), description: "" }],
-        ..pipeline("api_dag", Schedule::Manual, &const { [task("first", &[]), task("second", &["first"])] })
+        ..pipeline(
+            "api_dag",
+            Schedule::Manual,
+            &const { [TaskSpec { renamed_from: &["extract"], ..task("first", &[]) }, task("second", &["first"])] },
+        )
     })]
 });
 
@@ -1567,6 +1571,7 @@ async fn the_task_page_shows_the_last_page_of_a_long_log() {
         }
     };
     let last = page(String::new()).await;
+    assert!(last.contains(r#"<p id="formerly">Formerly <code>extract</code>"#), "the former id, as an alias");
     assert!(last.len() < 2 * 1024 * 1024, "one page, not the whole log: {} bytes", last.len());
     assert!(last.contains("line 3499 ") && !last.contains("line 0000 "), "the last lines");
     assert!(!last.contains(r#"data-page="later""#), "nothing after the last page");

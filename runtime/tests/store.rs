@@ -477,6 +477,54 @@ async fn a_new_version_removes_and_adds_tasks_in_active_runs() {
     }
 }
 
+#[tokio::test]
+async fn a_renamed_task_keeps_its_history_in_past_and_active_runs() {
+    static V1: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(pipeline("renaming", Schedule::Manual, &const { [task("extract", &[]), task("load", &["extract"])] }))]
+    });
+    static V2: LazyLock<[PipelineSpec; 1]> = LazyLock::new(|| {
+        [graphed(PipelineSpec {
+            version_hash: "v2",
+            ..pipeline(
+                "renaming",
+                Schedule::Manual,
+                &const { [TaskSpec { renamed_from: &["extract"], ..task("fetch", &[]) }, task("load", &["fetch"])] },
+            )
+        })]
+    });
+    for db in &BACKENDS {
+        let (store, clock) = store(db).await;
+        store.sync_pipelines(registry(&V1[..], &[])).await.expect("sync v1");
+        let p = &V1[0];
+        // A finished run, and an active one whose `extract` succeeded and whose `load` waits.
+        let past = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        let next = run_one(&store, p, &queued[0], Outcome::Success(serde_json::json!({"rows": 3}))).await;
+        run_one(&store, p, &next[0], Outcome::Success(serde_json::Value::Null)).await;
+        clock.advance_secs(1);
+        let active = sluice_runtime::scheduler::trigger(&store, p, serde_json::json!({}), None).await.expect("trigger");
+        let queued = store.advance_pipeline(p, 32).await.expect("advance");
+        let extract_ti = queued[0].ti_id;
+        let waiting = run_one(&store, p, &queued[0], Outcome::Success(serde_json::json!({"rows": 5}))).await;
+        assert_eq!(waiting.len(), 1, "load is queued");
+
+        store.sync_pipelines(registry(&V2[..], &[])).await.expect("sync v2");
+        for run in [past.id, active.id] {
+            let all = states(&store, run).await;
+            assert!(!all.iter().any(|(t, _)| t == "extract"), "{db:?}: no instance keeps the former id: {all:?}");
+            assert_eq!(state_of(&all, "fetch"), TiState::Success, "{db:?}: its history moved to the new id");
+        }
+        let tis = store.task_instances(active.id).await.expect("tis");
+        let fetch = tis.iter().find(|t| t.task_id == "fetch").expect("fetch");
+        assert_eq!((fetch.id, fetch.try_number), (extract_ti, 1), "{db:?}: the same instance, with its try");
+        assert_eq!(store.tries(fetch).await.expect("tries").len(), 1, "{db:?}");
+        // The active run goes on from where it was: `fetch` does not run again.
+        let done = run_one(&store, &V2[0], &waiting[0], Outcome::Success(serde_json::Value::Null)).await;
+        assert!(done.is_empty(), "{db:?}: nothing runs again: {done:?}");
+        assert_eq!(store.run(active.id).await.expect("run").state, RunState::Success, "{db:?}");
+    }
+}
+
 /// A pipeline `wide`: `start`, then `width` parallel tasks, then `end` joining them all;
 /// at most 16 tasks at once.
 fn wide(width: usize) -> &'static [PipelineSpec] {

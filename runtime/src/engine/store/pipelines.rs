@@ -92,6 +92,7 @@ impl Store {
                     .await
                     .doing("updating a pipeline")?;
                     report.changed.push(p.id.to_string());
+                    adopt_renamed_tasks(&mut tx, p).await?;
                     reconcile_active_runs(&mut tx, p).await?;
                 }
             }
@@ -320,6 +321,37 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// `renamed_from`: the task instances of a task's former ids, in every run of the pipeline
+/// (active and past), become the task's own, with their tries, logs and outputs (which
+/// hang on the instance). A finished one stays finished, so the task does not run again
+/// under its new id. Where a run already has an instance of the new id that never started,
+/// the former one replaces it.
+async fn adopt_renamed_tasks(tx: &mut super::Tx, p: &crate::spec::PipelineSpec) -> Result<()> {
+    for task in p.tasks.iter().filter(|t| !t.renamed_from.is_empty()) {
+        for former in task.renamed_from.iter().filter(|f| p.task(f).is_none()) {
+            q("DELETE FROM task_instances WHERE pipeline_id = $1 AND task_id = $2 AND try_number = 0 \
+               AND state IN ('none', 'scheduled') AND EXISTS (SELECT 1 FROM task_instances f \
+                 WHERE f.run_pk = task_instances.run_pk AND f.task_id = $3 AND f.map_index = task_instances.map_index)")
+            .bind(p.id)
+            .bind(task.id)
+            .bind(*former)
+            .execute(&mut **tx)
+            .await
+            .doing("replacing a renamed task's new instance")?;
+            q("UPDATE task_instances SET task_id = $2 WHERE pipeline_id = $1 AND task_id = $3 AND NOT EXISTS \
+               (SELECT 1 FROM task_instances n WHERE n.run_pk = task_instances.run_pk AND n.task_id = $2 \
+                AND n.map_index = task_instances.map_index)")
+            .bind(p.id)
+            .bind(task.id)
+            .bind(*former)
+            .execute(&mut **tx)
+            .await
+            .doing("moving a renamed task's history")?;
+        }
+    }
+    Ok(())
 }
 
 /// A new version of a pipeline while runs are active: task instances of tasks that are

@@ -51,6 +51,13 @@ pub(super) async fn task_instance(
     let outputs =
         state.store.outputs(ti.id).await.ok().flatten().map(|o| serde_json::to_string_pretty(&o).unwrap_or_default());
     let rendered = state.store.rendered(ti.id, shown).await.unwrap_or_default();
+    // `renamed_from`: the ids this task had before, whose history it carries.
+    let formerly: Vec<&str> = state
+        .registry
+        .pipeline(&dag_id)
+        .and_then(|p| p.task(&task_id))
+        .map(|t| t.renamed_from.to_vec())
+        .unwrap_or_default();
     render(
         "task.html",
         with(
@@ -68,6 +75,7 @@ pub(super) async fn task_instance(
                 later,
                 outputs,
                 rendered => v(&rendered),
+                formerly => v(&formerly),
                 refresh => matches!(ti.state, TiState::Running | TiState::Queued | TiState::Scheduled),
             },
         ),
