@@ -161,30 +161,19 @@ impl Store {
     pub async fn trigger_on_datasets(&self, pipeline: &PipelineSpec) -> Result<Option<RunRow>> {
         let Schedule::Datasets(ids) = pipeline.schedule else { return Ok(None) };
         let now = self.now();
-        let mut tx = self.begin_locked(&[pipeline.id]).await?;
-        let rows = q("SELECT c.dataset_id, c.last_event_id, \
-                        (SELECT MAX(e.id) FROM dataset_events e WHERE e.dataset_id = c.dataset_id) AS latest, \
-                        (SELECT MIN(e.created_at) FROM dataset_events e WHERE e.dataset_id = c.dataset_id \
-                           AND e.id > c.last_event_id) AS first_at \
-                      FROM dataset_cursors c WHERE c.pipeline_id = $1")
-        .bind(pipeline.id)
-        .fetch_all(&mut *tx)
-        .await
-        .doing("reading dataset cursors")?;
-        let mut updated = Vec::new();
-        let mut since = now;
-        for id in ids {
-            let row = rows.iter().find(|r| get::<String>(r, "dataset_id").is_ok_and(|d| d == *id));
-            let Some(row) = row else { return Ok(None) };
-            let (last, latest): (i64, Option<i64>) = (get(row, "last_event_id")?, opt(row, "latest"));
-            match latest {
-                Some(latest) if latest > last => {
-                    updated.push((*id, latest));
-                    since = since.min(opt::<i64>(row, "first_at").unwrap_or(now));
-                }
-                _ => return Ok(None),
-            }
+        // The scheduler asks at every pass: the pipeline's lock (which finishing tasks take
+        // too) is taken only once its datasets are all updated, and the check is made again
+        // under it.
+        let mut tx = self.begin().await?;
+        let due = updates_since_last_run(&mut tx, pipeline.id, ids, now).await?;
+        tx.commit().await.doing("reading dataset cursors")?;
+        if due.is_none() {
+            return Ok(None);
         }
+        let mut tx = self.begin_locked(&[pipeline.id]).await?;
+        let Some((updated, since)) = updates_since_last_run(&mut tx, pipeline.id, ids, now).await? else {
+            return Ok(None);
+        };
         let run = NewRun {
             run_id: format!("dataset_triggered__{}", to_rfc3339(now)),
             run_type: RunType::DatasetTriggered,
@@ -298,6 +287,40 @@ impl Store {
         tx.commit().await.doing("reading a run's dataset events")?;
         Ok(events)
     }
+}
+
+/// When each of `ids` has an event past the pipeline's cursor: the latest event of each, and
+/// when the first of those events came; `None` while one has none.
+async fn updates_since_last_run<'a>(
+    tx: &mut Tx,
+    pipeline_id: &str,
+    ids: &[&'a str],
+    now: Micros,
+) -> Result<Option<(Vec<(&'a str, i64)>, Micros)>> {
+    let rows = q("SELECT c.dataset_id, c.last_event_id, \
+                    (SELECT MAX(e.id) FROM dataset_events e WHERE e.dataset_id = c.dataset_id) AS latest, \
+                    (SELECT MIN(e.created_at) FROM dataset_events e WHERE e.dataset_id = c.dataset_id \
+                       AND e.id > c.last_event_id) AS first_at \
+                  FROM dataset_cursors c WHERE c.pipeline_id = $1")
+    .bind(pipeline_id)
+    .fetch_all(&mut **tx)
+    .await
+    .doing("reading dataset cursors")?;
+    let mut updated = Vec::new();
+    let mut since = now;
+    for id in ids {
+        let row = rows.iter().find(|r| get::<String>(r, "dataset_id").is_ok_and(|d| d == *id));
+        let Some(row) = row else { return Ok(None) };
+        let (last, latest): (i64, Option<i64>) = (get(row, "last_event_id")?, opt(row, "latest"));
+        match latest {
+            Some(latest) if latest > last => {
+                updated.push((*id, latest));
+                since = since.min(opt::<i64>(row, "first_at").unwrap_or(now));
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some((updated, since)))
 }
 
 /// Upserts the registry's datasets, and starts the cursors of pipelines scheduled on them at

@@ -197,6 +197,20 @@ pub(super) async fn record_successes(tx: &mut Tx, finishes: &[Finish<'_>], now: 
     Ok(ended)
 }
 
+/// Ends `finish`'s try in the tries list: how it ended, when, and its error if any.
+async fn end_try(tx: &mut Tx, finish: &Finish<'_>, state: TiState, error: Option<&str>, now: Micros) -> Result<()> {
+    q("UPDATE task_tries SET state = $3, end_date = $4, error = $5 WHERE ti_id = $1 AND try_number = $2")
+        .bind(finish.ti_id)
+        .bind(finish.try_number)
+        .bind(state.as_str())
+        .bind(now)
+        .bind(error)
+        .execute(&mut **tx)
+        .await
+        .doing("recording a try")?;
+    Ok(())
+}
+
 /// Records that `finishes[index]` failed with `message`, if its try is running: up for
 /// retry while it has tries left, else failed.
 pub(super) async fn record_failure(
@@ -235,14 +249,7 @@ pub(super) async fn record_failure(
     .execute(&mut **tx)
     .await
     .doing("recording a task outcome")?;
-    q("UPDATE task_tries SET state = 'failed', end_date = $3, error = $4 WHERE ti_id = $1 AND try_number = $2")
-        .bind(finish.ti_id)
-        .bind(finish.try_number)
-        .bind(now)
-        .bind(message)
-        .execute(&mut **tx)
-        .await
-        .doing("recording a try")?;
+    end_try(tx, finish, TiState::Failed, Some(message), now).await?;
     let run_pk = get(&row, "run_pk")?;
     Ok(Some(Ended { index, run_pk, task_id, state, error: Some(message.to_string()) }))
 }
@@ -260,13 +267,7 @@ pub(super) async fn record_skip(tx: &mut Tx, index: usize, finish: &Finish<'_>, 
     .await
     .doing("recording a task outcome")?;
     let Some(row) = row else { return Ok(None) };
-    q("UPDATE task_tries SET state = 'skipped', end_date = $3, error = NULL WHERE ti_id = $1 AND try_number = $2")
-        .bind(finish.ti_id)
-        .bind(finish.try_number)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .doing("recording a try")?;
+    end_try(tx, finish, TiState::Skipped, None, now).await?;
     Ok(Some(Ended {
         index,
         run_pk: get(&row, "run_pk")?,
@@ -319,14 +320,7 @@ pub(super) async fn record_not_ready(
     .fetch_one(&mut **tx)
     .await
     .doing("recording a sensor's poke")?;
-    q("UPDATE task_tries SET state = 'up_for_reschedule', end_date = $3, error = NULL \
-       WHERE ti_id = $1 AND try_number = $2")
-    .bind(finish.ti_id)
-    .bind(finish.try_number)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .doing("recording a try")?;
+    end_try(tx, finish, TiState::UpForReschedule, None, now).await?;
     let run_pk = get(&row, "run_pk")?;
     Ok(Some(Ended { index, run_pk, task_id, state: TiState::UpForReschedule, error: None }))
 }
